@@ -1,0 +1,52 @@
+// Every text a chat user can read, in one place. Pure.
+
+export function formatSize(bytes: number): string {
+  if (bytes < 1000) return `${bytes} byte${bytes === 1 ? '' : 's'}`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = bytes;
+  let i = -1;
+  do {
+    v /= 1000;
+    i++;
+  } while (v >= 1000 && i < units.length - 1);
+  return `${v >= 100 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}
+
+/** Keeps user-supplied text short and on one line when we quote it back. */
+function quote(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > 40 ? flat.slice(0, 39) + '…' : flat;
+}
+
+export const replies = {
+  help: (domain: string, example: string) =>
+    [
+      'I send project status reports as files.',
+      `• Message a project's contact, e.g. ${example}@${domain}, with any text (e.g. "report") to get its report.`,
+      `• Or message ${domain} with a project id: "${example}" or "report ${example}".`,
+      '• "help" shows this text.',
+      'Add a project contact to your roster to see it online.',
+    ].join('\n'),
+  status: (project: string) => `Send me a message to get the status report of project ${project}`,
+  domainStatus: (example: string) => `Send me a project id (e.g. ${example}) to get its status report`,
+  invalidId: (text: string, example: string) => `'${quote(text)}' is not a project id; project ids look like ${example}.`,
+  missingId: (example: string) => `Which project? Send "report ${example}", or just "${example}".`,
+  unknown: (text: string, example: string) => `I did not understand '${quote(text)}'. Send a project id such as ${example}, or "help".`,
+  notAllowed: (domain: string) => `Sorry, reports are only available to users of ${domain}.`,
+  fetching: (project: string) => `Fetching the status report of project ${project}…`,
+  notFound: (project: string) => `There is no status report for project ${project}.`,
+  forbidden: (project: string) => `The intranet refused you access to the status report of project ${project}.`,
+  unavailable: (project: string) => `The intranet is not reachable right now, so the report of project ${project} could not be fetched. Please try again later.`,
+  tooLarge: (project: string, maxBytes: number) => `The status report of project ${project} is larger than the limit of ${formatSize(maxBytes)}, so it cannot be sent by chat.`,
+  empty: (project: string) => `The status report of project ${project} is empty, so there is nothing to send.`,
+  internal: (project: string) => `Something went wrong while preparing the report of project ${project}. The administrator has been told; please try again later.`,
+  ready: (name: string, size: number) => `The report ${name} (${formatSize(size)}) is ready.`,
+  sending: (name: string, size: number) => `Sending ${name} (${formatSize(size)})… please accept the file.`,
+  delivered: (name: string, size: number, method: 's5b' | 'ibb') =>
+    `Delivered ${name} (${formatSize(size)}) ${method === 's5b' ? 'by direct connection' : 'in-band'}.`,
+  declined: (name: string) => `You declined ${name}; send me another message if you want it after all.`,
+  offerTimeout: (name: string) => `${name} was not accepted in time, so I stopped offering it. Send me another message to try again.`,
+  noFileTransfer: (name: string) => `Your chat client did not accept a file transfer for ${name}; it may not support receiving files (SI file transfer).`,
+  lost: (name: string, sent: number, size: number) => `The transfer of ${name} broke off after ${formatSize(sent)} of ${formatSize(size)}; the file did not arrive. Send me another message to try again.`,
+  failed: (name: string, why: string) => `Could not send ${name}: ${why}. Send me another message to try again.`,
+};

@@ -1,0 +1,251 @@
+// One schema for every setting: its key in the config file, its environment
+// variable, its type, default and meaning. The README's reference is this table.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'enum';
+
+export interface Setting {
+  key: string; // dotted path in the config file
+  env: string;
+  kind: Kind;
+  def?: string | number | boolean | string[];
+  values?: readonly string[]; // for enum
+  min?: number;
+  secret?: boolean;
+  doc: string;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'xmpp.service', env: 'XR_XMPP_SERVICE', kind: 'string', def: 'xmpp://127.0.0.1:5275', doc: 'ejabberd component listener (ejabberd_service), as xmpp://host:port' },
+  { key: 'xmpp.domain', env: 'XR_XMPP_DOMAIN', kind: 'string', def: 'reports.example.com', doc: 'component domain; project JIDs are <project>@<domain>' },
+  { key: 'xmpp.secret', env: 'XR_XMPP_SECRET', kind: 'string', secret: true, doc: 'component password (the listener\'s hosts.<domain>.password); required' },
+  { key: 'xmpp.resource', env: 'XR_XMPP_RESOURCE', kind: 'string', def: 'reports', doc: 'resource of project JIDs (1234@domain/reports); file transfers need a full JID' },
+  { key: 'xmpp.reconnectMaxMs', env: 'XR_XMPP_RECONNECT_MAX_MS', kind: 'int', def: 30000, min: 1000, doc: 'longest wait between reconnect attempts (backoff doubles from 1 s)' },
+
+  { key: 'reports.source', env: 'XR_REPORTS_SOURCE', kind: 'enum', values: ['folder', 'http'], def: 'folder', doc: 'where reports come from: a local folder or the intranet over HTTP' },
+  { key: 'reports.folder', env: 'XR_REPORTS_FOLDER', kind: 'string', def: 'reports', doc: 'folder source: directory holding <project>.<ext> files' },
+  { key: 'reports.urlTemplate', env: 'XR_REPORTS_URL_TEMPLATE', kind: 'string', def: '', doc: 'http source: URL with {project}, percent-encoded on substitution, e.g. https://intranet.example.com/projects/{project}/status.pdf' },
+  { key: 'reports.authHeader', env: 'XR_REPORTS_AUTH_HEADER', kind: 'string', def: '', secret: true, doc: 'http source: full Authorization header value, e.g. "Bearer abc"' },
+  { key: 'reports.basicUser', env: 'XR_REPORTS_BASIC_USER', kind: 'string', def: '', doc: 'http source: basic-auth user (with reports.basicPassword)' },
+  { key: 'reports.basicPassword', env: 'XR_REPORTS_BASIC_PASSWORD', kind: 'string', def: '', secret: true, doc: 'http source: basic-auth password' },
+  { key: 'reports.requesterHeader', env: 'XR_REPORTS_REQUESTER_HEADER', kind: 'string', def: '', doc: 'http source: header carrying the requester\'s bare JID so the intranet can authorize per user (e.g. X-Requested-By)' },
+  { key: 'reports.timeoutMs', env: 'XR_REPORTS_TIMEOUT_MS', kind: 'int', def: 30000, min: 100, doc: 'http source: connect and idle timeout for the download' },
+  { key: 'reports.maxBytes', env: 'XR_REPORTS_MAX_BYTES', kind: 'int', def: 100 * 1024 * 1024, min: 1, doc: 'largest report accepted; enforced while streaming' },
+  { key: 'reports.fileName', env: 'XR_REPORTS_FILE_NAME', kind: 'string', def: 'status-{project}', doc: 'file name offered to the user ({project} substituted; extension from the source)' },
+  { key: 'reports.spoolDir', env: 'XR_REPORTS_SPOOL_DIR', kind: 'string', def: '', doc: 'where reports are spooled while being sent (default: a private dir under the OS temp dir)' },
+
+  { key: 'projects.idPattern', env: 'XR_PROJECTS_ID_PATTERN', kind: 'string', def: '^[0-9]{1,12}$', doc: 'regular expression a project id must match' },
+  { key: 'projects.example', env: 'XR_PROJECTS_EXAMPLE', kind: 'string', def: '1234', doc: 'an example project id shown in help and error messages' },
+  { key: 'access.allowedDomains', env: 'XR_ACCESS_ALLOWED_DOMAINS', kind: 'list', def: [], doc: 'requester domains allowed to ask (comma-separated); default: the parent of xmpp.domain' },
+
+  { key: 'transfer.methods', env: 'XR_TRANSFER_METHODS', kind: 'list', def: ['s5b', 'ibb'], doc: 'stream methods offered, in order of preference: s5b, ibb' },
+  { key: 'transfer.offerTimeoutMs', env: 'XR_TRANSFER_OFFER_TIMEOUT_MS', kind: 'int', def: 300000, min: 1000, doc: 'how long a user has to accept a file offer' },
+  { key: 'transfer.connectTimeoutMs', env: 'XR_TRANSFER_CONNECT_TIMEOUT_MS', kind: 'int', def: 60000, min: 1000, doc: 'how long the receiver has to connect to a streamhost before falling back to IBB' },
+  { key: 'transfer.stallTimeoutMs', env: 'XR_TRANSFER_STALL_TIMEOUT_MS', kind: 'int', def: 60000, min: 1000, doc: 'a transfer that makes no progress for this long fails' },
+  { key: 'transfer.proxy.enabled', env: 'XR_PROXY_ENABLED', kind: 'bool', def: true, doc: 'run the built-in XEP-0065 streamhost' },
+  { key: 'transfer.proxy.bindHost', env: 'XR_PROXY_BIND_HOST', kind: 'string', def: '0.0.0.0', doc: 'address the built-in streamhost listens on' },
+  { key: 'transfer.proxy.bindPort', env: 'XR_PROXY_BIND_PORT', kind: 'int', def: 7625, min: 0, doc: 'port the built-in streamhost listens on (open it in the firewall)' },
+  { key: 'transfer.proxy.advertiseHost', env: 'XR_PROXY_ADVERTISE_HOST', kind: 'string', def: '', doc: 'host offered to clients (default: bindHost, or 127.0.0.1 when bound to all addresses)' },
+  { key: 'transfer.proxy.advertisePort', env: 'XR_PROXY_ADVERTISE_PORT', kind: 'int', def: 0, min: 0, doc: 'port offered to clients (default: the bound port); differs behind NAT' },
+  { key: 'transfer.proxy.handshakeTimeoutMs', env: 'XR_PROXY_HANDSHAKE_TIMEOUT_MS', kind: 'int', def: 10000, min: 100, doc: 'SOCKS5 handshakes slower than this are closed' },
+  { key: 'transfer.proxy.maxConnections', env: 'XR_PROXY_MAX_CONNECTIONS', kind: 'int', def: 1000, min: 1, doc: 'open streamhost connections at most' },
+  { key: 'transfer.externalProxies', env: 'XR_EXTERNAL_PROXIES', kind: 'list', def: [], doc: 'extra XEP-0065 proxies offered after the built-in one, as jid@host:port (e.g. proxy.example.com@proxy.example.com:7777)' },
+  { key: 'transfer.ibb.blockSize', env: 'XR_IBB_BLOCK_SIZE', kind: 'int', def: 32768, min: 1, doc: 'IBB block size offered (at most 65535); lowered to 4096 when the receiver refuses' },
+  { key: 'transfer.ibb.window', env: 'XR_IBB_WINDOW', kind: 'int', def: 8, min: 1, doc: 'IBB blocks in flight (1 = stop-and-wait)' },
+
+  { key: 'log.level', env: 'XR_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', doc: 'log level' },
+];
+
+export interface Config {
+  xmpp: { service: string; domain: string; secret: string; resource: string; reconnectMaxMs: number };
+  reports: {
+    source: 'folder' | 'http';
+    folder: string;
+    urlTemplate: string;
+    authHeader: string;
+    basicUser: string;
+    basicPassword: string;
+    requesterHeader: string;
+    timeoutMs: number;
+    maxBytes: number;
+    fileName: string;
+    spoolDir: string;
+  };
+  projects: { idPattern: string; example: string };
+  access: { allowedDomains: string[] };
+  transfer: {
+    methods: Array<'s5b' | 'ibb'>;
+    offerTimeoutMs: number;
+    connectTimeoutMs: number;
+    stallTimeoutMs: number;
+    proxy: {
+      enabled: boolean;
+      bindHost: string;
+      bindPort: number;
+      advertiseHost: string;
+      advertisePort: number;
+      handshakeTimeoutMs: number;
+      maxConnections: number;
+    };
+    externalProxies: string[];
+    ibb: { blockSize: number; window: number };
+  };
+  log: { level: string };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Tree = Record<string, unknown>;
+
+function getPath(tree: Tree, key: string): unknown {
+  let node: unknown = tree;
+  for (const part of key.split('.')) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Tree)[part];
+  }
+  return node;
+}
+
+function setPath(tree: Tree, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = tree;
+  for (const part of parts.slice(0, -1)) {
+    if (typeof node[part] !== 'object' || node[part] === null) node[part] = {};
+    node = node[part] as Tree;
+  }
+  node[parts[parts.length - 1]!] = value;
+}
+
+function coerce(s: Setting, raw: unknown, origin: string): unknown {
+  const bad = (expected: string): never => {
+    throw new ConfigError(`${origin}: expected ${expected}, got ${s.secret ? '(hidden)' : JSON.stringify(raw)}`);
+  };
+  switch (s.kind) {
+    case 'string':
+      if (typeof raw === 'number') return String(raw);
+      if (typeof raw !== 'string') return bad('a string');
+      return raw;
+    case 'enum':
+      if (typeof raw !== 'string' || !s.values!.includes(raw)) return bad(`one of ${s.values!.join(', ')}`);
+      return raw;
+    case 'int': {
+      const n = typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isInteger(n)) return bad('a whole number');
+      if (s.min !== undefined && n < s.min) return bad(`a whole number >= ${s.min}`);
+      return n;
+    }
+    case 'bool':
+      if (typeof raw === 'boolean') return raw;
+      if (typeof raw === 'string' && /^(true|1|yes|on)$/i.test(raw)) return true;
+      if (typeof raw === 'string' && /^(false|0|no|off)$/i.test(raw)) return false;
+      return bad('true or false');
+    case 'list':
+      if (typeof raw === 'string') return raw.split(',').map((x) => x.trim()).filter((x) => x !== '');
+      if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw;
+      return bad('a list of strings (or a comma-separated string)');
+  }
+}
+
+function readFileTree(file: string): Tree {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${file}: expected a mapping at the top`);
+  return parsed as Tree;
+}
+
+function checkUnknownKeys(tree: Tree, file: string, prefix = ''): void {
+  for (const [k, v] of Object.entries(tree)) {
+    const key = prefix + k;
+    const exact = SETTINGS.some((s) => s.key === key);
+    const parent = SETTINGS.some((s) => s.key.startsWith(key + '.'));
+    if (!exact && !parent) throw new ConfigError(`${file}: unknown key "${key}"`);
+    if (!exact && parent && v !== null && typeof v === 'object' && !Array.isArray(v)) checkUnknownKeys(v as Tree, file, key + '.');
+    else if (!exact) throw new ConfigError(`${file}: "${key}" must be a mapping`);
+  }
+}
+
+/** Builds the config from defaults, then the file (if any), then the environment. */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.XR_CONFIG ?? '';
+  const fileTree = file ? readFileTree(file) : {};
+  if (file) checkUnknownKeys(fileTree, file);
+  const out: Tree = {};
+  for (const s of SETTINGS) {
+    let value: unknown = s.def;
+    const fromFile = getPath(fileTree, s.key);
+    if (fromFile !== undefined && fromFile !== null) value = coerce(s, fromFile, `${file}: ${s.key}`);
+    const fromEnv = env[s.env];
+    if (fromEnv !== undefined && fromEnv !== '') value = coerce(s, fromEnv, `environment ${s.env}`);
+    if (value === undefined) throw new ConfigError(`${s.key} (environment ${s.env}) is required: ${s.doc}`);
+    setPath(out, s.key, Array.isArray(value) ? [...value] : value);
+  }
+  return validate(out as unknown as Config);
+}
+
+function validate(c: Config): Config {
+  const fail = (key: string, msg: string): never => {
+    const s = SETTINGS.find((x) => x.key === key)!;
+    throw new ConfigError(`${key} (environment ${s.env}): ${msg}`);
+  };
+  if (!/^xmpp:\/\/[^/:]+:\d+$/.test(c.xmpp.service) && !/^xmpp:\/\/\[[0-9a-f:]+\]:\d+$/i.test(c.xmpp.service)) {
+    fail('xmpp.service', `expected xmpp://host:port, got ${JSON.stringify(c.xmpp.service)}`);
+  }
+  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.xmpp.domain)) fail('xmpp.domain', `expected a domain name such as reports.example.com, got ${JSON.stringify(c.xmpp.domain)}`);
+  c.xmpp.domain = c.xmpp.domain.toLowerCase();
+  if (c.xmpp.secret === '') fail('xmpp.secret', 'must not be empty');
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(c.xmpp.resource)) fail('xmpp.resource', 'expected letters, digits, ".", "_" or "-"');
+  try {
+    new RegExp(c.projects.idPattern);
+  } catch (err) {
+    fail('projects.idPattern', `not a valid regular expression: ${(err as Error).message}`);
+  }
+  if (c.reports.source === 'http') {
+    if (!c.reports.urlTemplate.includes('{project}')) fail('reports.urlTemplate', 'the http source needs a URL template containing {project}');
+    let url: URL | undefined;
+    try {
+      url = new URL(c.reports.urlTemplate.replace('{project}', 'x'));
+    } catch {
+      fail('reports.urlTemplate', `not a valid URL: ${JSON.stringify(c.reports.urlTemplate)}`);
+    }
+    if (url && url.protocol !== 'http:' && url.protocol !== 'https:') fail('reports.urlTemplate', 'expected an http: or https: URL');
+    if (c.reports.basicUser !== '' && c.reports.authHeader !== '') fail('reports.basicUser', 'give either basic auth or reports.authHeader, not both');
+  }
+  if (!/\{project\}/.test(c.reports.fileName) || /[/\\]/.test(c.reports.fileName)) fail('reports.fileName', 'expected a plain file name containing {project}');
+  for (const m of c.transfer.methods) if (m !== 's5b' && m !== 'ibb') fail('transfer.methods', `unknown method ${JSON.stringify(m)}; expected s5b and/or ibb`);
+  if (c.transfer.methods.length === 0) fail('transfer.methods', 'offer at least one method');
+  if (c.transfer.proxy.bindPort > 65535) fail('transfer.proxy.bindPort', 'expected a port number up to 65535');
+  if (c.transfer.proxy.advertisePort > 65535) fail('transfer.proxy.advertisePort', 'expected a port number up to 65535');
+  for (const p of c.transfer.externalProxies) {
+    if (!/^[^@\s]+@[^\s:]+:\d{1,5}$/.test(p)) fail('transfer.externalProxies', `expected jid@host:port, got ${JSON.stringify(p)}`);
+  }
+  if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
+  if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
+  if (c.access.allowedDomains.length === 0) {
+    const parent = c.xmpp.domain.split('.').slice(1).join('.');
+    c.access.allowedDomains = [parent];
+  }
+  c.access.allowedDomains = c.access.allowedDomains.map((d) => d.toLowerCase());
+  return c;
+}
+
+/** The config with secrets masked, safe to log. */
+export function redacted(c: Config): Tree {
+  const copy = JSON.parse(JSON.stringify(c)) as Tree;
+  for (const s of SETTINGS) if (s.secret && getPath(copy, s.key)) setPath(copy, s.key, '(hidden)');
+  return copy;
+}

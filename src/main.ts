@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// Command line: load the config, start the component, stop on SIGTERM/SIGINT.
+import { App } from './app.js';
+import { ConfigError, SETTINGS, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+
+function usage(): string {
+  const lines = ['Usage: xmpp-reports [--config FILE]', '', 'Settings (config file key / environment variable):'];
+  for (const s of SETTINGS) lines.push(`  ${s.key.padEnd(34)} ${s.env.padEnd(32)} ${s.doc}`);
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage() + '\n');
+    return 0;
+  }
+  const i = argv.indexOf('--config');
+  const file = i >= 0 ? argv[i + 1] : undefined;
+  let config;
+  try {
+    config = loadConfig(file ? { file } : {});
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`xmpp-reports: configuration error: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger(config.log.level);
+  let app: App;
+  try {
+    app = await App.create(config, log);
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'cannot start');
+    return 1;
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    void app.stop().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
+  await app.start();
+  return -1; // keep running
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`xmpp-reports: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

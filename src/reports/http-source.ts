@@ -1,0 +1,105 @@
+// Reports from the intranet over HTTP(S). The project id is percent-encoded
+// into the URL template; the body is streamed to the spool with a size limit
+// and an idle timeout, and HTTP outcomes become errors the user can read.
+import { Transform, type Readable } from 'node:stream';
+import fetch, { type Response } from 'node-fetch';
+import type { Spool } from './spool.js';
+import { ReportError, extensionForMime, mimeForExtension, reportFileName, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
+
+export interface HttpSourceOptions {
+  urlTemplate: string;
+  authHeader: string;
+  basicUser: string;
+  basicPassword: string;
+  requesterHeader: string;
+  timeoutMs: number;
+  maxBytes: number;
+  fileName: string;
+  maxRedirects?: number;
+}
+
+/** The report URL for a project; the id is always percent-encoded. */
+export function reportUrl(template: string, project: string): string {
+  return template.split('{project}').join(encodeURIComponent(project));
+}
+
+export class HttpSource implements ReportSource {
+  readonly kind = 'http';
+  constructor(
+    private readonly spool: Spool,
+    private readonly opts: HttpSourceOptions,
+  ) {}
+
+  private headers(ctx: FetchContext): Record<string, string> {
+    const h: Record<string, string> = { 'user-agent': 'xmpp-reports', accept: '*/*' };
+    if (this.opts.authHeader) h.authorization = this.opts.authHeader;
+    else if (this.opts.basicUser) h.authorization = 'Basic ' + Buffer.from(`${this.opts.basicUser}:${this.opts.basicPassword}`).toString('base64');
+    if (this.opts.requesterHeader) h[this.opts.requesterHeader.toLowerCase()] = ctx.requester;
+    return h;
+  }
+
+  async fetch(project: string, ctx: FetchContext): Promise<SpooledReport> {
+    const url = reportUrl(this.opts.urlTemplate, project);
+    const abort = new AbortController();
+    const onOuterAbort = () => abort.abort();
+    ctx.signal?.addEventListener('abort', onOuterAbort, { once: true });
+    let timedOut = false;
+    let timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, this.opts.timeoutMs);
+    const rearm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        abort.abort();
+      }, this.opts.timeoutMs);
+    };
+    const logUrl = url.replace(/\/\/[^@/]*@/, '//'); // never log credentials embedded in the URL
+    try {
+      let res: Response;
+      try {
+        res = await fetch(url, { headers: this.headers(ctx), signal: abort.signal, follow: this.opts.maxRedirects ?? 5, compress: true });
+      } catch (err) {
+        if (timedOut) throw new ReportError('unavailable', `intranet did not answer within ${this.opts.timeoutMs} ms`, { url: logUrl, cause: 'timeout' });
+        throw new ReportError('unavailable', `intranet unreachable: ${(err as Error).message}`, { url: logUrl, cause: (err as { code?: string }).code ?? 'network' });
+      }
+      if (res.status === 404 || res.status === 410) throw new ReportError('not-found', `no report for project ${project}`, { url: logUrl, status: res.status });
+      if (res.status === 401 || res.status === 403) throw new ReportError('forbidden', `intranet refused access (${res.status})`, { url: logUrl, status: res.status });
+      if (!res.ok || !res.body) throw new ReportError('unavailable', `intranet answered ${res.status}`, { url: logUrl, status: res.status });
+      const declared = Number(res.headers.get('content-length') ?? NaN);
+      if (Number.isFinite(declared) && declared > this.opts.maxBytes) {
+        throw new ReportError('too-large', 'report is larger than the limit', { size: declared, maxBytes: this.opts.maxBytes });
+      }
+      const mime = (res.headers.get('content-type') ?? '').split(';')[0]!.trim() || 'application/octet-stream';
+      const ext = extensionForMime(mime) ?? /\.([A-Za-z0-9]{1,8})$/.exec(new URL(res.url || url).pathname)?.[1];
+      const lastModified = Date.parse(res.headers.get('last-modified') ?? '');
+      // Re-arm the timeout on every chunk: a slow but moving download is fine, a stalled one is not.
+      const idle = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          rearm();
+          cb(null, chunk);
+        },
+      });
+      let spooled;
+      try {
+        spooled = await this.spool.write((res.body as Readable).pipe(idle), this.opts.maxBytes, abort.signal);
+      } catch (err) {
+        if (err instanceof ReportError) throw err;
+        if (timedOut) throw new ReportError('unavailable', `intranet stalled for ${this.opts.timeoutMs} ms during the download`, { url: logUrl, cause: 'timeout' });
+        throw new ReportError('unavailable', `download failed: ${(err as Error).message}`, { url: logUrl });
+      }
+      return {
+        project,
+        ...spooled,
+        name: reportFileName(this.opts.fileName, project, ext),
+        mime: ext ? mimeForExtension(ext) === 'application/octet-stream' ? mime : mimeForExtension(ext) : mime,
+        date: Number.isFinite(lastModified) ? new Date(lastModified) : new Date(),
+        release: () => this.spool.remove(spooled.path),
+      };
+    } finally {
+      clearTimeout(timer);
+      ctx.signal?.removeEventListener('abort', onOuterAbort);
+    }
+  }
+}

@@ -1,0 +1,124 @@
+// XEP-0047 in-band bytestreams, sender side: open, IQ-carried data with a
+// window of blocks in flight, close. Stanza builders are pure; IbbSender does the I/O.
+import { open } from 'node:fs/promises';
+import { xml, type Element } from '@xmpp/component';
+import { NS } from '../xmpp/namespaces.js';
+
+/** XEP-0047 §2.2: seq is a 16-bit counter that wraps to 0 after 65535. */
+export function nextSeq(seq: number): number {
+  return (seq + 1) & 0xffff;
+}
+
+export function buildOpen(o: { id: string; from: string; to: string; sid: string; blockSize: number }): Element {
+  return xml('iq', { type: 'set', id: o.id, from: o.from, to: o.to }, xml('open', { xmlns: NS.IBB, sid: o.sid, 'block-size': String(o.blockSize), stanza: 'iq' }));
+}
+
+export function buildData(o: { id: string; from: string; to: string; sid: string; seq: number; data: string }): Element {
+  return xml('iq', { type: 'set', id: o.id, from: o.from, to: o.to }, xml('data', { xmlns: NS.IBB, sid: o.sid, seq: String(o.seq) }, o.data));
+}
+
+export function buildClose(o: { id: string; from: string; to: string; sid: string }): Element {
+  return xml('iq', { type: 'set', id: o.id, from: o.from, to: o.to }, xml('close', { xmlns: NS.IBB, sid: o.sid }));
+}
+
+/** The smallest block size XEP-0047 §2.1 suggests; offered again when a receiver refuses a larger one. */
+export const FALLBACK_BLOCK_SIZE = 4096;
+
+export interface IbbSendOptions {
+  from: string;
+  to: string;
+  sid: string;
+  path: string;
+  size: number;
+  blockSize: number;
+  window: number;
+  ackTimeoutMs: number;
+  request: (iq: Element, timeoutMs: number) => Promise<Element>;
+  newId: () => string;
+  onProgress?: (acked: number) => void;
+}
+
+export class IbbError extends Error {
+  override name = 'IbbError';
+  constructor(
+    message: string,
+    readonly acked: number,
+    readonly condition?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One IBB transfer; abort() ends it (e.g. the receiver sent <close/>). */
+export class IbbSender {
+  private failure: IbbError | undefined;
+  private acked = 0;
+  blockSize = 0;
+
+  constructor(private readonly o: IbbSendOptions) {}
+
+  abort(reason: string): void {
+    this.failure ??= new IbbError(reason, this.acked);
+  }
+
+  private async openStream(): Promise<number> {
+    const { o } = this;
+    let blockSize = Math.min(o.blockSize, 65535);
+    for (;;) {
+      try {
+        await o.request(buildOpen({ id: o.newId(), from: o.from, to: o.to, sid: o.sid, blockSize }), o.ackTimeoutMs);
+        return blockSize;
+      } catch (err) {
+        const condition = (err as { condition?: string }).condition;
+        // XEP-0047 §2.1: resource-constraint means "try a smaller block size".
+        if (condition === 'resource-constraint' && blockSize > FALLBACK_BLOCK_SIZE) {
+          blockSize = FALLBACK_BLOCK_SIZE;
+          continue;
+        }
+        throw new IbbError(`in-band open refused: ${condition ?? (err as Error).message}`, 0, condition);
+      }
+    }
+  }
+
+  /** Resolves with the bytes acknowledged (== size) or rejects with IbbError. */
+  async send(): Promise<number> {
+    const { o } = this;
+    this.blockSize = await this.openStream();
+    const fh = await open(o.path, 'r');
+    const inFlight = new Set<Promise<void>>();
+    let offset = 0;
+    let seq = 0;
+    try {
+      while ((offset < o.size || inFlight.size > 0) && !this.failure) {
+        while (inFlight.size < o.window && offset < o.size && !this.failure) {
+          const len = Math.min(this.blockSize, o.size - offset);
+          const buf = Buffer.allocUnsafe(len);
+          const { bytesRead } = await fh.read(buf, 0, len, offset);
+          if (bytesRead !== len) throw new IbbError('spooled report shrank while sending', this.acked);
+          const iq = buildData({ id: o.newId(), from: o.from, to: o.to, sid: o.sid, seq, data: buf.toString('base64') });
+          seq = nextSeq(seq);
+          offset += len;
+          const p: Promise<void> = o.request(iq, o.ackTimeoutMs).then(
+            () => {
+              this.acked += len;
+              o.onProgress?.(this.acked);
+            },
+            (err: Error & { condition?: string }) => {
+              this.failure ??= new IbbError(`block not acknowledged: ${err.condition ?? err.message}`, this.acked, err.condition);
+            },
+          );
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+        }
+        if (inFlight.size > 0) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+    } finally {
+      await fh.close();
+    }
+    // libpurple never answers <close/>: send it, but do not make success wait for a reply.
+    o.request(buildClose({ id: o.newId(), from: o.from, to: o.to, sid: o.sid }), 5000).catch(() => {});
+    if (this.failure) throw this.failure;
+    return this.acked;
+  }
+}

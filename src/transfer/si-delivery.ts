@@ -1,0 +1,265 @@
+// Sends a spooled report by SI file transfer: offer (XEP-0095/0096), then
+// SOCKS5 bytestreams (XEP-0065) through our own streamhost or a configured
+// proxy, falling back to in-band bytestreams (XEP-0047).
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { Socket } from 'node:net';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Element } from '@xmpp/component';
+import { SocksClient } from 'socks';
+import type { Config } from '../config.js';
+import { parseJid } from '../xmpp/addresses.js';
+import type { Connection } from '../xmpp/connection.js';
+import { errorElement } from '../xmpp/errors.js';
+import { NS } from '../xmpp/namespaces.js';
+import type { IqRouter } from '../xmpp/router.js';
+import { buildActivate, buildStreamhostOffer, parseProxySpec, streamhostUsed, type StreamhostInfo } from './bytestreams.js';
+import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest, type Method } from './delivery.js';
+import { IbbError, IbbSender } from './ibb.js';
+import { buildOffer, chosenMethod } from './si.js';
+import { dstAddr } from './socks5.js';
+import type { Streamhost } from './streamhost.js';
+
+export const TRANSFER_FEATURES = [NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB];
+
+export interface SiDeliveryDeps {
+  connection: Pick<Connection, 'request' | 'send'>;
+  streamhost: Streamhost | undefined;
+  config: Config['transfer'];
+  router: IqRouter;
+}
+
+const newId = () => 'xr-' + randomBytes(9).toString('base64url');
+
+/** Why S5B did not work, and whether IBB may still be tried. */
+class S5bFailed extends Error {
+  constructor(
+    message: string,
+    readonly fallback: boolean,
+    readonly sent = 0,
+  ) {
+    super(message);
+  }
+}
+
+export class SiDelivery implements Delivery {
+  readonly sendsFiles = true;
+  // Active IBB senders by "<receiver full JID> <sid>", so a receiver's <close/> can end one.
+  private readonly ibbSenders = new Map<string, IbbSender>();
+  private readonly proxies: StreamhostInfo[];
+
+  constructor(private readonly deps: SiDeliveryDeps) {
+    this.proxies = deps.config.externalProxies.map(parseProxySpec);
+    deps.router.on('set', NS.IBB, 'close', (_iq, payload, from) => {
+      const key = `${from.full} ${payload.attrs.sid ?? ''}`;
+      const sender = this.ibbSenders.get(key);
+      if (!sender) return errorElement('cancel', 'item-not-found');
+      sender.abort('receiver closed the in-band stream early');
+      return true;
+    });
+    // We only send files; an IBB stream opened towards us is refused (XEP-0047 §2.2).
+    deps.router.on('set', NS.IBB, 'open', () => errorElement('cancel', 'not-acceptable'));
+  }
+
+  private methods(): Method[] {
+    const canS5b = this.deps.streamhost !== undefined || this.proxies.length > 0;
+    return this.deps.config.methods.filter((m) => m !== 's5b' || canS5b);
+  }
+
+  async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
+    const { report, to, from } = req;
+    const sid = 'xr' + randomBytes(12).toString('hex');
+    const log = req.log.child({ sid });
+    const offered = this.methods();
+    const offer = buildOffer({
+      id: newId(),
+      from,
+      to,
+      sid,
+      methods: offered,
+      file: { name: report.name, size: report.size, date: report.date, md5: report.md5, desc: `Status report of project ${report.project}`, mime: report.mime },
+    });
+    log.info({ bytes: report.size, methods: offered }, 'file offered');
+    let answer: Element;
+    try {
+      answer = await this.deps.connection.request(offer, this.deps.config.offerTimeoutMs);
+    } catch (err) {
+      throw offerFailure(err, log);
+    }
+    if (!sameJid(answer.attrs.from, to)) throw new DeliveryError('failed', 'the answer came from another address');
+    const method = chosenMethod(answer, offered);
+    if (!method) {
+      log.warn('offer accepted without a method we offered');
+      throw new DeliveryError('unsupported', 'no common stream method');
+    }
+    log.info({ method }, 'offer accepted');
+    const started = Date.now();
+    if (method === 's5b') {
+      try {
+        const bytes = await this.sendS5b(req, sid, log);
+        log.info({ method: 's5b', bytes, ms: Date.now() - started }, 'delivered');
+        return { kind: 'delivered', method: 's5b', bytes };
+      } catch (err) {
+        if (!(err instanceof S5bFailed)) throw err;
+        if (!err.fallback || !offered.includes('ibb')) {
+          log.warn({ method: 's5b', err: err.message, bytes: err.sent }, 'transfer failed');
+          throw new DeliveryError(err.sent > 0 ? 'lost' : 'failed', err.message, err.sent, 's5b');
+        }
+        log.info({ method: 's5b', err: err.message }, 'direct connection failed; falling back to in-band');
+      }
+    }
+    const bytes = await this.sendIbb(req, sid, log);
+    log.info({ method: 'ibb', bytes, ms: Date.now() - started }, 'delivered');
+    return { kind: 'delivered', method: 'ibb', bytes };
+  }
+
+  private async sendS5b(req: DeliveryRequest, sid: string, log: DeliveryRequest['log']): Promise<number> {
+    const { to, from, report } = req;
+    const cfg = this.deps.config;
+    const hash = dstAddr(sid, from, to);
+    const hosts: StreamhostInfo[] = [];
+    const own = this.deps.streamhost;
+    // Our streamhost is offered under the initiator's own JID: to the target
+    // it is a direct connection, so no <activate/> is needed (XEP-0065 §5).
+    const expectation = own?.expect(hash, cfg.connectTimeoutMs);
+    if (own) hosts.push({ jid: from, host: own.host, port: own.port });
+    hosts.push(...this.proxies);
+    let used: string | undefined;
+    try {
+      const result = await this.deps.connection.request(buildStreamhostOffer({ id: newId(), from, to, sid, hosts }), cfg.connectTimeoutMs);
+      used = streamhostUsed(result);
+    } catch (err) {
+      expectation?.cancel();
+      const condition = (err as { condition?: string }).condition;
+      throw new S5bFailed(condition ? `receiver could not connect (${condition})` : `receiver did not connect: ${(err as Error).message}`, true);
+    }
+    let socket: Socket;
+    if (own && used === from) {
+      try {
+        // The target connects before it answers, so the socket is normally here already.
+        socket = await expectation!.socket;
+      } catch (err) {
+        throw new S5bFailed(`receiver named our streamhost but never connected: ${(err as Error).message}`, true);
+      }
+    } else {
+      expectation?.cancel();
+      const proxy = this.proxies.find((p) => p.jid === used);
+      if (!proxy) throw new S5bFailed(`receiver chose an unknown streamhost ${used ?? '(none)'}`, true);
+      socket = await this.connectProxy(proxy, hash, { sid, from, to });
+    }
+    log.info({ method: 's5b', streamhost: used }, 'bytestream connected');
+    return this.pump(socket, report.path, report.size);
+  }
+
+  private async connectProxy(proxy: StreamhostInfo, hash: string, o: { sid: string; from: string; to: string }): Promise<Socket> {
+    let socket: Socket;
+    try {
+      ({ socket } = await SocksClient.createConnection({
+        proxy: { host: proxy.host, port: proxy.port, type: 5 },
+        command: 'connect',
+        destination: { host: hash, port: 0 },
+        timeout: this.deps.config.connectTimeoutMs,
+      }));
+    } catch (err) {
+      throw new S5bFailed(`cannot reach proxy ${proxy.jid}: ${(err as Error).message}`, true);
+    }
+    try {
+      await this.deps.connection.request(buildActivate({ id: newId(), from: o.from, proxy: proxy.jid, sid: o.sid, target: o.to }), this.deps.config.connectTimeoutMs);
+    } catch (err) {
+      socket.destroy();
+      throw new S5bFailed(`proxy ${proxy.jid} refused activation: ${(err as Error).message}`, true);
+    }
+    return socket;
+  }
+
+  /** Streams the file into the socket with back-pressure; done when the receiver closed cleanly after the last byte. */
+  private async pump(socket: Socket, path: string, size: number): Promise<number> {
+    const stallMs = this.deps.config.stallTimeoutMs;
+    let sent = 0;
+    let stall: NodeJS.Timeout | undefined;
+    const armStall = () => {
+      clearTimeout(stall);
+      stall = setTimeout(() => socket.destroy(new Error(`no progress for ${stallMs} ms`)), stallMs);
+    };
+    const meter = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        sent += chunk.length;
+        armStall();
+        cb(null, chunk);
+      },
+    });
+    const closed = new Promise<boolean>((resolve) => socket.once('close', (hadError) => resolve(hadError)));
+    socket.resume();
+    socket.on('data', () => {}); // the target has nothing to say; drain whatever it sends
+    armStall();
+    try {
+      await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), meter, socket);
+      // All bytes are with the kernel; success means the receiver took them
+      // and closed its side, not that our buffers emptied.
+      armStall();
+      const hadError = await closed;
+      if (hadError || sent !== size) throw new Error('connection reset');
+      return sent;
+    } catch (err) {
+      socket.destroy();
+      throw new S5bFailed(`connection lost: ${(err as Error).message}`, false, sent);
+    } finally {
+      clearTimeout(stall);
+    }
+  }
+
+  private async sendIbb(req: DeliveryRequest, sid: string, log: DeliveryRequest['log']): Promise<number> {
+    const cfg = this.deps.config;
+    const sender = new IbbSender({
+      from: req.from,
+      to: req.to,
+      sid,
+      path: req.report.path,
+      size: req.report.size,
+      blockSize: cfg.ibb.blockSize,
+      window: cfg.ibb.window,
+      ackTimeoutMs: cfg.stallTimeoutMs,
+      request: (iq, t) => this.deps.connection.request(iq, t),
+      newId,
+    });
+    const key = `${req.to} ${sid}`;
+    this.ibbSenders.set(key, sender);
+    try {
+      return await sender.send();
+    } catch (err) {
+      const sent = err instanceof IbbError ? err.acked : 0;
+      log.warn({ method: 'ibb', err: (err as Error).message, bytes: sent }, 'transfer failed');
+      throw new DeliveryError(sent > 0 ? 'lost' : 'failed', (err as Error).message, sent, 'ibb');
+    } finally {
+      this.ibbSenders.delete(key);
+    }
+  }
+}
+
+function sameJid(a: string | undefined, b: string): boolean {
+  return parseJid(a)?.full === parseJid(b)?.full;
+}
+
+function offerFailure(err: unknown, log: DeliveryRequest['log']): DeliveryError {
+  const condition = (err as { condition?: string }).condition;
+  if ((err as Error).name === 'TimeoutError') {
+    log.info('offer not answered in time');
+    return new DeliveryError('offer-timeout', 'offer not answered in time');
+  }
+  log.info({ condition }, 'offer refused');
+  switch (condition) {
+    case 'forbidden':
+    case 'not-acceptable':
+      return new DeliveryError('declined', 'declined');
+    case 'bad-request':
+    case 'service-unavailable':
+    case 'feature-not-implemented':
+      return new DeliveryError('unsupported', condition);
+    case 'item-not-found':
+    case 'recipient-unavailable':
+      return new DeliveryError('failed', 'your chat client went offline');
+    default:
+      return new DeliveryError('failed', condition ?? (err as Error).message);
+  }
+}

@@ -1,0 +1,170 @@
+// The component's own XEP-0065 streamhost: a TCP server speaking the SOCKS5
+// subset of socks5.ts. It hands a connection over only for a DST.ADDR hash
+// the component negotiated (expect()), each hash once; everything else, and
+// every handshake slower than the deadline, is closed.
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import {
+  MAX_HANDSHAKE_BYTES,
+  METHOD_NONE_ACCEPTABLE,
+  METHOD_NO_AUTH,
+  REPLY,
+  connectReply,
+  greetingReply,
+  parseConnect,
+  parseGreeting,
+} from './socks5.js';
+
+export interface StreamhostOptions {
+  bindHost: string;
+  bindPort: number;
+  advertiseHost: string;
+  advertisePort: number;
+  handshakeTimeoutMs: number;
+  maxConnections: number;
+}
+
+interface Expectation {
+  resolve: (s: Socket) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class StreamhostTimeout extends Error {
+  override name = 'StreamhostTimeout';
+}
+
+export class Streamhost {
+  private readonly expected = new Map<string, Expectation>();
+  private readonly open = new Set<Socket>();
+  readonly host: string;
+  readonly port: number;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: StreamhostOptions,
+    private readonly log: Logger,
+  ) {
+    const addr = server.address();
+    const bound = typeof addr === 'object' && addr ? addr.port : opts.bindPort;
+    const wildcard = opts.bindHost === '0.0.0.0' || opts.bindHost === '::';
+    this.host = opts.advertiseHost || (wildcard ? '127.0.0.1' : opts.bindHost);
+    this.port = opts.advertisePort || bound;
+  }
+
+  static listen(opts: StreamhostOptions, log: Logger): Promise<Streamhost> {
+    return new Promise((resolve, reject) => {
+      const server = createServer({ noDelay: true });
+      // A burst of receivers connecting at once must not stall in the kernel queue.
+      server.once('error', (err) => reject(new Error(`streamhost cannot listen on ${opts.bindHost}:${opts.bindPort}: ${err.message}`)));
+      server.listen({ host: opts.bindHost, port: opts.bindPort, backlog: 511 }, () => {
+        const sh = new Streamhost(server, opts, log);
+        server.on('connection', (s) => sh.accept(s));
+        server.on('error', (err) => log.error({ err: err.message }, 'streamhost error'));
+        log.info({ bind: `${opts.bindHost}:${sh.boundPort}`, advertised: `${sh.host}:${sh.port}` }, 'streamhost listening');
+        resolve(sh);
+      });
+    });
+  }
+
+  get boundPort(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : this.opts.bindPort;
+  }
+
+  get connections(): number {
+    return this.open.size;
+  }
+
+  /**
+   * Waits for the target to connect with this DST.ADDR. The hash is
+   * registered before the streamhost offer goes out, and forgotten on
+   * success, timeout or cancel.
+   */
+  expect(hash: string, timeoutMs: number): { socket: Promise<Socket>; cancel: () => void } {
+    if (this.expected.has(hash)) throw new Error('hash already expected');
+    let cancel: () => void = () => {};
+    const socket = new Promise<Socket>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.expected.delete(hash);
+        reject(new StreamhostTimeout(`no connection within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.expected.set(hash, { resolve, reject, timer });
+      cancel = () => {
+        const e = this.expected.get(hash);
+        if (!e) return;
+        clearTimeout(e.timer);
+        this.expected.delete(hash);
+        reject(new Error('cancelled'));
+      };
+    });
+    socket.catch(() => {}); // a cancelled expectation is not an unhandled rejection
+    return { socket, cancel };
+  }
+
+  private accept(sock: Socket): void {
+    const remote = `${sock.remoteAddress}:${sock.remotePort}`;
+    if (this.open.size >= this.opts.maxConnections) {
+      this.log.warn({ remote, open: this.open.size }, 'streamhost connection refused: too many open connections');
+      sock.destroy();
+      return;
+    }
+    this.open.add(sock);
+    sock.once('close', () => this.open.delete(sock));
+    sock.on('error', () => {}); // reported where the socket is used; a reset here must not crash us
+    let buf: Buffer = Buffer.alloc(0);
+    let stage: 'greeting' | 'request' = 'greeting';
+    const fail = (why: string, reply?: Buffer) => {
+      this.log.warn({ remote, why }, 'streamhost handshake refused');
+      clearTimeout(deadline);
+      sock.removeListener('data', onData);
+      if (reply) sock.end(reply);
+      else sock.destroy();
+      // end() leaves the socket half-open until the peer closes: do not wait for it.
+      setTimeout(() => sock.destroy(), 1000).unref();
+    };
+    const deadline = setTimeout(() => fail('handshake timeout'), this.opts.handshakeTimeoutMs);
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (buf.length > MAX_HANDSHAKE_BYTES) return fail('handshake too long');
+      if (stage === 'greeting') {
+        const g = parseGreeting(buf);
+        if (g.status === 'need-more') return;
+        if (g.status === 'bad') return fail(g.reason);
+        if (!g.methods.includes(METHOD_NO_AUTH)) return fail('no-auth method not offered', greetingReply(METHOD_NONE_ACCEPTABLE));
+        sock.write(greetingReply(METHOD_NO_AUTH));
+        buf = buf.subarray(g.consumed);
+        stage = 'request';
+      }
+      const r = parseConnect(buf);
+      if (r.status === 'need-more') return;
+      if (r.status === 'bad') return fail(r.reason, connectReply(REPLY.COMMAND_NOT_SUPPORTED, ''));
+      const e = this.expected.get(r.addr);
+      if (!e || r.port !== 0) return fail('unknown session', connectReply(REPLY.NOT_ALLOWED, r.addr));
+      // Each negotiated session is relayed once: forget the hash before anything else.
+      this.expected.delete(r.addr);
+      clearTimeout(e.timer);
+      clearTimeout(deadline);
+      sock.removeListener('data', onData);
+      sock.pause();
+      sock.write(connectReply(REPLY.SUCCEEDED, r.addr));
+      e.resolve(sock);
+    };
+    sock.on('data', onData);
+  }
+
+  async close(): Promise<void> {
+    for (const [hash, e] of this.expected) {
+      clearTimeout(e.timer);
+      e.reject(new Error('streamhost closed'));
+      this.expected.delete(hash);
+    }
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      // Transfers in flight get a moment; then every socket goes.
+      setTimeout(() => {
+        for (const s of this.open) s.destroy();
+      }, 100).unref();
+    });
+  }
+}

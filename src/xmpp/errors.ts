@@ -1,0 +1,34 @@
+// Stanza replies (RFC 6120 §8.3): results and errors built from the stanza
+// they answer, swapping to/from and keeping the id.
+import { xml, type Element } from '@xmpp/component';
+import { NS } from './namespaces.js';
+
+export type ErrorType = 'cancel' | 'continue' | 'modify' | 'auth' | 'wait';
+
+export function errorElement(type: ErrorType, condition: string, text?: string): Element {
+  return xml(
+    'error',
+    { type },
+    xml(condition, { xmlns: NS.STANZAS }),
+    text ? xml('text', { xmlns: NS.STANZAS, 'xml:lang': 'en' }, text) : undefined,
+  );
+}
+
+export function errorReply(stanza: Element, type: ErrorType, condition: string, text?: string): Element {
+  return xml(stanza.name, { to: stanza.attrs.from, from: stanza.attrs.to, id: stanza.attrs.id, type: 'error' }, errorElement(type, condition, text));
+}
+
+export function iqResult(iq: Element, child?: Element): Element {
+  return xml('iq', { to: iq.attrs.from, from: iq.attrs.to, id: iq.attrs.id, type: 'result' }, child);
+}
+
+/** The defined condition of an error stanza (e.g. "item-not-found"), or undefined. */
+export function errorCondition(stanza: Element): string | undefined {
+  const err = stanza.getChild('error');
+  if (!err) return undefined;
+  return err.getChildElements().find((c) => c.attrs.xmlns === NS.STANZAS && c.name !== 'text')?.name;
+}
+
+export function errorText(stanza: Element): string | undefined {
+  return stanza.getChild('error')?.getChildText('text', NS.STANZAS) ?? undefined;
+}
