@@ -1,0 +1,114 @@
+// Shared set-up for integration tests: one private ejabberd for the whole run
+// (scripts/ejabberd.sh), a stand-in intranet, and the component in-process
+// with its logs captured so tests can read them.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { App } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
+import { ReportServer } from '../support/report-server.js';
+
+let ejabberd: EjabberdInstance | undefined;
+
+export async function getEjabberd(): Promise<EjabberdInstance> {
+  ejabberd ??= await startEjabberd();
+  return ejabberd;
+}
+
+export async function stopEjabberd(): Promise<void> {
+  await ejabberd?.stop();
+  ejabberd = undefined;
+}
+
+const registered = new Set<string>();
+export async function user(name: string): Promise<{ username: string; password: string; jid: string }> {
+  const ej = await getEjabberd();
+  const password = `pw-${name}`;
+  if (!registered.has(name)) {
+    await ej.register(name, password);
+    registered.add(name);
+  }
+  return { username: name, password, jid: `${name}@${ej.domain}` };
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export class RunningComponent {
+  constructor(
+    readonly app: App,
+    readonly logs: LogLine[],
+    readonly rawLog: string[],
+    readonly spoolDir: string,
+  ) {}
+
+  logged(msg: string | RegExp): LogLine[] {
+    return this.logs.filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg)));
+  }
+
+  async stop(): Promise<void> {
+    await this.app.stop(2000);
+    await rm(this.spoolDir, { recursive: true, force: true });
+  }
+}
+
+/** Starts the component against the test ejabberd; env overrides the test defaults. */
+export async function startComponent(env: Record<string, string> = {}): Promise<RunningComponent> {
+  const ej = await getEjabberd();
+  const spoolDir = await mkdtemp(join(tmpdir(), 'xr-spool-'));
+  const config = loadConfig({
+    env: {
+      XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
+      XR_XMPP_DOMAIN: ej.componentDomain,
+      XR_XMPP_SECRET: ej.secret,
+      XR_XMPP_RECONNECT_MAX_MS: '2000',
+      XR_REPORTS_SPOOL_DIR: spoolDir,
+      XR_PROXY_BIND_HOST: '127.0.0.1',
+      XR_PROXY_BIND_PORT: '0',
+      XR_LOG_LEVEL: 'debug',
+      ...env,
+    },
+  });
+  const logs: LogLine[] = [];
+  const rawLog: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        rawLog.push(line);
+        try {
+          logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          // not JSON: kept in rawLog
+        }
+      }
+      if (process.env.XR_TEST_LOG) process.stderr.write(chunk);
+      cb();
+    },
+  });
+  const app = await App.create(config, createLogger(config.log.level, sink));
+  await app.start();
+  return new RunningComponent(app, logs, rawLog, spoolDir);
+}
+
+let intranet: ReportServer | undefined;
+export async function getIntranet(): Promise<ReportServer> {
+  intranet ??= await new ReportServer().start();
+  return intranet;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Root hook: whatever the tests started is stopped at the end of the run.
+after(async function () {
+  this.timeout(60000);
+  await intranet?.stop();
+  intranet = undefined;
+  await stopEjabberd();
+});
