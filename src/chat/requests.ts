@@ -91,33 +91,44 @@ export class Requests {
       log.error({ err: (err as Error).message }, 'report fetch failed');
       return say(replies.internal(project));
     }
+    log.info({ bytes: report.size, sha256: report.sha256, ms: Date.now() - started }, 'report fetched');
+    // The spooled copy is removed before the final reply, so a user who got
+    // an answer never leaves a file behind.
+    let final: string;
     try {
-      log.info({ bytes: report.size, sha256: report.sha256, ms: Date.now() - started }, 'report fetched');
-      if (report.size === 0) return await say(replies.empty(project));
-      if (!from.resource) return await say(replies.ready(report.name, report.size));
+      final = await this.deliver(report, from, project, say, log);
+    } finally {
+      await report.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
+    }
+    await say(final);
+  }
+
+  /** Hands the report over; returns the closing line for the user. */
+  private async deliver(report: SpooledReport, from: Jid, project: string, say: (text: string) => Promise<void>, log: Logger): Promise<string> {
+    if (report.size === 0) return replies.empty(project);
+    if (!from.resource) return replies.ready(report.name, report.size);
+    try {
       if (this.deps.delivery.sendsFiles) await say(replies.sending(report.name, report.size));
-      const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: addresses.projectFull(project), log });
-      if (outcome.kind === 'notified') return await say(replies.ready(report.name, report.size));
-      return await say(replies.delivered(report.name, report.size, outcome.method));
+      const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log });
+      if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
+      return replies.delivered(report.name, report.size, outcome.method);
     } catch (err) {
       if (!(err instanceof DeliveryError)) {
         log.error({ err: (err as Error).message }, 'delivery failed unexpectedly');
-        return await say(replies.failed(report.name, 'an internal error'));
+        return replies.failed(report.name, 'an internal error');
       }
       switch (err.reason) {
         case 'declined':
-          return await say(replies.declined(report.name));
+          return replies.declined(report.name);
         case 'offer-timeout':
-          return await say(replies.offerTimeout(report.name));
+          return replies.offerTimeout(report.name);
         case 'unsupported':
-          return await say(replies.noFileTransfer(report.name));
+          return replies.noFileTransfer(report.name);
         case 'lost':
-          return await say(replies.lost(report.name, err.sent, report.size));
+          return replies.lost(report.name, err.sent, report.size);
         case 'failed':
-          return await say(replies.failed(report.name, err.message));
+          return replies.failed(report.name, err.message);
       }
-    } finally {
-      await report.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
     }
   }
 

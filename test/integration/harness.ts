@@ -14,7 +14,12 @@ import { ReportServer } from '../support/report-server.js';
 let ejabberd: EjabberdInstance | undefined;
 
 export async function getEjabberd(): Promise<EjabberdInstance> {
-  ejabberd ??= await startEjabberd();
+  // Its own run dir, ports and node name, so a running demo instance is not disturbed.
+  ejabberd ??= await startEjabberd({
+    runDir: process.env.XR_TEST_RUN_DIR ?? join(process.cwd(), '.run', 'test-ejabberd'),
+    portBase: Number(process.env.XR_TEST_PORT_BASE ?? 25222),
+    nodeName: 'xrtest@localhost',
+  });
   return ejabberd;
 }
 

@@ -28,6 +28,11 @@ export class XmppUser {
     clearTimeout(timer);
     xmpp.reconnect.stop();
     (user as { jid: string }).jid = String(xmpp.jid);
+    // Like a real client: fetch the roster and send initial presence, which
+    // makes this an "interested" and "available" resource (RFC 6121 §2.1.6,
+    // §4.2): only those get subscription and presence stanzas delivered.
+    await user.iq(o.domain, 'get', xml('query', { xmlns: 'jabber:iq:roster' }));
+    await xmpp.send(xml('presence'));
     return user;
   }
 
