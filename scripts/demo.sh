@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# One command for a working local demo: a private ejabberd (installed from
+# Debian when missing), two demo users, the component serving the sample
+# reports in demo/reports, and what to type into Pidgin. Ctrl-C stops it all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh demo
+npm run --silent build
+
+export XR_RUN_DIR=${XR_RUN_DIR:-$PWD/.run/ejabberd}
+C2S=${XR_EJ_C2S_PORT:-15222}
+COMPONENT=${XR_EJ_COMPONENT_PORT:-15223}
+SECRET=${XR_EJ_COMPONENT_SECRET:-demo-secret-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}
+VHOST=${XR_EJ_VHOST:-example.com}
+DOMAIN=${XR_EJ_COMPONENT_DOMAIN:-reports.example.com}
+PROXY_PORT=${XR_PROXY_BIND_PORT:-15625}
+
+XR_EJ_COMPONENT_SECRET=$SECRET XR_EJ_VHOST=$VHOST XR_EJ_COMPONENT_DOMAIN=$DOMAIN XR_EJ_C2S_PORT=$C2S XR_EJ_COMPONENT_PORT=$COMPONENT \
+  bash scripts/ejabberd.sh start >/dev/null
+bash scripts/ejabberd.sh register alice alice >/dev/null
+bash scripts/ejabberd.sh register bob bob >/dev/null
+
+comp_pid=
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "demo: stopping"
+  if [ -n "$comp_pid" ] && kill -0 "$comp_pid" 2>/dev/null; then
+    kill -TERM "$comp_pid" 2>/dev/null || true
+    wait "$comp_pid" 2>/dev/null || true
+  fi
+  bash scripts/ejabberd.sh stop >/dev/null 2>&1 || true
+}
+trap stop_all INT TERM EXIT
+
+XR_XMPP_SERVICE=xmpp://127.0.0.1:$COMPONENT XR_XMPP_DOMAIN=$DOMAIN XR_XMPP_SECRET=$SECRET \
+XR_REPORTS_SOURCE=folder XR_REPORTS_FOLDER=$PWD/demo/reports \
+XR_PROXY_BIND_HOST=127.0.0.1 XR_PROXY_BIND_PORT=$PROXY_PORT XR_LOG_LEVEL=${XR_LOG_LEVEL:-info} \
+  node dist/src/main.js &
+comp_pid=$!
+
+cat <<TXT
+
+  xmpp-reports demo is running (Ctrl-C stops the component and ejabberd).
+
+  In Pidgin: Accounts > Manage Accounts > Add…
+    Protocol:  XMPP
+    Username:  alice            Domain: $VHOST        Password: alice
+    Advanced:  Connection security: "Use encryption if available"
+               [x] Allow plaintext auth over unencrypted streams
+               Connect port: $C2S    Connect server: 127.0.0.1
+  (bob / bob works the same way.)
+
+  Then: Buddies > Add Buddy… > 1234@$DOMAIN, and send it any message.
+  The report arrives as a file transfer; accept it. Other sample projects: 2024, 4711.
+  Or message $DOMAIN with "help".
+
+TXT
+wait "$comp_pid"

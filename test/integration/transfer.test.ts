@@ -1,0 +1,224 @@
+// SI file transfer end to end: the real ejabberd, the component, and two
+// independent receiving clients (Pidgin's libpurple and slixmpp). Every
+// transfer is checked by the bytes that landed on the receiver's disk.
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startPurpleReceiver } from '../support/purple.js';
+import type { ReceiverEvent, ReceiverProcess } from '../support/receiver.js';
+import { startSlixReceiver } from '../support/slix.js';
+import { getEjabberd, getIntranet, startComponent, user, type RunningComponent } from './harness.js';
+
+type Kind = 'purple' | 'slix';
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+let projectCounter = 700000 + Math.floor(Math.random() * 90000);
+
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+interface Rx {
+  proc: ReceiverProcess;
+  outDir: string;
+}
+
+async function startReceiver(kind: Kind, name: string, extra: { decline?: boolean; disconnectAfterBytes?: number; methods?: string[] } = {}): Promise<Rx> {
+  const ej = await getEjabberd();
+  const u = await user(name);
+  const outDir = await mkdtemp(join(tmpdir(), `xr-rx-${kind}-`));
+  const common = { jid: `${u.jid}/${kind}`, password: u.password, host: '127.0.0.1', port: ej.c2sPort, outDir, timeoutSec: 600, ...extra };
+  const proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
+  return { proc, outDir };
+}
+
+async function stopReceiver(rx: Rx | undefined): Promise<void> {
+  if (!rx) return;
+  await rx.proc.quit();
+  await rm(rx.outDir, { recursive: true, force: true });
+}
+
+/** Publishes a report under a new project id and returns the id. */
+async function publish(body: Buffer): Promise<string> {
+  const project = String(projectCounter++);
+  (await getIntranet()).projects.set(project, { kind: 'file', body });
+  return project;
+}
+
+const isEnd = (project: string) => (e: ReceiverEvent) =>
+  (e.event === 'received' || e.event === 'failed' || e.event === 'declined') && String(e.name ?? '') === `status-${project}.pdf`;
+const finalMessage = (project: string) => (e: ReceiverEvent) =>
+  e.event === 'message' && String(e.body ?? '').includes(`status-${project}.pdf`) && !/^Sending /.test(String(e.body ?? ''));
+
+/** Asks for the project's report and waits for the transfer's end and the component's closing line. */
+async function request(rx: Rx, project: string, timeoutMs = 120000): Promise<{ end: ReceiverEvent; final: ReceiverEvent }> {
+  const ej = await getEjabberd();
+  rx.proc.send(`${project}@${ej.componentDomain}`, 'report');
+  const end = await rx.proc.waitFor(isEnd(project), timeoutMs);
+  const final = await rx.proc.waitFor(finalMessage(project), 60000);
+  return { end, final };
+}
+
+function expectDelivered(r: { end: ReceiverEvent; final: ReceiverEvent }, body: Buffer, method: 's5b' | 'ibb'): void {
+  expect(r.end.event, JSON.stringify(r.end)).to.equal('received');
+  expect(r.end.method).to.equal(method);
+  expect(r.end.size).to.equal(body.length);
+  expect(r.end.sha256).to.equal(sha256(body));
+  expect(String(r.final.body)).to.match(method === 's5b' ? / by direct connection\.$/ : / in-band\.$/);
+  expect(String(r.final.body)).to.match(/^Delivered status-\d+\.pdf \(/);
+}
+
+for (const kind of ['purple', 'slix'] as const) {
+  const label = kind === 'purple' ? 'libpurple (Pidgin)' : 'slixmpp';
+
+  describe(`integration: SI file transfer to ${label}`, function () {
+    this.timeout(300000);
+    let rx: Rx;
+
+    before(async function () {
+      this.timeout(120000);
+      rx = await startReceiver(kind, kind === 'purple' ? 'pat' : 'sam');
+    });
+    after(async () => {
+      await stopReceiver(rx);
+    });
+
+    describe('with the built-in streamhost', () => {
+      let comp: RunningComponent;
+      before(async () => {
+        comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate, XR_IBB_BLOCK_SIZE: '4096' });
+      });
+      after(async () => {
+        await comp.stop();
+      });
+
+      for (const size of [1, 4096, 4097, 50 * 1000 * 1000]) {
+        it(`delivers ${size} bytes by SOCKS5 through the component's own streamhost, byte-exact`, async () => {
+          const body = randomBytes(size);
+          const project = await publish(body);
+          const r = await request(rx, project);
+          expectDelivered(r, body, 's5b');
+          const log = comp.logged('delivered').find((l) => l.project === project);
+          expect(log).to.include({ method: 's5b', bytes: size });
+          expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+        });
+      }
+
+      it('advertises its own streamhost under the project\'s full JID', async function () {
+        if (kind !== 'slix') this.skip(); // only slixmpp reports the streamhost list
+        const body = randomBytes(10);
+        const project = await publish(body);
+        await request(rx, project);
+        const ej = await getEjabberd();
+        const hosts = rx.proc.events.filter((e) => e.event === 'streamhosts').pop()!.hosts as Array<{ jid: string; host: string; port: number }>;
+        expect(hosts[0]!.jid).to.equal(`${project}@${ej.componentDomain}/reports`);
+        expect(hosts[0]!.host).to.equal('127.0.0.1');
+        expect(hosts[0]!.port).to.equal(comp.app.streamhost!.port);
+      });
+
+      it('serves several requests at the same time', async () => {
+        const bodies = [randomBytes(3_000_000), randomBytes(2_000_000), randomBytes(1_000_000)];
+        const projects = await Promise.all(bodies.map(publish));
+        const results = await Promise.all(projects.map((p) => request(rx, p)));
+        results.forEach((r, i) => expectDelivered(r, bodies[i]!, 's5b'));
+      });
+    });
+
+    describe('when the advertised streamhost is unreachable', () => {
+      let comp: RunningComponent;
+      before(async () => {
+        comp = await startComponent({
+          XR_REPORTS_SOURCE: 'http',
+          XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+          XR_PROXY_ADVERTISE_PORT: String(await closedPort()),
+          XR_IBB_BLOCK_SIZE: '4096',
+        });
+      });
+      after(async () => {
+        await comp.stop();
+      });
+
+      it('falls back to in-band bytestreams with the same sid', async () => {
+        const body = randomBytes(100_000);
+        const project = await publish(body);
+        const r = await request(rx, project);
+        expectDelivered(r, body, 'ibb');
+        expect(comp.logged(/falling back to in-band/).some((l) => l.project === project)).to.equal(true);
+      });
+    });
+
+    describe('when only IBB is offered', () => {
+      let comp: RunningComponent;
+      before(async () => {
+        comp = await startComponent({
+          XR_REPORTS_SOURCE: 'http',
+          XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+          XR_TRANSFER_METHODS: 'ibb',
+          XR_IBB_BLOCK_SIZE: '4096',
+        });
+      });
+      after(async () => {
+        await comp.stop();
+      });
+
+      for (const size of [1, 4096, 4097, 1_000_000]) {
+        it(`delivers ${size} bytes in-band, byte-exact`, async () => {
+          const body = randomBytes(size);
+          const project = await publish(body);
+          expectDelivered(await request(rx, project), body, 'ibb');
+        });
+      }
+    });
+
+    describe('when things go wrong', () => {
+      let comp: RunningComponent;
+      before(async () => {
+        comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate });
+      });
+      after(async () => {
+        await comp.stop();
+      });
+
+      it('tells the user who declined, and reports no delivery', async () => {
+        const decliner = await startReceiver(kind, kind === 'purple' ? 'dora' : 'dan', { decline: true });
+        try {
+          const project = await publish(randomBytes(1000));
+          const r = await request(decliner, project);
+          expect(r.end.event).to.not.equal('received');
+          expect(String(r.final.body)).to.equal(`You declined status-${project}.pdf; send me another message if you want it after all.`);
+          expect(comp.logged('delivered').filter((l) => l.project === project)).to.have.length(0);
+        } finally {
+          await stopReceiver(decliner);
+        }
+      });
+
+      it('survives a receiver that vanishes mid-transfer, never calling it delivered', async () => {
+        const vanisher = await startReceiver(kind, kind === 'purple' ? 'vera' : 'vic', { disconnectAfterBytes: 1_000_000 });
+        const project = await publish(randomBytes(20_000_000));
+        const ej = await getEjabberd();
+        try {
+          vanisher.proc.send(`${project}@${ej.componentDomain}`, 'report');
+          await vanisher.proc.waitFor((e) => e.event === 'vanishing', 60000);
+          await vanisher.proc.exited;
+          // the component notices (socket reset or stall) and logs a failure, not a delivery
+          const deadline = Date.now() + 90000;
+          while (!comp.logged('transfer failed').some((l) => l.project === project) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+          expect(comp.logged('transfer failed').some((l) => l.project === project)).to.equal(true);
+          expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
+        } finally {
+          await stopReceiver(vanisher);
+        }
+        // still running: the next request is served
+        const body = randomBytes(5000);
+        const next = await publish(body);
+        expectDelivered(await request(rx, next), body, 's5b');
+      });
+    });
+  });
+}
