@@ -121,7 +121,7 @@ function setPath(tree: Tree, key: string, value: unknown): void {
 
 function coerce(s: Setting, raw: unknown, origin: string): unknown {
   const bad = (expected: string): never => {
-    throw new ConfigError(`${origin}: expected ${expected}, got ${s.secret ? '(hidden)' : JSON.stringify(raw)}`);
+    throw new ConfigError(`${s.key} (environment ${s.env}), from ${origin}: expected ${expected}, got ${s.secret ? '(hidden)' : JSON.stringify(raw)}`);
   };
   switch (s.kind) {
     case 'string':
@@ -169,6 +169,7 @@ function readFileTree(file: string): Tree {
 
 function checkUnknownKeys(tree: Tree, file: string, prefix = ''): void {
   for (const [k, v] of Object.entries(tree)) {
+    if (k.includes('.')) throw new ConfigError(`${file}: key "${prefix + k}" contains a dot; write nested mappings instead (e.g. reports: {timeoutMs: 5000})`);
     const key = prefix + k;
     const exact = SETTINGS.some((s) => s.key === key);
     const parent = SETTINGS.some((s) => s.key.startsWith(key + '.'));
@@ -188,9 +189,9 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
   for (const s of SETTINGS) {
     let value: unknown = s.def;
     const fromFile = getPath(fileTree, s.key);
-    if (fromFile !== undefined && fromFile !== null) value = coerce(s, fromFile, `${file}: ${s.key}`);
+    if (fromFile !== undefined && fromFile !== null) value = coerce(s, fromFile, file);
     const fromEnv = env[s.env];
-    if (fromEnv !== undefined && fromEnv !== '') value = coerce(s, fromEnv, `environment ${s.env}`);
+    if (fromEnv !== undefined && fromEnv !== '') value = coerce(s, fromEnv, 'the environment');
     if (value === undefined) throw new ConfigError(`${s.key} (environment ${s.env}) is required: ${s.doc}`);
     setPath(out, s.key, Array.isArray(value) ? [...value] : value);
   }
@@ -223,6 +224,7 @@ function validate(c: Config): Config {
       fail('reports.urlTemplate', `not a valid URL: ${JSON.stringify(c.reports.urlTemplate)}`);
     }
     if (url && url.protocol !== 'http:' && url.protocol !== 'https:') fail('reports.urlTemplate', 'expected an http: or https: URL');
+    if (url && (url.username || url.password)) fail('reports.urlTemplate', 'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader');
     if (c.reports.basicUser !== '' && c.reports.authHeader !== '') fail('reports.basicUser', 'give either basic auth or reports.authHeader, not both');
   }
   if (!/\{project\}/.test(c.reports.fileName) || /[/\\]/.test(c.reports.fileName)) fail('reports.fileName', 'expected a plain file name containing {project}');

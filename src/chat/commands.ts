@@ -18,8 +18,11 @@ export class CommandParser {
     this.idPattern = new RegExp(idPattern);
   }
 
+  /** The pattern decides, but ids that could change a URL or path, or a JID, are never project ids. */
   isProjectId(id: string): boolean {
-    return id.length <= 256 && this.idPattern.test(id);
+    if (id.length === 0 || id.length > 256 || id === '.' || id === '..') return false;
+    if (/[\s/\\@:<>&'"\u0000-\u001f\u007f]/.test(id)) return false;
+    return this.idPattern.test(id);
   }
 
   parse(body: string, target: Target): Command {

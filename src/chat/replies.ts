@@ -3,19 +3,21 @@
 export function formatSize(bytes: number): string {
   if (bytes < 1000) return `${bytes} byte${bytes === 1 ? '' : 's'}`;
   const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = bytes;
-  let i = -1;
-  do {
+  let i = 0;
+  let v = bytes / 1000;
+  // Pick the unit after rounding, so 999,999 bytes reads "1.0 MB", not "1000 kB".
+  while (i < units.length - 1 && (v >= 100 ? Math.round(v) : Math.round(v * 10) / 10) >= 1000) {
     v /= 1000;
     i++;
-  } while (v >= 1000 && i < units.length - 1);
-  return `${v >= 100 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+  }
+  const oneDecimal = Math.round(v * 10) / 10;
+  return `${oneDecimal >= 100 ? Math.round(v) : oneDecimal.toFixed(1)} ${units[i]}`;
 }
 
 /** Keeps user-supplied text short and on one line when we quote it back. */
 function quote(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > 40 ? flat.slice(0, 39) + '…' : flat;
+  const chars = Array.from(text.replace(/\s+/g, ' ').trim()); // code points: never half an emoji
+  return chars.length > 40 ? chars.slice(0, 39).join('') + '…' : chars.join('');
 }
 
 export const replies = {

@@ -1,7 +1,7 @@
 // Reports from the intranet over HTTP(S). The project id is percent-encoded
 // into the URL template; the body is streamed to the spool with a size limit
 // and an idle timeout, and HTTP outcomes become errors the user can read.
-import { Transform, type Readable } from 'node:stream';
+import { Transform, pipeline, type Readable } from 'node:stream';
 import fetch, { type Response } from 'node-fetch';
 import type { Spool } from './spool.js';
 import { ReportError, extensionForMime, mimeForExtension, reportFileName, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
@@ -18,9 +18,19 @@ export interface HttpSourceOptions {
   maxRedirects?: number;
 }
 
-/** The report URL for a project; the id is always percent-encoded. */
+/**
+ * The report URL for a project; the id is always percent-encoded. "." and ".."
+ * are refused: URL parsing resolves them (even encoded as %2e) and would
+ * leave the project's path.
+ */
 export function reportUrl(template: string, project: string): string {
+  if (project === '' || project === '.' || project === '..') throw new ReportError('not-found', `not a project id: ${JSON.stringify(project)}`);
   return template.split('{project}').join(encodeURIComponent(project));
+}
+
+/** Error texts may quote the URL: never with credentials in it. */
+function scrub(text: string): string {
+  return text.replace(/\/\/[^/@\s]*@/g, '//');
 }
 
 export class HttpSource implements ReportSource {
@@ -55,14 +65,15 @@ export class HttpSource implements ReportSource {
         abort.abort();
       }, this.opts.timeoutMs);
     };
-    const logUrl = url.replace(/\/\/[^@/]*@/, '//'); // never log credentials embedded in the URL
+    const logUrl = scrub(url);
+    let complete = false;
     try {
       let res: Response;
       try {
         res = await fetch(url, { headers: this.headers(ctx), signal: abort.signal, follow: this.opts.maxRedirects ?? 5, compress: true });
       } catch (err) {
         if (timedOut) throw new ReportError('unavailable', `intranet did not answer within ${this.opts.timeoutMs} ms`, { url: logUrl, cause: 'timeout' });
-        throw new ReportError('unavailable', `intranet unreachable: ${(err as Error).message}`, { url: logUrl, cause: (err as { code?: string }).code ?? 'network' });
+        throw new ReportError('unavailable', `intranet unreachable: ${scrub((err as Error).message)}`, { url: logUrl, cause: (err as { code?: string }).code ?? 'network' });
       }
       if (res.status === 404 || res.status === 410) throw new ReportError('not-found', `no report for project ${project}`, { url: logUrl, status: res.status });
       if (res.status === 401 || res.status === 403) throw new ReportError('forbidden', `intranet refused access (${res.status})`, { url: logUrl, status: res.status });
@@ -83,12 +94,15 @@ export class HttpSource implements ReportSource {
       });
       let spooled;
       try {
-        spooled = await this.spool.write((res.body as Readable).pipe(idle), this.opts.maxBytes, abort.signal);
+        // pipeline (not pipe) so a body cut mid-way fails at once instead of waiting for the idle timer
+        const body = pipeline(res.body as Readable, idle, () => {});
+        spooled = await this.spool.write(body, this.opts.maxBytes, abort.signal);
       } catch (err) {
         if (err instanceof ReportError) throw err;
         if (timedOut) throw new ReportError('unavailable', `intranet stalled for ${this.opts.timeoutMs} ms during the download`, { url: logUrl, cause: 'timeout' });
-        throw new ReportError('unavailable', `download failed: ${(err as Error).message}`, { url: logUrl });
+        throw new ReportError('unavailable', `download failed: ${scrub((err as Error).message)}`, { url: logUrl });
       }
+      complete = true;
       return {
         project,
         ...spooled,
@@ -100,6 +114,8 @@ export class HttpSource implements ReportSource {
     } finally {
       clearTimeout(timer);
       ctx.signal?.removeEventListener('abort', onOuterAbort);
+      // A refused or failed download must not leave the intranet connection open.
+      if (!complete) abort.abort();
     }
   }
 }

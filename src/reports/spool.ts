@@ -26,7 +26,7 @@ export class Spool {
   static async open(dir: string): Promise<Spool> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     for (const entry of await readdir(dir)) {
-      if (entry.startsWith(PREFIX)) await rm(join(dir, entry), { force: true });
+      if (entry.startsWith(PREFIX)) await rm(join(dir, entry), { force: true, recursive: true });
     }
     return new Spool(dir);
   }
