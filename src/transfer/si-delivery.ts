@@ -193,13 +193,21 @@ export class SiDelivery implements Delivery {
     socket.resume();
     socket.on('data', () => {}); // the target has nothing to say; drain whatever it sends
     armStall();
+    let failure: Error | undefined;
     try {
       await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), meter, socket);
-      // All bytes are with the kernel; success means the receiver took them
-      // and closed its side, not that our buffers emptied.
+    } catch (err) {
+      // libpurple closes as soon as it has `size` bytes, which can beat our
+      // own 'finish': a premature close is judged below, like any close.
+      if ((err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE') failure = err as Error;
+    }
+    try {
+      if (failure) throw failure;
+      // Success means every byte left our buffers and the receiver then
+      // closed cleanly (a reset means it did not read them all).
       armStall();
       const hadError = await closed;
-      if (hadError || sent !== size) throw new Error('connection reset');
+      if (hadError || sent !== size || socket.writableLength > 0) throw new Error(hadError ? 'connection reset' : `closed after ${sent} of ${size} bytes`);
       return sent;
     } catch (err) {
       socket.destroy();

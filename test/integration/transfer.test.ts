@@ -110,8 +110,8 @@ for (const kind of ['purple', 'slix'] as const) {
         });
       }
 
-      it('advertises its own streamhost under the project\'s full JID', async function () {
-        if (kind !== 'slix') this.skip(); // only slixmpp reports the streamhost list
+      // only the slixmpp receiver reports the streamhost list it was offered
+      if (kind === 'slix') it('advertises its own streamhost under the project\'s full JID', async () => {
         const body = randomBytes(10);
         const project = await publish(body);
         await request(rx, project);

@@ -1,0 +1,111 @@
+/**
+ * The libpurple (Pidgin) receiver for integration tests: builds
+ * test/clients/purple-receiver.c once per test run (scripts/build-purple-client.sh,
+ * which also installs libpurple-dev & co. when missing) and starts it as a
+ * ReceiverProcess.
+ *
+ * Building may take minutes on a fresh machine (apt-get): call
+ * `buildPurpleReceiver()` from a `before` hook with a generous timeout.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ReceiverProcess, type ReceiverEvent, type ReceiverStartOptions } from './receiver.js';
+
+export { ReceiverProcess, type ReceiverEvent };
+
+export interface PurpleReceiverOptions {
+  /** Full JID with resource, e.g. alice@example.com/purple. */
+  jid: string;
+  password: string;
+  /** c2s host and port of the test ejabberd (plain TCP, no STARTTLS). */
+  host: string;
+  port: number;
+  /** Where accepted files are written (created if missing). */
+  outDir: string;
+  /** Decline every file offer (the sender gets <forbidden/> "Offer Declined"). */
+  decline?: boolean;
+  /** Vanish (no sign-off, exit code 4) once a transfer has this many bytes. */
+  disconnectAfterBytes?: number;
+  /** Hard cap on the process's life in seconds (default 120; then exit 3). */
+  timeoutSec?: number;
+  /** libpurple's "ft_proxies" account setting (only matters when sending). */
+  ftProxies?: string;
+  /** libpurple's debug log (including the XMPP traffic) on stderr. */
+  debug?: boolean;
+  /** How long to wait for sign-on (default 30 000 ms). */
+  startTimeoutMs?: number;
+  onEvent?: ReceiverStartOptions['onEvent'];
+}
+
+const BUILD_SCRIPT = path.join('scripts', 'build-purple-client.sh');
+
+function findRepoRoot(): string {
+  // Works both from test/support/*.ts and from dist/test/support/*.js.
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, BUILD_SCRIPT)) && existsSync(path.join(dir, 'package.json'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find ${BUILD_SCRIPT} above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+let building: Promise<string> | undefined;
+
+/** Builds the client if needed (once per process) and resolves with its path. */
+export function buildPurpleReceiver(): Promise<string> {
+  if (building === undefined) {
+    const root = findRepoRoot();
+    building = new Promise<string>((resolve, reject) => {
+      execFile(
+        'bash',
+        [path.join(root, BUILD_SCRIPT)],
+        { cwd: root, maxBuffer: 16 * 1024 * 1024, timeout: 15 * 60_000 },
+        (err, stdout, stderr) => {
+          if (err) {
+            reject(new Error(`${BUILD_SCRIPT} failed: ${err.message}\n${stderr.slice(-4000)}`));
+            return;
+          }
+          const bin = stdout.trim().split('\n').pop() ?? '';
+          if (bin === '' || !existsSync(bin)) {
+            reject(new Error(`${BUILD_SCRIPT} printed no binary path (stdout: ${stdout.slice(-500)})`));
+            return;
+          }
+          resolve(bin);
+        },
+      );
+    });
+    // A failed build is retried by the next caller.
+    building.catch(() => {
+      building = undefined;
+    });
+  }
+  return building;
+}
+
+/** Builds (once) and starts the libpurple receiver; resolves once it is online. */
+export async function startPurpleReceiver(opts: PurpleReceiverOptions): Promise<ReceiverProcess> {
+  const bin = await buildPurpleReceiver();
+  const args = [
+    '--jid', opts.jid,
+    '--password', opts.password,
+    '--host', opts.host,
+    '--port', String(opts.port),
+    '--out', opts.outDir,
+    '--timeout', String(opts.timeoutSec ?? 120),
+  ];
+  if (opts.decline === true) args.push('--decline');
+  if (opts.disconnectAfterBytes !== undefined) {
+    args.push('--disconnect-after-bytes', String(opts.disconnectAfterBytes));
+  }
+  if (opts.ftProxies !== undefined) args.push('--ft-proxies', opts.ftProxies);
+  if (opts.debug === true) args.push('--debug');
+  return ReceiverProcess.start(bin, args, {
+    name: `purple-receiver ${opts.jid}`,
+    startTimeoutMs: opts.startTimeoutMs ?? 30_000,
+    onEvent: opts.onEvent,
+  });
+}

@@ -1,0 +1,127 @@
+/**
+ * The slixmpp receiver for integration tests: test/clients/slix-receiver.py,
+ * run with Debian's /usr/bin/python3 (python3-slixmpp 1.8.3 imports only
+ * there), started as a ReceiverProcess that speaks the same line protocol as
+ * the libpurple one (see ./receiver.ts and the script's docstring).
+ *
+ * Beyond the common events it prints `streamhosts` (the SOCKS5 streamhost
+ * list as offered), `s5b_failed`, `declined`, `presence`,
+ * `subscription_request`, `message_error`, `warning` and `iq` (replies to
+ * IQs sent with the `raw` command); `offer`, `received` and `failed` carry
+ * the stream `sid`. Extra commands, through `ReceiverProcess.command()`:
+ * {cmd:'unsubscribe'|'subscribed'|'unsubscribed', to}, {cmd:'presence', ...}
+ * and {cmd:'raw', xml}.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ReceiverProcess, type ReceiverEvent, type ReceiverStartOptions } from './receiver.js';
+
+export { ReceiverProcess, type ReceiverEvent };
+
+export type SlixStreamMethod = 's5b' | 'ibb';
+
+export interface SlixReceiverOptions {
+  /** Full JID with resource, e.g. alice@example.com/slix. */
+  jid: string;
+  password: string;
+  /** c2s host and port of the test ejabberd (plain TCP, no STARTTLS). */
+  host: string;
+  port: number;
+  /** Where accepted files are written (created if missing). */
+  outDir: string;
+  /** Decline every file offer (<forbidden/> type cancel, "Offer Declined"). */
+  decline?: boolean;
+  /** Vanish (no sign-off, exit code 4) once a transfer has this many bytes. */
+  disconnectAfterBytes?: number;
+  /** Stream methods accepted, in order of preference (default ['s5b', 'ibb']). */
+  methods?: SlixStreamMethod[] | string[];
+  /** Behave as a client without SI: no SI/bytestreams/IBB in disco#info,
+   *  SI offers answered with service-unavailable. */
+  noSi?: boolean;
+  /** Hard cap on the process's life in seconds (default 120; then exit 3). */
+  timeoutSec?: number;
+  /** slixmpp's debug log (including the XMPP traffic) on stderr. */
+  debug?: boolean;
+  /** How long to wait for the `online` event (default 30 000 ms). */
+  startTimeoutMs?: number;
+  /** Interpreter (default $XR_SLIX_PYTHON or /usr/bin/python3). */
+  python?: string;
+  onEvent?: ReceiverStartOptions['onEvent'];
+}
+
+const SCRIPT = path.join('test', 'clients', 'slix-receiver.py');
+
+function findScript(): string {
+  // Works both from test/support/*.ts and from dist/test/support/*.js.
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, SCRIPT);
+    if (existsSync(candidate) && existsSync(path.join(dir, 'package.json'))) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find ${SCRIPT} above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+function defaultPython(): string {
+  return process.env['XR_SLIX_PYTHON'] ?? '/usr/bin/python3';
+}
+
+/**
+ * Resolves when `python` can import slixmpp; rejects with a hint otherwise
+ * (use it in a `before` hook to skip or fail early).
+ */
+export function checkSlixmpp(python: string = defaultPython()): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    execFile(
+      python,
+      ['-c', 'import slixmpp; print(slixmpp.__version__)'],
+      { timeout: 30_000, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(
+            new Error(
+              `${python} cannot import slixmpp (Debian: apt-get install python3-slixmpp; ` +
+                `it imports only with /usr/bin/python3): ${err.message}\n${stderr.slice(-2000)}`,
+            ),
+          );
+          return;
+        }
+        resolve(stdout.trim());
+      },
+    );
+  });
+}
+
+/** Command line arguments for test/clients/slix-receiver.py. */
+export function slixReceiverArgs(opts: SlixReceiverOptions): string[] {
+  const args = [
+    '--jid', opts.jid,
+    '--password', opts.password,
+    '--host', opts.host,
+    '--port', String(opts.port),
+    '--out', opts.outDir,
+    '--timeout', String(opts.timeoutSec ?? 120),
+  ];
+  if (opts.decline === true) args.push('--decline');
+  if (opts.disconnectAfterBytes !== undefined) {
+    args.push('--disconnect-after-bytes', String(opts.disconnectAfterBytes));
+  }
+  if (opts.methods !== undefined) args.push('--methods', opts.methods.join(','));
+  if (opts.noSi === true) args.push('--no-si');
+  if (opts.debug === true) args.push('--debug');
+  return args;
+}
+
+/** Starts the slixmpp receiver; resolves once it is online. */
+export async function startSlixReceiver(opts: SlixReceiverOptions): Promise<ReceiverProcess> {
+  const python = opts.python ?? defaultPython();
+  return ReceiverProcess.start(python, [findScript(), ...slixReceiverArgs(opts)], {
+    name: `slix-receiver ${opts.jid}`,
+    startTimeoutMs: opts.startTimeoutMs ?? 30_000,
+    onEvent: opts.onEvent,
+  });
+}
