@@ -176,6 +176,31 @@ for (const kind of ['purple', 'slix'] as const) {
       }
     });
 
+    describe("through ejabberd's mod_proxy65 as an external proxy", () => {
+      let comp: RunningComponent;
+      before(async () => {
+        const ej = await getEjabberd();
+        comp = await startComponent({
+          XR_REPORTS_SOURCE: 'http',
+          XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+          XR_PROXY_ENABLED: 'false',
+          XR_EXTERNAL_PROXIES: `proxy.${ej.domain}@127.0.0.1:${ej.proxy65Port}`,
+        });
+      });
+      after(async () => {
+        await comp.stop();
+      });
+
+      it('connects to the proxy with socks, activates it and delivers byte-exact', async () => {
+        const ej = await getEjabberd();
+        const body = randomBytes(3_000_000);
+        const project = await publish(body);
+        expectDelivered(await request(rx, project), body, 's5b');
+        const connected = comp.logged('bytestream connected').find((l) => l.project === project);
+        expect(connected).to.include({ streamhost: `proxy.${ej.domain}` });
+      });
+    });
+
     describe('when things go wrong', () => {
       let comp: RunningComponent;
       before(async () => {
@@ -222,3 +247,28 @@ for (const kind of ['purple', 'slix'] as const) {
     });
   });
 }
+
+describe('integration: an offer nobody answers', function () {
+  this.timeout(60000);
+
+  it('tells the user the file was not accepted in time', async () => {
+    const ej = await getEjabberd();
+    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate, XR_TRANSFER_OFFER_TIMEOUT_MS: '1500' });
+    const u = await user('olga');
+    const { XmppUser } = await import('../support/xmpp-user.js');
+    const olga = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'silent' });
+    // A client that shows the offer and waits for a person who never clicks:
+    // the SI request stays unanswered (the middleware never resolves).
+    olga.xmpp.middleware.use((ctx, next) => (ctx.stanza.getChild('si', 'http://jabber.org/protocol/si') ? new Promise(() => {}) : next()));
+    try {
+      const project = await publish(randomBytes(100));
+      await olga.say(`${project}@${ej.componentDomain}`, 'report');
+      const m = await olga.waitForMessage(`${project}@${ej.componentDomain}`, /not accepted in time/, 20000);
+      expect(m.getChildText('body')).to.equal(`status-${project}.pdf was not accepted in time, so I stopped offering it. Send me another message to try again.`);
+      expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
+    } finally {
+      await olga.logout();
+      await comp.stop();
+    }
+  });
+});
