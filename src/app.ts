@@ -103,12 +103,12 @@ export class App {
   }
 
   static async create(config: Config, log: Logger): Promise<App> {
+    log.info({ config: redacted(config), version: pkg.version }, 'starting');
     const spool = await Spool.open(config.reports.spoolDir || Spool.defaultDir(config.xmpp.domain));
     let streamhost: Streamhost | undefined;
     if (config.transfer.proxy.enabled && config.transfer.methods.includes('s5b')) {
       streamhost = await Streamhost.listen(config.transfer.proxy, log);
     }
-    log.info({ config: redacted(config), version: pkg.version }, 'starting');
     return new App(config, log, spool, streamhost);
   }
 

@@ -41,7 +41,7 @@ export class Connection {
       this.online = true;
       this.attempt = 0;
       this.xmpp.reconnect.delay = 1000;
-      this.log.info({ service: opts.service, domain: opts.domain }, 'connected to the XMPP server');
+      this.log.info({ server: opts.service, domain: opts.domain }, 'connected to the XMPP server');
     });
     this.xmpp.on('offline', () => {
       this.online = false;
@@ -49,7 +49,7 @@ export class Connection {
     this.xmpp.on('disconnect', (ev: { clean?: boolean; reason?: unknown } | undefined) => {
       if (this.online) {
         this.online = false;
-        if (!this.stopping) this.log.warn({ service: opts.service, reason: String(ev?.reason ?? 'closed') }, 'disconnected from the XMPP server; reconnecting');
+        if (!this.stopping) this.log.warn({ server: opts.service, reason: String(ev?.reason ?? 'closed') }, 'disconnected from the XMPP server; reconnecting');
       }
     });
     let lastError = '';
