@@ -10,7 +10,6 @@ import { FolderSource } from './reports/folder-source.js';
 import { HttpSource } from './reports/http-source.js';
 import type { ReportSource } from './reports/source.js';
 import { Spool } from './reports/spool.js';
-import type { Delivery } from './transfer/delivery.js';
 import { SiDelivery, TRANSFER_FEATURES } from './transfer/si-delivery.js';
 import { Streamhost } from './transfer/streamhost.js';
 import { Addresses, parseJid } from './xmpp/addresses.js';
@@ -44,13 +43,14 @@ export class App {
       { service: config.xmpp.service, domain: config.xmpp.domain, secret: config.xmpp.secret, reconnectMaxMs: config.xmpp.reconnectMaxMs },
       log,
     );
-    const send = (el: Element) => this.connection.send(el);
+    const send = (el: Element) => this.connection.sendWhenOnline(el);
     const source: ReportSource =
       config.reports.source === 'http'
         ? new HttpSource(spool, config.reports)
         : new FolderSource(config.reports.folder, spool, { maxBytes: config.reports.maxBytes, fileName: config.reports.fileName });
     const iqs = new IqRouter();
-    const delivery: Delivery = new SiDelivery({ connection: this.connection, streamhost, config: config.transfer, router: iqs });
+    const delivery = new SiDelivery({ connection: this.connection, streamhost, config: config.transfer, router: iqs });
+    this.connection.onLost(() => delivery.connectionLost());
     this.requests = new Requests({
       addresses,
       parser,
@@ -58,7 +58,7 @@ export class App {
       delivery,
       send,
       log,
-      allowedDomains: config.access.allowedDomains,
+      access: config.access,
       maxBytes: config.reports.maxBytes,
       example: config.projects.example,
     });
@@ -116,10 +116,11 @@ export class App {
     await this.connection.start();
   }
 
-  async stop(graceMs = 10000): Promise<void> {
+  async stop(graceMs = this.config.shutdown.graceMs): Promise<void> {
     await this.requests.close(graceMs);
     await this.connection.stop();
     await this.streamhost?.close();
+    await this.spool.clear();
     this.log.info({ spool: this.spool.dir }, 'stopped');
   }
 }

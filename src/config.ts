@@ -37,6 +37,8 @@ export const SETTINGS: readonly Setting[] = [
 
   { key: 'projects.idPattern', env: 'XR_PROJECTS_ID_PATTERN', kind: 'string', def: '^[0-9]{1,12}$', doc: 'regular expression a project id must match' },
   { key: 'projects.example', env: 'XR_PROJECTS_EXAMPLE', kind: 'string', def: '1234', doc: 'an example project id shown in help and error messages' },
+  { key: 'access.allowJids', env: 'XR_ACCESS_ALLOW_JIDS', kind: 'list', def: [], doc: 'bare JIDs allowed to ask even outside the allowed domains (comma-separated)' },
+  { key: 'access.denyJids', env: 'XR_ACCESS_DENY_JIDS', kind: 'list', def: [], doc: 'bare JIDs never served, whatever their domain (comma-separated)' },
   { key: 'access.allowedDomains', env: 'XR_ACCESS_ALLOWED_DOMAINS', kind: 'list', def: [], doc: 'requester domains allowed to ask (comma-separated); default: the parent of xmpp.domain' },
 
   { key: 'transfer.methods', env: 'XR_TRANSFER_METHODS', kind: 'list', def: ['s5b', 'ibb'], doc: 'stream methods offered, in order of preference: s5b, ibb' },
@@ -50,10 +52,12 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'transfer.proxy.advertisePort', env: 'XR_PROXY_ADVERTISE_PORT', kind: 'int', def: 0, min: 0, doc: 'port offered to clients (default: the bound port); differs behind NAT' },
   { key: 'transfer.proxy.handshakeTimeoutMs', env: 'XR_PROXY_HANDSHAKE_TIMEOUT_MS', kind: 'int', def: 10000, min: 100, doc: 'SOCKS5 handshakes slower than this are closed' },
   { key: 'transfer.proxy.maxConnections', env: 'XR_PROXY_MAX_CONNECTIONS', kind: 'int', def: 1000, min: 1, doc: 'open streamhost connections at most' },
+  { key: 'transfer.proxy.maxPerAddress', env: 'XR_PROXY_MAX_PER_ADDRESS', kind: 'int', def: 50, min: 1, doc: 'open streamhost connections at most from one remote address' },
   { key: 'transfer.externalProxies', env: 'XR_EXTERNAL_PROXIES', kind: 'list', def: [], doc: 'extra XEP-0065 proxies offered after the built-in one, as jid@host:port (e.g. proxy.example.com@proxy.example.com:7777)' },
   { key: 'transfer.ibb.blockSize', env: 'XR_IBB_BLOCK_SIZE', kind: 'int', def: 32768, min: 1, doc: 'IBB block size offered (at most 65535); lowered to 4096 when the receiver refuses' },
   { key: 'transfer.ibb.window', env: 'XR_IBB_WINDOW', kind: 'int', def: 8, min: 1, doc: 'IBB blocks in flight (1 = stop-and-wait)' },
 
+  { key: 'shutdown.graceMs', env: 'XR_SHUTDOWN_GRACE_MS', kind: 'int', def: 30000, min: 0, doc: 'on SIGTERM/SIGINT, how long running transfers may finish before they are cut' },
   { key: 'log.level', env: 'XR_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', doc: 'log level' },
 ];
 
@@ -73,7 +77,7 @@ export interface Config {
     spoolDir: string;
   };
   projects: { idPattern: string; example: string };
-  access: { allowedDomains: string[] };
+  access: { allowedDomains: string[]; allowJids: string[]; denyJids: string[] };
   transfer: {
     methods: Array<'s5b' | 'ibb'>;
     offerTimeoutMs: number;
@@ -87,10 +91,12 @@ export interface Config {
       advertisePort: number;
       handshakeTimeoutMs: number;
       maxConnections: number;
+      maxPerAddress: number;
     };
     externalProxies: string[];
     ibb: { blockSize: number; window: number };
   };
+  shutdown: { graceMs: number };
   log: { level: string };
 }
 
@@ -242,6 +248,11 @@ function validate(c: Config): Config {
     c.access.allowedDomains = [parent];
   }
   c.access.allowedDomains = c.access.allowedDomains.map((d) => d.toLowerCase());
+  c.access.allowJids = c.access.allowJids.map((j) => j.toLowerCase());
+  c.access.denyJids = c.access.denyJids.map((j) => j.toLowerCase());
+  for (const j of [...c.access.allowJids, ...c.access.denyJids]) {
+    if (!/^[^@/\s]+@[^@/\s]+$/.test(j)) fail(c.access.allowJids.includes(j) ? 'access.allowJids' : 'access.denyJids', `expected bare JIDs like alice@example.com, got ${JSON.stringify(j)}`);
+  }
   return c;
 }
 

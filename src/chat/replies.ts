@@ -50,5 +50,8 @@ export const replies = {
   offerTimeout: (name: string) => `${name} was not accepted in time, so I stopped offering it. Send me another message to try again.`,
   noFileTransfer: (name: string) => `Your chat client did not accept a file transfer for ${name}; it may not support receiving files (SI file transfer).`,
   lost: (name: string, sent: number, size: number) => `The transfer of ${name} broke off after ${formatSize(sent)} of ${formatSize(size)}; the file did not arrive. Send me another message to try again.`,
+  interrupted: (name: string) => `The connection to the chat server dropped while sending ${name}; offering it again…`,
+  shuttingDown: () => 'The report service is restarting; please ask again in a minute.',
+  cutByShutdown: (name: string) => `The report service is shutting down, so the transfer of ${name} was stopped. Please ask again in a minute.`,
   failed: (name: string, why: string) => `Could not send ${name}: ${why}. Send me another message to try again.`,
 };

@@ -14,7 +14,7 @@ export interface RequestDeps {
   delivery: Delivery;
   send: (el: Element) => Promise<void>;
   log: Logger;
-  allowedDomains: readonly string[];
+  access: { allowedDomains: readonly string[]; allowJids: readonly string[]; denyJids: readonly string[] };
   maxBytes: number;
   example: string;
 }
@@ -22,6 +22,7 @@ export interface RequestDeps {
 export class Requests {
   private readonly active = new Set<Promise<void>>();
   private closed = false;
+  private readonly shutdown = new AbortController();
 
   constructor(private readonly deps: RequestDeps) {}
 
@@ -63,17 +64,18 @@ export class Requests {
     }
     const project = cmd.project;
     const log = this.deps.log.child({ jid: from.full, project });
-    if (!this.deps.allowedDomains.includes(from.domain)) {
-      log.warn('request refused: requester domain not allowed');
-      return say(replies.notAllowed(this.deps.allowedDomains.join(', ')));
+    const { access } = this.deps;
+    if (access.denyJids.includes(from.bare) || (!access.allowJids.includes(from.bare) && !access.allowedDomains.includes(from.domain))) {
+      log.warn('request refused: requester not allowed');
+      return say(replies.notAllowed(access.allowedDomains.join(', ')));
     }
-    if (this.closed) return say(replies.unavailable(project));
+    if (this.closed) return say(replies.shuttingDown());
     log.info('report requested');
     await say(replies.fetching(project));
     const started = Date.now();
     let report: SpooledReport;
     try {
-      report = await this.deps.source.fetch(project, { requester: from.bare });
+      report = await this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal });
     } catch (err) {
       if (err instanceof ReportError) {
         log.warn({ reason: err.kind, ...err.detail, err: err.message }, 'report fetch failed');
@@ -107,37 +109,68 @@ export class Requests {
   private async deliver(report: SpooledReport, from: Jid, project: string, say: (text: string) => Promise<void>, log: Logger): Promise<string> {
     if (report.size === 0) return replies.empty(project);
     if (!from.resource) return replies.ready(report.name, report.size);
-    try {
-      if (this.deps.delivery.sendsFiles) await say(replies.sending(report.name, report.size));
-      const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log });
-      if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
-      return replies.delivered(report.name, report.size, outcome.method);
-    } catch (err) {
-      if (!(err instanceof DeliveryError)) {
-        log.error({ err: (err as Error).message }, 'delivery failed unexpectedly');
-        return replies.failed(report.name, 'an internal error');
-      }
-      switch (err.reason) {
-        case 'declined':
-          return replies.declined(report.name);
-        case 'offer-timeout':
-          return replies.offerTimeout(report.name);
-        case 'unsupported':
-          return replies.noFileTransfer(report.name);
-        case 'lost':
-          return replies.lost(report.name, err.sent, report.size);
-        case 'failed':
-          return replies.failed(report.name, err.message);
+    if (this.deps.delivery.sendsFiles) await say(replies.sending(report.name, report.size));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log, signal: this.shutdown.signal });
+        if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
+        return replies.delivered(report.name, report.size, outcome.method);
+      } catch (err) {
+        if (!(err instanceof DeliveryError)) {
+          log.error({ err: (err as Error).message }, 'delivery failed unexpectedly');
+          return replies.failed(report.name, 'an internal error');
+        }
+        if (err.reason === 'interrupted' && attempt === 1 && !this.closed) {
+          // Our own link to the server dropped mid-way; once it is back, offer again (say() waits for it).
+          log.warn({ bytes: err.sent }, 'delivery interrupted by a server disconnect; offering again');
+          await say(replies.interrupted(report.name));
+          continue;
+        }
+        return failureText(err, report);
       }
     }
   }
 
-  /** Stops taking requests and waits (bounded) for running ones. */
+  /**
+   * Stops taking requests, lets running ones finish within graceMs, then
+   * cuts the rest (their users are told) and waits briefly for their replies.
+   */
   async close(graceMs: number): Promise<void> {
     this.closed = true;
     if (this.active.size === 0) return;
+    this.deps.log.info({ active: this.active.size, graceMs }, 'waiting for running requests');
+    if (await this.settledWithin(graceMs)) return;
+    this.deps.log.warn({ active: this.active.size }, 'grace period over; cutting running transfers');
+    this.shutdown.abort();
+    await this.settledWithin(5000);
+  }
+
+  private async settledWithin(ms: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    const done = await Promise.race([
+      Promise.allSettled([...this.active]).then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
+    ]);
     clearTimeout(timer);
+    return done;
+  }
+}
+
+function failureText(err: DeliveryError, report: SpooledReport): string {
+  switch (err.reason) {
+    case 'declined':
+      return replies.declined(report.name);
+    case 'offer-timeout':
+      return replies.offerTimeout(report.name);
+    case 'unsupported':
+      return replies.noFileTransfer(report.name);
+    case 'lost':
+      return replies.lost(report.name, err.sent, report.size);
+    case 'interrupted':
+      return replies.failed(report.name, 'the connection to the chat server dropped');
+    case 'cancelled':
+      return replies.cutByShutdown(report.name);
+    case 'failed':
+      return replies.failed(report.name, err.message);
   }
 }

@@ -61,6 +61,13 @@ export class Spool {
     return { path, size, md5: md5.digest('hex'), sha256: sha256.digest('hex') };
   }
 
+  /** Removes every spooled file (at shutdown: nothing of ours outlives the process). */
+  async clear(): Promise<void> {
+    for (const entry of await readdir(this.dir).catch(() => [] as string[])) {
+      if (entry.startsWith(PREFIX)) await rm(join(this.dir, entry), { force: true, recursive: true });
+    }
+  }
+
   async remove(path: string): Promise<void> {
     await rm(path, { force: true });
   }

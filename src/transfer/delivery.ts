@@ -10,11 +10,15 @@ export interface DeliveryRequest {
   to: string; // the requester's full JID
   from: string; // the project's full JID, used for every stanza of the transfer
   log: Logger;
+  signal?: AbortSignal; // aborted when the component shuts down
 }
 
 export type DeliveryOutcome = { kind: 'delivered'; method: Method; bytes: number } | { kind: 'notified' };
 
-export type FailureReason = 'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed';
+// interrupted: the component's own connection to the server dropped (IBB and
+// pending negotiations cannot survive that); the caller may offer again.
+// cancelled: we stopped it ourselves (shutdown after the grace period).
+export type FailureReason = 'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled';
 
 /** A delivery that did not complete; `sent` counts bytes written before it broke. */
 export class DeliveryError extends Error {

@@ -43,8 +43,31 @@ class S5bFailed extends Error {
   }
 }
 
+/** Rejects every wait of one delivery when the server connection drops. */
+class Interruption {
+  readonly promise: Promise<never>;
+  private fire!: (e: Error) => void;
+  fired = false;
+  constructor() {
+    this.promise = new Promise<never>((_r, reject) => (this.fire = reject));
+    this.promise.catch(() => {});
+  }
+  reason: 'interrupted' | 'cancelled' = 'interrupted';
+  readonly sid = 'xr' + randomBytes(12).toString('hex');
+  trigger(reason: 'interrupted' | 'cancelled' = 'interrupted'): void {
+    if (this.fired) return;
+    this.fired = true;
+    this.reason = reason;
+    this.fire(new DeliveryError(reason, reason === 'cancelled' ? 'cancelled by shutdown' : 'the connection to the XMPP server was lost'));
+  }
+  race<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, this.promise]);
+  }
+}
+
 export class SiDelivery implements Delivery {
   readonly sendsFiles = true;
+  private readonly running = new Set<Interruption>();
   // Active IBB senders by "<receiver full JID> <sid>", so a receiver's <close/> can end one.
   private readonly ibbSenders = new Map<string, IbbSender>();
   private readonly proxies: StreamhostInfo[];
@@ -62,14 +85,36 @@ export class SiDelivery implements Delivery {
     deps.router.on('set', NS.IBB, 'open', () => errorElement('cancel', 'not-acceptable'));
   }
 
+  /** The server connection dropped: in-band transfers and pending negotiations end now. */
+  connectionLost(): void {
+    for (const r of this.running) r.trigger();
+    for (const sender of this.ibbSenders.values()) sender.abort('the connection to the XMPP server was lost');
+  }
+
   private methods(): Method[] {
     const canS5b = this.deps.streamhost !== undefined || this.proxies.length > 0;
     return this.deps.config.methods.filter((m) => m !== 's5b' || canS5b);
   }
 
   async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
+    const run = new Interruption();
+    this.running.add(run);
+    const onAbort = () => {
+      run.trigger('cancelled');
+      this.ibbSenders.get(`${req.to} ${run.sid}`)?.abort('cancelled by shutdown');
+    };
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.negotiate(req, run);
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+      this.running.delete(run);
+    }
+  }
+
+  private async negotiate(req: DeliveryRequest, run: Interruption): Promise<DeliveryOutcome> {
     const { report, to, from } = req;
-    const sid = 'xr' + randomBytes(12).toString('hex');
+    const sid = run.sid;
     const log = req.log.child({ sid });
     const offered = this.methods();
     const offer = buildOffer({
@@ -83,8 +128,9 @@ export class SiDelivery implements Delivery {
     log.info({ bytes: report.size, methods: offered }, 'file offered');
     let answer: Element;
     try {
-      answer = await this.deps.connection.request(offer, this.deps.config.offerTimeoutMs);
+      answer = await run.race(this.deps.connection.request(offer, this.deps.config.offerTimeoutMs));
     } catch (err) {
+      if (err instanceof DeliveryError) throw err;
       throw offerFailure(err, log);
     }
     if (!sameJid(answer.attrs.from, to)) throw new DeliveryError('failed', 'the answer came from another address');
@@ -97,7 +143,7 @@ export class SiDelivery implements Delivery {
     const started = Date.now();
     if (method === 's5b') {
       try {
-        const bytes = await this.sendS5b(req, sid, log);
+        const bytes = await this.sendS5b(req, sid, log, run);
         log.info({ method: 's5b', bytes, ms: Date.now() - started }, 'delivered');
         return { kind: 'delivered', method: 's5b', bytes };
       } catch (err) {
@@ -109,12 +155,12 @@ export class SiDelivery implements Delivery {
         log.info({ method: 's5b', err: err.message }, 'direct connection failed; falling back to in-band');
       }
     }
-    const bytes = await this.sendIbb(req, sid, log);
+    const bytes = await this.sendIbb(req, sid, log, run);
     log.info({ method: 'ibb', bytes, ms: Date.now() - started }, 'delivered');
     return { kind: 'delivered', method: 'ibb', bytes };
   }
 
-  private async sendS5b(req: DeliveryRequest, sid: string, log: DeliveryRequest['log']): Promise<number> {
+  private async sendS5b(req: DeliveryRequest, sid: string, log: DeliveryRequest['log'], run: Interruption): Promise<number> {
     const { to, from, report } = req;
     const cfg = this.deps.config;
     const hash = dstAddr(sid, from, to);
@@ -127,10 +173,11 @@ export class SiDelivery implements Delivery {
     hosts.push(...this.proxies);
     let used: string | undefined;
     try {
-      const result = await this.deps.connection.request(buildStreamhostOffer({ id: newId(), from, to, sid, hosts }), cfg.connectTimeoutMs);
+      const result = await run.race(this.deps.connection.request(buildStreamhostOffer({ id: newId(), from, to, sid, hosts }), cfg.connectTimeoutMs));
       used = streamhostUsed(result);
     } catch (err) {
       expectation?.cancel();
+      if (err instanceof DeliveryError) throw err;
       const condition = (err as { condition?: string }).condition;
       throw new S5bFailed(condition ? `receiver could not connect (${condition})` : `receiver did not connect: ${(err as Error).message}`, true);
     }
@@ -149,7 +196,17 @@ export class SiDelivery implements Delivery {
       socket = await this.connectProxy(proxy, hash, { sid, from, to });
     }
     log.info({ method: 's5b', streamhost: used }, 'bytestream connected');
-    return this.pump(socket, report.path, report.size);
+    // A shutdown past its grace period cuts the stream; the server connection dropping does not (TCP is ours).
+    const cut = () => {
+      if (run.reason === 'cancelled') socket.destroy(new Error('cancelled by shutdown'));
+    };
+    run.promise.catch(cut);
+    try {
+      return await this.pump(socket, report.path, report.size);
+    } catch (err) {
+      if (run.fired && run.reason === 'cancelled') throw new DeliveryError('cancelled', 'cancelled by shutdown', (err as S5bFailed).sent ?? 0, 's5b');
+      throw err;
+    }
   }
 
   private async connectProxy(proxy: StreamhostInfo, hash: string, o: { sid: string; from: string; to: string }): Promise<Socket> {
@@ -217,7 +274,7 @@ export class SiDelivery implements Delivery {
     }
   }
 
-  private async sendIbb(req: DeliveryRequest, sid: string, log: DeliveryRequest['log']): Promise<number> {
+  private async sendIbb(req: DeliveryRequest, sid: string, log: DeliveryRequest['log'], run: Interruption): Promise<number> {
     const cfg = this.deps.config;
     const sender = new IbbSender({
       from: req.from,
@@ -238,6 +295,7 @@ export class SiDelivery implements Delivery {
     } catch (err) {
       const sent = err instanceof IbbError ? err.acked : 0;
       log.warn({ method: 'ibb', err: (err as Error).message, bytes: sent }, 'transfer failed');
+      if (run.fired) throw new DeliveryError(run.reason, (err as Error).message, sent, 'ibb');
       throw new DeliveryError(sent > 0 ? 'lost' : 'failed', (err as Error).message, sent, 'ibb');
     } finally {
       this.ibbSenders.delete(key);
@@ -251,6 +309,11 @@ function sameJid(a: string | undefined, b: string): boolean {
 
 function offerFailure(err: unknown, log: DeliveryRequest['log']): DeliveryError {
   const condition = (err as { condition?: string }).condition;
+  // ejabberd answers for a resource that went away: "User session not found".
+  if (/session not found/i.test((err as { text?: string }).text ?? '')) {
+    log.info({ condition }, 'receiver went offline');
+    return new DeliveryError('failed', 'your chat client went offline');
+  }
   if ((err as Error).name === 'TimeoutError') {
     log.info('offer not answered in time');
     return new DeliveryError('offer-timeout', 'offer not answered in time');

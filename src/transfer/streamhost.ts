@@ -22,6 +22,7 @@ export interface StreamhostOptions {
   advertisePort: number;
   handshakeTimeoutMs: number;
   maxConnections: number;
+  maxPerAddress: number;
 }
 
 interface Expectation {
@@ -37,6 +38,7 @@ export class StreamhostTimeout extends Error {
 export class Streamhost {
   private readonly expected = new Map<string, Expectation>();
   private readonly open = new Set<Socket>();
+  private readonly perAddress = new Map<string, number>();
   readonly host: string;
   readonly port: number;
 
@@ -109,8 +111,21 @@ export class Streamhost {
       sock.destroy();
       return;
     }
+    const addr = sock.remoteAddress ?? '?';
+    const fromAddr = this.perAddress.get(addr) ?? 0;
+    if (fromAddr >= this.opts.maxPerAddress) {
+      this.log.warn({ remote, open: fromAddr }, 'streamhost connection refused: too many from one address');
+      sock.destroy();
+      return;
+    }
+    this.perAddress.set(addr, fromAddr + 1);
     this.open.add(sock);
-    sock.once('close', () => this.open.delete(sock));
+    sock.once('close', () => {
+      this.open.delete(sock);
+      const n = (this.perAddress.get(addr) ?? 1) - 1;
+      if (n <= 0) this.perAddress.delete(addr);
+      else this.perAddress.set(addr, n);
+    });
     sock.on('error', () => {}); // reported where the socket is used; a reset here must not crash us
     let buf: Buffer = Buffer.alloc(0);
     let stage: 'greeting' | 'request' = 'greeting';

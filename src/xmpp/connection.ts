@@ -23,6 +23,8 @@ export class Connection {
   private online = false;
   private stopping = false;
   private attempt = 0;
+  private readonly lostListeners = new Set<() => void>();
+  private readonly onlineWaiters = new Set<() => void>();
   private stanzaHandler: StanzaHandler = async () => undefined;
 
   constructor(
@@ -42,6 +44,7 @@ export class Connection {
       this.attempt = 0;
       this.xmpp.reconnect.delay = 1000;
       this.log.info({ server: opts.service, domain: opts.domain }, 'connected to the XMPP server');
+      for (const w of [...this.onlineWaiters]) w();
     });
     this.xmpp.on('offline', () => {
       this.online = false;
@@ -50,6 +53,7 @@ export class Connection {
       if (this.online) {
         this.online = false;
         if (!this.stopping) this.log.warn({ server: opts.service, reason: String(ev?.reason ?? 'closed') }, 'disconnected from the XMPP server; reconnecting');
+        for (const fn of this.lostListeners) fn();
       }
     });
     let lastError = '';
@@ -88,6 +92,26 @@ export class Connection {
     return this.online;
   }
 
+  /** Called each time an established connection drops (in-band transfers cannot survive that). */
+  onLost(fn: () => void): void {
+    this.lostListeners.add(fn);
+  }
+
+  /** Resolves true once online (at once when already), false after timeoutMs. */
+  whenOnline(timeoutMs: number): Promise<boolean> {
+    if (this.online) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.onlineWaiters.delete(onOnline);
+        resolve(ok);
+      };
+      const onOnline = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.onlineWaiters.add(onOnline);
+    });
+  }
+
   onStanza(fn: StanzaHandler): void {
     this.stanzaHandler = fn;
   }
@@ -115,6 +139,12 @@ export class Connection {
   }
 
   async send(el: Element): Promise<void> {
+    await this.xmpp.send(el);
+  }
+
+  /** Sends once online, waiting out a reconnect (bounded): chat replies are not lost to a server restart. */
+  async sendWhenOnline(el: Element, timeoutMs = 30000): Promise<void> {
+    if (!this.online && !(await this.whenOnline(timeoutMs))) throw new Error('not connected to the XMPP server');
     await this.xmpp.send(el);
   }
 

@@ -117,3 +117,73 @@ after(async function () {
   intranet = undefined;
   await stopEjabberd();
 });
+
+/** The component as its own process (for signals and exit codes), logging JSON lines. */
+export class ComponentProcess {
+  readonly logs: LogLine[] = [];
+  readonly exited: Promise<number | null>;
+  private constructor(readonly proc: import('node:child_process').ChildProcess, readonly spoolDir: string) {
+    this.exited = new Promise((r) => proc.once('exit', (code) => r(code)));
+    let buf = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        try {
+          this.logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          // not JSON
+        }
+        if (process.env.XR_TEST_LOG) process.stderr.write(line + '\n');
+      }
+    });
+    proc.stderr!.on('data', (c: Buffer) => process.env.XR_TEST_LOG && process.stderr.write(c));
+  }
+
+  static async spawn(env: Record<string, string>): Promise<ComponentProcess> {
+    const { spawn } = await import('node:child_process');
+    const ej = await getEjabberd();
+    const spoolDir = await mkdtemp(join(tmpdir(), 'xr-spool-'));
+    const proc = spawn(process.execPath, [join(process.cwd(), 'dist', 'src', 'main.js')], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
+        XR_XMPP_DOMAIN: ej.componentDomain,
+        XR_XMPP_SECRET: ej.secret,
+        XR_REPORTS_SPOOL_DIR: spoolDir,
+        XR_PROXY_BIND_HOST: '127.0.0.1',
+        XR_PROXY_BIND_PORT: '0',
+        XR_LOG_LEVEL: 'debug',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const c = new ComponentProcess(proc, spoolDir);
+    await c.waitForLog((l) => l.msg === 'connected to the XMPP server', 30000);
+    return c;
+  }
+
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve, reject) => {
+      const tick = () => {
+        const hit = this.logs.find(pred);
+        if (hit) return resolve(hit);
+        if (Date.now() > deadline) return reject(new Error(`log line not seen within ${timeoutMs} ms; got: ${this.logs.map((l) => l.msg).join(' | ')}`));
+        setTimeout(tick, 50);
+      };
+      tick();
+    });
+  }
+
+  /** Stops by pid: SIGTERM, and SIGKILL if it has not exited within ms. */
+  async stop(ms = 40000): Promise<number | null> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), ms);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}

@@ -99,10 +99,21 @@ describe('config', () => {
         advertisePort: 0,
         handshakeTimeoutMs: 10000,
         maxConnections: 1000,
+        maxPerAddress: 50,
       });
+      expect(c.access.allowJids).to.deep.equal([]);
+      expect(c.access.denyJids).to.deep.equal([]);
+      expect(c.shutdown.graceMs).to.equal(30000);
       expect(c.transfer.externalProxies).to.deep.equal([]);
       expect(c.transfer.ibb).to.deep.equal({ blockSize: 32768, window: 8 });
       expect(c.log.level).to.equal('info');
+    });
+
+    it('allow and deny lists take bare JIDs, lower-cased, and refuse anything else', () => {
+      const c2 = loadConfig({ env: env({ XR_ACCESS_ALLOW_JIDS: 'Guest@Partner.example', XR_ACCESS_DENY_JIDS: 'mallory@example.com' }) });
+      expect(c2.access.allowJids).to.deep.equal(['guest@partner.example']);
+      expect(c2.access.denyJids).to.deep.equal(['mallory@example.com']);
+      expect(() => loadConfig({ env: env({ XR_ACCESS_DENY_JIDS: 'mallory@example.com/res' }) })).to.throw(/access.denyJids .*XR_ACCESS_DENY_JIDS.*bare JIDs/);
     });
 
     it('allowedDomains defaults to the parent of the component domain', () => {

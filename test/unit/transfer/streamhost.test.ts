@@ -37,7 +37,7 @@ describe('transfer/streamhost (real loopback TCP)', () => {
   let sh: Streamhost;
   beforeEach(async () => {
     sh = await Streamhost.listen(
-      { bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 300, maxConnections: 5 },
+      { bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 300, maxConnections: 5, maxPerAddress: 100 },
       log,
     );
   });
@@ -109,6 +109,35 @@ describe('transfer/streamhost (real loopback TCP)', () => {
     const sixth = await exchange(sh.port, [], 1000);
     expect(sixth.closed).to.equal(true);
     for (const s of socks) s.destroy();
+  });
+
+  it('caps connections from one remote address', async () => {
+    const capped = await Streamhost.listen(
+      { bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 2000, maxConnections: 100, maxPerAddress: 3 },
+      log,
+    );
+    const socks: Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = connect({ host: '127.0.0.1', port: capped.port });
+        s.on('error', () => {});
+        socks.push(s);
+        await new Promise((r) => s.once('connect', r));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      const fourth = await exchange(capped.port, [], 1000);
+      expect(fourth.closed).to.equal(true);
+      expect(capped.connections).to.equal(3);
+      // one closes: a slot for that address frees up
+      socks.pop()!.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+      const again = await exchange(capped.port, [Buffer.from([5, 1, 0])], 300);
+      expect([...again.data]).to.deep.equal([5, 0]);
+      again.sock.destroy();
+    } finally {
+      for (const s of socks) s.destroy();
+      await capped.close();
+    }
   });
 
   it('rejects an expectation nobody connects to within its timeout', async () => {

@@ -1,0 +1,128 @@
+// Faults end to end: SIGTERM with transfers running, and ejabberd restarting
+// under an in-band transfer. Receivers are slixmpp clients; the component runs
+// as its own process where signals and exit codes matter.
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ReceiverProcess } from '../support/receiver.js';
+import { startSlixReceiver } from '../support/slix.js';
+import { ComponentProcess, getEjabberd, getIntranet, sleep, startComponent, user } from './harness.js';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+let counter = 610000 + Math.floor(Math.random() * 80000);
+
+async function publish(body: Buffer): Promise<string> {
+  const project = String(counter++);
+  (await getIntranet()).projects.set(project, { kind: 'file', body });
+  return project;
+}
+
+async function receiver(name: string, resource = 'slix'): Promise<{ rx: ReceiverProcess; outDir: string }> {
+  const ej = await getEjabberd();
+  const u = await user(name);
+  const outDir = await mkdtemp(join(tmpdir(), 'xr-rx-faults-'));
+  const rx = await startSlixReceiver({ jid: `${u.jid}/${resource}`, password: u.password, host: '127.0.0.1', port: ej.c2sPort, outDir, timeoutSec: 300 });
+  return { rx, outDir };
+}
+
+// Slow in-band settings: 64-byte blocks, one in flight, so a transfer lasts long enough to interrupt.
+const slowIbb = { XR_TRANSFER_METHODS: 'ibb', XR_IBB_BLOCK_SIZE: '64', XR_IBB_WINDOW: '1' };
+
+describe('integration: graceful shutdown (SIGTERM)', function () {
+  this.timeout(120000);
+
+  it('lets a running transfer finish, then exits 0 with nothing left in the spool', async () => {
+    const intranet = await getIntranet();
+    const comp = await ComponentProcess.spawn({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, ...slowIbb, XR_SHUTDOWN_GRACE_MS: '60000' });
+    const { rx, outDir } = await receiver('gina');
+    try {
+      const body = randomBytes(200_000);
+      const project = await publish(body);
+      rx.send(`${project}@${(await getEjabberd()).componentDomain}`, 'report');
+      await comp.waitForLog((l) => l.msg === 'offer accepted' && l.project === project, 30000);
+      comp.proc.kill('SIGTERM');
+      const got = await rx.waitFor((e) => e.event === 'received' || e.event === 'failed', 90000);
+      expect(got.event).to.equal('received');
+      expect(got.sha256).to.equal(sha256(body));
+      await rx.waitFor((e) => e.event === 'message' && /^Delivered status-\d+\.pdf/.test(String(e.body)), 30000);
+      expect(await comp.exited).to.equal(0);
+      expect(comp.logs.some((l) => l.msg === 'waiting for running requests')).to.equal(true);
+      expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+    } finally {
+      await comp.stop();
+      await rx.quit();
+      await rm(outDir, { recursive: true, force: true });
+      await rm(comp.spoolDir, { recursive: true, force: true });
+    }
+  });
+
+  it('cuts transfers still running after the grace period, tells the user, and exits 0', async () => {
+    const intranet = await getIntranet();
+    const comp = await ComponentProcess.spawn({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, ...slowIbb, XR_SHUTDOWN_GRACE_MS: '0' });
+    const { rx, outDir } = await receiver('hank');
+    try {
+      const project = await publish(randomBytes(2_000_000));
+      rx.send(`${project}@${(await getEjabberd()).componentDomain}`, 'report');
+      await comp.waitForLog((l) => l.msg === 'offer accepted' && l.project === project, 30000);
+      await sleep(300);
+      comp.proc.kill('SIGTERM');
+      const msg = await rx.waitFor((e) => e.event === 'message' && /shutting down/.test(String(e.body)), 30000);
+      expect(msg.body).to.equal(`The report service is shutting down, so the transfer of status-${project}.pdf was stopped. Please ask again in a minute.`);
+      expect(await comp.exited).to.equal(0);
+      expect(comp.logs.some((l) => l.msg === 'delivered')).to.equal(false);
+      expect(rx.events.some((e) => e.event === 'received')).to.equal(false);
+      expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+    } finally {
+      await comp.stop();
+      await rx.quit();
+      await rm(outDir, { recursive: true, force: true });
+      await rm(comp.spoolDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('integration: ejabberd restarts under an in-band transfer', function () {
+  this.timeout(180000);
+
+  it('fails the transfer cleanly, tells the user once reachable, and never reports it delivered', async () => {
+    const ej = await getEjabberd();
+    const intranet = await getIntranet();
+    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, ...slowIbb });
+    const first = await receiver('ivan');
+    let second: { rx: ReceiverProcess; outDir: string } | undefined;
+    try {
+      const project = await publish(randomBytes(2_000_000));
+      first.rx.send(`${project}@${ej.componentDomain}`, 'report');
+      const deadline = Date.now() + 30000;
+      while (!comp.logged('offer accepted').some((l) => l.project === project) && Date.now() < deadline) await sleep(50);
+      await sleep(300);
+      await ej.restart(); // drops the component's link and the user's session alike
+      await first.rx.exited;
+      const back = Date.now() + 60000;
+      while (comp.logged('connected to the XMPP server').length < 2 && Date.now() < back) await sleep(100);
+      expect(comp.logged(/interrupted by a server disconnect/).filter((l) => l.project === project)).to.have.length(1);
+      // The user logs in again: what the component said meanwhile waits in offline storage.
+      second = await receiver('ivan', 'again');
+      const final = await second.rx.waitFor((e) => e.event === 'message' && /^Could not send/.test(String(e.body)), 60000);
+      expect(String(final.body)).to.match(new RegExp(`^Could not send status-${project}\\.pdf: `));
+      expect(second.rx.events.some((e) => e.event === 'message' && /offering it again/.test(String(e.body)))).to.equal(true);
+      expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
+      // and it still serves: a new request to the new session is delivered
+      const body = randomBytes(3000);
+      const next = await publish(body);
+      second.rx.send(`${next}@${ej.componentDomain}`, 'report');
+      const got = await second.rx.waitFor((e) => e.event === 'received' && e.name === `status-${next}.pdf`, 60000);
+      expect(got.sha256).to.equal(sha256(body));
+    } finally {
+      await first.rx.quit();
+      if (second) {
+        await second.rx.quit();
+        await rm(second.outDir, { recursive: true, force: true });
+      }
+      await rm(first.outDir, { recursive: true, force: true });
+      await comp.stop();
+    }
+  });
+});
