@@ -1,5 +1,7 @@
 // Wiring only: builds the parts and connects them.
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { CommandParser } from './chat/commands.js';
@@ -10,7 +12,10 @@ import { FolderSource } from './reports/folder-source.js';
 import { HttpSource } from './reports/http-source.js';
 import type { ReportSource } from './reports/source.js';
 import { Spool } from './reports/spool.js';
+import { ChoosingDelivery, ServerLinks, UploadLinks } from './transfer/link.js';
+import { LinkServer } from './transfer/link-server.js';
 import { SiDelivery, TRANSFER_FEATURES } from './transfer/si-delivery.js';
+import { Capabilities } from './xmpp/caps.js';
 import { Streamhost } from './transfer/streamhost.js';
 import { Addresses, parseJid } from './xmpp/addresses.js';
 import { versionResult } from './xmpp/basics.js';
@@ -29,14 +34,18 @@ export class App {
   readonly streamhost: Streamhost | undefined;
   private readonly spool: Spool;
 
+  readonly linkServer: LinkServer | undefined;
+
   private constructor(
     readonly config: Config,
     readonly log: Logger,
     spool: Spool,
     streamhost: Streamhost | undefined,
+    linkServer: LinkServer | undefined,
   ) {
     this.spool = spool;
     this.streamhost = streamhost;
+    this.linkServer = linkServer;
     const addresses = new Addresses(config.xmpp.domain, config.xmpp.resource);
     const parser = new CommandParser(config.projects.idPattern);
     this.connection = new Connection(
@@ -49,8 +58,16 @@ export class App {
         ? new HttpSource(spool, config.reports)
         : new FolderSource(config.reports.folder, spool, { maxBytes: config.reports.maxBytes, fileName: config.reports.fileName });
     const iqs = new IqRouter();
-    const delivery = new SiDelivery({ connection: this.connection, streamhost, config: config.transfer, router: iqs });
-    this.connection.onLost(() => delivery.connectionLost());
+    const si = new SiDelivery({ connection: this.connection, streamhost, config: config.transfer, router: iqs });
+    this.connection.onLost(() => si.connectionLost());
+    const request = (iq: Element, t: number) => this.connection.request(iq, t);
+    const caps = new Capabilities(request, config.caps.timeoutMs);
+    const links = config.links.uploadService
+      ? new UploadLinks(request, config.links.uploadService, config.reports.timeoutMs)
+      : linkServer
+        ? new ServerLinks(linkServer)
+        : undefined;
+    const delivery = new ChoosingDelivery(si, links, caps);
     this.requests = new Requests({
       addresses,
       parser,
@@ -88,6 +105,7 @@ export class App {
           this.requests.handleMessage(el, from, target);
           return undefined;
         case 'presence':
+          caps.notePresence(el);
           await handlePresence(el, from, target, {
             addresses,
             send,
@@ -109,7 +127,20 @@ export class App {
     if (config.transfer.proxy.enabled && config.transfer.methods.includes('s5b')) {
       streamhost = await Streamhost.listen(config.transfer.proxy, log);
     }
-    return new App(config, log, spool, streamhost);
+    let linkServer: LinkServer | undefined;
+    if (config.links.publicBaseUrl && !config.links.uploadService) {
+      const l = config.links;
+      linkServer = await LinkServer.start({
+        bindHost: l.bindHost,
+        bindPort: l.bindPort,
+        publicBaseUrl: l.publicBaseUrl,
+        stateDir: l.stateDir || join(tmpdir(), `xmpp-reports-${config.xmpp.domain}-links`),
+        defaultTtlMs: l.ttlMs,
+        defaultMaxDownloads: l.maxDownloads,
+        log,
+      });
+    }
+    return new App(config, log, spool, streamhost, linkServer);
   }
 
   async start(): Promise<void> {
@@ -120,6 +151,7 @@ export class App {
     await this.requests.close(graceMs);
     await this.connection.stop();
     await this.streamhost?.close();
+    await this.linkServer?.close();
     await this.spool.clear();
     this.log.info({ spool: this.spool.dir }, 'stopped');
   }

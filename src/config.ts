@@ -57,6 +57,14 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'transfer.ibb.blockSize', env: 'XR_IBB_BLOCK_SIZE', kind: 'int', def: 32768, min: 1, doc: 'IBB block size offered (at most 65535); lowered to 4096 when the receiver refuses' },
   { key: 'transfer.ibb.window', env: 'XR_IBB_WINDOW', kind: 'int', def: 8, min: 1, doc: 'IBB blocks in flight (1 = stop-and-wait)' },
 
+  { key: 'links.publicBaseUrl', env: 'XR_LINKS_PUBLIC_BASE_URL', kind: 'string', def: '', doc: 'base URL of the built-in link server as users reach it (e.g. https://reports.example.com/files/); empty = no links (unless links.uploadService is set)' },
+  { key: 'links.bindHost', env: 'XR_LINKS_BIND_HOST', kind: 'string', def: '0.0.0.0', doc: 'address the link server listens on' },
+  { key: 'links.bindPort', env: 'XR_LINKS_BIND_PORT', kind: 'int', def: 7626, min: 0, doc: 'port the link server listens on' },
+  { key: 'links.stateDir', env: 'XR_LINKS_STATE_DIR', kind: 'string', def: '', doc: 'where linked files and link state are kept across restarts (default: under the OS temp dir)' },
+  { key: 'links.ttlMs', env: 'XR_LINKS_TTL_MS', kind: 'int', def: 24 * 3600 * 1000, min: 1000, doc: 'how long a link works' },
+  { key: 'links.maxDownloads', env: 'XR_LINKS_MAX_DOWNLOADS', kind: 'int', def: 10, min: 0, doc: 'complete downloads a link allows (0 = no limit)' },
+  { key: 'links.uploadService', env: 'XR_LINKS_UPLOAD_SERVICE', kind: 'string', def: '', doc: 'XEP-0363 upload service JID (e.g. upload.example.com): upload there instead of serving links ourselves' },
+  { key: 'caps.timeoutMs', env: 'XR_CAPS_TIMEOUT_MS', kind: 'int', def: 5000, min: 100, doc: 'how long to wait for a client\'s disco#info before treating it as unknown' },
   { key: 'shutdown.graceMs', env: 'XR_SHUTDOWN_GRACE_MS', kind: 'int', def: 30000, min: 0, doc: 'on SIGTERM/SIGINT, how long running transfers may finish before they are cut' },
   { key: 'log.level', env: 'XR_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', doc: 'log level' },
 ];
@@ -96,6 +104,8 @@ export interface Config {
     externalProxies: string[];
     ibb: { blockSize: number; window: number };
   };
+  links: { publicBaseUrl: string; bindHost: string; bindPort: number; stateDir: string; ttlMs: number; maxDownloads: number; uploadService: string };
+  caps: { timeoutMs: number };
   shutdown: { graceMs: number };
   log: { level: string };
 }
@@ -243,6 +253,17 @@ function validate(c: Config): Config {
   }
   if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
   if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
+  if (c.links.publicBaseUrl) {
+    let u: URL | undefined;
+    try {
+      u = new URL(c.links.publicBaseUrl);
+    } catch {
+      fail('links.publicBaseUrl', `not a valid URL: ${JSON.stringify(c.links.publicBaseUrl)}`);
+    }
+    if (u && u.protocol !== 'http:' && u.protocol !== 'https:') fail('links.publicBaseUrl', 'expected an http: or https: URL');
+  }
+  if (c.links.bindPort > 65535) fail('links.bindPort', 'expected a port number up to 65535');
+  if (c.links.uploadService && !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.links.uploadService)) fail('links.uploadService', `expected a service JID such as upload.example.com, got ${JSON.stringify(c.links.uploadService)}`);
   if (c.access.allowedDomains.length === 0) {
     const parent = c.xmpp.domain.split('.').slice(1).join('.');
     c.access.allowedDomains = [parent];

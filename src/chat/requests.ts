@@ -3,9 +3,10 @@ import { xml, type Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import type { Addresses, Jid, Target } from '../xmpp/addresses.js';
 import { ReportError, type ReportSource, type SpooledReport } from '../reports/source.js';
-import { DeliveryError, type Delivery } from '../transfer/delivery.js';
+import { DeliveryError, type Delivery, type DeliveryProgress } from '../transfer/delivery.js';
+import { oobMessage } from '../transfer/link.js';
 import type { CommandParser } from './commands.js';
-import { replies } from './replies.js';
+import { formatSize, replies } from './replies.js';
 
 export interface RequestDeps {
   addresses: Addresses;
@@ -17,6 +18,12 @@ export interface RequestDeps {
   access: { allowedDomains: readonly string[]; allowJids: readonly string[]; denyJids: readonly string[] };
   maxBytes: number;
   example: string;
+}
+
+/** What a request can send back to its user. */
+interface Output {
+  say: (text: string) => Promise<void>;
+  sendLink: (url: string, desc: string) => Promise<void>;
 }
 
 export class Requests {
@@ -39,15 +46,18 @@ export class Requests {
     const body = el.getChildText('body');
     if (body === null || body.trim() === '') return;
     const replyFrom = target.kind === 'project' ? this.deps.addresses.projectFull(target.project) : this.deps.addresses.domain;
-    const say = (text: string) => this.deps.send(xml('message', { from: replyFrom, to: from.full, type: type === 'chat' ? 'chat' : 'normal' }, xml('body', {}, text)));
-    const task = this.run(body, from, target, say).catch((err: unknown) => {
+    const msgType = type === 'chat' ? 'chat' : 'normal';
+    const say = (text: string) => this.deps.send(xml('message', { from: replyFrom, to: from.full, type: msgType }, xml('body', {}, text)));
+    const sendLink = (url: string, desc: string) => this.deps.send(oobMessage({ from: replyFrom, to: from.full, url, desc, type: msgType }));
+    const task = this.run(body, from, target, { say, sendLink }).catch((err: unknown) => {
       this.deps.log.error({ jid: from.bare, err: (err as Error).message }, 'request failed unexpectedly');
     });
     this.active.add(task);
     void task.finally(() => this.active.delete(task));
   }
 
-  private async run(body: string, from: Jid, target: Target, say: (text: string) => Promise<void>): Promise<void> {
+  private async run(body: string, from: Jid, target: Target, out: Output): Promise<void> {
+    const { say } = out;
     const { parser, example, addresses } = this.deps;
     const cmd = parser.parse(body, target);
     switch (cmd.kind) {
@@ -98,7 +108,7 @@ export class Requests {
     // an answer never leaves a file behind.
     let final: string;
     try {
-      final = await this.deliver(report, from, project, say, log);
+      final = await this.deliver(report, from, project, out, log);
     } finally {
       await report.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
     }
@@ -106,14 +116,23 @@ export class Requests {
   }
 
   /** Hands the report over; returns the closing line for the user. */
-  private async deliver(report: SpooledReport, from: Jid, project: string, say: (text: string) => Promise<void>, log: Logger): Promise<string> {
+  private async deliver(report: SpooledReport, from: Jid, project: string, out: Output, log: Logger): Promise<string> {
+    const { say } = out;
     if (report.size === 0) return replies.empty(project);
     if (!from.resource) return replies.ready(report.name, report.size);
-    if (this.deps.delivery.sendsFiles) await say(replies.sending(report.name, report.size));
+    const progress = async (p: DeliveryProgress) => {
+      if (p.kind === 'offering') await say(replies.sending(report.name, report.size));
+      else await say(replies.linkInstead(report.name, p.why));
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log, signal: this.shutdown.signal });
+        const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log, signal: this.shutdown.signal, progress });
         if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
+        if (outcome.kind === 'linked') {
+          // XEP-0066: body == URL plus <x xmlns='jabber:x:oob'> is what Conversations and others show as a file.
+          await out.sendLink(outcome.url, `${report.name} (${formatSize(report.size)})`);
+          return replies.linked(report.name, report.size, outcome.expiresAt);
+        }
         return replies.delivered(report.name, report.size, outcome.method);
       } catch (err) {
         if (!(err instanceof DeliveryError)) {

@@ -11,9 +11,19 @@ export interface DeliveryRequest {
   from: string; // the project's full JID, used for every stanza of the transfer
   log: Logger;
   signal?: AbortSignal; // aborted when the component shuts down
+  progress?: (p: DeliveryProgress) => Promise<void>;
 }
 
-export type DeliveryOutcome = { kind: 'delivered'; method: Method; bytes: number } | { kind: 'notified' };
+export type DeliveryOutcome =
+  | { kind: 'delivered'; method: Method; bytes: number }
+  | { kind: 'linked'; url: string; expiresAt: Date | undefined; why: LinkReason }
+  | { kind: 'notified' };
+
+/** Why a user got a link rather than a file transfer. */
+export type LinkReason = 'no-file-transfer' | 'transfer-failed';
+
+/** Steps the user hears about while a delivery runs. */
+export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; why: LinkReason };
 
 // interrupted: the component's own connection to the server dropped (IBB and
 // pending negotiations cannot survive that); the caller may offer again.
@@ -34,14 +44,11 @@ export class DeliveryError extends Error {
 }
 
 export interface Delivery {
-  /** True when deliver() hands over the file itself (the user is asked to accept it). */
-  readonly sendsFiles: boolean;
   deliver(req: DeliveryRequest): Promise<DeliveryOutcome>;
 }
 
 /** Only tells the user the report is ready (no file transfer configured). */
 export class NotifyDelivery implements Delivery {
-  readonly sendsFiles = false;
   async deliver(_req: DeliveryRequest): Promise<DeliveryOutcome> {
     return { kind: 'notified' };
   }

@@ -66,7 +66,6 @@ class Interruption {
 }
 
 export class SiDelivery implements Delivery {
-  readonly sendsFiles = true;
   private readonly running = new Set<Interruption>();
   // Active IBB senders by "<receiver full JID> <sid>", so a receiver's <close/> can end one.
   private readonly ibbSenders = new Map<string, IbbSender>();
@@ -125,6 +124,7 @@ export class SiDelivery implements Delivery {
       methods: offered,
       file: { name: report.name, size: report.size, date: report.date, md5: report.md5, desc: `Status report of project ${report.project}`, mime: report.mime },
     });
+    await req.progress?.({ kind: 'offering' });
     log.info({ bytes: report.size, methods: offered }, 'file offered');
     let answer: Element;
     try {

@@ -1,0 +1,113 @@
+// What the requester's client can do: XEP-0030 disco#info on its full JID,
+// cached by XEP-0115 entity-capabilities hash when its presence carried one.
+// A client that does not answer in time is "unknown", never a blocker.
+import { createHash } from 'node:crypto';
+import { xml, type Element } from '@xmpp/component';
+import { NS } from './namespaces.js';
+
+export const NS_CAPS = 'http://jabber.org/protocol/caps';
+
+export type Features = ReadonlySet<string> | 'unknown';
+
+/** XEP-0115 §5.1 verification string, over identities, features and extended forms. */
+export function capsVerificationString(info: Element): string {
+  const identities = info
+    .getChildren('identity')
+    .map((i) => `${i.attrs.category ?? ''}/${i.attrs.type ?? ''}/${i.attrs['xml:lang'] ?? ''}/${i.attrs.name ?? ''}`)
+    .sort();
+  const features = info
+    .getChildren('feature')
+    .map((f) => f.attrs.var ?? '')
+    .sort();
+  let s = identities.map((i) => i + '<').join('') + features.map((f) => f + '<').join('');
+  const forms = info
+    .getChildren('x', NS.DATA_FORMS)
+    .map((x) => {
+      const fields = x.getChildren('field');
+      const formType = fields.find((f) => f.attrs.var === 'FORM_TYPE')?.getChildText('value') ?? '';
+      const rest = fields
+        .filter((f) => f.attrs.var !== 'FORM_TYPE')
+        .map((f) => ({ v: f.attrs.var ?? '', values: f.getChildren('value').map((v) => v.text()).sort() }))
+        .sort((a, b) => (a.v < b.v ? -1 : a.v > b.v ? 1 : 0));
+      return { formType, rest };
+    })
+    .sort((a, b) => (a.formType < b.formType ? -1 : a.formType > b.formType ? 1 : 0));
+  for (const f of forms) {
+    s += f.formType + '<';
+    for (const field of f.rest) s += field.v + '<' + field.values.map((v) => v + '<').join('');
+  }
+  return s;
+}
+
+export function capsHash(info: Element, algo: string): string | undefined {
+  const name = algo.toLowerCase().replace('-', '');
+  if (name !== 'sha1' && name !== 'sha256' && name !== 'sha512') return undefined;
+  return createHash(name).update(capsVerificationString(info), 'utf8').digest('base64');
+}
+
+interface CapsAd {
+  hash: string;
+  ver: string;
+  node: string;
+}
+
+export class Capabilities {
+  private readonly adByJid = new Map<string, CapsAd>();
+  private readonly featuresByVer = new Map<string, ReadonlySet<string>>();
+  private readonly pending = new Map<string, Promise<Features>>();
+
+  constructor(
+    private readonly request: (iq: Element, timeoutMs: number) => Promise<Element>,
+    private readonly timeoutMs: number,
+    private readonly maxEntries = 10000,
+  ) {}
+
+  /** Remembers the caps a presence advertised (or forgets them when it goes away). */
+  notePresence(presence: Element): void {
+    const from = presence.attrs.from;
+    if (!from) return;
+    if (presence.attrs.type === 'unavailable') {
+      this.adByJid.delete(from);
+      return;
+    }
+    if (presence.attrs.type) return;
+    const c = presence.getChild('c', NS_CAPS);
+    if (!c?.attrs.ver || !c.attrs.hash) return;
+    if (this.adByJid.size >= this.maxEntries) this.adByJid.delete(this.adByJid.keys().next().value!);
+    this.adByJid.set(from, { hash: c.attrs.hash, ver: c.attrs.ver, node: c.attrs.node ?? '' });
+  }
+
+  /** The features of a full JID; 'unknown' when it does not answer in time or at all. */
+  async features(from: string, to: string): Promise<Features> {
+    const ad = this.adByJid.get(to);
+    if (ad) {
+      const cached = this.featuresByVer.get(`${ad.hash} ${ad.ver}`);
+      if (cached) return cached;
+    }
+    const key = `${to}`;
+    let p = this.pending.get(key);
+    if (!p) {
+      p = this.query(from, to, ad).finally(() => this.pending.delete(key));
+      this.pending.set(key, p);
+    }
+    return p;
+  }
+
+  private async query(from: string, to: string, ad: CapsAd | undefined): Promise<Features> {
+    let result: Element;
+    try {
+      result = await this.request(xml('iq', { type: 'get', from, to }, xml('query', { xmlns: NS.DISCO_INFO })), this.timeoutMs);
+    } catch {
+      return 'unknown';
+    }
+    const info = result.getChild('query', NS.DISCO_INFO);
+    if (!info) return 'unknown';
+    const features = new Set(info.getChildren('feature').map((f) => f.attrs.var ?? ''));
+    // Cache by hash only when it verifies (XEP-0115 §5.4): a wrong or forged ver must not poison other users' entries.
+    if (ad && capsHash(info, ad.hash) === ad.ver) {
+      if (this.featuresByVer.size >= this.maxEntries) this.featuresByVer.delete(this.featuresByVer.keys().next().value!);
+      this.featuresByVer.set(`${ad.hash} ${ad.ver}`, features);
+    }
+    return features;
+  }
+}
