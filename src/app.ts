@@ -78,6 +78,8 @@ export class App {
       access: config.access,
       maxBytes: config.reports.maxBytes,
       example: config.projects.example,
+      limits: config.limits,
+      perUserReports: config.reports.source === 'http' && config.reports.requesterHeader !== '',
     });
     const example = config.projects.example;
     const disco = new Disco([NS.VERSION, NS.PING, ...TRANSFER_FEATURES], (t) =>

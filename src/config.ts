@@ -65,6 +65,11 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'links.maxDownloads', env: 'XR_LINKS_MAX_DOWNLOADS', kind: 'int', def: 10, min: 0, doc: 'complete downloads a link allows (0 = no limit)' },
   { key: 'links.uploadService', env: 'XR_LINKS_UPLOAD_SERVICE', kind: 'string', def: '', doc: 'XEP-0363 upload service JID (e.g. upload.example.com): upload there instead of serving links ourselves' },
   { key: 'caps.timeoutMs', env: 'XR_CAPS_TIMEOUT_MS', kind: 'int', def: 5000, min: 100, doc: 'how long to wait for a client\'s disco#info before treating it as unknown' },
+  { key: 'limits.requestsPerMinute', env: 'XR_LIMITS_REQUESTS_PER_MINUTE', kind: 'int', def: 20, min: 1, doc: 'report requests one user may make per minute' },
+  { key: 'limits.maxConcurrent', env: 'XR_LIMITS_MAX_CONCURRENT', kind: 'int', def: 50, min: 1, doc: 'reports fetched and sent at once, all users together; more wait in a queue' },
+  { key: 'limits.maxConcurrentPerUser', env: 'XR_LIMITS_MAX_CONCURRENT_PER_USER', kind: 'int', def: 3, min: 1, doc: 'reports fetched and sent at once for one user' },
+  { key: 'limits.maxQueue', env: 'XR_LIMITS_MAX_QUEUE', kind: 'int', def: 500, min: 0, doc: 'requests waiting at most; beyond, users are asked to come back later' },
+  { key: 'limits.maxQueuedPerUser', env: 'XR_LIMITS_MAX_QUEUED_PER_USER', kind: 'int', def: 10, min: 0, doc: 'requests of one user waiting at most' },
   { key: 'shutdown.graceMs', env: 'XR_SHUTDOWN_GRACE_MS', kind: 'int', def: 30000, min: 0, doc: 'on SIGTERM/SIGINT, how long running transfers may finish before they are cut' },
   { key: 'log.level', env: 'XR_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', doc: 'log level' },
 ];
@@ -106,6 +111,7 @@ export interface Config {
   };
   links: { publicBaseUrl: string; bindHost: string; bindPort: number; stateDir: string; ttlMs: number; maxDownloads: number; uploadService: string };
   caps: { timeoutMs: number };
+  limits: { requestsPerMinute: number; maxConcurrent: number; maxConcurrentPerUser: number; maxQueue: number; maxQueuedPerUser: number };
   shutdown: { graceMs: number };
   log: { level: string };
 }

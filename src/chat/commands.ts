@@ -22,6 +22,7 @@ export class CommandParser {
   isProjectId(id: string): boolean {
     if (id.length === 0 || id.length > 256 || id === '.' || id === '..') return false;
     if (/[\s/\\@:<>&'"\u0000-\u001f\u007f]/.test(id)) return false;
+    if (/\p{Cs}/u.test(id)) return false; // a lone surrogate is not text (and breaks URL encoding)
     return this.idPattern.test(id);
   }
 

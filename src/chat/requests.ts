@@ -6,6 +6,7 @@ import { ReportError, type ReportSource, type SpooledReport } from '../reports/s
 import { DeliveryError, type Delivery, type DeliveryProgress } from '../transfer/delivery.js';
 import { oobMessage } from '../transfer/link.js';
 import type { CommandParser } from './commands.js';
+import { ConcurrencyGate, GateClosedError, QueueFullError, RateLimiter, SharedFetches, type Lease } from './limits.js';
 import { formatSize, replies } from './replies.js';
 
 export interface RequestDeps {
@@ -18,6 +19,9 @@ export interface RequestDeps {
   access: { allowedDomains: readonly string[]; allowJids: readonly string[]; denyJids: readonly string[] };
   maxBytes: number;
   example: string;
+  limits: { requestsPerMinute: number; maxConcurrent: number; maxConcurrentPerUser: number; maxQueue: number; maxQueuedPerUser: number };
+  /** True when the intranet authorizes per user (requester header): downloads are then shared only per user. */
+  perUserReports: boolean;
 }
 
 /** What a request can send back to its user. */
@@ -31,7 +35,15 @@ export class Requests {
   private closed = false;
   private readonly shutdown = new AbortController();
 
-  constructor(private readonly deps: RequestDeps) {}
+  private readonly rate: RateLimiter;
+  private readonly gate: ConcurrencyGate;
+  private readonly shared = new SharedFetches<SpooledReport>((r) => r.release());
+
+  constructor(private readonly deps: RequestDeps) {
+    const l = deps.limits;
+    this.rate = new RateLimiter({ limit: l.requestsPerMinute });
+    this.gate = new ConcurrencyGate({ maxTotal: l.maxConcurrent, maxPerKey: l.maxConcurrentPerUser, maxQueue: l.maxQueue, maxQueuedPerKey: l.maxQueuedPerUser });
+  }
 
   get activeCount(): number {
     return this.active.size;
@@ -80,12 +92,41 @@ export class Requests {
       return say(replies.notAllowed(access.allowedDomains.join(', ')));
     }
     if (this.closed) return say(replies.shuttingDown());
+    const rate = this.rate.take(from.bare);
+    if (!rate.ok) {
+      log.warn({ retryAfterMs: Math.round(rate.retryAfterMs) }, 'request refused: rate limit');
+      return say(replies.rateLimited(Math.max(1, Math.ceil(rate.retryAfterMs / 1000))));
+    }
     log.info('report requested');
+    try {
+      await this.gate.run(
+        from.bare,
+        () => this.serve(project, from, out, log),
+        (position) => {
+          log.info({ position }, 'request queued');
+          void say(replies.queued(position)).catch(() => {});
+        },
+      );
+    } catch (err) {
+      if (err instanceof QueueFullError) {
+        log.warn({ err: err.message }, 'request refused: queue full');
+        return say(replies.busy());
+      }
+      if (err instanceof GateClosedError) return say(replies.shuttingDown());
+      throw err;
+    }
+  }
+
+  /** Fetches (sharing identical downloads in flight) and delivers one report. */
+  private async serve(project: string, from: Jid, out: Output, log: Logger): Promise<void> {
+    const { say } = out;
     await say(replies.fetching(project));
     const started = Date.now();
-    let report: SpooledReport;
+    // With a per-user intranet header, users may see different reports: share only per user then.
+    const key = this.deps.perUserReports ? `${project} ${from.bare}` : project;
+    let lease: Lease<SpooledReport>;
     try {
-      report = await this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal });
+      lease = await this.shared.acquire(key, () => this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }));
     } catch (err) {
       if (err instanceof ReportError) {
         log.warn({ reason: err.kind, ...err.detail, err: err.message }, 'report fetch failed');
@@ -103,6 +144,7 @@ export class Requests {
       log.error({ err: (err as Error).message }, 'report fetch failed');
       return say(replies.internal(project));
     }
+    const report = lease.value;
     log.info({ bytes: report.size, sha256: report.sha256, ms: Date.now() - started }, 'report fetched');
     // The spooled copy is removed before the final reply, so a user who got
     // an answer never leaves a file behind.
@@ -110,7 +152,7 @@ export class Requests {
     try {
       final = await this.deliver(report, from, project, out, log);
     } finally {
-      await report.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
+      await lease.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
     }
     await say(final);
   }
@@ -156,6 +198,7 @@ export class Requests {
    */
   async close(graceMs: number): Promise<void> {
     this.closed = true;
+    this.gate.close();
     if (this.active.size === 0) return;
     this.deps.log.info({ active: this.active.size, graceMs }, 'waiting for running requests');
     if (await this.settledWithin(graceMs)) return;

@@ -24,7 +24,7 @@ export interface HttpSourceOptions {
  * leave the project's path.
  */
 export function reportUrl(template: string, project: string): string {
-  if (project === '' || project === '.' || project === '..') throw new ReportError('not-found', `not a project id: ${JSON.stringify(project)}`);
+  if (project === '' || project === '.' || project === '..' || /\p{Cs}/u.test(project)) throw new ReportError('not-found', `not a project id: ${JSON.stringify(project)}`);
   return template.split('{project}').join(encodeURIComponent(project));
 }
 

@@ -234,7 +234,7 @@ export class LinkServer {
     this.filesDir = join(opts.stateDir, FILES_DIR);
     this.statePath = join(opts.stateDir, STATE_FILE);
     this.log = opts.log.child({ component: 'link-server' });
-    if (!(opts.defaultTtlMs > 0)) throw new Error('defaultTtlMs must be positive');
+    if (!(opts.defaultTtlMs > 0 && Number.isFinite(opts.defaultTtlMs))) throw new Error('defaultTtlMs must be a positive number');
     if (!Number.isSafeInteger(opts.defaultMaxDownloads) || opts.defaultMaxDownloads < 0) throw new Error('defaultMaxDownloads must be a whole number >= 0');
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
@@ -311,7 +311,7 @@ export class LinkServer {
     if (this.closing) throw new Error('link server is closed');
     const ttlMs = o.ttlMs ?? this.opts.defaultTtlMs;
     const maxDownloads = o.maxDownloads ?? this.opts.defaultMaxDownloads;
-    if (!(ttlMs > 0)) throw new Error('ttlMs must be positive');
+    if (!(ttlMs > 0 && Number.isFinite(ttlMs))) throw new Error('ttlMs must be a positive number');
     if (!Number.isSafeInteger(maxDownloads) || maxDownloads < 0) throw new Error('maxDownloads must be a whole number >= 0');
     const sha256 = file.sha256.toLowerCase();
     if (!SHA256_RE.test(sha256)) throw new Error('sha256 must be 64 hex digits');
@@ -322,7 +322,7 @@ export class LinkServer {
     const token = randomBytes(32).toString('base64url');
     const id = hashToken(token);
     const name = safeFileName(file.name);
-    const createdAt = this.now();
+    const createdAt = Math.floor(this.now());
     const record: LinkRecord = {
       id,
       sha256,
@@ -330,12 +330,14 @@ export class LinkServer {
       mime: safeMime(file.mime),
       size: file.size,
       createdAt,
-      expiresAt: createdAt + ttlMs,
+      expiresAt: createdAt + Math.ceil(ttlMs),
       downloads: 0,
       maxDownloads,
     };
     await this.exclusive(async () => {
-      if (!this.referenced(sha256)) await this.storeFile(file.path, sha256, file.size);
+      const held = [...this.links.values()].find((r) => r.sha256 === sha256);
+      if (held && held.size !== file.size) throw new Error(`sha256 ${sha256} is held with ${held.size} bytes, not ${file.size}`);
+      if (!held) await this.storeFile(file.path, sha256, file.size);
       this.links.set(id, record);
       try {
         await this.save();
@@ -479,12 +481,15 @@ export class LinkServer {
   }
 
   private async countDownload(id: string): Promise<void> {
+    // Counted at once, before any await: the very next request must already
+    // see it (a client that just got its last byte may ask again right away).
+    const r = this.links.get(id);
+    if (!r) return;
+    r.downloads++;
+    this.counters.downloads++;
+    this.log.info({ link: id.slice(0, 8), downloads: r.downloads, maxDownloads: r.maxDownloads }, 'link downloaded');
     await this.exclusive(async () => {
-      const r = this.links.get(id);
-      if (!r) return;
-      r.downloads++;
-      this.counters.downloads++;
-      this.log.info({ link: id.slice(0, 8), downloads: r.downloads, maxDownloads: r.maxDownloads }, 'link downloaded');
+      if (this.links.get(id) !== r) return; // swept meanwhile
       if (this.isDead(r, this.now()) === 'exhausted') {
         this.links.delete(id);
         this.log.info({ link: id.slice(0, 8), reason: 'exhausted', downloads: r.downloads }, 'link removed');
@@ -567,9 +572,15 @@ export class LinkServer {
     }
     if (length === 0) {
       // An empty file: nothing to read, and the (empty) download is complete.
-      res.writeHead(status, headers);
-      res.end();
-      await this.countDownload(r.id);
+      this.active++;
+      try {
+        res.writeHead(status, headers);
+        res.end();
+        await this.countDownload(r.id);
+      } finally {
+        this.active--;
+        if (this.active === 0) for (const wake of this.idle) wake();
+      }
       return;
     }
     let fh: FileHandle;
@@ -591,21 +602,40 @@ export class LinkServer {
         cb(null, chunk);
       },
     });
-    this.active++;
+    this.active++; // until the download is counted, so close() waits for the count
     try {
-      res.writeHead(status, headers);
-      await pipeline(body, meter, res);
-      if (sent !== length) throw new Error(`sent ${sent} of ${length} bytes`);
-      log.debug({ status, start, end, bytes: sent }, 'response sent');
-      if (end === r.size - 1) await this.countDownload(r.id);
-    } catch (err) {
-      log.debug({ status, start, end, bytes: sent, err: (err as Error).message }, 'download interrupted');
-      body.destroy();
-      res.destroy();
+      let complete = false;
+      try {
+        res.writeHead(status, headers);
+        await pipeline(body, meter, res);
+        if (sent !== length) throw new Error(`sent ${sent} of ${length} bytes`);
+        complete = true;
+        log.debug({ status, start, end, bytes: sent }, 'response sent');
+      } catch (err) {
+        log.debug({ status, start, end, bytes: sent, err: (err as Error).message }, 'download interrupted');
+        body.destroy();
+        res.destroy();
+      }
+      // Only a response carrying the last byte counts: see the header comment.
+      if (complete && end === r.size - 1) await this.countDownload(r.id);
     } finally {
       this.active--;
       if (this.active === 0) for (const wake of this.idle) wake();
     }
+  }
+
+  /** Resolves when no response is running, or after ms. */
+  private untilIdle(ms: number): Promise<void> {
+    if (this.active === 0 || ms <= 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.idle.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.idle.add(done);
+    });
   }
 
   stats(): LinkServerStats {
@@ -627,20 +657,12 @@ export class LinkServer {
     clearInterval(this.sweepTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
-    if (this.active > 0 && graceMs > 0) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(t);
-          this.idle.delete(done);
-          resolve();
-        };
-        const t = setTimeout(done, graceMs);
-        this.idle.add(done);
-      });
-    }
+    await this.untilIdle(graceMs);
     this.server.closeAllConnections();
     for (const s of this.sockets) s.destroy();
     await closed;
+    // Cut responses fail at once; completed ones may still be counting.
+    await this.untilIdle(2000);
     await this.chain; // pending state writes
     this.log.info('link server stopped');
   }
