@@ -7,7 +7,8 @@ export type Behaviour =
   | { kind: 'file'; body: Buffer; type?: string }
   | { kind: 'status'; status: number }
   | { kind: 'hang' } // never answers
-  | { kind: 'stall'; body: Buffer; after: number }; // sends `after` bytes, then nothing
+  | { kind: 'stall'; body: Buffer; after: number } // sends `after` bytes, then nothing
+  | { kind: 'gate'; body: Buffer; open: Promise<void> }; // answers once the test opens the gate
 
 export class ReportServer {
   readonly projects = new Map<string, Behaviour>();
@@ -44,6 +45,13 @@ export class ReportServer {
         return;
       case 'hang':
         this.open.add(res);
+        return;
+      case 'gate':
+        this.open.add(res);
+        void b.open.then(() => {
+          this.open.delete(res);
+          res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': b.body.length }).end(b.body);
+        });
         return;
       case 'stall':
         this.open.add(res);
