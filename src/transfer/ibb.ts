@@ -57,8 +57,13 @@ export class IbbSender {
 
   constructor(private readonly o: IbbSendOptions) {}
 
+  // Wakes the send loop at once: an abort must not wait for acks that will never come.
+  private wake: () => void = () => {};
+  private readonly aborted = new Promise<void>((r) => (this.wake = r));
+
   abort(reason: string): void {
     this.failure ??= new IbbError(reason, this.acked);
+    this.wake();
   }
 
   private async openStream(): Promise<number> {
@@ -110,9 +115,9 @@ export class IbbSender {
           inFlight.add(p);
           void p.finally(() => inFlight.delete(p));
         }
-        if (inFlight.size > 0) await Promise.race(inFlight);
+        if (inFlight.size > 0) await Promise.race([...inFlight, this.aborted]);
       }
-      await Promise.all(inFlight);
+      if (!this.failure) await Promise.all(inFlight);
     } finally {
       await fh.close();
     }
