@@ -144,7 +144,8 @@ export class ConcurrencyGate {
   }
 
   /**
-   * Runs fn when a slot is free and settles like it. When it has to wait,
+   * Runs fn when a slot is free (its slot is taken at once, fn itself is
+   * called on the next microtask) and settles like it. When it has to wait,
    * onQueued is called once, synchronously, with its 1-based place in the
    * queue (so the user can be told). Rejects with QueueFullError when the
    * queue is full, GateClosedError after close().
@@ -158,19 +159,22 @@ export class ConcurrencyGate {
         start: () => {
           this.total++;
           this.perKey.set(key, this.runningFor(key) + 1);
-          // new Promise(...) turns a synchronous throw of fn into a rejection.
-          // The slot is freed before the caller hears the outcome, so the next
-          // job is already running when it does.
-          new Promise<T>((r) => r(fn())).then(
-            (v) => {
-              this.done(key);
-              resolve(v);
-            },
-            (e: unknown) => {
-              this.done(key);
-              reject(e);
-            },
-          );
+          // fn runs on the next microtask, never inside run() or pump(): a job
+          // that calls run() itself cannot jump the queue, and a synchronous
+          // throw becomes a rejection. The slot is freed before the caller
+          // hears the outcome, so the next job has its slot when it does.
+          Promise.resolve()
+            .then(fn)
+            .then(
+              (v) => {
+                this.done(key);
+                resolve(v);
+              },
+              (e: unknown) => {
+                this.done(key);
+                reject(e);
+              },
+            );
         },
       };
       // After every pump no waiting job can start, so a free slot here is one
@@ -256,14 +260,22 @@ export class SharedFetches<T> {
   async acquire(key: string, fetch: () => Promise<T>): Promise<Lease<T>> {
     let flight = this.flights.get(key);
     if (!flight) {
-      const f: Flight<T> = { promise: new Promise<T>((r) => r(fetch())), users: 0 };
+      let adopt!: (p: Promise<T>) => void;
+      const f: Flight<T> = { promise: new Promise<T>((resolve) => (adopt = resolve)), users: 0 };
       // Registered before any joiner awaits, so the flight leaves the map
       // before any lease exists: the user count is final when leases appear.
       const forget = () => {
         if (this.flights.get(key) === f) this.flights.delete(key);
       };
       f.promise.then(forget, forget);
+      // In the map before fetch is called: a fetch that asks for its own key
+      // joins itself instead of recursing. A synchronous throw becomes a rejection.
       this.flights.set(key, f);
+      try {
+        adopt(fetch());
+      } catch (err) {
+        adopt(Promise.reject(err));
+      }
       flight = f;
     }
     const shared = flight;
