@@ -126,3 +126,84 @@ describe('integration: ejabberd restarts under an in-band transfer', function ()
     }
   });
 });
+
+describe('integration: ejabberd restarts under a direct (S5B) transfer', function () {
+  this.timeout(180000);
+
+  it('lets the transfer finish over its own TCP connection and reports it once', async () => {
+    const { XmppUser } = await import('../support/xmpp-user.js');
+    const { xml } = await import('@xmpp/client');
+    const { connect } = await import('node:net');
+    const { dstAddr } = await import('../../src/transfer/socks5.js');
+    const { NS } = await import('../../src/xmpp/namespaces.js');
+    const ej = await getEjabberd();
+    const intranet = await getIntranet();
+    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, XR_TRANSFER_METHODS: 's5b' });
+    const u = await user('sloane');
+    const slow = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'slow' });
+    const body = randomBytes(20_000_000);
+    let received: Promise<string> | undefined;
+    // A receiver that reads slowly (a pause after each chunk), so the restart lands mid-stream.
+    slow.xmpp.middleware.use(async (ctx, next) => {
+      const st = ctx.stanza;
+      if (st.getChild('si', NS.SI)) {
+        return xml('si', { xmlns: NS.SI }, xml('feature', { xmlns: NS.FEATURE_NEG }, xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'stream-method' }, xml('value', {}, NS.BYTESTREAMS)))));
+      }
+      const q = st.getChild('query', NS.BYTESTREAMS);
+      if (!q || st.attrs.type !== 'set') return next();
+      const host = q.getChildren('streamhost')[0]!;
+      const addr = dstAddr(q.attrs.sid!, st.attrs.from!, slow.jid);
+      const sock = connect({ host: host.attrs.host!, port: Number(host.attrs.port) });
+      await new Promise((r) => sock.once('connect', r));
+      sock.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, addr.length]), Buffer.from(addr), Buffer.from([0, 0])]));
+      let header = 2 + 5 + addr.length + 2;
+      const hash = createHash('sha256');
+      let total = 0;
+      received = new Promise<string>((resolve) => {
+        sock.on('data', (c: Buffer) => {
+          const skip = Math.min(header, c.length);
+          header -= skip;
+          const data = c.subarray(skip);
+          hash.update(data);
+          total += data.length;
+          if (total >= body.length) {
+            sock.end();
+            resolve(hash.digest('hex'));
+            return;
+          }
+          sock.pause();
+          setTimeout(() => sock.resume(), 30);
+        });
+      });
+      return xml('query', { xmlns: NS.BYTESTREAMS, sid: q.attrs.sid }, xml('streamhost-used', { jid: host.attrs.jid }));
+    });
+    try {
+      const project = await publish(body);
+      await slow.say(`${project}@${ej.componentDomain}`, 'report');
+      const deadline = Date.now() + 30000;
+      while (!comp.logged('bytestream connected').some((l) => l.project === project) && Date.now() < deadline) await sleep(50);
+      await ej.restart();
+      expect(await received).to.equal(sha256(body));
+      const done = Date.now() + 60000;
+      while (!comp.logged('delivered').some((l) => l.project === project) && Date.now() < done) await sleep(100);
+      expect(comp.logged('delivered').filter((l) => l.project === project)).to.have.length(1);
+      // the server link dropped while the bytes were flowing
+      const lost = comp.logged(/^disconnected from the XMPP server; reconnecting/)[0]!;
+      expect(comp.logged('bytestream connected').find((l) => l.project === project)!.time as number).to.be.below(lost.time as number);
+      expect(comp.logged('delivered').find((l) => l.project === project)!.time as number).to.be.above(lost.time as number);
+      expect(comp.logged('transfer failed').some((l) => l.project === project)).to.equal(false);
+      // the user's session died with the restart: the closing line waits in offline storage, once
+      const again = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'back' });
+      try {
+        await again.waitForMessage(`${project}@`, /^Delivered status-\d+\.pdf \(20\.0 MB\) by direct connection\.$/, 30000);
+        await sleep(500);
+        expect(again.messagesFrom(`${project}@`).filter((t) => t.startsWith('Delivered'))).to.have.length(1);
+      } finally {
+        await again.logout();
+      }
+    } finally {
+      await slow.logout();
+      await comp.stop();
+    }
+  });
+});
