@@ -2,6 +2,10 @@
 # One command for a working local demo: a private ejabberd (installed from
 # Debian when missing), two demo users, the component serving the sample
 # reports in demo/reports, and what to type into Pidgin. Ctrl-C stops it all.
+#
+# XR_DEMO_SELFCHECK=1: instead of waiting for Ctrl-C, check that the component
+# comes up and answers a request (as demo user alice, bounded in time), then
+# stop everything and exit 0 (or 1). CI runs it on its own ports and run dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh demo
@@ -14,6 +18,7 @@ SECRET=${XR_EJ_COMPONENT_SECRET:-demo-secret-$(od -An -N6 -tx1 /dev/urandom | tr
 VHOST=${XR_EJ_VHOST:-example.com}
 DOMAIN=${XR_EJ_COMPONENT_DOMAIN:-reports.example.com}
 PROXY_PORT=${XR_PROXY_BIND_PORT:-15625}
+METRICS_PORT=${XR_METRICS_BIND_PORT:-15627}
 
 XR_EJ_COMPONENT_SECRET=$SECRET XR_EJ_VHOST=$VHOST XR_EJ_COMPONENT_DOMAIN=$DOMAIN XR_EJ_C2S_PORT=$C2S XR_EJ_COMPONENT_PORT=$COMPONENT \
   bash scripts/ejabberd.sh start >/dev/null
@@ -36,8 +41,16 @@ trap stop_all INT TERM EXIT
 XR_XMPP_SERVICE=xmpp://127.0.0.1:$COMPONENT XR_XMPP_DOMAIN=$DOMAIN XR_XMPP_SECRET=$SECRET \
 XR_REPORTS_SOURCE=folder XR_REPORTS_FOLDER=$PWD/demo/reports \
 XR_PROXY_BIND_HOST=127.0.0.1 XR_PROXY_BIND_PORT=$PROXY_PORT XR_LOG_LEVEL=${XR_LOG_LEVEL:-info} \
+XR_METRICS_BIND_HOST=127.0.0.1 XR_METRICS_BIND_PORT=$METRICS_PORT XR_ADMIN_JIDS=bob@$VHOST \
   node dist/src/main.js &
 comp_pid=$!
+
+if [ "${XR_DEMO_SELFCHECK:-}" = 1 ]; then
+  rc=0
+  timeout 120 node dist/test/support/demo-check.js --port "$C2S" --vhost "$VHOST" --component "$DOMAIN" \
+    --user alice --password alice --project 1234 --healthz "http://127.0.0.1:$METRICS_PORT/healthz" || rc=$?
+  exit "$rc"
+fi
 
 cat <<TXT
 
@@ -54,6 +67,11 @@ cat <<TXT
   Then: Buddies > Add Buddy… > 1234@$DOMAIN, and send it any message.
   The report arrives as a file transfer; accept it. Other sample projects: 2024, 4711.
   Or message $DOMAIN with "help".
+
+  bob is an admin: in a client with ad-hoc commands (e.g. Psi or Gajim:
+  service discovery on $DOMAIN > Execute command) he can list and cancel
+  transfers, show counters and reload the configuration.
+  Health and Prometheus metrics: http://127.0.0.1:$METRICS_PORT/healthz  /metrics
 
 TXT
 wait "$comp_pid"

@@ -21,6 +21,12 @@
 #   XR_EJ_C2S_PORT [15222]  XR_EJ_COMPONENT_PORT [15223]  XR_EJ_HTTP_PORT [15224]
 #   XR_EJ_DIST_PORT [15225]  XR_EJ_PROXY65_PORT [15226]  XR_EJ_NODE [xmppreports@localhost]
 #   XR_EJ_SHAPER [none] (none | debian = c2s shaper of 3000 B/s like Debian's default)
+#   XR_EJ_STARTTLS [false] (false | true = c2s offers STARTTLS | required; needs XR_EJ_CERTFILE)
+#   XR_EJ_CERTFILE [] PEM file with the server certificate, its key and chain (copied into the
+#             run dir as certs.pem; e.g. a cert for `localhost` from a test CA, for Dino)
+#   XR_EJ_DOMAIN_BALANCING [] TYPE:N = domain_balancing for the component domain, e.g.
+#             source:2 (type random|source|destination|bare_source|bare_destination, N =
+#             component_number, the number of component connections); empty = none
 #   XR_EJ_START_TIMEOUT [60] seconds, XR_EJ_STOP_TIMEOUT [20] seconds
 #   XR_EJ_TEMPLATE [scripts/ejabberd/ejabberd.test.yml.tmpl] config template
 # For every command but start/restart, settings not given in the environment are taken
@@ -35,7 +41,7 @@ SYSTEM_CTL=/usr/sbin/ejabberdctl
 
 SETTINGS=(XR_EJ_VHOST XR_EJ_COMPONENT_DOMAIN XR_EJ_COMPONENT_SECRET XR_EJ_C2S_PORT
   XR_EJ_COMPONENT_PORT XR_EJ_HTTP_PORT XR_EJ_DIST_PORT XR_EJ_PROXY65_PORT XR_EJ_NODE
-  XR_EJ_SHAPER XR_EJ_RUN_AS)
+  XR_EJ_SHAPER XR_EJ_STARTTLS XR_EJ_CERTFILE XR_EJ_DOMAIN_BALANCING XR_EJ_RUN_AS)
 
 log() { printf 'ejabberd.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -83,6 +89,9 @@ apply_defaults() {
   : "${XR_EJ_PROXY65_PORT:=15226}"
   : "${XR_EJ_NODE:=xmppreports@localhost}"
   : "${XR_EJ_SHAPER:=none}"
+  : "${XR_EJ_STARTTLS:=false}"
+  : "${XR_EJ_CERTFILE:=}"
+  : "${XR_EJ_DOMAIN_BALANCING:=}"
   : "${XR_EJ_START_TIMEOUT:=60}"
   : "${XR_EJ_STOP_TIMEOUT:=20}"
 
@@ -99,6 +108,16 @@ apply_defaults() {
   [[ $XR_EJ_NODE =~ ^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+$ ]] || die "bad XR_EJ_NODE: $XR_EJ_NODE (name@host)"
   [[ $XR_EJ_COMPONENT_SECRET =~ ^[[:print:]]+$ ]] || die "XR_EJ_COMPONENT_SECRET must be printable and non-empty"
   case $XR_EJ_SHAPER in none | debian) ;; *) die "XR_EJ_SHAPER must be none or debian" ;; esac
+  [[ -z $XR_EJ_DOMAIN_BALANCING || $XR_EJ_DOMAIN_BALANCING =~ ^(random|source|destination|bare_source|bare_destination):([2-9]|[1-9][0-9]+)$ ]] ||
+    die "XR_EJ_DOMAIN_BALANCING must be TYPE:N (e.g. source:2; N >= 2), got $XR_EJ_DOMAIN_BALANCING"
+  case $XR_EJ_STARTTLS in false | true | required) ;; *) die "XR_EJ_STARTTLS must be false, true or required" ;; esac
+  if [[ $XR_EJ_STARTTLS != false ]]; then
+    [[ -n $XR_EJ_CERTFILE ]] || die "XR_EJ_STARTTLS=$XR_EJ_STARTTLS needs XR_EJ_CERTFILE (PEM with certificate and key)"
+  fi
+  if [[ -n $XR_EJ_CERTFILE ]]; then
+    [[ $XR_EJ_CERTFILE == /* ]] || XR_EJ_CERTFILE=$PWD/$XR_EJ_CERTFILE
+    [[ -r $XR_EJ_CERTFILE ]] || die "XR_EJ_CERTFILE=$XR_EJ_CERTFILE is not a readable file"
+  fi
 }
 
 # ---------------------------------------------------------------- installation / ctl
@@ -198,6 +217,25 @@ render_yaml() { # the rendered ejabberd.yml on stdout
   t=${t//\{\{PROXY65_PORT\}\}/$XR_EJ_PROXY65_PORT}
   t=${t//\{\{RUN_DIR\}\}/$(yaml_dq "$RUN_DIR")}
   t=${t//\{\{C2S_SHAPER_RULE\}\}/$shaper_rule}
+  # TLS: nothing at all unless XR_EJ_CERTFILE/XR_EJ_STARTTLS say so (the default output is unchanged).
+  local certfiles="" starttls=false starttls_required=false
+  if [[ -n $XR_EJ_CERTFILE ]]; then
+    # its digest in the config: a new certificate makes a running instance restart
+    local digest
+    digest=$(sha256sum "$XR_EJ_CERTFILE" | cut -c1-16)
+    certfiles=$'\n'"## XR_EJ_CERTFILE (sha256 $digest…), copied by scripts/ejabberd.sh"$'\n'"certfiles:"$'\n'"  - \"$(yaml_dq "$RUN_DIR/certs.pem")\""
+  fi
+  [[ $XR_EJ_STARTTLS != false ]] && starttls=true
+  [[ $XR_EJ_STARTTLS == required ]] && starttls_required=true
+  t=${t//\{\{CERTFILES\}\}/$certfiles}
+  # Several component connections: nothing unless XR_EJ_DOMAIN_BALANCING says so (default output unchanged).
+  local balancing=""
+  if [[ -n $XR_EJ_DOMAIN_BALANCING ]]; then
+    balancing=$'\n\n'"## XR_EJ_DOMAIN_BALANCING: which of the component's connections gets a stanza"$'\n'"domain_balancing:"$'\n'"  \"$XR_EJ_COMPONENT_DOMAIN\":"$'\n'"    type: ${XR_EJ_DOMAIN_BALANCING%%:*}"$'\n'"    component_number: ${XR_EJ_DOMAIN_BALANCING##*:}"
+  fi
+  t=${t//\{\{DOMAIN_BALANCING\}\}/$balancing}
+  t=${t//\{\{C2S_STARTTLS\}\}/$starttls}
+  t=${t//\{\{C2S_STARTTLS_REQUIRED\}\}/$starttls_required}
   [[ $t != *'{{'* ]] || die "unrendered placeholder left in $TEMPLATE: $(grep -o '{{[A-Z_0-9]*}}' <<<"$t" | head -1)"
   printf '%s\n' "$t"
 }
@@ -347,7 +385,7 @@ print_ports() {
 ejabberd ($XR_EJ_NODE) ready, run dir $RUN_DIR
   vhost           $XR_EJ_VHOST
   component       $XR_EJ_COMPONENT_DOMAIN (secret from XR_EJ_COMPONENT_SECRET)
-  c2s             127.0.0.1:$XR_EJ_C2S_PORT  (plain TCP, no STARTTLS, c2s shaper: $XR_EJ_SHAPER)
+  c2s             127.0.0.1:$XR_EJ_C2S_PORT  ($([[ $XR_EJ_STARTTLS == false ]] && echo 'plain TCP, no STARTTLS' || echo "STARTTLS $XR_EJ_STARTTLS"), c2s shaper: $XR_EJ_SHAPER)
   component port  127.0.0.1:$XR_EJ_COMPONENT_PORT
   http            http://127.0.0.1:$XR_EJ_HTTP_PORT/api  http://127.0.0.1:$XR_EJ_HTTP_PORT/upload
   proxy65         proxy.$XR_EJ_VHOST at 127.0.0.1:$XR_EJ_PROXY65_PORT
@@ -411,6 +449,10 @@ cmd_start() {
   fi
   printf '%s\n' "$XR_EJ_NODE" >"$SPOOL_DIR/.node"
 
+  if [[ -n $XR_EJ_CERTFILE ]]; then
+    # A copy inside the run dir, so the ejabberd user can read it wherever the original lives.
+    install -m 0640 "$XR_EJ_CERTFILE" "$RUN_DIR/certs.pem" || die "cannot copy $XR_EJ_CERTFILE"
+  fi
   choose_run_as
   render_config
   ((EUID == 0)) && [[ $XR_EJ_RUN_AS == ejabberd ]] && chown -R ejabberd: "$RUN_DIR"

@@ -2,6 +2,7 @@
 // variable, its type, default and meaning. The README's reference is this table.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { NetworkPolicy } from './transfer/jingle/s5b-transport.js';
 
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'enum';
 
@@ -33,6 +34,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'reports.timeoutMs', env: 'XR_REPORTS_TIMEOUT_MS', kind: 'int', def: 30000, min: 100, doc: 'http source: connect and idle timeout for the download' },
   { key: 'reports.maxBytes', env: 'XR_REPORTS_MAX_BYTES', kind: 'int', def: 100 * 1024 * 1024, min: 1, doc: 'largest report accepted; enforced while streaming' },
   { key: 'reports.fileName', env: 'XR_REPORTS_FILE_NAME', kind: 'string', def: 'status-{project}', doc: 'file name offered to the user ({project} substituted; extension from the source)' },
+  { key: 'reports.metadataUrlTemplate', env: 'XR_REPORTS_METADATA_URL_TEMPLATE', kind: 'string', def: '', doc: 'optional URL with {project} answering JSON {"name": "Apollo"}: project JIDs then show "Project 1234 - Apollo" in their vCard (same auth as the http source; cached, never delays a transfer)' },
   { key: 'reports.spoolDir', env: 'XR_REPORTS_SPOOL_DIR', kind: 'string', def: '', doc: 'where reports are spooled while being sent (default: a private dir under the OS temp dir)' },
 
   { key: 'projects.idPattern', env: 'XR_PROJECTS_ID_PATTERN', kind: 'string', def: '^[0-9]{1,12}$', doc: 'regular expression a project id must match' },
@@ -56,6 +58,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'transfer.externalProxies', env: 'XR_EXTERNAL_PROXIES', kind: 'list', def: [], doc: 'extra XEP-0065 proxies offered after the built-in one, as jid@host:port (e.g. proxy.example.com@proxy.example.com:7777)' },
   { key: 'transfer.ibb.blockSize', env: 'XR_IBB_BLOCK_SIZE', kind: 'int', def: 32768, min: 1, doc: 'IBB block size offered (at most 65535); lowered to 4096 when the receiver refuses' },
   { key: 'transfer.ibb.window', env: 'XR_IBB_WINDOW', kind: 'int', def: 8, min: 1, doc: 'IBB blocks in flight (1 = stop-and-wait)' },
+  { key: 'transfer.order', env: 'XR_TRANSFER_ORDER', kind: 'list', def: ['si', 'jingle', 'link'], doc: 'how a report reaches a client, in order of preference, each only where the client advertises it: si (XEP-0095/0096: Pidgin, Psi), jingle (XEP-0234: Dino, Conversations), link (HTTP link)' },
+  { key: 'transfer.jingle.peerNetworks', env: 'XR_JINGLE_PEER_NETWORKS', kind: 'list', def: ['0.0.0.0/0', '::/0', '!127.0.0.0/8', '!::1/128', '!0.0.0.0/8', '!169.254.0.0/16', '!fe80::/10'], doc: 'Jingle S5B: networks (CIDR; "!" excludes) the component may connect to for the receiver\'s own candidates; none = never' },
+  { key: 'transfer.jingle.noIbbClients', env: 'XR_JINGLE_NO_IBB_CLIENTS', kind: 'list', def: ['Dino'], doc: 'client names (disco#info identity) whose Jingle in-band transfer acknowledges data without saving it: they get a link when no direct connection works' },
 
   { key: 'links.publicBaseUrl', env: 'XR_LINKS_PUBLIC_BASE_URL', kind: 'string', def: '', doc: 'base URL of the built-in link server as users reach it (e.g. https://reports.example.com/files/); empty = no links (unless links.uploadService is set)' },
   { key: 'links.bindHost', env: 'XR_LINKS_BIND_HOST', kind: 'string', def: '0.0.0.0', doc: 'address the link server listens on' },
@@ -70,6 +75,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'limits.maxConcurrentPerUser', env: 'XR_LIMITS_MAX_CONCURRENT_PER_USER', kind: 'int', def: 3, min: 1, doc: 'reports fetched and sent at once for one user' },
   { key: 'limits.maxQueue', env: 'XR_LIMITS_MAX_QUEUE', kind: 'int', def: 500, min: 0, doc: 'requests waiting at most; beyond, users are asked to come back later' },
   { key: 'limits.maxQueuedPerUser', env: 'XR_LIMITS_MAX_QUEUED_PER_USER', kind: 'int', def: 10, min: 0, doc: 'requests of one user waiting at most' },
+  { key: 'metrics.bindHost', env: 'XR_METRICS_BIND_HOST', kind: 'string', def: '127.0.0.1', doc: 'address of the /healthz and /metrics (Prometheus) listener; empty = off' },
+  { key: 'metrics.bindPort', env: 'XR_METRICS_BIND_PORT', kind: 'int', def: 0, min: 0, doc: 'port of the /healthz and /metrics listener; 0 = off' },
+  { key: 'admin.jids', env: 'XR_ADMIN_JIDS', kind: 'list', def: [], doc: 'bare JIDs allowed to run the admin commands (XEP-0050 ad-hoc commands on the component domain: list/cancel transfers, counters, reload config)' },
   { key: 'shutdown.graceMs', env: 'XR_SHUTDOWN_GRACE_MS', kind: 'int', def: 30000, min: 0, doc: 'on SIGTERM/SIGINT, how long running transfers may finish before they are cut' },
   { key: 'log.level', env: 'XR_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', doc: 'log level' },
 ];
@@ -88,6 +96,7 @@ export interface Config {
     maxBytes: number;
     fileName: string;
     spoolDir: string;
+    metadataUrlTemplate: string;
   };
   projects: { idPattern: string; example: string };
   access: { allowedDomains: string[]; allowJids: string[]; denyJids: string[] };
@@ -108,9 +117,13 @@ export interface Config {
     };
     externalProxies: string[];
     ibb: { blockSize: number; window: number };
+    order: Array<'si' | 'jingle' | 'link'>;
+    jingle: { peerNetworks: string[]; noIbbClients: string[] };
   };
   links: { publicBaseUrl: string; bindHost: string; bindPort: number; stateDir: string; ttlMs: number; maxDownloads: number; uploadService: string };
   caps: { timeoutMs: number };
+  metrics: { bindHost: string; bindPort: number };
+  admin: { jids: string[] };
   limits: { requestsPerMinute: number; maxConcurrent: number; maxConcurrentPerUser: number; maxQueue: number; maxQueuedPerUser: number };
   shutdown: { graceMs: number };
   log: { level: string };
@@ -259,6 +272,10 @@ function validate(c: Config): Config {
   }
   if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
   if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
+  for (const m of c.transfer.order) if (m !== 'si' && m !== 'jingle' && m !== 'link') fail('transfer.order', `unknown method ${JSON.stringify(m)}; expected si, jingle and/or link`);
+  if (c.transfer.order.length === 0 || new Set(c.transfer.order).size !== c.transfer.order.length) fail('transfer.order', 'list each of si, jingle, link at most once, at least one');
+  const badNetwork = NetworkPolicy.validate(c.transfer.jingle.peerNetworks);
+  if (badNetwork) fail('transfer.jingle.peerNetworks', badNetwork);
   if (c.links.publicBaseUrl) {
     let u: URL | undefined;
     try {
@@ -268,6 +285,20 @@ function validate(c: Config): Config {
     }
     if (u && u.protocol !== 'http:' && u.protocol !== 'https:') fail('links.publicBaseUrl', 'expected an http: or https: URL');
   }
+  if (c.reports.metadataUrlTemplate) {
+    let u: URL | undefined;
+    try {
+      u = new URL(c.reports.metadataUrlTemplate.replace('{project}', 'x'));
+    } catch {
+      fail('reports.metadataUrlTemplate', `not a valid URL: ${JSON.stringify(c.reports.metadataUrlTemplate)}`);
+    }
+    if (!c.reports.metadataUrlTemplate.includes('{project}')) fail('reports.metadataUrlTemplate', 'expected a URL containing {project}');
+    if (u && u.protocol !== 'http:' && u.protocol !== 'https:') fail('reports.metadataUrlTemplate', 'expected an http: or https: URL');
+    if (u && (u.username || u.password)) fail('reports.metadataUrlTemplate', 'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader');
+  }
+  if (c.metrics.bindPort > 65535) fail('metrics.bindPort', 'expected a port number up to 65535');
+  c.admin.jids = c.admin.jids.map((j) => j.toLowerCase());
+  for (const j of c.admin.jids) if (!/^[^@/\s]+@[^@/\s]+$/.test(j)) fail('admin.jids', `expected bare JIDs like alice@example.com, got ${JSON.stringify(j)}`);
   if (c.links.bindPort > 65535) fail('links.bindPort', 'expected a port number up to 65535');
   if (c.links.uploadService && !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.links.uploadService)) fail('links.uploadService', `expected a service JID such as upload.example.com, got ${JSON.stringify(c.links.uploadService)}`);
   if (c.access.allowedDomains.length === 0) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Command line: load the config, start the component, stop on SIGTERM/SIGINT.
+// Command line: load the config, start the component, stop on SIGTERM/SIGINT, reload the config on SIGHUP.
 import { App } from './app.js';
 import { ConfigError, SETTINGS, loadConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.log.level);
   let app: App;
   try {
-    app = await App.create(config, log);
+    app = await App.create(config, log, { loadConfig: () => loadConfig(file ? { file } : {}) });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'cannot start');
     return 1;
@@ -44,6 +44,10 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // systemd's ExecReload: the same reload as the admins' ad-hoc command.
+  process.on('SIGHUP', () => {
+    app.reload().catch((err: unknown) => log.error({ err: (err as Error).message }, 'configuration not reloaded; the running one is unchanged'));
+  });
   process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
   await app.start();
   return -1; // keep running

@@ -53,14 +53,17 @@ export const replies = {
   offerTimeout: (name: string) => `${name} was not accepted in time, so I stopped offering it. Send me another message to try again.`,
   noFileTransfer: (name: string) => `Your chat client did not accept a file transfer for ${name}; it may not support receiving files (SI file transfer).`,
   lost: (name: string, sent: number, size: number) => `The transfer of ${name} broke off after ${formatSize(sent)} of ${formatSize(size)}; the file did not arrive. Send me another message to try again.`,
-  linkInstead: (name: string, why: 'no-file-transfer' | 'transfer-failed') =>
+  linkInstead: (name: string, why: 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection') =>
     why === 'no-file-transfer'
       ? `Your chat client does not receive file transfers, so here is a download link for ${name} instead.`
-      : `The file transfer of ${name} did not work, so here is a download link instead.`,
+      : why === 'no-direct-connection'
+        ? `A direct connection to your chat client was not possible, and its in-band file transfer does not reliably save files, so here is a download link for ${name} instead.`
+        : `The file transfer of ${name} did not work, so here is a download link instead.`,
   linked: (name: string, size: number, expiresAt: Date | undefined) =>
     `The link above downloads ${name} (${formatSize(size)})${expiresAt ? `; it works until ${expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}.`,
   interrupted: (name: string) => `The connection to the chat server dropped while sending ${name}; offering it again…`,
   shuttingDown: () => 'The report service is restarting; please ask again in a minute.',
+  cancelledByAdmin: (what: string) => `An administrator cancelled sending ${what}. Send me another message to ask again.`,
   cutByShutdown: (name: string) => `The report service is shutting down, so the transfer of ${name} was stopped. Please ask again in a minute.`,
   failed: (name: string, why: string) => `Could not send ${name}: ${why}. Send me another message to try again.`,
 };

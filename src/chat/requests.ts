@@ -5,6 +5,7 @@ import type { Addresses, Jid, Target } from '../xmpp/addresses.js';
 import { ReportError, type ReportSource, type SpooledReport } from '../reports/source.js';
 import { DeliveryError, type Delivery, type DeliveryProgress } from '../transfer/delivery.js';
 import { oobMessage } from '../transfer/link.js';
+import { ActiveRequests, type ActiveRequest, type ActiveRequestInfo } from './active.js';
 import type { CommandParser } from './commands.js';
 import { ConcurrencyGate, GateClosedError, QueueFullError, RateLimiter, SharedFetches, type Lease } from './limits.js';
 import { formatSize, replies } from './replies.js';
@@ -22,7 +23,12 @@ export interface RequestDeps {
   limits: { requestsPerMinute: number; maxConcurrent: number; maxConcurrentPerUser: number; maxQueue: number; maxQueuedPerUser: number };
   /** True when the intranet authorizes per user (requester header): downloads are then shared only per user. */
   perUserReports: boolean;
+  /** Called once per report request with how it ended (delivered, declined, not-found, refused, …), for metrics. */
+  onEnd?: (outcome: string) => void;
 }
+
+/** What a config reload may change; requests already running keep what they started with. */
+export type ReloadableDeps = Partial<Pick<RequestDeps, 'source' | 'access' | 'maxBytes' | 'limits' | 'perUserReports'>>;
 
 /** What a request can send back to its user. */
 interface Output {
@@ -35,8 +41,10 @@ export class Requests {
   private closed = false;
   private readonly shutdown = new AbortController();
 
-  private readonly rate: RateLimiter;
-  private readonly gate: ConcurrencyGate;
+  private rate: RateLimiter;
+  private gate: ConcurrencyGate;
+  private retiredGates: ConcurrencyGate[] = []; // replaced by a reload, still running or queueing requests
+  private readonly jobs = new ActiveRequests();
   private readonly shared = new SharedFetches<SpooledReport>((r) => r.release());
 
   constructor(private readonly deps: RequestDeps) {
@@ -47,6 +55,32 @@ export class Requests {
 
   get activeCount(): number {
     return this.active.size;
+  }
+
+  /** Report requests queued, being fetched or sent (for admins). */
+  list(): ActiveRequestInfo[] {
+    return this.jobs.list();
+  }
+
+  /** Cancels one; its user is told. Undefined when no such request is running. */
+  cancel(id: string): ActiveRequestInfo | undefined {
+    return this.jobs.cancel(id);
+  }
+
+  /** Reports being sent now (for metrics). */
+  get transferCount(): number {
+    return this.jobs.transfers;
+  }
+
+  /** Applies a config reload. New limits apply to requests arriving from now on. */
+  update(patch: ReloadableDeps): void {
+    const limitsChanged = patch.limits !== undefined && JSON.stringify(patch.limits) !== JSON.stringify(this.deps.limits);
+    Object.assign(this.deps, patch);
+    if (!limitsChanged) return;
+    const l = this.deps.limits;
+    this.rate = new RateLimiter({ limit: l.requestsPerMinute });
+    this.retiredGates = [...this.retiredGates, this.gate].filter((g) => g.running + g.queued > 0);
+    this.gate = new ConcurrencyGate({ maxTotal: l.maxConcurrent, maxPerKey: l.maxConcurrentPerUser, maxQueue: l.maxQueue, maxQueuedPerKey: l.maxQueuedPerUser });
   }
 
   /** Handles a message stanza; never throws. Requests run concurrently. */
@@ -61,14 +95,20 @@ export class Requests {
     const msgType = type === 'chat' ? 'chat' : 'normal';
     const say = (text: string) => this.deps.send(xml('message', { from: replyFrom, to: from.full, type: msgType }, xml('body', {}, text)));
     const sendLink = (url: string, desc: string) => this.deps.send(oobMessage({ from: replyFrom, to: from.full, url, desc, type: msgType }));
-    const task = this.run(body, from, target, { say, sendLink }).catch((err: unknown) => {
+    const job = this.jobs.add(from.full, this.shutdown.signal);
+    const task = this.run(body, from, target, { say, sendLink }, job).catch((err: unknown) => {
+      job.outcome = 'error';
       this.deps.log.error({ jid: from.bare, err: (err as Error).message }, 'request failed unexpectedly');
     });
     this.active.add(task);
-    void task.finally(() => this.active.delete(task));
+    void task.finally(() => {
+      this.active.delete(task);
+      this.jobs.remove(job);
+      if (job.project !== undefined && job.outcome !== undefined) this.deps.onEnd?.(job.outcome);
+    });
   }
 
-  private async run(body: string, from: Jid, target: Target, out: Output): Promise<void> {
+  private async run(body: string, from: Jid, target: Target, out: Output, job: ActiveRequest): Promise<void> {
     const { say } = out;
     const { parser, example, addresses } = this.deps;
     const cmd = parser.parse(body, target);
@@ -85,24 +125,31 @@ export class Requests {
         break;
     }
     const project = cmd.project;
+    job.project = project;
     const log = this.deps.log.child({ jid: from.full, project });
     const { access } = this.deps;
     if (access.denyJids.includes(from.bare) || (!access.allowJids.includes(from.bare) && !access.allowedDomains.includes(from.domain))) {
       log.warn('request refused: requester not allowed');
+      job.outcome = 'refused';
       return say(replies.notAllowed(access.allowedDomains.join(', ')));
     }
-    if (this.closed) return say(replies.shuttingDown());
+    if (this.closed) {
+      job.outcome = 'shutting-down';
+      return say(replies.shuttingDown());
+    }
     const rate = this.rate.take(from.bare);
     if (!rate.ok) {
       log.warn({ retryAfterMs: Math.round(rate.retryAfterMs) }, 'request refused: rate limit');
+      job.outcome = 'rate-limited';
       return say(replies.rateLimited(Math.max(1, Math.ceil(rate.retryAfterMs / 1000))));
     }
     log.info('report requested');
     try {
       await this.gate.run(
         from.bare,
-        () => this.serve(project, from, out, log),
+        () => this.serve(project, from, out, log, job),
         (position) => {
+          job.stage = 'queued';
           log.info({ position }, 'request queued');
           void say(replies.queued(position)).catch(() => {});
         },
@@ -110,16 +157,25 @@ export class Requests {
     } catch (err) {
       if (err instanceof QueueFullError) {
         log.warn({ err: err.message }, 'request refused: queue full');
+        job.outcome = 'busy';
         return say(replies.busy());
       }
-      if (err instanceof GateClosedError) return say(replies.shuttingDown());
+      if (err instanceof GateClosedError) {
+        job.outcome = 'shutting-down';
+        return say(replies.shuttingDown());
+      }
       throw err;
     }
   }
 
   /** Fetches (sharing identical downloads in flight) and delivers one report. */
-  private async serve(project: string, from: Jid, out: Output, log: Logger): Promise<void> {
+  private async serve(project: string, from: Jid, out: Output, log: Logger, job: ActiveRequest): Promise<void> {
     const { say } = out;
+    job.stage = 'fetching';
+    if (job.cancelled) {
+      job.outcome = 'cancelled';
+      return say(replies.cancelledByAdmin(`the report of project ${project}`));
+    }
     await say(replies.fetching(project));
     const started = Date.now();
     // With a per-user intranet header, users may see different reports: share only per user then.
@@ -128,6 +184,7 @@ export class Requests {
     try {
       lease = await this.shared.acquire(key, () => this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }));
     } catch (err) {
+      job.outcome = err instanceof ReportError ? err.kind : 'error';
       if (err instanceof ReportError) {
         log.warn({ reason: err.kind, ...err.detail, err: err.message }, 'report fetch failed');
         switch (err.kind) {
@@ -150,7 +207,15 @@ export class Requests {
     // an answer never leaves a file behind.
     let final: string;
     try {
-      final = await this.deliver(report, from, project, out, log);
+      job.stage = 'sending';
+      job.file = { name: report.name, size: report.size };
+      // A download shared with other requests is not aborted for one of them: an admin's cancel during it takes effect here.
+      if (job.cancelled) {
+        job.outcome = 'cancelled';
+        final = replies.cancelledByAdmin(report.name);
+      } else {
+        final = await this.deliver(report, from, project, out, log, job);
+      }
     } finally {
       await lease.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
     }
@@ -158,8 +223,9 @@ export class Requests {
   }
 
   /** Hands the report over; returns the closing line for the user. */
-  private async deliver(report: SpooledReport, from: Jid, project: string, out: Output, log: Logger): Promise<string> {
+  private async deliver(report: SpooledReport, from: Jid, project: string, out: Output, log: Logger, job: ActiveRequest): Promise<string> {
     const { say } = out;
+    job.outcome = report.size === 0 ? 'empty' : 'notified';
     if (report.size === 0) return replies.empty(project);
     if (!from.resource) return replies.ready(report.name, report.size);
     const progress = async (p: DeliveryProgress) => {
@@ -168,7 +234,8 @@ export class Requests {
     };
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log, signal: this.shutdown.signal, progress });
+        const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log, signal: job.signal, progress });
+        job.outcome = outcome.kind;
         if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
         if (outcome.kind === 'linked') {
           // XEP-0066: body == URL plus <x xmlns='jabber:x:oob'> is what Conversations and others show as a file.
@@ -177,6 +244,7 @@ export class Requests {
         }
         return replies.delivered(report.name, report.size, outcome.method);
       } catch (err) {
+        job.outcome = err instanceof DeliveryError ? err.reason : 'error';
         if (!(err instanceof DeliveryError)) {
           log.error({ err: (err as Error).message }, 'delivery failed unexpectedly');
           return replies.failed(report.name, 'an internal error');
@@ -187,6 +255,7 @@ export class Requests {
           await say(replies.interrupted(report.name));
           continue;
         }
+        if (err.reason === 'cancelled' && job.cancelled) return replies.cancelledByAdmin(report.name);
         return failureText(err, report);
       }
     }
@@ -199,6 +268,7 @@ export class Requests {
   async close(graceMs: number): Promise<void> {
     this.closed = true;
     this.gate.close();
+    for (const g of this.retiredGates) g.close();
     if (this.active.size === 0) return;
     this.deps.log.info({ active: this.active.size, graceMs }, 'waiting for running requests');
     if (await this.settledWithin(graceMs)) return;

@@ -2,6 +2,7 @@
 // Delivery and turns its outcome into a chat reply.
 import type { Logger } from 'pino';
 import type { SpooledReport } from '../reports/source.js';
+import type { ClientInfo } from '../xmpp/caps.js';
 
 export type Method = 's5b' | 'ibb';
 
@@ -12,6 +13,8 @@ export interface DeliveryRequest {
   log: Logger;
   signal?: AbortSignal; // aborted when the component shuts down
   progress?: (p: DeliveryProgress) => Promise<void>;
+  /** what the requester's client advertised (disco#info), when the chooser asked */
+  client?: ClientInfo;
 }
 
 export type DeliveryOutcome =
@@ -19,8 +22,12 @@ export type DeliveryOutcome =
   | { kind: 'linked'; url: string; expiresAt: Date | undefined; why: LinkReason }
   | { kind: 'notified' };
 
-/** Why a user got a link rather than a file transfer. */
-export type LinkReason = 'no-file-transfer' | 'transfer-failed';
+/**
+ * Why a user got a link rather than a file transfer. no-direct-connection:
+ * no direct (SOCKS5) connection was possible and the client's in-band
+ * transfer cannot be trusted to keep the file (Dino's Jingle IBB).
+ */
+export type LinkReason = 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection';
 
 /** Steps the user hears about while a delivery runs. */
 export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; why: LinkReason };
@@ -38,6 +45,8 @@ export class DeliveryError extends Error {
     message: string,
     readonly sent = 0,
     readonly method?: Method,
+    /** set when a link is the right way on (see LinkReason) */
+    readonly linkWhy?: LinkReason,
   ) {
     super(message);
   }

@@ -1,12 +1,13 @@
 // Links for clients without SI file transfer (Gajim, Monal, Conversations,
 // Converse.js, …): the report is published on our own HTTP link server or
 // uploaded to the server's XEP-0363 service, and the URL goes to the user as
-// body + XEP-0066 jabber:x:oob. ChoosingDelivery picks SI or link by the
-// client's disco#info features.
+// body + XEP-0066 jabber:x:oob. ChoosingDelivery picks SI, Jingle or link by
+// the client's disco#info features, in the configured order (transfer.order).
 import { xml, type Element } from '@xmpp/component';
 import type { Capabilities } from '../xmpp/caps.js';
 import { NS } from '../xmpp/namespaces.js';
 import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest, type LinkReason } from './delivery.js';
+import { JINGLE_FT_FEATURES } from './jingle/jingle.js';
 import type { LinkServer } from './link-server.js';
 import { requestSlot, uploadFile, type IqRequest } from './upload.js';
 
@@ -52,27 +53,69 @@ export class UploadLinks implements LinkPublisher {
 
 const SI_FEATURES = [NS.SI, NS.SI_FILE];
 
+/** How a report may reach a client (config transfer.order). */
+export type TransferMethod = 'si' | 'jingle' | 'link';
+
+
+/** Why a failed delivery leads to a link. */
+function linkWhy(err: DeliveryError): LinkReason {
+  return err.linkWhy ?? (err.reason === 'unsupported' ? 'no-file-transfer' : 'transfer-failed');
+}
+
+/**
+ * Picks how a report reaches the requester by what its client advertises
+ * (disco#info): the first method of `order` the client can take (SI where
+ * advertised, or when the client does not say; Jingle where advertised;
+ * the link when one can be made). A method the client turns out not to
+ * support hands over to the next one; a transfer that failed on every
+ * bytestream, or that no one can confirm, hands over to the link.
+ */
 export class ChoosingDelivery implements Delivery {
+  private readonly order: readonly TransferMethod[];
+
   constructor(
     private readonly si: Delivery,
     private readonly links: LinkPublisher | undefined,
-    private readonly caps: Capabilities,
-  ) {}
+    private readonly caps: Pick<Capabilities, 'info'>,
+    private readonly opts: { jingle?: Delivery; order?: readonly TransferMethod[] } = {},
+  ) {
+    this.order = opts.order ?? ['si', 'jingle', 'link'];
+  }
 
   async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
-    const features = await this.caps.features(req.from, req.to);
-    const speaksSi = features === 'unknown' || SI_FEATURES.every((f) => features.has(f));
-    req.log.info({ features: features === 'unknown' ? 'unknown' : [...features].filter((f) => /si|bytestreams|ibb|jingle|oob/.test(f)) }, 'client capabilities');
-    if (!speaksSi && this.links) return this.link(req, 'no-file-transfer');
-    try {
-      return await this.si.deliver(req);
-    } catch (err) {
-      // Unsupported, failed on every bytestream, or broke off: a link still gets the report there.
-      if (this.links && err instanceof DeliveryError && (err.reason === 'unsupported' || err.reason === 'failed' || err.reason === 'lost')) {
-        return this.link(req, err.reason === 'unsupported' ? 'no-file-transfer' : 'transfer-failed');
+    const info = await this.caps.info(req.from, req.to);
+    const features = info === 'unknown' ? 'unknown' : info.features;
+    const has = (f: string) => features !== 'unknown' && features.has(f);
+    const can = (m: TransferMethod): boolean =>
+      m === 'si' ? features === 'unknown' || SI_FEATURES.every(has) : m === 'jingle' ? this.opts.jingle !== undefined && JINGLE_FT_FEATURES.every(has) : this.links !== undefined;
+    let plan = this.order.filter(can);
+    // Nothing fits: an SI offer still tells the user, in the end, that the client takes no files.
+    if (plan.length === 0 && this.order.includes('si')) plan = ['si'];
+    req.log.info(
+      {
+        features: features === 'unknown' ? 'unknown' : [...features].filter((f) => /si|bytestreams|ibb|jingle|oob/.test(f)),
+        client: info === 'unknown' ? undefined : info.identities.map((i) => i.name).filter(Boolean).join(', ') || undefined,
+        plan,
+      },
+      'client capabilities',
+    );
+    const withClient: DeliveryRequest = info === 'unknown' ? req : { ...req, client: info };
+    let failure: DeliveryError | undefined;
+    for (const m of plan) {
+      if (m === 'link') return this.link(req, failure ? linkWhy(failure) : 'no-file-transfer');
+      try {
+        return await (m === 'si' ? this.si : this.opts.jingle!).deliver(withClient);
+      } catch (err) {
+        // Unsupported, failed on every bytestream, broke off, or unconfirmable: a link may still get the report there.
+        if (!(err instanceof DeliveryError) || !(err.linkWhy || err.reason === 'unsupported' || err.reason === 'failed' || err.reason === 'lost')) throw err;
+        failure = err;
+        if (err.reason === 'unsupported' && !err.linkWhy) continue;
+        // A second offer by another protocol would meet the same network: only the link is left.
+        if (plan.includes('link')) return this.link(req, linkWhy(err));
+        throw err;
       }
-      throw err;
     }
+    throw failure ?? new DeliveryError('unsupported', 'no way to send files to this client');
   }
 
   private async link(req: DeliveryRequest, why: LinkReason): Promise<DeliveryOutcome> {

@@ -230,8 +230,17 @@ export class SiDelivery implements Delivery {
     return socket;
   }
 
+  // S5B transfers being pumped now: their number sets the read size (see pump()).
+  private pumping = 0;
+
   /** Streams the file into the socket with back-pressure; done when the receiver closed cleanly after the last byte. */
   private async pump(socket: Socket, path: string, size: number): Promise<number> {
+    // Each transfer holds about two reads in memory (one read ahead, one in
+    // the socket). 1 MiB reads are cheapest for one fast transfer, but 200 at
+    // once made 400 MB: the reads share an 8 MiB budget instead, down to 64 KiB
+    // each (bench: 200 × 8 MiB at once, peak RSS 409 MB with 1 MiB, ~150 MB with 64 KiB).
+    this.pumping++;
+    const readSize = Math.max(64 << 10, Math.min(1 << 20, 2 ** Math.floor(Math.log2((8 << 20) / this.pumping))));
     const stallMs = this.deps.config.stallTimeoutMs;
     let sent = 0;
     let stall: NodeJS.Timeout | undefined;
@@ -252,7 +261,7 @@ export class SiDelivery implements Delivery {
     armStall();
     let failure: Error | undefined;
     try {
-      await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), meter, socket);
+      await pipeline(createReadStream(path, { highWaterMark: readSize }), meter, socket);
     } catch (err) {
       // libpurple closes as soon as it has `size` bytes, which can beat our
       // own 'finish': a premature close is judged below, like any close.
@@ -271,6 +280,7 @@ export class SiDelivery implements Delivery {
       throw new S5bFailed(`connection lost: ${(err as Error).message}`, false, sent);
     } finally {
       clearTimeout(stall);
+      this.pumping--;
     }
   }
 

@@ -78,6 +78,10 @@ export class Streamhost {
     return this.open.size;
   }
 
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
   /**
    * Waits for the target to connect with this DST.ADDR. The hash is
    * registered before the streamhost offer goes out, and forgotten on

@@ -9,6 +9,18 @@ export const NS_CAPS = 'http://jabber.org/protocol/caps';
 
 export type Features = ReadonlySet<string> | 'unknown';
 
+export interface Identity {
+  category: string;
+  type: string;
+  name: string;
+}
+
+/** What disco#info says about a client: its features and identities (e.g. client/pc "Dino"). */
+export interface ClientInfo {
+  features: ReadonlySet<string>;
+  identities: readonly Identity[];
+}
+
 /** XEP-0115 §5.1 verification string, over identities, features and extended forms. */
 export function capsVerificationString(info: Element): string {
   const identities = info
@@ -53,8 +65,8 @@ interface CapsAd {
 
 export class Capabilities {
   private readonly adByJid = new Map<string, CapsAd>();
-  private readonly featuresByVer = new Map<string, ReadonlySet<string>>();
-  private readonly pending = new Map<string, Promise<Features>>();
+  private readonly infoByVer = new Map<string, ClientInfo>();
+  private readonly pending = new Map<string, Promise<ClientInfo | 'unknown'>>();
 
   constructor(
     private readonly request: (iq: Element, timeoutMs: number) => Promise<Element>,
@@ -79,9 +91,15 @@ export class Capabilities {
 
   /** The features of a full JID; 'unknown' when it does not answer in time or at all. */
   async features(from: string, to: string): Promise<Features> {
+    const info = await this.info(from, to);
+    return info === 'unknown' ? 'unknown' : info.features;
+  }
+
+  /** Features and identities of a full JID; 'unknown' when it does not answer in time or at all. */
+  async info(from: string, to: string): Promise<ClientInfo | 'unknown'> {
     const ad = this.adByJid.get(to);
     if (ad) {
-      const cached = this.featuresByVer.get(`${ad.hash} ${ad.ver}`);
+      const cached = this.infoByVer.get(`${ad.hash} ${ad.ver}`);
       if (cached) return cached;
     }
     const key = `${to}`;
@@ -93,7 +111,7 @@ export class Capabilities {
     return p;
   }
 
-  private async query(from: string, to: string, ad: CapsAd | undefined): Promise<Features> {
+  private async query(from: string, to: string, ad: CapsAd | undefined): Promise<ClientInfo | 'unknown'> {
     let result: Element;
     try {
       result = await this.request(xml('iq', { type: 'get', from, to }, xml('query', { xmlns: NS.DISCO_INFO })), this.timeoutMs);
@@ -103,11 +121,13 @@ export class Capabilities {
     const info = result.getChild('query', NS.DISCO_INFO);
     if (!info) return 'unknown';
     const features = new Set(info.getChildren('feature').map((f) => f.attrs.var ?? ''));
+    const identities = info.getChildren('identity').map((i) => ({ category: i.attrs.category ?? '', type: i.attrs.type ?? '', name: i.attrs.name ?? '' }));
+    const out: ClientInfo = { features, identities };
     // Cache by hash only when it verifies (XEP-0115 §5.4): a wrong or forged ver must not poison other users' entries.
     if (ad && capsHash(info, ad.hash) === ad.ver) {
-      if (this.featuresByVer.size >= this.maxEntries) this.featuresByVer.delete(this.featuresByVer.keys().next().value!);
-      this.featuresByVer.set(`${ad.hash} ${ad.ver}`, features);
+      if (this.infoByVer.size >= this.maxEntries) this.infoByVer.delete(this.infoByVer.keys().next().value!);
+      this.infoByVer.set(`${ad.hash} ${ad.ver}`, out);
     }
-    return features;
+    return out;
   }
 }

@@ -12,4 +12,6 @@ export const NS = {
   BYTESTREAMS: 'http://jabber.org/protocol/bytestreams',
   IBB: 'http://jabber.org/protocol/ibb',
   CHATSTATES: 'http://jabber.org/protocol/chatstates',
+  COMMANDS: 'http://jabber.org/protocol/commands',
+  VCARD: 'vcard-temp',
 } as const;

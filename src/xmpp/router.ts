@@ -17,6 +17,11 @@ export class IqRouter {
     return this;
   }
 
+  /** The handler registered for this payload, e.g. to chain a new one in front of it. */
+  handler(type: 'get' | 'set', ns: string, name: string): IqHandler | undefined {
+    return this.routes.get(`${type} ${ns} ${name}`);
+  }
+
   async handle(iq: Element, from: Jid, target: Target): Promise<IqReply> {
     const type = iq.attrs.type;
     const payload = iq.getChildElements()[0];

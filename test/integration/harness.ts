@@ -63,11 +63,12 @@ export class RunningComponent {
   }
 }
 
-/** Starts the component against the test ejabberd; env overrides the test defaults. */
-export async function startComponent(env: Record<string, string> = {}): Promise<RunningComponent> {
-  const ej = await getEjabberd();
+/** Starts the component against the test ejabberd (or the given one); env overrides the test defaults. */
+export async function startComponent(env: Record<string, string> = {}, opts: { ejabberd?: EjabberdInstance } = {}): Promise<RunningComponent> {
+  const ej = opts.ejabberd ?? (await getEjabberd());
   const spoolDir = await mkdtemp(join(tmpdir(), 'xr-spool-'));
-  const config = loadConfig({
+  // Also what App.reload() re-reads (with XR_CONFIG in env, that file).
+  const load = () => loadConfig({
     env: {
       XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
       XR_XMPP_DOMAIN: ej.componentDomain,
@@ -80,6 +81,7 @@ export async function startComponent(env: Record<string, string> = {}): Promise<
       ...env,
     },
   });
+  const config = load();
   const logs: LogLine[] = [];
   const rawLog: string[] = [];
   const sink = new Writable({
@@ -97,7 +99,7 @@ export async function startComponent(env: Record<string, string> = {}): Promise<
       cb();
     },
   });
-  const app = await App.create(config, createLogger(config.log.level, sink));
+  const app = await App.create(config, createLogger(config.log.level, sink), { loadConfig: load });
   await app.start();
   return new RunningComponent(app, logs, rawLog, spoolDir);
 }

@@ -39,6 +39,14 @@ export interface EjabberdOptions {
   domain: string;
   componentDomain: string;
   secret: string;
+  /** PEM with certificate, key and chain for c2s TLS (XR_EJ_CERTFILE); default none. */
+  certFile: string;
+  /** c2s STARTTLS (XR_EJ_STARTTLS): false (default), true (offered) or 'required'; needs certFile. */
+  starttls: boolean | 'required';
+  /** c2s port when it must not be portBase (Dino always connects to localhost:5222). */
+  c2sPort: number;
+  /** ejabberd's domain_balancing for the component domain as TYPE:N (XR_EJ_DOMAIN_BALANCING), e.g. 'source:2'; default none. */
+  domainBalancing: string;
 }
 
 export const DEFAULT_PORT_BASE = 15222;
@@ -109,7 +117,7 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
   const componentDomain = opts.componentDomain ?? 'reports.example.com';
   const secret = opts.secret ?? 'test-secret';
   const ports = {
-    c2sPort: portBase,
+    c2sPort: opts.c2sPort ?? portBase,
     componentPort: portBase + 1,
     httpPort: portBase + 2,
     distPort: portBase + 3,
@@ -131,6 +139,9 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     XR_EJ_PROXY65_PORT: String(ports.proxy65Port),
     XR_EJ_NODE: nodeName,
     XR_EJ_SHAPER: shaper,
+    XR_EJ_CERTFILE: opts.certFile ?? '',
+    XR_EJ_STARTTLS: String(opts.starttls ?? false),
+    XR_EJ_DOMAIN_BALANCING: opts.domainBalancing ?? '',
   };
   const run = (args: string[], timeoutMs: number) => runScript(script, env, args, timeoutMs);
 

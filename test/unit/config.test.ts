@@ -85,6 +85,7 @@ describe('config', () => {
         maxBytes: 100 * 1024 * 1024,
         fileName: 'status-{project}',
         spoolDir: '',
+        metadataUrlTemplate: '',
       });
       expect(c.projects).to.deep.equal({ idPattern: '^[0-9]{1,12}$', example: '1234' });
       expect(c.transfer.methods).to.deep.equal(['s5b', 'ibb']);
@@ -107,6 +108,18 @@ describe('config', () => {
       expect(c.transfer.externalProxies).to.deep.equal([]);
       expect(c.transfer.ibb).to.deep.equal({ blockSize: 32768, window: 8 });
       expect(c.log.level).to.equal('info');
+      expect(c.metrics).to.deep.equal({ bindHost: '127.0.0.1', bindPort: 0 });
+      expect(c.admin.jids).to.deep.equal([]);
+    });
+
+    it('admin JIDs are bare, lower-cased; metrics port and metadata URL are checked', () => {
+      expect(loadConfig({ env: env({ XR_ADMIN_JIDS: 'Boss@Example.com, ops@example.com' }) }).admin.jids).to.deep.equal(['boss@example.com', 'ops@example.com']);
+      expect(() => loadConfig({ env: env({ XR_ADMIN_JIDS: 'example.com' }) })).to.throw(/admin.jids .*XR_ADMIN_JIDS.*bare JIDs/);
+      expect(() => loadConfig({ env: env({ XR_METRICS_BIND_PORT: '70000' }) })).to.throw(/metrics.bindPort/);
+      expect(() => loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://intranet/meta.json' }) })).to.throw(/metadataUrlTemplate.*\{project\}/);
+      expect(() => loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'ftp://intranet/{project}' }) })).to.throw(/metadataUrlTemplate.*http/);
+      expect(() => loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://u:p@intranet/{project}' }) })).to.throw(/metadataUrlTemplate.*credentials/);
+      expect(loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://intranet/p/{project}.json' }) }).reports.metadataUrlTemplate).to.equal('https://intranet/p/{project}.json');
     });
 
     it('allow and deny lists take bare JIDs, lower-cased, and refuse anything else', () => {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Benchmarks (issue 6): installs what they need, builds, and runs bench/run.ts,
+# which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35226;
+# a second one with Debian's c2s shaper on 31242-31246), the component as a
+# separate process, the bench receiver, a slixmpp sender bot and a raw TCP
+# sender, all on loopback, and stops every process it started by pid.
+# Results: stdout and bench/results/<YYYY-MM-DD>.md.
+#
+# Usage: npm run bench [-- --quick] [-- --only=1,3] [-- --keep-ejabberd]
+#   --quick   smaller files and fewer runs: a smoke check of a few minutes
+#   --only=…  a subset of the items 1 (S5B) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
+# Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
+#   XR_SLIX_PYTHON (default /usr/bin/python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh test
+npm run --silent build
+# the whole bench is bounded in time by bench/run.ts itself; this is the outer bound
+exec timeout --signal=TERM --kill-after=60 3600 node dist/bench/run.js "$@"

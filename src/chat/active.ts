@@ -1,0 +1,90 @@
+// Report requests in progress: what admins list and cancel (XEP-0050
+// commands) and what the active-transfer gauge counts. Pure bookkeeping; each
+// request gets its own abort signal, which also fires at shutdown.
+import { setMaxListeners } from 'node:events';
+
+export type Stage = 'queued' | 'fetching' | 'sending';
+
+export interface ActiveRequestInfo {
+  id: string;
+  jid: string; // the requester's full JID
+  project: string;
+  stage: Stage;
+  file: { name: string; size: number } | undefined;
+  startedAt: Date;
+}
+
+export class ActiveRequest {
+  project: string | undefined; // set once the message turned out to be a report request
+  stage: Stage = 'fetching';
+  file: { name: string; size: number } | undefined;
+  /** How the request ended (requests_total's outcome label); unset for messages that were no report request. */
+  outcome: string | undefined;
+  readonly startedAt = new Date();
+  readonly signal: AbortSignal;
+  private readonly own = new AbortController();
+
+  constructor(
+    readonly id: string,
+    readonly jid: string,
+    shutdown: AbortSignal,
+  ) {
+    this.signal = AbortSignal.any([shutdown, this.own.signal]);
+  }
+
+  /** True once an admin cancelled it (as opposed to a shutdown). */
+  get cancelled(): boolean {
+    return this.own.signal.aborted;
+  }
+
+  cancel(): void {
+    this.own.abort();
+  }
+
+  info(): ActiveRequestInfo | undefined {
+    if (this.project === undefined) return undefined;
+    return { id: this.id, jid: this.jid, project: this.project, stage: this.stage, file: this.file, startedAt: this.startedAt };
+  }
+}
+
+export class ActiveRequests {
+  private seq = 0;
+  private readonly byId = new Map<string, ActiveRequest>();
+
+  add(jid: string, shutdown: AbortSignal): ActiveRequest {
+    setMaxListeners(0, shutdown); // one listener per running request (and their downloads and transfers)
+    const r = new ActiveRequest(String(++this.seq), jid, shutdown);
+    this.byId.set(r.id, r);
+    return r;
+  }
+
+  remove(r: ActiveRequest): void {
+    this.byId.delete(r.id);
+  }
+
+  /** Report requests in progress, oldest first. */
+  list(): ActiveRequestInfo[] {
+    return [...this.byId.values()].map((r) => r.info()).filter((i): i is ActiveRequestInfo => i !== undefined);
+  }
+
+  /** Cancels a report request in progress; undefined when there is none with that id (any more). */
+  cancel(id: string): ActiveRequestInfo | undefined {
+    const r = this.byId.get(id);
+    const info = r?.info();
+    if (!r || !info || r.cancelled) return undefined;
+    r.cancel();
+    return info;
+  }
+
+  /** Report requests being fetched or sent. */
+  get requests(): number {
+    return this.list().length;
+  }
+
+  /** Reports being sent. */
+  get transfers(): number {
+    let n = 0;
+    for (const r of this.byId.values()) if (r.project !== undefined && r.stage === 'sending') n++;
+    return n;
+  }
+}

@@ -1,0 +1,158 @@
+// Method choice by capabilities: SI where advertised, else Jingle, else the
+// link, in the configured order (transfer.order); what failure leads where.
+import { expect } from 'chai';
+import { loadConfig, ConfigError } from '../../../src/config.js';
+import { createLogger } from '../../../src/log.js';
+import type { SpooledReport } from '../../../src/reports/source.js';
+import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryProgress, type DeliveryRequest } from '../../../src/transfer/delivery.js';
+import { ChoosingDelivery, type LinkPublisher, type TransferMethod } from '../../../src/transfer/link.js';
+import { xml, type Element } from '@xmpp/component';
+import { Capabilities, type ClientInfo } from '../../../src/xmpp/caps.js';
+import { NS } from '../../../src/xmpp/namespaces.js';
+
+const SI = [NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB];
+const JINGLE = ['urn:xmpp:jingle:1', 'urn:xmpp:jingle:apps:file-transfer:5', 'urn:xmpp:jingle:transports:s5b:1', 'urn:xmpp:jingle:transports:ibb:1'];
+const clients: Record<string, ClientInfo | 'unknown'> = {
+  pidgin: { features: new Set(SI), identities: [{ category: 'client', type: 'pc', name: 'Pidgin' }] },
+  psi: { features: new Set([...SI, ...JINGLE]), identities: [{ category: 'client', type: 'pc', name: 'Psi' }] },
+  dino: { features: new Set(JINGLE), identities: [{ category: 'client', type: 'pc', name: 'Dino' }] },
+  conversations: { features: new Set([...JINGLE, 'urn:xmpp:http:upload:0']), identities: [{ category: 'client', type: 'phone', name: 'Conversations' }] },
+  gajim: { features: new Set(['urn:xmpp:http:upload:0']), identities: [{ category: 'client', type: 'pc', name: 'Gajim' }] },
+  silent: 'unknown',
+};
+
+const report = { project: '1', path: '/x', name: 'r.pdf', mime: 'application/pdf', size: 10, md5: '', sha256: '', date: new Date(), release: async () => {} } satisfies SpooledReport;
+
+function fake(name: string, calls: string[], result: () => Promise<DeliveryOutcome>): Delivery & { seen: DeliveryRequest[] } {
+  const seen: DeliveryRequest[] = [];
+  return {
+    seen,
+    deliver: async (req) => {
+      calls.push(name);
+      seen.push(req);
+      return result();
+    },
+  };
+}
+
+function setup(client: string, o: { order?: TransferMethod[]; si?: () => Promise<DeliveryOutcome>; jingle?: () => Promise<DeliveryOutcome>; links?: boolean } = {}) {
+  const calls: string[] = [];
+  const progress: DeliveryProgress[] = [];
+  const ok = (m: 's5b' | 'ibb') => async (): Promise<DeliveryOutcome> => ({ kind: 'delivered', method: m, bytes: 10 });
+  const si = fake('si', calls, o.si ?? ok('s5b'));
+  const jingle = fake('jingle', calls, o.jingle ?? ok('s5b'));
+  const links: LinkPublisher | undefined =
+    o.links === false
+      ? undefined
+      : {
+          kind: 'link',
+          publish: async () => {
+            calls.push('link');
+            return { url: 'http://l/x', expiresAt: undefined, logId: 'x' };
+          },
+        };
+  const caps = { info: async () => clients[client]! };
+  const choosing = new ChoosingDelivery(si, links, caps, { jingle, ...(o.order ? { order: o.order } : {}) });
+  const req: DeliveryRequest = { report, to: 'u@e/r', from: 'p@r/x', log: createLogger('silent'), progress: async (p) => void progress.push(p) };
+  return { choosing, calls, progress, req, si, jingle };
+}
+
+describe('transfer/ChoosingDelivery', () => {
+  it('gives each well-known client its method by default (si, jingle, link)', async () => {
+    const want: Record<string, string[]> = { pidgin: ['si'], psi: ['si'], dino: ['jingle'], conversations: ['jingle'], gajim: ['link'], silent: ['si'] };
+    for (const [c, calls] of Object.entries(want)) {
+      const s = setup(c);
+      await s.choosing.deliver(s.req);
+      expect(s.calls, c).to.deep.equal(calls);
+    }
+  });
+
+  it('hands the client\'s disco#info to the delivery (Jingle needs its identity)', async () => {
+    const s = setup('dino');
+    await s.choosing.deliver(s.req);
+    expect(s.jingle.seen[0]!.client).to.equal(clients.dino);
+  });
+
+  it('follows transfer.order', async () => {
+    const psi = setup('psi', { order: ['jingle', 'si', 'link'] });
+    await psi.choosing.deliver(psi.req);
+    expect(psi.calls).to.deep.equal(['jingle']);
+    const linkFirst = setup('psi', { order: ['link', 'si'] });
+    expect((await linkFirst.choosing.deliver(linkFirst.req)).kind).to.equal('linked');
+    expect(linkFirst.calls).to.deep.equal(['link']);
+    const noJingle = setup('dino', { order: ['si', 'link'] });
+    await noJingle.choosing.deliver(noJingle.req);
+    expect(noJingle.calls).to.deep.equal(['link']);
+  });
+
+  it('moves on to the next method when the client turns out not to support one', async () => {
+    const s = setup('psi', { si: async () => Promise.reject(new DeliveryError('unsupported', 'service-unavailable')) });
+    await s.choosing.deliver(s.req);
+    expect(s.calls).to.deep.equal(['si', 'jingle']);
+  });
+
+  it('after a failed transfer goes straight to the link, with why', async () => {
+    const s = setup('psi', { si: async () => Promise.reject(new DeliveryError('failed', 'no streamhost worked')) });
+    const out = await s.choosing.deliver(s.req);
+    expect(s.calls).to.deep.equal(['si', 'link']);
+    expect(out).to.include({ kind: 'linked', why: 'transfer-failed' });
+    expect(s.progress).to.deep.equal([{ kind: 'link-instead', why: 'transfer-failed' }]);
+  });
+
+  it('sends the link with "no-direct-connection" when Jingle could not be confirmed (Dino without S5B)', async () => {
+    const s = setup('dino', { jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')) });
+    const out = await s.choosing.deliver(s.req);
+    expect(out).to.include({ kind: 'linked', why: 'no-direct-connection' });
+    expect(s.progress).to.deep.equal([{ kind: 'link-instead', why: 'no-direct-connection' }]);
+  });
+
+  it('passes declines, timeouts and failures without a link on to the user', async () => {
+    const declined = setup('dino', { jingle: async () => Promise.reject(new DeliveryError('declined', 'declined')) });
+    let err: unknown;
+    await declined.choosing.deliver(declined.req).catch((e: unknown) => (err = e));
+    expect((err as DeliveryError).reason).to.equal('declined');
+    expect(declined.calls).to.deep.equal(['jingle']);
+    const noLinks = setup('dino', { links: false, jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')) });
+    await noLinks.choosing.deliver(noLinks.req).catch((e: unknown) => (err = e));
+    expect((err as DeliveryError).linkWhy).to.equal('no-direct-connection');
+    // No link, no SI, no Jingle: an SI offer still tells the user the client takes no files.
+    const gajim = setup('gajim', { links: false, si: async () => Promise.reject(new DeliveryError('unsupported', 'service-unavailable')) });
+    await gajim.choosing.deliver(gajim.req).catch((e: unknown) => (err = e));
+    expect(gajim.calls).to.deep.equal(['si']);
+    expect((err as DeliveryError).reason).to.equal('unsupported');
+  });
+});
+
+describe('xmpp/caps: identities for the method choice', () => {
+  it('reads features and identities from disco#info (Dino: client/pc "Dino")', async () => {
+    const request = async (_iq: Element): Promise<Element> =>
+      xml(
+        'iq',
+        { type: 'result' },
+        xml('query', { xmlns: NS.DISCO_INFO }, xml('identity', { category: 'client', type: 'pc', name: 'Dino' }), ...JINGLE.map((v) => xml('feature', { var: v }))),
+      );
+    const caps = new Capabilities(request, 1000);
+    const info = await caps.info('p@r/x', 'dave@localhost/dino');
+    expect(info).to.not.equal('unknown');
+    expect((info as ClientInfo).identities).to.deep.equal([{ category: 'client', type: 'pc', name: 'Dino' }]);
+    expect([...(info as ClientInfo).features]).to.deep.equal(JINGLE);
+    expect(await caps.features('p@r/x', 'dave@localhost/dino')).to.deep.equal(new Set(JINGLE));
+  });
+});
+
+describe('config: transfer.order and transfer.jingle.*', () => {
+  const load = (env: Record<string, string>) => loadConfig({ env: { XR_XMPP_SECRET: 'x', ...env } });
+  it('defaults to si, jingle, link; Dino\'s IBB untrusted; the receiver\'s candidates off loopback and link-local', () => {
+    const c = load({});
+    expect(c.transfer.order).to.deep.equal(['si', 'jingle', 'link']);
+    expect(c.transfer.jingle.noIbbClients).to.deep.equal(['Dino']);
+    expect(c.transfer.jingle.peerNetworks).to.include('!127.0.0.0/8');
+    expect(load({ XR_TRANSFER_ORDER: 'jingle,link' }).transfer.order).to.deep.equal(['jingle', 'link']);
+    expect(load({ XR_JINGLE_PEER_NETWORKS: 'none' }).transfer.jingle.peerNetworks).to.deep.equal(['none']);
+  });
+  it('refuses unknown methods, repeats and bad networks, naming the key', () => {
+    expect(() => load({ XR_TRANSFER_ORDER: 'si,ftp' })).to.throw(ConfigError, /transfer\.order .*ftp/);
+    expect(() => load({ XR_TRANSFER_ORDER: 'si,si' })).to.throw(ConfigError, /transfer\.order/);
+    expect(() => load({ XR_JINGLE_PEER_NETWORKS: '10.0.0.0/99' })).to.throw(ConfigError, /transfer\.jingle\.peerNetworks/);
+  });
+});
