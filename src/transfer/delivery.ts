@@ -62,3 +62,35 @@ export class NotifyDelivery implements Delivery {
     return { kind: 'notified' };
   }
 }
+
+/**
+ * The error an offer IQ (SI offer, Jingle session-initiate) came back with,
+ * in the user's terms. onTimeout says what silence means for this offer.
+ */
+export function offerRefusal(err: unknown, log: Logger, what: string, onTimeout: DeliveryError): DeliveryError {
+  const condition = (err as { condition?: string }).condition;
+  // ejabberd answers for a resource that went away: "User session not found".
+  if (/session not found/i.test((err as { text?: string }).text ?? '')) {
+    log.info({ condition }, 'receiver went offline');
+    return new DeliveryError('failed', 'your chat client went offline');
+  }
+  if ((err as Error).name === 'TimeoutError') {
+    log.info(`${what} not answered in time`);
+    return onTimeout;
+  }
+  log.info({ condition }, `${what} refused`);
+  switch (condition) {
+    case 'forbidden':
+    case 'not-acceptable':
+      return new DeliveryError('declined', 'declined');
+    case 'bad-request':
+    case 'service-unavailable':
+    case 'feature-not-implemented':
+      return new DeliveryError('unsupported', condition);
+    case 'item-not-found':
+    case 'recipient-unavailable':
+      return new DeliveryError('failed', 'your chat client went offline');
+    default:
+      return new DeliveryError('failed', condition ?? (err as Error).message);
+  }
+}

@@ -15,7 +15,7 @@ import { errorElement } from '../xmpp/errors.js';
 import { NS } from '../xmpp/namespaces.js';
 import type { IqRouter } from '../xmpp/router.js';
 import { buildActivate, buildStreamhostOffer, parseProxySpec, streamhostUsed, type StreamhostInfo } from './bytestreams.js';
-import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest, type Method } from './delivery.js';
+import { DeliveryError, offerRefusal, type Delivery, type DeliveryOutcome, type DeliveryRequest, type Method } from './delivery.js';
 import { IbbError, IbbSender } from './ibb.js';
 import { buildOffer, chosenMethod } from './si.js';
 import { dstAddr } from './socks5.js';
@@ -131,7 +131,7 @@ export class SiDelivery implements Delivery {
       answer = await run.race(this.deps.connection.request(offer, this.deps.config.offerTimeoutMs));
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
-      throw offerFailure(err, log);
+      throw offerRefusal(err, log, 'offer', new DeliveryError('offer-timeout', 'offer not answered in time'));
     }
     if (!sameJid(answer.attrs.from, to)) throw new DeliveryError('failed', 'the answer came from another address');
     const method = chosenMethod(answer, offered);
@@ -317,30 +317,3 @@ function sameJid(a: string | undefined, b: string): boolean {
   return parseJid(a)?.full === parseJid(b)?.full;
 }
 
-function offerFailure(err: unknown, log: DeliveryRequest['log']): DeliveryError {
-  const condition = (err as { condition?: string }).condition;
-  // ejabberd answers for a resource that went away: "User session not found".
-  if (/session not found/i.test((err as { text?: string }).text ?? '')) {
-    log.info({ condition }, 'receiver went offline');
-    return new DeliveryError('failed', 'your chat client went offline');
-  }
-  if ((err as Error).name === 'TimeoutError') {
-    log.info('offer not answered in time');
-    return new DeliveryError('offer-timeout', 'offer not answered in time');
-  }
-  log.info({ condition }, 'offer refused');
-  switch (condition) {
-    case 'forbidden':
-    case 'not-acceptable':
-      return new DeliveryError('declined', 'declined');
-    case 'bad-request':
-    case 'service-unavailable':
-    case 'feature-not-implemented':
-      return new DeliveryError('unsupported', condition);
-    case 'item-not-found':
-    case 'recipient-unavailable':
-      return new DeliveryError('failed', 'your chat client went offline');
-    default:
-      return new DeliveryError('failed', condition ?? (err as Error).message);
-  }
-}

@@ -23,7 +23,7 @@ import type { ClientInfo } from '../../xmpp/caps.js';
 import type { Connection } from '../../xmpp/connection.js';
 import type { IqRouter } from '../../xmpp/router.js';
 import { buildActivate, parseProxySpec, type StreamhostInfo } from '../bytestreams.js';
-import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest, type FailureReason } from '../delivery.js';
+import { DeliveryError, offerRefusal, type Delivery, type DeliveryOutcome, type DeliveryRequest, type FailureReason } from '../delivery.js';
 import { IbbError } from '../ibb.js';
 import type { Streamhost } from '../streamhost.js';
 import { IbbSenders, agreedBlockSize, ibbOffer } from './ibb-transport.js';
@@ -231,7 +231,7 @@ export class JingleDelivery implements Delivery {
       await run.race(this.deps.connection.request(buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }), cfg.connectTimeoutMs));
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
-      throw new Stop(undefined, initiateFailure(err, log));
+      throw new Stop(undefined, offerRefusal(err, log, 'session-initiate', new DeliveryError('failed', 'your chat client did not answer')));
     }
     run.live = true;
 
@@ -547,33 +547,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   );
 }
 
-/** The IQ error a session-initiate got, in the user's terms. */
-function initiateFailure(err: unknown, log: Logger): DeliveryError {
-  const condition = (err as { condition?: string }).condition;
-  if (/session not found/i.test((err as { text?: string }).text ?? '')) {
-    log.info({ condition }, 'receiver went offline');
-    return new DeliveryError('failed', 'your chat client went offline');
-  }
-  if ((err as Error).name === 'TimeoutError') {
-    log.info('session-initiate not acknowledged');
-    return new DeliveryError('failed', 'your chat client did not answer');
-  }
-  log.info({ condition }, 'session-initiate refused');
-  switch (condition) {
-    case 'forbidden':
-    case 'not-acceptable':
-      return new DeliveryError('declined', 'declined');
-    case 'bad-request':
-    case 'service-unavailable':
-    case 'feature-not-implemented':
-      return new DeliveryError('unsupported', condition);
-    case 'item-not-found':
-    case 'recipient-unavailable':
-      return new DeliveryError('failed', 'your chat client went offline');
-    default:
-      return new DeliveryError('failed', condition ?? (err as Error).message);
-  }
-}
 
 /** Whatever ended a delivery, as a Stop: what to tell the responder and the user. */
 function toStop(err: unknown, run: Run): Stop {
