@@ -43,6 +43,8 @@ declare module '@xmpp/component' {
 
   export interface Component extends EventEmitter {
     status: string;
+    /** The TCP socket (@xmpp/connection-tcp wraps net.Socket); null while disconnected. */
+    socket: { setNoDelay?(noDelay?: boolean): unknown } | null;
     jid: { toString(): string } | null;
     reconnect: Reconnect;
     iqCaller: IqCaller;
