@@ -77,14 +77,11 @@ describe('integration: component core (real ejabberd)', function () {
     await alice.waitFor(approved(project), 10000, 'subscription approved');
     alice.clear();
     await alice.presence(project, 'unsubscribe');
-    // ejabberd delivers our unsubscribed as a roster push that drops the subscription
-    await alice.waitFor(
-      (e) =>
-        (e.name === 'presence' && e.attrs.type === 'unsubscribed' && e.attrs.from === project) ||
-        (e.name === 'iq' && e.getChild('query', 'jabber:iq:roster')?.getChildren('item').some((i) => i.attrs.jid === project && i.attrs.subscription === 'none') === true),
-      10000,
-      'unsubscribed',
-    );
+    // The component answers unsubscribed, then unavailable; once the latter is here, ejabberd has applied the former.
+    await alice.waitFor((e) => e.name === 'presence' && e.attrs.type === 'unavailable' && e.attrs.from === `${project}/reports`, 10000, 'unavailable');
+    const roster = await alice.iq(domain, 'get', xml('query', { xmlns: 'jabber:iq:roster' }));
+    const item = roster.getChild('query', 'jabber:iq:roster')!.getChildren('item').find((i) => i.attrs.jid === project);
+    expect(item?.attrs.subscription ?? 'none').to.equal('none');
   });
 
   it('refuses a subscription to something that is not a project id', async () => {
