@@ -31,16 +31,8 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { client, xml, type Client } from '@xmpp/client';
 import type { Element } from '@xmpp/component';
+import { NS } from '../src/xmpp/namespaces.js';
 
-const NS = {
-  SI: 'http://jabber.org/protocol/si',
-  SI_FILE: 'http://jabber.org/protocol/si/profile/file-transfer',
-  FEATURE_NEG: 'http://jabber.org/protocol/feature-neg',
-  DATA_FORMS: 'jabber:x:data',
-  BYTESTREAMS: 'http://jabber.org/protocol/bytestreams',
-  IBB: 'http://jabber.org/protocol/ibb',
-  STANZAS: 'urn:ietf:params:xml:ns:xmpp-stanzas',
-} as const;
 
 type HashMode = 'inline' | 'deferred';
 type Want = 's5b' | 'ibb' | 'decline';
