@@ -12,32 +12,13 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ReceiverProcess, type ReceiverEvent, type ReceiverStartOptions } from './receiver.js';
+import { ReceiverProcess, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
 
 export { ReceiverProcess, type ReceiverEvent };
 
-export interface PurpleReceiverOptions {
-  /** Full JID with resource, e.g. alice@example.com/purple. */
-  jid: string;
-  password: string;
-  /** c2s host and port of the test ejabberd (plain TCP, no STARTTLS). */
-  host: string;
-  port: number;
-  /** Where accepted files are written (created if missing). */
-  outDir: string;
-  /** Decline every file offer (the sender gets <forbidden/> "Offer Declined"). */
-  decline?: boolean;
-  /** Vanish (no sign-off, exit code 4) once a transfer has this many bytes. */
-  disconnectAfterBytes?: number;
-  /** Hard cap on the process's life in seconds (default 120; then exit 3). */
-  timeoutSec?: number;
+export interface PurpleReceiverOptions extends CommonReceiverOptions {
   /** libpurple's "ft_proxies" account setting (only matters when sending). */
   ftProxies?: string;
-  /** libpurple's debug log (including the XMPP traffic) on stderr. */
-  debug?: boolean;
-  /** How long to wait for sign-on (default 30 000 ms). */
-  startTimeoutMs?: number;
-  onEvent?: ReceiverStartOptions['onEvent'];
 }
 
 const BUILD_SCRIPT = path.join('scripts', 'build-purple-client.sh');

@@ -14,6 +14,29 @@ import { createInterface } from 'node:readline';
 
 export type ReceiverEvent = { event: string; [k: string]: unknown };
 
+/** What every receiving client (libpurple, slixmpp) is started with: the line protocol's shared options. */
+export interface CommonReceiverOptions {
+  /** Full JID with resource, e.g. alice@example.com/purple. */
+  jid: string;
+  password: string;
+  /** c2s host and port of the test ejabberd (plain TCP, no STARTTLS). */
+  host: string;
+  port: number;
+  /** Where accepted files are written (created if missing). */
+  outDir: string;
+  /** Decline every file offer (the sender gets <forbidden/> "Offer Declined"). */
+  decline?: boolean;
+  /** Vanish (no sign-off, exit code 4) once a transfer has this many bytes. */
+  disconnectAfterBytes?: number;
+  /** Hard cap on the process's life in seconds (default 120; then exit 3). */
+  timeoutSec?: number;
+  /** The client's debug log (including the XMPP traffic) on stderr. */
+  debug?: boolean;
+  /** How long to wait for the `online` event (default 30 000 ms). */
+  startTimeoutMs?: number;
+  onEvent?: (e: ReceiverEvent) => void;
+}
+
 export interface ReceiverStartOptions {
   /** Label used in error messages (default: the command's base name). */
   name?: string;

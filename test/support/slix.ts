@@ -17,39 +17,20 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ReceiverProcess, type ReceiverEvent, type ReceiverStartOptions } from './receiver.js';
+import { ReceiverProcess, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
 
 export { ReceiverProcess, type ReceiverEvent };
 
 export type SlixStreamMethod = 's5b' | 'ibb';
 
-export interface SlixReceiverOptions {
-  /** Full JID with resource, e.g. alice@example.com/slix. */
-  jid: string;
-  password: string;
-  /** c2s host and port of the test ejabberd (plain TCP, no STARTTLS). */
-  host: string;
-  port: number;
-  /** Where accepted files are written (created if missing). */
-  outDir: string;
-  /** Decline every file offer (<forbidden/> type cancel, "Offer Declined"). */
-  decline?: boolean;
-  /** Vanish (no sign-off, exit code 4) once a transfer has this many bytes. */
-  disconnectAfterBytes?: number;
+export interface SlixReceiverOptions extends CommonReceiverOptions {
   /** Stream methods accepted, in order of preference (default ['s5b', 'ibb']). */
   methods?: SlixStreamMethod[] | string[];
   /** Behave as a client without SI: no SI/bytestreams/IBB in disco#info,
    *  SI offers answered with service-unavailable. */
   noSi?: boolean;
-  /** Hard cap on the process's life in seconds (default 120; then exit 3). */
-  timeoutSec?: number;
-  /** slixmpp's debug log (including the XMPP traffic) on stderr. */
-  debug?: boolean;
-  /** How long to wait for the `online` event (default 30 000 ms). */
-  startTimeoutMs?: number;
   /** Interpreter (default $XR_SLIX_PYTHON or /usr/bin/python3). */
   python?: string;
-  onEvent?: ReceiverStartOptions['onEvent'];
 }
 
 const SCRIPT = path.join('test', 'clients', 'slix-receiver.py');
