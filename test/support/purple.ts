@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ReceiverProcess, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
+import { ReceiverProcess, commonReceiverArgs, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
 
 export { ReceiverProcess, type ReceiverEvent };
 
@@ -70,20 +70,8 @@ export function buildPurpleReceiver(): Promise<string> {
 /** Builds (once) and starts the libpurple receiver; resolves once it is online. */
 export async function startPurpleReceiver(opts: PurpleReceiverOptions): Promise<ReceiverProcess> {
   const bin = await buildPurpleReceiver();
-  const args = [
-    '--jid', opts.jid,
-    '--password', opts.password,
-    '--host', opts.host,
-    '--port', String(opts.port),
-    '--out', opts.outDir,
-    '--timeout', String(opts.timeoutSec ?? 120),
-  ];
-  if (opts.decline === true) args.push('--decline');
-  if (opts.disconnectAfterBytes !== undefined) {
-    args.push('--disconnect-after-bytes', String(opts.disconnectAfterBytes));
-  }
+  const args = commonReceiverArgs(opts);
   if (opts.ftProxies !== undefined) args.push('--ft-proxies', opts.ftProxies);
-  if (opts.debug === true) args.push('--debug');
   return ReceiverProcess.start(bin, args, {
     name: `purple-receiver ${opts.jid}`,
     startTimeoutMs: opts.startTimeoutMs ?? 30_000,

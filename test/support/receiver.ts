@@ -37,6 +37,22 @@ export interface CommonReceiverOptions {
   onEvent?: (e: ReceiverEvent) => void;
 }
 
+/** The command-line arguments of the shared options, the same for every receiving client. */
+export function commonReceiverArgs(opts: CommonReceiverOptions): string[] {
+  const args = [
+    '--jid', opts.jid,
+    '--password', opts.password,
+    '--host', opts.host,
+    '--port', String(opts.port),
+    '--out', opts.outDir,
+    '--timeout', String(opts.timeoutSec ?? 120),
+  ];
+  if (opts.decline === true) args.push('--decline');
+  if (opts.disconnectAfterBytes !== undefined) args.push('--disconnect-after-bytes', String(opts.disconnectAfterBytes));
+  if (opts.debug === true) args.push('--debug');
+  return args;
+}
+
 export interface ReceiverStartOptions {
   /** Label used in error messages (default: the command's base name). */
   name?: string;

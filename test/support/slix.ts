@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ReceiverProcess, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
+import { ReceiverProcess, commonReceiverArgs, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
 
 export { ReceiverProcess, type ReceiverEvent };
 
@@ -79,21 +79,9 @@ export function checkSlixmpp(python: string = defaultPython()): Promise<string> 
 
 /** Command line arguments for test/clients/slix-receiver.py. */
 export function slixReceiverArgs(opts: SlixReceiverOptions): string[] {
-  const args = [
-    '--jid', opts.jid,
-    '--password', opts.password,
-    '--host', opts.host,
-    '--port', String(opts.port),
-    '--out', opts.outDir,
-    '--timeout', String(opts.timeoutSec ?? 120),
-  ];
-  if (opts.decline === true) args.push('--decline');
-  if (opts.disconnectAfterBytes !== undefined) {
-    args.push('--disconnect-after-bytes', String(opts.disconnectAfterBytes));
-  }
+  const args = commonReceiverArgs(opts);
   if (opts.methods !== undefined) args.push('--methods', opts.methods.join(','));
   if (opts.noSi === true) args.push('--no-si');
-  if (opts.debug === true) args.push('--debug');
   return args;
 }
 
