@@ -232,7 +232,7 @@ export class App {
 function reportSource(config: Config, spool: Spool): ReportSource {
   return config.reports.source === 'http'
     ? new HttpSource(spool, config.reports)
-    : new FolderSource(config.reports.folder, spool, { maxBytes: config.reports.maxBytes, fileName: config.reports.fileName });
+    : new FolderSource(config.reports.folder, { maxBytes: config.reports.maxBytes, fileName: config.reports.fileName });
 }
 
 function projectNames(config: Config): ProjectNames | undefined {

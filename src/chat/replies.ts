@@ -61,6 +61,8 @@ export const replies = {
         : `The file transfer of ${name} did not work, so here is a download link instead.`,
   linked: (name: string, size: number, expiresAt: Date | undefined) =>
     `The link above downloads ${name} (${formatSize(size)})${expiresAt ? `; it works until ${expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}.`,
+  sourceBroke: (name: string, project: string) =>
+    `The intranet stopped sending the report of project ${project} part-way, so ${name} did not arrive complete. Please try again later.`,
   interrupted: (name: string) => `The connection to the chat server dropped while sending ${name}; offering it again…`,
   shuttingDown: () => 'The report service is restarting; please ask again in a minute.',
   cancelledByAdmin: (what: string) => `An administrator cancelled sending ${what}. Send me another message to ask again.`,

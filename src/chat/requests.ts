@@ -202,7 +202,7 @@ export class Requests {
       return say(replies.internal(project));
     }
     const report = lease.value;
-    log.info({ bytes: report.size, sha256: report.sha256, ms: Date.now() - started }, 'report fetched');
+    log.info({ bytes: report.size, ms: Date.now() - started }, 'report fetched');
     // The spooled copy is removed before the final reply, so a user who got
     // an answer never leaves a file behind.
     let final: string;
@@ -256,6 +256,7 @@ export class Requests {
           continue;
         }
         if (err.reason === 'cancelled' && job.cancelled) return replies.cancelledByAdmin(report.name);
+        if (err.reason === 'source') log.warn({ method: err.method, bytes: err.sent, err: err.message }, 'report download broke during the transfer');
         return failureText(err, report);
       }
     }
@@ -302,6 +303,8 @@ function failureText(err: DeliveryError, report: SpooledReport): string {
       return replies.failed(report.name, 'the connection to the chat server dropped');
     case 'cancelled':
       return replies.cutByShutdown(report.name);
+    case 'source':
+      return replies.sourceBroke(report.name, report.project);
     case 'failed':
       return replies.failed(report.name, err.message);
   }

@@ -1,10 +1,12 @@
 // Reports from the intranet over HTTP(S). The project id is percent-encoded
 // into the URL template; the body is streamed to the spool with a size limit
 // and an idle timeout, and HTTP outcomes become errors the user can read.
+// When the intranet says how large the report is, the report is handed on at
+// once and sent while it is still arriving.
 import { Transform, pipeline, type Readable } from 'node:stream';
 import fetch, { type Response } from 'node-fetch';
 import type { Spool } from './spool.js';
-import { ReportError, extensionForMime, mimeForExtension, reportFileName, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
+import { ReportError, extensionForMime, mimeForExtension, reportFileName, spooledReport, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
 
 export interface HttpSourceOptions {
   urlTemplate: string;
@@ -54,10 +56,8 @@ export class HttpSource implements ReportSource {
     const onOuterAbort = () => abort.abort();
     ctx.signal?.addEventListener('abort', onOuterAbort, { once: true });
     let timedOut = false;
-    let timer = setTimeout(() => {
-      timedOut = true;
-      abort.abort();
-    }, this.opts.timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    // Re-armed on every chunk: a slow but moving download is fine, a stalled one is not.
     const rearm = () => {
       clearTimeout(timer);
       timer = setTimeout(() => {
@@ -65,8 +65,18 @@ export class HttpSource implements ReportSource {
         abort.abort();
       }, this.opts.timeoutMs);
     };
+    rearm();
     const logUrl = scrub(url);
-    let complete = false;
+    const done = () => {
+      clearTimeout(timer);
+      ctx.signal?.removeEventListener('abort', onOuterAbort);
+    };
+    const describe = (err: Error): Error => {
+      if (err instanceof ReportError) return err;
+      if (timedOut) return new ReportError('unavailable', `intranet stalled for ${this.opts.timeoutMs} ms during the download`, { url: logUrl, cause: 'timeout' });
+      return new ReportError('unavailable', `download failed: ${scrub(err.message)}`, { url: logUrl });
+    };
+    let handedOver = false;
     try {
       let res: Response;
       try {
@@ -82,40 +92,45 @@ export class HttpSource implements ReportSource {
       if (Number.isFinite(declared) && declared > this.opts.maxBytes) {
         throw new ReportError('too-large', 'report is larger than the limit', { size: declared, maxBytes: this.opts.maxBytes });
       }
+      // Content-Length is the size of what we read only when nothing was decoded (node-fetch inflates gzip).
+      const encoding = (res.headers.get('content-encoding') ?? 'identity').trim().toLowerCase();
+      const known = Number.isSafeInteger(declared) && declared >= 0 && encoding === 'identity' ? declared : undefined;
       const mime = (res.headers.get('content-type') ?? '').split(';')[0]!.trim() || 'application/octet-stream';
       const ext = extensionForMime(mime) ?? /\.([A-Za-z0-9]{1,8})$/.exec(new URL(res.url || url).pathname)?.[1];
       const lastModified = Date.parse(res.headers.get('last-modified') ?? '');
-      // Re-arm the timeout on every chunk: a slow but moving download is fine, a stalled one is not.
       const idle = new Transform({
         transform(chunk: Buffer, _e, cb) {
           rearm();
           cb(null, chunk);
         },
       });
-      let spooled;
-      try {
-        // pipeline (not pipe) so a body cut mid-way fails at once instead of waiting for the idle timer
-        const body = pipeline(res.body as Readable, idle, () => {});
-        spooled = await this.spool.write(body, this.opts.maxBytes, abort.signal);
-      } catch (err) {
-        if (err instanceof ReportError) throw err;
-        if (timedOut) throw new ReportError('unavailable', `intranet stalled for ${this.opts.timeoutMs} ms during the download`, { url: logUrl, cause: 'timeout' });
-        throw new ReportError('unavailable', `download failed: ${scrub((err as Error).message)}`, { url: logUrl });
-      }
-      complete = true;
-      return {
-        project,
-        ...spooled,
-        name: reportFileName(this.opts.fileName, project, ext),
-        mime: ext ? mimeForExtension(ext) === 'application/octet-stream' ? mime : mimeForExtension(ext) : mime,
-        date: Number.isFinite(lastModified) ? new Date(lastModified) : new Date(),
-        release: () => this.spool.remove(spooled.path),
-      };
-    } finally {
-      clearTimeout(timer);
-      ctx.signal?.removeEventListener('abort', onOuterAbort);
+      // pipeline (not pipe) so a body cut mid-way fails at once instead of waiting for the idle timer
+      const body = pipeline(res.body as Readable, idle, () => {});
+      const file = this.spool.begin(body, { maxBytes: this.opts.maxBytes, signal: abort.signal, describe, ...(known !== undefined ? { expectedSize: known } : {}) });
+      handedOver = true;
       // A refused or failed download must not leave the intranet connection open.
-      if (!complete) abort.abort();
+      void file.done.then(done, () => {
+        done();
+        abort.abort();
+      });
+      // With the size known, the report can be offered now and sent while it arrives;
+      // otherwise (chunked, compressed) the offer waits for the last byte.
+      const size = known ?? (await file.done);
+      return spooledReport(
+        {
+          project,
+          name: reportFileName(this.opts.fileName, project, ext),
+          mime: ext ? (mimeForExtension(ext) === 'application/octet-stream' ? mime : mimeForExtension(ext)) : mime,
+          size,
+          date: Number.isFinite(lastModified) ? new Date(lastModified) : new Date(),
+        },
+        file,
+      );
+    } finally {
+      if (!handedOver) {
+        done();
+        abort.abort();
+      }
     }
   }
 }

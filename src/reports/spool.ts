@@ -1,23 +1,153 @@
-// Streams a report to a temporary file, counting and hashing on the way, so a
-// report is never held whole in memory and its size limit holds even when the
-// source lies about Content-Length.
-import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+// Streams a report to a temporary file, counting on the way, so a report is
+// never held whole in memory and its size limit holds even when the source
+// lies about Content-Length. A spool file can be read while it is still being
+// written (SpoolFile.open): a transfer then starts at the first byte from the
+// intranet instead of after the last one.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ReportError } from './source.js';
+import { ReportError, type ReportReader } from './source.js';
 
 export interface SpoolResult {
   path: string;
   size: number;
-  md5: string;
-  sha256: string;
+}
+
+export interface SpoolOptions {
+  maxBytes: number;
+  /** The size the source announced; a body of any other length fails the spool. */
+  expectedSize?: number;
+  signal?: AbortSignal;
+  /** Turns a failure of the download into the error readers and the user see. */
+  describe?: (err: Error) => Error;
 }
 
 const PREFIX = 'spool-';
+
+/** One file being (or done being) written into the spool. */
+export class SpoolFile {
+  /** Bytes on disk so far: readers may read below this offset. */
+  written = 0;
+  /** Resolves with the final size; rejects (ReportError or the stream's error) when the download failed. */
+  readonly done: Promise<number>;
+  private failure: Error | undefined;
+  private finished = false;
+  private waiters: (() => void)[] = [];
+  private readonly abortCtl = new AbortController();
+  private created!: () => void;
+  private readonly exists = new Promise<void>((resolve) => (this.created = resolve)); // or failed
+
+  constructor(
+    readonly path: string,
+    input: Readable,
+    o: SpoolOptions,
+  ) {
+    const signal = o.signal ? AbortSignal.any([o.signal, this.abortCtl.signal]) : this.abortCtl.signal;
+    this.done = this.run(input, o, signal).then(
+      (size) => {
+        this.finished = true;
+        this.wake();
+        return size;
+      },
+      async (raw: Error) => {
+        const err = o.describe ? o.describe(raw) : raw;
+        this.failure = err;
+        this.created();
+        this.wake();
+        await rm(path, { force: true });
+        throw err;
+      },
+    );
+    this.done.catch(() => {}); // seen by readers and by whoever awaits done
+  }
+
+  private async run(input: Readable, o: SpoolOptions, signal: AbortSignal): Promise<number> {
+    const fh = await open(this.path, 'w', 0o600);
+    this.created();
+    try {
+      // Counted before the sink buffers anything: an oversized or endless
+      // source is stopped at the limit, not a buffer's worth later.
+      let received = 0;
+      const meter = new Transform({
+        transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback) {
+          received += chunk.length;
+          if (received > o.maxBytes) return cb(new ReportError('too-large', `report is larger than the limit of ${o.maxBytes} bytes`, { maxBytes: o.maxBytes }));
+          if (o.expectedSize !== undefined && received > o.expectedSize) {
+            return cb(new ReportError('unavailable', `the intranet sent more than the ${o.expectedSize} bytes it announced`, { size: o.expectedSize }));
+          }
+          cb(null, chunk);
+        },
+      });
+      // Each batch is on disk before `written` moves, so it is always a prefix
+      // readers can rely on; writev makes it one syscall per batch when the
+      // source is faster than the disk.
+      const sink = new Writable({
+        writev: (chunks, cb) => {
+          const bufs = chunks.map((c) => c.chunk as Buffer);
+          const len = bufs.reduce((n, b) => n + b.length, 0);
+          fh.writev(bufs, this.written).then(
+            ({ bytesWritten }) => {
+              if (bytesWritten !== len) return cb(new Error(`short write to the spool (${bytesWritten} of ${len} bytes)`));
+              this.written += len;
+              this.wake();
+              cb();
+            },
+            (err: Error) => cb(err),
+          );
+        },
+      });
+      await pipeline(input, meter, sink, { signal });
+      if (o.expectedSize !== undefined && this.written !== o.expectedSize) {
+        throw new ReportError('unavailable', `the intranet sent ${this.written} of the ${o.expectedSize} bytes it announced`, { size: o.expectedSize, received: this.written });
+      }
+      return this.written;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves once bytes beyond `position` are on disk, or the file is complete; rejects when it failed. */
+  private async reach(position: number): Promise<void> {
+    while (!this.finished && this.written <= position) {
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  /** A reader of its own; reads wait for bytes still on their way. */
+  async open(): Promise<ReportReader> {
+    await this.exists;
+    if (this.failure) throw this.failure;
+    const fh = await open(this.path, 'r');
+    return {
+      read: async (buf, offset, length, position) => {
+        await this.reach(position);
+        const n = Math.min(length, this.written - position);
+        if (n <= 0) return 0;
+        const { bytesRead } = await fh.read(buf, offset, n, position);
+        return bytesRead;
+      },
+      close: () => fh.close(),
+    };
+  }
+
+  /** Stops an unfinished download and removes the file. */
+  async remove(): Promise<void> {
+    if (!this.finished) this.abortCtl.abort(new ReportError('unavailable', 'download abandoned'));
+    await this.done.catch(() => {});
+    await rm(this.path, { force: true });
+  }
+}
 
 export class Spool {
   private constructor(readonly dir: string) {}
@@ -35,30 +165,15 @@ export class Spool {
     return join(tmpdir(), `xmpp-reports-${domain}`);
   }
 
+  /** Starts spooling input; returns at once. */
+  begin(input: Readable, o: SpoolOptions): SpoolFile {
+    return new SpoolFile(join(this.dir, PREFIX + randomBytes(12).toString('hex')), input, o);
+  }
+
+  /** Spools input whole. */
   async write(input: Readable, maxBytes: number, signal?: AbortSignal): Promise<SpoolResult> {
-    const path = join(this.dir, PREFIX + randomBytes(12).toString('hex'));
-    const md5 = createHash('md5');
-    const sha256 = createHash('sha256');
-    let size = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
-        size += chunk.length;
-        if (size > maxBytes) {
-          cb(new ReportError('too-large', `report is larger than the limit of ${maxBytes} bytes`, { maxBytes }));
-          return;
-        }
-        md5.update(chunk);
-        sha256.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    try {
-      await pipeline(input, meter, createWriteStream(path, { mode: 0o600 }), signal ? { signal } : {});
-    } catch (err) {
-      await rm(path, { force: true });
-      throw err;
-    }
-    return { path, size, md5: md5.digest('hex'), sha256: sha256.digest('hex') };
+    const file = this.begin(input, { maxBytes, ...(signal ? { signal } : {}) });
+    return { path: file.path, size: await file.done };
   }
 
   /** Removes every spooled file (at shutdown: nothing of ours outlives the process). */

@@ -1,7 +1,7 @@
 // How a spooled report reaches the user. requests.ts hands every report to a
 // Delivery and turns its outcome into a chat reply.
 import type { Logger } from 'pino';
-import type { SpooledReport } from '../reports/source.js';
+import { ReportError, type SpooledReport } from '../reports/source.js';
 import type { ClientInfo } from '../xmpp/caps.js';
 
 export type Method = 's5b' | 'ibb';
@@ -35,7 +35,8 @@ export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; wh
 // interrupted: the component's own connection to the server dropped (IBB and
 // pending negotiations cannot survive that); the caller may offer again.
 // cancelled: we stopped it ourselves (shutdown after the grace period).
-export type FailureReason = 'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled';
+// source: the report's download broke while it was being sent.
+export type FailureReason = 'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled' | 'source';
 
 /** A delivery that did not complete; `sent` counts bytes written before it broke. */
 export class DeliveryError extends Error {
@@ -54,6 +55,11 @@ export class DeliveryError extends Error {
 
 export interface Delivery {
   deliver(req: DeliveryRequest): Promise<DeliveryOutcome>;
+}
+
+/** The report's own download failed under a transfer (see SpooledReport.open): no other method can help. */
+export function sourceFailure(err: unknown, sent: number, method?: Method): DeliveryError | undefined {
+  return err instanceof ReportError ? new DeliveryError('source', err.message, sent, method) : undefined;
 }
 
 /** Only tells the user the report is ready (no file transfer configured). */

@@ -1,7 +1,7 @@
 // XEP-0047 in-band bytestreams, sender side: open, IQ-carried data with a
 // window of blocks in flight, close. Stanza builders are pure; IbbSender does the I/O.
-import { open } from 'node:fs/promises';
 import { xml, type Element } from '@xmpp/component';
+import type { SpooledReport } from '../reports/source.js';
 import { NS } from '../xmpp/namespaces.js';
 
 /** XEP-0047 §2.2: seq is a 16-bit counter that wraps to 0 after 65535. */
@@ -31,8 +31,7 @@ export interface IbbSendOptions {
   from: string;
   to: string;
   sid: string;
-  path: string;
-  size: number;
+  report: Pick<SpooledReport, 'open' | 'size'>;
   blockSize: number;
   window: number;
   ackTimeoutMs: number;
@@ -92,7 +91,9 @@ export class IbbSender {
   async send(): Promise<number> {
     const { o } = this;
     this.blockSize = await this.openStream();
-    const fh = await open(o.path, 'r');
+    const size = o.report.size;
+    const reader = await o.report.open();
+    let sourceError: Error | undefined; // the report's download broke: the stream is closed, then this is thrown
     const inFlight = new Set<Promise<void>>();
     let offset = 0;
     let seq = 0;
@@ -103,14 +104,29 @@ export class IbbSender {
     let ahead = Buffer.alloc(0);
     let aheadAt = 0; // file offset of ahead[0]
     try {
-      while ((offset < o.size || inFlight.size > 0) && !this.failure) {
-        while (inFlight.size < o.window && offset < o.size && !this.failure) {
-          const len = Math.min(this.blockSize, o.size - offset);
+      while ((offset < size || inFlight.size > 0) && !this.failure) {
+        while (inFlight.size < o.window && offset < size && !this.failure) {
+          const len = Math.min(this.blockSize, size - offset);
           if (offset + len > aheadAt + ahead.length) {
-            const want = Math.min(readSize, o.size - offset);
+            const want = Math.min(readSize, size - offset);
             const buf = Buffer.allocUnsafe(want);
-            const { bytesRead } = await fh.read(buf, 0, want, offset);
-            if (bytesRead !== want) throw new IbbError('spooled report shrank while sending', this.acked);
+            let got = 0;
+            try {
+              // a report still downloading gives what has arrived: read on to whole blocks
+              while (got < want) {
+                const n = await reader.read(buf, got, want - got, offset + got);
+                if (n === 0) break;
+                got += n;
+              }
+            } catch (err) {
+              sourceError = err as Error;
+              this.failure ??= new IbbError((err as Error).message, this.acked);
+              break;
+            }
+            if (got !== want) {
+              this.failure ??= new IbbError('the report shrank while it was sent', this.acked);
+              break;
+            }
             ahead = buf;
             aheadAt = offset;
           } else {
@@ -138,10 +154,12 @@ export class IbbSender {
       }
       if (!this.failure) await Promise.all(inFlight);
     } finally {
-      await fh.close();
+      await reader.close();
     }
     // libpurple never answers <close/>: send it, but do not make success wait for a reply.
+    // A <close/> before the last byte tells the receiver the file is incomplete (XEP-0047 §2.3).
     o.request(buildClose({ id: o.newId(), from: o.from, to: o.to, sid: o.sid }), 5000).catch(() => {});
+    if (sourceError) throw sourceError;
     if (this.failure) throw this.failure;
     return this.acked;
   }

@@ -6,7 +6,7 @@
 import { xml, type Element } from '@xmpp/component';
 import type { Capabilities } from '../xmpp/caps.js';
 import { NS } from '../xmpp/namespaces.js';
-import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest, type LinkReason } from './delivery.js';
+import { DeliveryError, sourceFailure, type Delivery, type DeliveryOutcome, type DeliveryRequest, type LinkReason } from './delivery.js';
 import { JINGLE_FT_FEATURES } from './jingle/jingle.js';
 import type { LinkServer } from './link-server.js';
 import { requestSlot, uploadFile, type IqRequest } from './upload.js';
@@ -29,7 +29,8 @@ export class ServerLinks implements LinkPublisher {
   constructor(private readonly server: LinkServer) {}
   async publish(req: DeliveryRequest): Promise<{ url: string; expiresAt: Date | undefined; logId: string }> {
     const { report } = req;
-    const l = await this.server.publish({ path: report.path, name: report.name, mime: report.mime, size: report.size, sha256: report.sha256 });
+    const { path, sha256 } = await report.complete();
+    const l = await this.server.publish({ path, name: report.name, mime: report.mime, size: report.size, sha256 });
     return { url: l.url, expiresAt: l.expiresAt, logId: l.link };
   }
 }
@@ -45,7 +46,8 @@ export class UploadLinks implements LinkPublisher {
   async publish(req: DeliveryRequest): Promise<{ url: string; expiresAt: Date | undefined; logId: string }> {
     const { report } = req;
     const slot = await requestSlot(this.request, { from: req.from, service: this.service, name: report.name, size: report.size, mime: report.mime, timeoutMs: this.timeoutMs });
-    await uploadFile(slot.put, slot.headers, report.path, report.size, report.mime, this.timeoutMs);
+    const { path } = await report.complete();
+    await uploadFile(slot.put, slot.headers, path, report.size, report.mime, this.timeoutMs);
     // The GET URL is a capability too: log only where it lives.
     return { url: slot.get, expiresAt: undefined, logId: new URL(slot.get).host };
   }
@@ -127,7 +129,7 @@ export class ChoosingDelivery implements Delivery {
       return { kind: 'linked', url, expiresAt, why };
     } catch (err) {
       req.log.warn({ method: links.kind, err: (err as Error).message }, 'link publication failed');
-      throw new DeliveryError('failed', 'the download link could not be created');
+      throw sourceFailure(err, 0) ?? new DeliveryError('failed', 'the download link could not be created');
     }
   }
 }

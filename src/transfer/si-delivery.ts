@@ -2,18 +2,18 @@
 // SOCKS5 bytestreams (XEP-0065) through our own streamhost or a configured
 // proxy, falling back to in-band bytestreams (XEP-0047).
 import { randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { Element } from '@xmpp/component';
 import { SocksClient } from 'socks';
 import type { Config } from '../config.js';
+import type { SpooledReport } from '../reports/source.js';
 import { parseJid } from '../xmpp/addresses.js';
 import type { Connection } from '../xmpp/connection.js';
 import { errorElement } from '../xmpp/errors.js';
 import { NS } from '../xmpp/namespaces.js';
 import type { IqRouter } from '../xmpp/router.js';
 import { buildActivate, buildStreamhostOffer, parseProxySpec, streamhostUsed, type StreamhostInfo } from './bytestreams.js';
-import { DeliveryError, offerRefusal, type Delivery, type DeliveryOutcome, type DeliveryRequest, type Method } from './delivery.js';
+import { DeliveryError, offerRefusal, sourceFailure, type Delivery, type DeliveryOutcome, type DeliveryRequest, type Method } from './delivery.js';
 import { IbbError, IbbSender } from './ibb.js';
 import { buildOffer, chosenMethod } from './si.js';
 import { dstAddr } from './socks5.js';
@@ -120,7 +120,7 @@ export class SiDelivery implements Delivery {
       to,
       sid,
       methods: offered,
-      file: { name: report.name, size: report.size, date: report.date, md5: report.md5, desc: `Status report of project ${report.project}`, mime: report.mime },
+      file: { name: report.name, size: report.size, date: report.date, desc: `Status report of project ${report.project}`, mime: report.mime },
     });
     await req.progress?.({ kind: 'offering' });
     log.info({ bytes: report.size, methods: offered }, 'file offered');
@@ -200,7 +200,7 @@ export class SiDelivery implements Delivery {
     };
     run.promise.catch(cut);
     try {
-      return await this.pump(socket, report.path, report.size);
+      return await this.pump(socket, report);
     } catch (err) {
       if (run.fired && run.reason === 'cancelled') throw new DeliveryError('cancelled', 'cancelled by shutdown', (err as S5bFailed).sent ?? 0, 's5b');
       throw err;
@@ -232,7 +232,7 @@ export class SiDelivery implements Delivery {
   private pumping = 0;
 
   /** Streams the file into the socket with back-pressure; done when the receiver closed cleanly after the last byte. */
-  private async pump(socket: Socket, path: string, size: number): Promise<number> {
+  private async pump(socket: Socket, report: SpooledReport): Promise<number> {
     // Two reusable buffers per transfer: one is read into while the socket
     // takes the other. 1 MiB reads are cheapest for one fast transfer, but
     // many at once share a 4 MiB budget, down to 64 KiB each (bench: 200 ×
@@ -240,14 +240,20 @@ export class SiDelivery implements Delivery {
     // buffers leaves no per-chunk garbage: a new 1 MiB buffer per read kept
     // the collector busy for much of a large transfer (bench: 256 MiB in
     // ~330 ms instead of ~140 ms).
+    const { size } = report;
     this.pumping++;
     const readSize = Math.max(64 << 10, Math.min(1 << 20, 2 ** Math.floor(Math.log2((4 << 20) / this.pumping))));
     const stallMs = this.deps.config.stallTimeoutMs;
     let sent = 0;
+    let writing = 0; // writes the socket has not taken yet
     let stall: NodeJS.Timeout | undefined;
     const armStall = () => {
       clearTimeout(stall);
-      stall = setTimeout(() => socket.destroy(new Error(`no progress for ${stallMs} ms`)), stallMs);
+      stall = setTimeout(() => {
+        // Waiting for the intranet is not the receiver's stall (the download has its own idle timeout).
+        if (writing === 0 && sent < size) return armStall();
+        socket.destroy(new Error(`no progress for ${stallMs} ms`));
+      }, stallMs);
     };
     const closed = new Promise<boolean>((resolve) => socket.once('close', (hadError) => resolve(hadError)));
     socket.resume();
@@ -256,18 +262,20 @@ export class SiDelivery implements Delivery {
     armStall();
     let failure: Error | undefined;
     try {
-      const fh = await open(path, 'r');
+      const reader = await report.open();
       try {
         const slots = [0, 1].map(() => ({ buf: Buffer.allocUnsafe(Math.max(1, Math.min(readSize, size))), written: Promise.resolve() }));
         let pos = 0;
         for (let i = 0; pos < size; i ^= 1) {
           const slot = slots[i]!;
           await slot.written; // this buffer's previous contents are with the kernel
-          const { bytesRead } = await fh.read(slot.buf, 0, Math.min(slot.buf.length, size - pos), pos);
+          const bytesRead = await reader.read(slot.buf, 0, Math.min(slot.buf.length, size - pos), pos);
           if (bytesRead === 0) break; // shorter than offered: judged below
           pos += bytesRead;
+          writing++;
           slot.written = new Promise<void>((resolve, reject) =>
             socket.write(slot.buf.subarray(0, bytesRead), (err) => {
+              writing--;
               if (err) return reject(err);
               sent += bytesRead;
               armStall();
@@ -278,7 +286,7 @@ export class SiDelivery implements Delivery {
         }
         await Promise.all(slots.map((s) => s.written));
       } finally {
-        await fh.close();
+        await reader.close();
       }
       if (!socket.destroyed && !socket.writableEnded) socket.end();
     } catch (err) {
@@ -294,8 +302,9 @@ export class SiDelivery implements Delivery {
       if (hadError || sent !== size || socket.writableLength > 0) throw new Error(hadError ? 'connection reset' : `closed after ${sent} of ${size} bytes`);
       return sent;
     } catch (err) {
+      // destroy, not end: the receiver must not take a cut stream for a whole file
       socket.destroy();
-      throw new S5bFailed(`connection lost: ${(err as Error).message}`, false, sent);
+      throw sourceFailure(err, sent, 's5b') ?? new S5bFailed(`connection lost: ${(err as Error).message}`, false, sent);
     } finally {
       clearTimeout(stall);
       this.pumping--;
@@ -308,8 +317,7 @@ export class SiDelivery implements Delivery {
       from: req.from,
       to: req.to,
       sid,
-      path: req.report.path,
-      size: req.report.size,
+      report: req.report,
       blockSize: cfg.ibb.blockSize,
       window: cfg.ibb.window,
       ackTimeoutMs: cfg.stallTimeoutMs,
@@ -323,6 +331,8 @@ export class SiDelivery implements Delivery {
     } catch (err) {
       const sent = err instanceof IbbError ? err.acked : 0;
       log.warn({ method: 'ibb', err: (err as Error).message, bytes: sent }, 'transfer failed');
+      const broke = sourceFailure(err, sent, 'ibb');
+      if (broke) throw broke;
       if (run.fired) throw new DeliveryError(run.reason, (err as Error).message, sent, 'ibb');
       throw new DeliveryError(sent > 0 ? 'lost' : 'failed', (err as Error).message, sent, 'ibb');
     } finally {

@@ -10,7 +10,6 @@ export interface FileInfo {
   name: string;
   size: number;
   date: Date;
-  md5: string;
   desc: string;
   mime: string;
 }
@@ -24,8 +23,9 @@ export function buildOffer(o: { id: string; from: string; to: string; sid: strin
       { xmlns: NS.SI, id: o.sid, profile: NS.SI_FILE, 'mime-type': o.file.mime },
       xml(
         'file',
-        // libpurple needs size (XEP-0096 §2.1 makes it required); date and hash per the profile.
-        { xmlns: NS.SI_FILE, name: o.file.name, size: String(o.file.size), date: o.file.date.toISOString(), hash: o.file.md5 },
+        // libpurple needs size (XEP-0096 §2.1 makes it required). No MD5 `hash`: it is
+        // optional, libpurple ignores it, and it would mean reading the whole report first.
+        { xmlns: NS.SI_FILE, name: o.file.name, size: String(o.file.size), date: o.file.date.toISOString() },
         xml('desc', {}, o.file.desc),
       ),
       xml(

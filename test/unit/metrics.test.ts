@@ -2,9 +2,10 @@ import { expect } from 'chai';
 import { pino } from 'pino';
 import { Metrics, MetricsServer, meteredDelivery, meteredLinks, meteredSource } from '../../src/metrics.js';
 import { ReportError, type SpooledReport } from '../../src/reports/source.js';
+import { stubReport } from '../support/reports.js';
 import { DeliveryError, type DeliveryRequest } from '../../src/transfer/delivery.js';
 
-const report: SpooledReport = { project: '1', path: '/x', name: 'status-1.pdf', mime: 'application/pdf', size: 1000, md5: '', sha256: '', date: new Date(), release: async () => {} };
+const report: SpooledReport = stubReport('1', 1000);
 const req = { report, to: 'a@example.com/r', from: '1@reports.example.com/reports', log: pino({ level: 'silent' }) } as DeliveryRequest;
 
 function probe(over: Partial<{ connected: boolean; listening: boolean | undefined; open: number; active: number }> = {}) {

@@ -12,18 +12,18 @@
 // stream cleanly after it; for IBB every block was acknowledged by a client
 // not listed in transfer.jingle.noIbbClients.
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import type { Socket } from 'node:net';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
+import { reportStream } from '../../reports/source.js';
 import type { ClientInfo } from '../../xmpp/caps.js';
 import type { Connection } from '../../xmpp/connection.js';
 import type { IqRouter } from '../../xmpp/router.js';
 import { buildActivate, parseProxySpec, type StreamhostInfo } from '../bytestreams.js';
-import { DeliveryError, offerRefusal, type Delivery, type DeliveryOutcome, type DeliveryRequest, type FailureReason } from '../delivery.js';
+import { DeliveryError, offerRefusal, sourceFailure, type Delivery, type DeliveryOutcome, type DeliveryRequest, type FailureReason } from '../delivery.js';
 import { IbbError } from '../ibb.js';
 import type { Streamhost } from '../streamhost.js';
 import { IbbSenders, agreedBlockSize, ibbOffer } from './ibb-transport.js';
@@ -217,13 +217,20 @@ export class JingleDelivery implements Delivery {
       };
     }
 
+    // XEP-0234 §8: the hash lets the receiver check the file; it waits for the whole report.
+    let sha256: string;
+    try {
+      ({ sha256 } = await report.complete());
+    } catch (err) {
+      throw sourceFailure(err, 0, transport.kind) ?? err;
+    }
     const file: FileDesc = {
       name: report.name,
       size: report.size,
       date: report.date,
       mediaType: report.mime,
       desc: `Status report of project ${report.project}`,
-      hashes: [{ algo: 'sha-256', value: hexToBase64(report.sha256) }],
+      hashes: [{ algo: 'sha-256', value: hexToBase64(sha256) }],
     };
     await req.progress?.({ kind: 'offering' });
     log.info({ bytes: report.size, transport: transport.kind, candidates: candidates.map((c) => `${c.type} ${c.host}:${c.port}`) }, 'file offered');
@@ -412,7 +419,7 @@ export class JingleDelivery implements Delivery {
 
   /** Streams the file into the bytestream; resolves with the bytes once the receiver confirmed them. */
   private async pump(socket: Socket, req: DeliveryRequest, run: Run, session: JingleSession, log: Logger): Promise<number> {
-    const { path, size } = req.report;
+    const { size } = req.report;
     const stallMs = this.deps.config.stallTimeoutMs;
     // Dino closes its sending half as soon as it accepts: we must keep writing.
     socket.allowHalfOpen = true;
@@ -441,12 +448,15 @@ export class JingleDelivery implements Delivery {
       }
     });
     const lost = (why: string) => new Stop(endedBy ? undefined : { condition: 'failed-transport', text: why }, new DeliveryError(sent > 0 ? 'lost' : 'failed', why, sent, 's5b'));
+    const reader = await req.report.open();
     armStall();
     try {
       try {
-        await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), meter, socket);
+        await pipeline(reportStream(reader, size, 1 << 20), meter, socket);
       } catch (err) {
         if (run.stopped === 'cancelled') throw new DeliveryError('cancelled', 'cancelled by shutdown', sent, 's5b');
+        const broke = sourceFailure(err, sent, 's5b');
+        if (broke) throw new Stop(endedBy ? undefined : { condition: 'failed-application', text: broke.message }, broke);
         // A receiver that closes right after the last byte can beat our own 'finish'; judged below.
         if ((err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE' || sent !== size) throw lost(`connection lost: ${(err as Error).message}`);
       }
@@ -481,6 +491,7 @@ export class JingleDelivery implements Delivery {
       unobserve();
       clearTimeout(stall);
       socket.destroy();
+      await reader.close();
     }
   }
 
@@ -497,8 +508,7 @@ export class JingleDelivery implements Delivery {
           from: req.from,
           to: req.to,
           sid: ibbSid,
-          path: req.report.path,
-          size: req.report.size,
+          report: req.report,
           blockSize,
           window: cfg.ibb.window,
           ackTimeoutMs: cfg.stallTimeoutMs,
@@ -512,6 +522,8 @@ export class JingleDelivery implements Delivery {
       const sent = err instanceof IbbError ? err.acked : acked;
       if (run.stopped) throw new DeliveryError(run.stopped, (err as Error).message, sent, 'ibb');
       const ended = session.terminatedBy;
+      const broke = sourceFailure(err, sent, 'ibb');
+      if (broke) throw new Stop(ended ? undefined : { condition: 'failed-application', text: broke.message }, broke);
       const error = new DeliveryError(sent > 0 ? 'lost' : 'failed', (err as Error).message, sent, 'ibb');
       throw new Stop(ended ? undefined : { condition: 'failed-transport', text: (err as Error).message }, error);
     } finally {

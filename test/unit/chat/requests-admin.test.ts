@@ -6,13 +6,14 @@ import { pino } from 'pino';
 import { CommandParser } from '../../../src/chat/commands.js';
 import { Requests, type RequestDeps } from '../../../src/chat/requests.js';
 import { ReportError, type FetchContext, type ReportSource, type SpooledReport } from '../../../src/reports/source.js';
+import { stubReport } from '../../support/reports.js';
 import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest } from '../../../src/transfer/delivery.js';
 import { Addresses, parseJid } from '../../../src/xmpp/addresses.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function report(project: string, size = 10): SpooledReport {
-  return { project, path: '/nonexistent', name: `status-${project}.pdf`, mime: 'application/pdf', size, md5: '', sha256: '', date: new Date(), release: async () => {} };
+  return stubReport(project, size);
 }
 
 /** A source that answers from a table; 'slow' takes 100 ms. */

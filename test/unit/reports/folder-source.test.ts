@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FolderSource } from '../../../src/reports/folder-source.js';
 import { ReportError, type ReportErrorKind } from '../../../src/reports/source.js';
-import { Spool } from '../../../src/reports/spool.js';
+import { readReport } from '../../support/reports.js';
 
 async function reportError(p: Promise<unknown>, kind: ReportErrorKind): Promise<ReportError> {
   try {
@@ -26,16 +26,13 @@ describe('reports/folder-source', () => {
   // root/
   //   outside.txt, passwd.txt, etc/passwd.txt   files that must never be served
   //   reports/                                  the report folder
-  //   spool/
   let root: string;
   let folder: string;
-  let spoolDir: string;
   let source: FolderSource;
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'folder-source-test-'));
     folder = join(root, 'reports');
-    spoolDir = join(root, 'spool');
     await mkdir(folder);
     await mkdir(join(root, 'etc'));
     await writeFile(join(root, 'outside.txt'), SECRET);
@@ -53,14 +50,10 @@ describe('reports/folder-source', () => {
     await mkdir(join(folder, '1111.pdf')); // a directory named like a report
     await writeFile(join(folder, 'big.pdf'), Buffer.alloc(2000));
     await utimes(join(folder, '1234.pdf'), new Date('2024-01-02T03:04:05Z'), new Date('2024-01-02T03:04:05Z'));
-    const spool = await Spool.open(spoolDir);
-    source = new FolderSource(folder, spool, { maxBytes: 1000, fileName: 'status-{project}' });
+    source = new FolderSource(folder, { maxBytes: 1000, fileName: 'status-{project}' });
   });
   after(async () => {
     await rm(root, { recursive: true, force: true });
-  });
-  afterEach(async () => {
-    expect(await readdir(spoolDir), 'spool files left behind').to.deep.equal([]);
   });
 
   it('finds a report by id with its extension', async () => {
@@ -71,16 +64,28 @@ describe('reports/folder-source', () => {
       expect(r.name).to.equal('status-1234.pdf');
       expect(r.mime).to.equal('application/pdf');
       expect(r.size).to.equal(body.length);
-      expect(r.md5).to.equal(createHash('md5').update(body).digest('hex'));
-      expect(r.sha256).to.equal(createHash('sha256').update(body).digest('hex'));
       expect(r.date.toISOString()).to.equal('2024-01-02T03:04:05.000Z');
-      expect(r.path.startsWith(spoolDir)).to.equal(true);
-      expect((await readFile(r.path)).equals(body)).to.equal(true);
+      expect((await readReport(r)).equals(body)).to.equal(true);
+      // read where it lies: no copy
+      expect(await r.complete()).to.deep.equal({ path: join(folder, '1234.pdf'), sha256: createHash('sha256').update(body).digest('hex') });
     } finally {
       await r.release();
     }
-    expect(existsSync(r.path)).to.equal(false);
     expect(existsSync(join(folder, '1234.pdf')), 'the original stays').to.equal(true);
+  });
+
+  it('sends the report as it was when fetched, even if it is replaced meanwhile; release() ends reading', async () => {
+    const path = join(folder, '6060.pdf');
+    await writeFile(path, 'first version');
+    const r = await source.fetch('6060', CTX);
+    await writeFile(path + '.new', 'second, longer version');
+    await rename(path + '.new', path); // how report generators publish a new file
+    expect((await readReport(r)).toString()).to.equal('first version');
+    await r.release();
+    await r.release(); // twice is harmless
+    const err = await r.open().then(() => undefined, (e: unknown) => e);
+    expect(err).to.be.instanceOf(ReportError);
+    await rm(path);
   });
 
   it('lower-cases the offered extension and keeps the MIME type', async () => {
@@ -124,7 +129,7 @@ describe('reports/folder-source', () => {
       let body: Buffer | undefined;
       try {
         const r = await source.fetch(id, CTX);
-        body = await readFile(r.path);
+        body = await readReport(r);
         await r.release();
       } catch (err) {
         expect(err, `id ${JSON.stringify(id)}`).to.be.instanceOf(ReportError);
@@ -142,13 +147,12 @@ describe('reports/folder-source', () => {
   });
 
   it('a report folder that does not exist is unavailable', async () => {
-    const spool = await Spool.open(join(root, 'spool2'));
-    const s = new FolderSource(join(root, 'no-such-folder'), spool, { maxBytes: 1000, fileName: 'status-{project}' });
+    const s = new FolderSource(join(root, 'no-such-folder'), { maxBytes: 1000, fileName: 'status-{project}' });
     await reportError(s.fetch('1234', CTX), 'unavailable');
   });
 
   it('uses the configured file name template', async () => {
-    const s = new FolderSource(folder, await Spool.open(spoolDir), { maxBytes: 1000, fileName: 'Projekt {project} Status' });
+    const s = new FolderSource(folder, { maxBytes: 1000, fileName: 'Projekt {project} Status' });
     const r = await s.fetch('1234', CTX);
     await r.release();
     expect(r.name).to.equal('Projekt 1234 Status.pdf');

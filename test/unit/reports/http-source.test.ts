@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { HttpSource, reportUrl, type HttpSourceOptions } from '../../../src/reports/http-source.js';
 import { ReportError, type ReportErrorKind } from '../../../src/reports/source.js';
+import { readReport } from '../../support/reports.js';
 import { Spool } from '../../../src/reports/spool.js';
 
 type Route = (req: IncomingMessage, res: ServerResponse) => void;
@@ -158,29 +159,31 @@ describe('reports/http-source', function () {
   });
 
   describe('success', () => {
-    it('spools the bytes with size, MD5 and SHA-256, names the file from the template and Content-Type', async () => {
+    it('spools the bytes with size and SHA-256, names the file from the template and Content-Type', async () => {
       const body = randomBytes(200_000);
       const lastModified = new Date('2024-03-01T12:00:00Z');
       server.routes.set('/projects/', (_req, res) => {
         res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length, 'last-modified': lastModified.toUTCString() }).end(body);
       });
       const r = await within(source(server.url('/projects/{project}/status')).fetch('1234', CTX), 5000);
+      let path: string;
       try {
         expect(r.project).to.equal('1234');
         expect(r.size).to.equal(body.length);
-        expect(r.md5).to.equal(hex('md5', body));
-        expect(r.sha256).to.equal(hex('sha256', body));
         expect(r.name).to.equal('status-1234.pdf');
         expect(r.mime).to.equal('application/pdf');
         expect(r.date.getTime()).to.equal(lastModified.getTime());
-        expect(r.path.startsWith(spoolDir)).to.equal(true);
-        expect(existsSync(r.path)).to.equal(true);
-        expect((await readFile(r.path)).equals(body)).to.equal(true);
+        expect((await within(readReport(r), 5000)).equals(body)).to.equal(true);
+        const whole = await within(r.complete(), 5000);
+        path = whole.path;
+        expect(whole.sha256).to.equal(hex('sha256', body));
+        expect(path.startsWith(spoolDir)).to.equal(true);
+        expect((await readFile(path)).equals(body)).to.equal(true);
         expect(server.requests.map((q) => q.url)).to.deep.equal(['/projects/1234/status']);
       } finally {
         await r.release();
       }
-      expect(existsSync(r.path)).to.equal(false);
+      expect(existsSync(path)).to.equal(false);
       await r.release(); // twice is harmless
     });
 
@@ -215,9 +218,9 @@ describe('reports/http-source', function () {
     it('accepts an empty body (size 0)', async () => {
       server.routes.set('/empty/', (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 0 }).end());
       const r = await within(source(server.url('/empty/{project}')).fetch('1', CTX), 5000);
-      await r.release();
       expect(r.size).to.equal(0);
-      expect(r.md5).to.equal(hex('md5', Buffer.alloc(0)));
+      expect((await r.complete()).sha256).to.equal(hex('sha256', Buffer.alloc(0)));
+      await r.release();
     });
 
     it('a body of exactly maxBytes is accepted', async () => {
@@ -252,9 +255,10 @@ describe('reports/http-source', function () {
       const body = Buffer.from('report '.repeat(1000));
       server.routes.set('/gz/', (_req, res) => res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' }).end(gzipSync(body)));
       const r = await within(source(server.url('/gz/{project}')).fetch('1', CTX), 5000);
-      await r.release();
+      // the Content-Length of a compressed body is not the report's size: known only at the end
       expect(r.size).to.equal(body.length);
-      expect(r.sha256).to.equal(hex('sha256', body));
+      expect((await r.complete()).sha256).to.equal(hex('sha256', body));
+      await r.release();
     });
   });
 
@@ -373,24 +377,79 @@ describe('reports/http-source', function () {
       expect(took).to.be.at.least(150).and.below(2000);
     });
 
-    it('a body that stalls mid-way → unavailable, no spool file left', async () => {
-      server.routes.set('/stall/', (_req, res) => {
-        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 10_000 });
-        res.write(Buffer.alloc(3000, 7));
+    // With a Content-Length the report is handed on at the headers and sent
+    // while it arrives: a download that breaks later fails the reads.
+    for (const declared of [true, false]) {
+      const how = declared ? 'with Content-Length: the reads fail' : 'without Content-Length: the fetch fails';
+      const failure = async (path: string, timeoutMs: number): Promise<ReportError> => {
+        const fetched = source(server.url(`/${path}/{project}`), { timeoutMs }).fetch('1', CTX);
+        if (!declared) return reportError(fetched, 'unavailable', 3000);
+        const r = await within(fetched, 3000);
+        expect(r.size).to.equal(10_000);
+        try {
+          return await reportError(readReport(r), 'unavailable', 3000);
+        } finally {
+          await r.release();
+        }
+      };
+      const head = declared ? { 'content-type': 'application/pdf', 'content-length': 10_000 } : { 'content-type': 'application/pdf' };
+
+      it(`a body that stalls mid-way → unavailable, no spool file left (${how})`, async () => {
+        server.routes.set('/stall/', (_req, res) => {
+          res.writeHead(200, head);
+          res.write(Buffer.alloc(3000, 7));
+        });
+        const start = Date.now();
+        const err = await failure('stall', 200);
+        expect(err.detail.cause).to.equal('timeout');
+        expect(err.message).to.include('stalled');
+        expect(Date.now() - start).to.be.below(2000);
+        expect((await readdir(spoolDir)).filter((e) => e.startsWith('spool-'))).to.deep.equal([]);
       });
-      const start = Date.now();
-      const err = await reportError(source(server.url('/stall/{project}'), { timeoutMs: 200 }).fetch('1', CTX), 'unavailable', 3000);
-      expect(err.detail.cause).to.equal('timeout');
-      expect(Date.now() - start).to.be.below(2000);
-      expect((await readdir(spoolDir)).filter((e) => e.startsWith('spool-'))).to.deep.equal([]);
+
+      it(`a connection cut mid-body → unavailable, no spool file left (${how})`, async () => {
+        server.routes.set('/cut/', (_req, res) => {
+          res.writeHead(200, head);
+          res.write(Buffer.alloc(3000, 7), () => setTimeout(() => res.socket?.destroy(), 20));
+        });
+        await failure('cut', 500);
+      });
+    }
+
+    it('a report is readable before its download has finished', async () => {
+      let finish!: () => void;
+      server.routes.set('/half/', (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 8 });
+        res.write('first');
+        finish = () => res.end('end');
+      });
+      const r = await within(source(server.url('/half/{project}')).fetch('1', CTX), 3000);
+      try {
+        const reader = await r.open();
+        const buf = Buffer.alloc(8);
+        const n = await within(reader.read(buf, 0, 8, 0), 3000);
+        expect(buf.subarray(0, n).toString()).to.equal('first'); // what has arrived, without waiting for the rest
+        const rest = reader.read(buf, n, 8 - n, n);
+        finish();
+        expect(await within(rest, 3000)).to.equal(3);
+        expect(buf.toString()).to.equal('firstend');
+        await reader.close();
+      } finally {
+        await r.release();
+      }
     });
 
-    it('a connection cut mid-body → unavailable, no spool file left', async () => {
-      server.routes.set('/cut/', (_req, res) => {
-        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 10_000 });
-        res.write(Buffer.alloc(3000, 7), () => setTimeout(() => res.socket?.destroy(), 20));
+    it('release() during the download stops it and removes the spool file', async () => {
+      let closed!: Promise<void>;
+      server.routes.set('/endless/', (req, res) => {
+        closed = new Promise((resolve) => req.socket.once('close', () => resolve()));
+        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 1_000_000 });
+        res.write(Buffer.alloc(1000));
       });
-      await reportError(source(server.url('/cut/{project}'), { timeoutMs: 500 }).fetch('1', CTX), 'unavailable', 3000);
+      const r = await within(source(server.url('/endless/{project}'), { timeoutMs: 10_000 }).fetch('1', CTX), 3000);
+      await within(r.release(), 3000);
+      await within(closed, 3000); // the intranet connection is closed
+      expect((await readdir(spoolDir)).filter((e) => e.startsWith('spool-'))).to.deep.equal([]);
     });
 
     it('an abort by the caller stops the download', async () => {

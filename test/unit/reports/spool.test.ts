@@ -1,12 +1,12 @@
 import { expect } from 'chai';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { ReportError } from '../../../src/reports/source.js';
-import { Spool } from '../../../src/reports/spool.js';
+import { Spool, type SpoolFile } from '../../../src/reports/spool.js';
 
 /** Rejects if p takes longer than ms: no test may hang. */
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -26,7 +26,6 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   expect.fail('expected a rejection');
 }
 
-const hex = (algo: string, b: Buffer) => createHash(algo).update(b).digest('hex');
 
 describe('reports/spool', () => {
   let root: string;
@@ -98,13 +97,11 @@ describe('reports/spool', () => {
       for (const e of await readdir(dir)) await rm(join(dir, e), { force: true });
     });
 
-    it('streams to a private spool-* file with size, MD5 and SHA-256', async () => {
+    it('streams to a private spool-* file with its size', async () => {
       const chunks = [randomBytes(10_000), randomBytes(1), randomBytes(70_000)];
       const all = Buffer.concat(chunks);
       const r = await within(spool.write(Readable.from(chunks), 1_000_000), 5000);
       expect(r.size).to.equal(all.length);
-      expect(r.md5).to.equal(hex('md5', all));
-      expect(r.sha256).to.equal(hex('sha256', all));
       expect(r.path.startsWith(join(dir, 'spool-'))).to.equal(true);
       expect((await readFile(r.path)).equals(all)).to.equal(true);
       expect((await stat(r.path)).mode & 0o777).to.equal(0o600);
@@ -122,7 +119,6 @@ describe('reports/spool', () => {
     it('an empty stream gives an empty file', async () => {
       const r = await within(spool.write(Readable.from([]), 10), 5000);
       expect(r.size).to.equal(0);
-      expect(r.md5).to.equal(hex('md5', Buffer.alloc(0)));
       expect(existsSync(r.path)).to.equal(true);
     });
 
@@ -176,6 +172,93 @@ describe('reports/spool', () => {
 
     it('remove() of a missing file is harmless', async () => {
       await spool.remove(join(dir, 'spool-does-not-exist'));
+    });
+  });
+
+  describe('begin: read while it is written', () => {
+    let dir: string;
+    let spool: Spool;
+    beforeEach(async () => {
+      dir = freshDir();
+      spool = await Spool.open(dir);
+    });
+
+    const readAt = async (f: SpoolFile, pos: number, len: number) => {
+      const r = await f.open();
+      const buf = Buffer.alloc(len);
+      try {
+        const n = await within(r.read(buf, 0, len, pos), 3000);
+        return buf.subarray(0, n);
+      } finally {
+        await r.close();
+      }
+    };
+
+    it('a read gives what has arrived, waits for what has not, and 0 at the end', async () => {
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 100, expectedSize: 6 });
+      src.write('abc');
+      expect((await readAt(file, 0, 6)).toString()).to.equal('abc');
+      const r = await file.open();
+      const buf = Buffer.alloc(3);
+      const later = r.read(buf, 0, 3, 3); // beyond what is written: waits
+      let settled = false;
+      void later.then(() => (settled = true));
+      await new Promise((res) => setTimeout(res, 30));
+      expect(settled).to.equal(false);
+      src.end('def');
+      expect(await within(later, 3000)).to.equal(3);
+      expect(buf.toString()).to.equal('def');
+      expect(await within(r.read(buf, 0, 3, 6), 3000)).to.equal(0);
+      await r.close();
+      expect(await within(file.done, 3000)).to.equal(6);
+      await file.remove();
+      expect(await readdir(dir)).to.deep.equal([]);
+    });
+
+    it('fewer bytes than announced fail the reads waiting past them, and leave no file', async () => {
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 100, expectedSize: 10 });
+      const r = await file.open();
+      const waiting = r.read(Buffer.alloc(4), 0, 4, 6);
+      src.end('abcdef');
+      const err = await rejection(waiting);
+      expect(err).to.be.instanceOf(ReportError);
+      expect((err as ReportError).message).to.equal('the intranet sent 6 of the 10 bytes it announced');
+      await r.close();
+      await rejection(file.done);
+      expect(await readdir(dir)).to.deep.equal([]);
+    });
+
+    it('more bytes than announced fail the spool', async () => {
+      const file = spool.begin(Readable.from([Buffer.alloc(6), Buffer.alloc(6)]), { maxBytes: 100, expectedSize: 10 });
+      const err = await rejection(file.done);
+      expect((err as ReportError).message).to.equal('the intranet sent more than the 10 bytes it announced');
+      expect(await readdir(dir)).to.deep.equal([]);
+    });
+
+    it('describe() words the failure readers see', async () => {
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 100, describe: (e) => new ReportError('unavailable', `download failed: ${e.message}`) });
+      src.write('ab');
+      const r = await file.open();
+      const waiting = r.read(Buffer.alloc(4), 0, 4, 2);
+      src.destroy(new Error('socket hang up'));
+      expect(((await rejection(waiting)) as Error).message).to.equal('download failed: socket hang up');
+      await r.close();
+    });
+
+    it('remove() stops an unfinished download, fails its readers and removes the file', async () => {
+      const src = new PassThrough(); // never ends
+      const file = spool.begin(src, { maxBytes: 100 });
+      src.write('ab');
+      const r = await file.open();
+      const waiting = r.read(Buffer.alloc(4), 0, 4, 2);
+      await within(file.remove(), 3000);
+      await rejection(waiting);
+      await r.close();
+      expect(src.destroyed).to.equal(true);
+      expect(await readdir(dir)).to.deep.equal([]);
     });
   });
 });

@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { loadConfig, ConfigError } from '../../../src/config.js';
 import { createLogger } from '../../../src/log.js';
 import type { SpooledReport } from '../../../src/reports/source.js';
+import { stubReport } from '../../support/reports.js';
 import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryProgress, type DeliveryRequest } from '../../../src/transfer/delivery.js';
 import { ChoosingDelivery, type LinkPublisher, type TransferMethod } from '../../../src/transfer/link.js';
 import { xml, type Element } from '@xmpp/component';
@@ -21,7 +22,7 @@ const clients: Record<string, ClientInfo | 'unknown'> = {
   silent: 'unknown',
 };
 
-const report = { project: '1', path: '/x', name: 'r.pdf', mime: 'application/pdf', size: 10, md5: '', sha256: '', date: new Date(), release: async () => {} } satisfies SpooledReport;
+const report: SpooledReport = stubReport('1', 10, { name: 'r.pdf' });
 
 function fake(name: string, calls: string[], result: () => Promise<DeliveryOutcome>): Delivery & { seen: DeliveryRequest[] } {
   const seen: DeliveryRequest[] = [];

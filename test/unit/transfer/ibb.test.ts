@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { xml, type Element } from '@xmpp/component';
 import { IbbError, IbbSender, buildClose, buildData, buildOpen, nextSeq } from '../../../src/transfer/ibb.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
+import { fileReport } from '../../support/reports.js';
 
 class StanzaFail extends Error {
   constructor(readonly condition: string) {
@@ -92,7 +93,7 @@ describe('transfer/ibb', () => {
     it(`sends ${label} byte-exact with consecutive sequence numbers`, async () => {
       const f = await file(size);
       const r = fakeReceiver({ neverAnswerClose: true });
-      const acked = await new IbbSender({ ...base, path: f.path, size, blockSize: block, window: 4, request: r.request }).send();
+      const acked = await new IbbSender({ ...base, report: fileReport(f.path, size), blockSize: block, window: 4, request: r.request }).send();
       expect(acked).to.equal(size);
       const got = Buffer.concat(r.received);
       expect(createHash('sha256').update(got).digest('hex')).to.equal(createHash('sha256').update(f.data).digest('hex'));
@@ -105,17 +106,17 @@ describe('transfer/ibb', () => {
   it('keeps up to the window of blocks in flight, and 1 means stop-and-wait', async () => {
     const f = await file(64 * 1024);
     const r8 = fakeReceiver();
-    await new IbbSender({ ...base, path: f.path, size: f.data.length, blockSize: 1024, window: 8, request: r8.request }).send();
+    await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 8, request: r8.request }).send();
     expect(r8.maxInFlight).to.equal(8);
     const r1 = fakeReceiver();
-    await new IbbSender({ ...base, path: f.path, size: f.data.length, blockSize: 1024, window: 1, request: r1.request }).send();
+    await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 1, request: r1.request }).send();
     expect(r1.maxInFlight).to.equal(1);
   });
 
   it('wraps seq past 65535 on a long stream', async () => {
     const f = await file(65537 * 2);
     const r = fakeReceiver();
-    await new IbbSender({ ...base, path: f.path, size: f.data.length, blockSize: 2, window: 128, request: r.request }).send();
+    await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 2, window: 128, request: r.request }).send();
     expect(r.seqs[65535]).to.equal(65535);
     expect(r.seqs[65536]).to.equal(0);
     expect(Buffer.concat(r.received).equals(f.data)).to.equal(true);
@@ -124,7 +125,7 @@ describe('transfer/ibb', () => {
   it('retries the open with 4096-byte blocks after resource-constraint', async () => {
     const f = await file(10000);
     const r = fakeReceiver({ refuseBlockAbove: 4096 });
-    const s = new IbbSender({ ...base, path: f.path, size: f.data.length, blockSize: 65535, window: 2, request: r.request });
+    const s = new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 65535, window: 2, request: r.request });
     await s.send();
     expect(s.blockSize).to.equal(4096);
     const opens = r.sent.filter((e) => e.getChild('open', NS.IBB));
@@ -136,7 +137,7 @@ describe('transfer/ibb', () => {
     const r = fakeReceiver({ failAtSeq: 5 });
     let err: unknown;
     try {
-      await new IbbSender({ ...base, path: f.path, size: f.data.length, blockSize: 1024, window: 1, request: r.request }).send();
+      await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 1, request: r.request }).send();
     } catch (e) {
       err = e;
     }
@@ -148,7 +149,7 @@ describe('transfer/ibb', () => {
   it('stops when aborted (receiver closed early)', async () => {
     const f = await file(50 * 1024);
     const r = fakeReceiver();
-    const s = new IbbSender({ ...base, path: f.path, size: f.data.length, blockSize: 1024, window: 1, request: (iq, t) => {
+    const s = new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 1, request: (iq, t) => {
       if (iq.getChild('data', NS.IBB)?.attrs.seq === '3') s.abort('receiver closed the in-band stream early');
       return r.request(iq, t);
     } });

@@ -15,6 +15,7 @@ import { xml, type Element } from '@xmpp/component';
 import { loadConfig, type Config } from '../../../src/config.js';
 import { createLogger } from '../../../src/log.js';
 import type { SpooledReport } from '../../../src/reports/source.js';
+import { fileReport } from '../../support/reports.js';
 import { DeliveryError, type DeliveryRequest } from '../../../src/transfer/delivery.js';
 import { JingleDelivery, trustsIbb } from '../../../src/transfer/jingle/delivery.js';
 import { NS_JINGLE, NS_JINGLE_FT, NS_JINGLE_IBB, NS_JINGLE_S5B, parseJingle, type Jingle, type S5bTransport } from '../../../src/transfer/jingle/jingle.js';
@@ -42,6 +43,8 @@ type Behaviour = {
   confirm?: 'terminate' | 'received' | 'close' | 'nothing';
   /** give up (session-terminate cancel) after this many bytes */
   cancelAfter?: number;
+  /** IBB blocks after this many are never acknowledged */
+  holdAcksAfter?: number;
   /** the responder offers this proxy candidate of its own (XEP-0260 type proxy) and activates it when nominated */
   ownProxy?: { host: string; port: number; jid: string };
   /** which of our candidates the responder connects to (default: the first) */
@@ -200,6 +203,7 @@ class Responder {
     if (data) {
       this.ibbBlocks++;
       this.received.push(Buffer.from(data.text(), 'base64'));
+      if (this.b.holdAcksAfter !== undefined && this.ibbBlocks > this.b.holdAcksAfter) return new Promise<never>(() => {});
       if (this.b.cancelAfter !== undefined && this.bytes.length >= this.b.cancelAfter) setTimeout(() => void this.send(this.j('session-terminate', xml('reason', {}, xml('cancel')))), 1);
       return ok;
     }
@@ -283,7 +287,7 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'xr-jingle-'));
     await writeFile(join(dir, 'r.pdf'), body);
-    report = { project: '1234', path: join(dir, 'r.pdf'), name: 'status-1234.pdf', mime: 'application/pdf', size: body.length, md5: '', sha256: sha256(body), date: new Date('2026-11-25T10:00:00Z'), release: async () => {} };
+    report = fileReport(join(dir, 'r.pdf'), body.length, { project: '1234', name: 'status-1234.pdf' });
     streamhost = await Streamhost.listen({ bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 2000, maxConnections: 50, maxPerAddress: 50 }, log);
   });
   after(async () => {
@@ -493,10 +497,10 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     expect(await router.handle(xml('iq', { type: 'set', from: THEM, to: US }, close), parseJid(THEM)!, { kind: 'project', project: '1234' })).to.equal(true);
     expect(previous).to.deep.equal(['si-stream']);
     // A close for a running Jingle IBB stream ends it as broken off.
-    const s = setup({ s5b: 'error', replace: { accept: 1024 } }, { XR_IBB_WINDOW: '1' });
+    const s = setup({ s5b: 'error', replace: { accept: 1024 }, holdAcksAfter: 2 }, { XR_IBB_WINDOW: '1' });
     const p = failure(s.jingle.deliver(req(client('Conversations'))));
     const until = Date.now() + 5000;
-    while (s.responder.ibbBlocks < 2 && Date.now() < until) await sleep(5);
+    while (s.responder.ibbBlocks < 3 && Date.now() < until) await sleep(5);
     const ibbSid = s.responder.sent.find((iq) => iq.getChild('open', NS.IBB))!.getChild('open', NS.IBB)!.attrs.sid!;
     await s.responder.sendRaw(xml('close', { xmlns: NS.IBB, sid: ibbSid }));
     const err = await p;

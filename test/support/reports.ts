@@ -1,0 +1,51 @@
+// Reports for unit tests: over a file on disk, or stand-ins without bytes.
+import { open } from 'node:fs/promises';
+import { sha256File, type ReportReader, type SpooledReport } from '../../src/reports/source.js';
+
+const META = { mime: 'application/pdf', date: new Date('2026-11-25T10:00:00Z') };
+
+/** A report over an existing file; every open() opens it anew. */
+export function fileReport(path: string, size: number, meta: Partial<Omit<SpooledReport, 'size'>> = {}): SpooledReport {
+  const project = meta.project ?? '1';
+  return {
+    project,
+    name: `status-${project}.pdf`,
+    ...META,
+    ...meta,
+    size,
+    open: async (): Promise<ReportReader> => {
+      const fh = await open(path, 'r');
+      return { read: async (buf, offset, length, position) => (await fh.read(buf, offset, length, position)).bytesRead, close: () => fh.close() };
+    },
+    complete: async () => {
+      const fh = await open(path, 'r');
+      try {
+        return { path, sha256: await sha256File(fh, size) };
+      } finally {
+        await fh.close();
+      }
+    },
+    release: async () => {},
+  };
+}
+
+/** A report whose bytes are never read (choosing, limits, metrics). */
+export function stubReport(project: string, size: number, meta: Partial<Omit<SpooledReport, 'project' | 'size'>> = {}): SpooledReport {
+  return fileReport('/nonexistent', size, { project, ...meta });
+}
+
+/** Every byte of a report, read as a transfer would. */
+export async function readReport(r: Pick<SpooledReport, 'open' | 'size'>): Promise<Buffer> {
+  const reader = await r.open();
+  try {
+    const buf = Buffer.alloc(r.size);
+    for (let pos = 0; pos < r.size; ) {
+      const n = await reader.read(buf, pos, r.size - pos, pos);
+      if (n === 0) return buf.subarray(0, pos);
+      pos += n;
+    }
+    return buf;
+  } finally {
+    await reader.close();
+  }
+}
