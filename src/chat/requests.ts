@@ -304,7 +304,8 @@ function failureText(err: DeliveryError, report: SpooledReport): string {
     case 'cancelled':
       return replies.cutByShutdown(report.name);
     case 'source':
-      return replies.sourceBroke(report.name, report.project);
+      // nothing reached the user yet: to them it is the intranet failing, as before any offer
+      return err.sent > 0 ? replies.sourceBroke(report.name, report.project) : replies.unavailable(report.project);
     case 'failed':
       return replies.failed(report.name, err.message);
   }

@@ -204,10 +204,38 @@ for (const kind of ['purple', 'slix'] as const) {
     describe('when things go wrong', () => {
       let comp: RunningComponent;
       before(async () => {
-        comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate });
+        comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate, XR_REPORTS_TIMEOUT_MS: '3000' });
       });
       after(async () => {
         await comp.stop();
+      });
+
+      it('offers a report while the intranet is still sending it, and delivers it byte-exact', async () => {
+        const body = randomBytes(3_000_000);
+        const project = String(projectCounter++);
+        let rest!: () => void;
+        (await getIntranet()).projects.set(project, { kind: 'split', body, at: 1_000_000, rest: new Promise<void>((r) => (rest = r)) });
+        const ej = await getEjabberd();
+        rx.proc.send(`${project}@${ej.componentDomain}`, 'report');
+        // The offer arrives while two thirds of the report are still held back by the intranet.
+        const offer = await rx.proc.waitFor((e) => e.event === 'offer' && e.name === `status-${project}.pdf`, 60000);
+        expect(offer.size).to.equal(body.length);
+        rest();
+        const end = await rx.proc.waitFor(isEnd(project), 120000);
+        const final = await rx.proc.waitFor(finalMessage(project), 60000);
+        expectDelivered({ end, final }, body, 's5b');
+      });
+
+      it('cuts the transfer when the intranet stalls mid-report, and tells the user it did not arrive complete', async () => {
+        const body = randomBytes(2_000_000);
+        const project = String(projectCounter++);
+        (await getIntranet()).projects.set(project, { kind: 'stall', body, after: 300_000 });
+        const r = await request(rx, project);
+        expect(r.end.event, JSON.stringify(r.end)).to.equal('failed');
+        expect(String(r.final.body)).to.equal(`The intranet stopped sending the report of project ${project} part-way, so status-${project}.pdf did not arrive complete. Please try again later.`);
+        expect(comp.logged('delivered').filter((l) => l.project === project)).to.have.length(0);
+        expect(comp.logged('report download broke during the transfer').filter((l) => l.project === project)).to.have.length(1);
+        expect(await readdir(comp.spoolDir)).to.deep.equal([]);
       });
 
       it('tells the user who declined, and reports no delivery', async () => {

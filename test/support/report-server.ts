@@ -7,8 +7,9 @@ export type Behaviour =
   | { kind: 'file'; body: Buffer; type?: string }
   | { kind: 'status'; status: number }
   | { kind: 'hang' } // never answers
-  | { kind: 'stall'; body: Buffer; after: number } // sends `after` bytes, then nothing
-  | { kind: 'gate'; body: Buffer; open: Promise<void> }; // answers once the test opens the gate
+  | { kind: 'stall'; body: Buffer; after: number; chunked?: boolean } // sends `after` bytes, then nothing; chunked: no Content-Length
+  | { kind: 'gate'; body: Buffer; open: Promise<void> } // answers once the test opens the gate
+  | { kind: 'split'; body: Buffer; at: number; rest: Promise<void> }; // headers and `at` bytes at once, the rest once the test says
 
 export class ReportServer {
   readonly projects = new Map<string, Behaviour>();
@@ -53,9 +54,18 @@ export class ReportServer {
           res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': b.body.length }).end(b.body);
         });
         return;
-      case 'stall':
+      case 'split':
         this.open.add(res);
         res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': b.body.length });
+        res.write(b.body.subarray(0, b.at));
+        void b.rest.then(() => {
+          this.open.delete(res);
+          res.end(b.body.subarray(b.at));
+        });
+        return;
+      case 'stall':
+        this.open.add(res);
+        res.writeHead(200, b.chunked ? { 'content-type': 'application/pdf' } : { 'content-type': 'application/pdf', 'content-length': b.body.length });
         res.write(b.body.subarray(0, b.after));
         return;
     }

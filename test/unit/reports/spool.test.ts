@@ -253,9 +253,9 @@ describe('reports/spool', () => {
       const file = spool.begin(src, { maxBytes: 100 });
       src.write('ab');
       const r = await file.open();
-      const waiting = r.read(Buffer.alloc(4), 0, 4, 2);
+      const waiting = rejection(r.read(Buffer.alloc(4), 0, 4, 2));
       await within(file.remove(), 3000);
-      await rejection(waiting);
+      await waiting;
       await r.close();
       expect(src.destroyed).to.equal(true);
       expect(await readdir(dir)).to.deep.equal([]);
