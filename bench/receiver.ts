@@ -24,6 +24,8 @@
 //         "offerMs":..,"connectedMs":..,"firstByteMs":..,"lastByteMs":..,"final":"Delivered …"}
 //   {"cmd":"raw","tag":"t2","host":"127.0.0.1","port":N,"size":N,"hash":"deferred","timeoutMs":60000}
 //     -> {"event":"done","tag":"t2","ok":true,"method":"raw",...}
+//   {"cmd":"http","tag":"t3","url":"http://127.0.0.1:N/...","size":N,"hash":"deferred","timeoutMs":60000}
+//     -> {"event":"done","tag":"t3","ok":true,"method":"http",...}
 //   {"cmd":"logout","user":"u"}, {"cmd":"quit"}
 import { createHash, type Hash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -31,6 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { client, xml, type Client } from '@xmpp/client';
 import type { Element } from '@xmpp/component';
+import fetch from 'node-fetch';
 import { NS } from '../src/xmpp/namespaces.js';
 
 
@@ -517,7 +520,8 @@ function onIbbClose(u: User, iq: Element, close: Element): boolean | Element {
 
 // ------------------------------------------------------------------ raw TCP
 
-function rawRequest(cmd: { tag: string; host: string; port: number; size: number; hash?: HashMode; timeoutMs?: number }): void {
+/** A baseline stream's sink and its one `done` line (raw TCP, plain HTTP). */
+function baseline(cmd: { tag: string; size: number; hash?: HashMode; timeoutMs?: number }, method: string) {
   const t0 = performance.now();
   const sink = new Sink(cmd.size, t0, cmd.hash ?? 'inline');
   let over = false;
@@ -534,7 +538,7 @@ function rawRequest(cmd: { tag: string; host: string; port: number; size: number
       tag: cmd.tag,
       ok: !err && sink.complete,
       reason: err ?? sink.error,
-      method: 'raw',
+      method,
       bytes: sink.bytes,
       size: cmd.size,
       sha256,
@@ -545,10 +549,24 @@ function rawRequest(cmd: { tag: string; host: string; port: number; size: number
     });
   };
   const timer = setTimeout(() => fin(`timed out after ${cmd.timeoutMs ?? 60000} ms`), cmd.timeoutMs ?? 60000);
-  openStream({ host: cmd.host, port: cmd.port, dst: undefined }, () => sink, fin).then(
-    () => (connected = performance.now() - t0),
-    (err: Error) => fin(err.message),
-  );
+  return { sink, fin, connected: () => (connected = performance.now() - t0) };
+}
+
+function rawRequest(cmd: { tag: string; host: string; port: number; size: number; hash?: HashMode; timeoutMs?: number }): void {
+  const b = baseline(cmd, 'raw');
+  openStream({ host: cmd.host, port: cmd.port, dst: undefined }, () => b.sink, b.fin).then(b.connected, (err: Error) => b.fin(err.message));
+}
+
+/** The intranet hop alone: a GET with node-fetch, the component's own HTTP client. */
+function httpRequest(cmd: { tag: string; url: string; size: number; hash?: HashMode; timeoutMs?: number }): void {
+  const b = baseline(cmd, 'http');
+  void (async () => {
+    const res = await fetch(cmd.url);
+    b.connected();
+    if (!res.ok || !res.body) return b.fin(`HTTP ${res.status}`);
+    for await (const chunk of res.body as AsyncIterable<Buffer>) if (!b.sink.add(chunk)) return b.fin(b.sink.error);
+    b.fin();
+  })().catch((err: Error) => b.fin(err.message));
 }
 
 // ------------------------------------------------------------------ main
@@ -570,6 +588,8 @@ rl.on('line', (line) => {
       return startRequest(cmd as unknown as Parameters<typeof startRequest>[0]);
     case 'raw':
       return rawRequest(cmd as unknown as Parameters<typeof rawRequest>[0]);
+    case 'http':
+      return httpRequest(cmd as unknown as Parameters<typeof httpRequest>[0]);
     case 'logout': {
       const u = users.get(String(cmd.user));
       users.delete(String(cmd.user));
