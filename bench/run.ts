@@ -80,6 +80,8 @@ const VERBOSE = process.env.XR_BENCH_VERBOSE === '1';
 // XR_BENCH_PROFILE=DIR: the component and receiver processes write V8 CPU profiles (--cpu-prof) there.
 // XR_BENCH_COMPONENT_NODE_ARGS: extra node options for the component (experiments, e.g. --import a patch).
 const COMPONENT_NODE_ARGS = (process.env.XR_BENCH_COMPONENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+// The component runs with the node options `npm start` gives it (package.json), so the bench measures what admins run.
+const START_NODE_ARGS = ((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.match(/^node (.*?) ?dist\/src\/main\.js/)?.[1] ?? '').split(' ').filter(Boolean);
 const PROFILE = process.env.XR_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.XR_BENCH_PROFILE)}`] : [];
 const PORT_BASE = 35222;
 // Below Linux's ephemeral range (32768-60999): a restart must not find one of
@@ -175,7 +177,7 @@ class Component {
     const spoolDir = join(RUN, `spool-${++componentCounter}`);
     const base: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('XR_')) base[k] = v;
-    const child = new Child(`component#${componentCounter}`, process.execPath, [...PROFILE, ...COMPONENT_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], {
+    const child = new Child(`component#${componentCounter}`, process.execPath, [...START_NODE_ARGS, ...PROFILE, ...COMPONENT_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], {
       env: {
         ...base,
         XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
@@ -897,7 +899,7 @@ function report(startedAt: number): string {
     '',
     'Set-up:',
     '',
-    '- The component runs as its own process (`node dist/src/main.js`), configured by environment: folder source (items 1-3) or',
+    `- The component runs as its own process (\`node ${START_NODE_ARGS.join(' ')} dist/src/main.js\`, as \`npm start\`), configured by environment: folder source (items 1-3) or`,
     '  the bench\'s HTTP intranet (items 1, 4, 5), spool under .run/bench, streamhost on 127.0.0.1, `XR_IBB_WINDOW` as above,',
     '  `XR_PROXY_MAX_PER_ADDRESS=10000` (every bench receiver connects from 127.0.0.1) and the per-user request limits lifted',
     `  (${Object.entries(BENCH_LIMITS).map(([k, v]) => `${k}=${v}`).join(', ')}) except where a row says "default limits".`,

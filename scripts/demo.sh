@@ -42,7 +42,7 @@ XR_XMPP_SERVICE=xmpp://127.0.0.1:$COMPONENT XR_XMPP_DOMAIN=$DOMAIN XR_XMPP_SECRE
 XR_REPORTS_SOURCE=folder XR_REPORTS_FOLDER=$PWD/demo/reports \
 XR_PROXY_BIND_HOST=127.0.0.1 XR_PROXY_BIND_PORT=$PROXY_PORT XR_LOG_LEVEL=${XR_LOG_LEVEL:-info} \
 XR_METRICS_BIND_HOST=127.0.0.1 XR_METRICS_BIND_PORT=$METRICS_PORT XR_ADMIN_JIDS=bob@$VHOST \
-  node dist/src/main.js &
+  node --max-semi-space-size=4 dist/src/main.js &
 comp_pid=$!
 
 if [ "${XR_DEMO_SELFCHECK:-}" = 1 ]; then

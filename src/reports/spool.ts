@@ -11,11 +11,6 @@ import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ReportError, type ReportReader } from './source.js';
 
-export interface SpoolResult {
-  path: string;
-  size: number;
-}
-
 export interface SpoolOptions {
   maxBytes: number;
   /** The size the source announced; a body of any other length fails the spool. */
@@ -189,20 +184,10 @@ export class Spool {
     return new SpoolFile(join(this.dir, PREFIX + randomBytes(12).toString('hex')), input, o);
   }
 
-  /** Spools input whole. */
-  async write(input: Readable, maxBytes: number, signal?: AbortSignal): Promise<SpoolResult> {
-    const file = this.begin(input, { maxBytes, ...(signal ? { signal } : {}) });
-    return { path: file.path, size: await file.done };
-  }
-
   /** Removes every spooled file (at shutdown: nothing of ours outlives the process). */
   async clear(): Promise<void> {
     for (const entry of await readdir(this.dir).catch(() => [] as string[])) {
       if (entry.startsWith(PREFIX)) await rm(join(this.dir, entry), { force: true, recursive: true });
     }
-  }
-
-  async remove(path: string): Promise<void> {
-    await rm(path, { force: true });
   }
 }

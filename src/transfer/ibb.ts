@@ -59,9 +59,11 @@ export class IbbSender {
 
   constructor(private readonly o: IbbSendOptions) {}
 
-  // Wakes the send loop at once: an abort must not wait for acks that will never come.
+  // Wakes the send loop when a block's ack (or error) comes, and at once on an
+  // abort: an abort must not wait for acks that will never come. A fresh
+  // promise per wait: racing every wait against one long-lived "aborted"
+  // promise kept a reaction per block alive until the end of the stream.
   private wake: () => void = () => {};
-  private readonly aborted = new Promise<void>((r) => (this.wake = r));
 
   abort(reason: string): void {
     this.failure ??= new IbbError(reason, this.acked);
@@ -101,7 +103,12 @@ export class IbbSender {
     // block (4096 bytes by default for many clients) cost a thread-pool round
     // trip each, a third of the component's CPU per block in the bench.
     const readSize = Math.max(this.blockSize, Math.floor(READ_AHEAD / this.blockSize) * this.blockSize);
-    let ahead = Buffer.alloc(0);
+    // One read-ahead buffer for the whole stream: every block cut from it is
+    // base64-encoded at once, so it is free again by the next read. A new
+    // 256 KiB buffer per read left a gigabyte of garbage per gigabyte sent,
+    // and the collector let RSS grow with it (bench item 4: 1 GiB by IBB).
+    const readBuf = Buffer.allocUnsafe(Math.max(1, Math.min(readSize, size)));
+    let ahead = readBuf.subarray(0, 0);
     let aheadAt = 0; // file offset of ahead[0]
     try {
       while ((offset < size || inFlight.size > 0) && !this.failure) {
@@ -109,7 +116,7 @@ export class IbbSender {
           const len = Math.min(this.blockSize, size - offset);
           if (offset + len > aheadAt + ahead.length) {
             const want = Math.min(readSize, size - offset);
-            const buf = Buffer.allocUnsafe(want);
+            const buf = readBuf.subarray(0, want);
             let got = 0;
             try {
               // a report still downloading gives what has arrived: read on to whole blocks
@@ -148,9 +155,12 @@ export class IbbSender {
             },
           );
           inFlight.add(p);
-          void p.finally(() => inFlight.delete(p));
+          void p.finally(() => {
+            inFlight.delete(p);
+            this.wake();
+          });
         }
-        if (inFlight.size > 0) await Promise.race([...inFlight, this.aborted]);
+        if (inFlight.size > 0 && !this.failure) await new Promise<void>((resolve) => (this.wake = resolve));
       }
       if (!this.failure) await Promise.all(inFlight);
     } finally {
