@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
-import { reportStream } from '../../reports/source.js';
+import { reportStream, type ReportReader } from '../../reports/source.js';
 import type { ClientInfo } from '../../xmpp/caps.js';
 import type { Connection } from '../../xmpp/connection.js';
 import type { IqRouter } from '../../xmpp/router.js';
@@ -195,6 +195,15 @@ export class JingleDelivery implements Delivery {
       throw new DeliveryError('unsupported', 'no Jingle transport in common');
     }
 
+    // XEP-0234 §8: the hash lets the receiver check the file; it waits for the whole report,
+    // before the session exists and our streamhost waits for the receiver.
+    let sha256: string;
+    try {
+      ({ sha256 } = await report.complete());
+    } catch (err) {
+      throw sourceFailure(err, 0, transport.kind) ?? err;
+    }
+
     const session = new JingleSession({
       sid: run.sid,
       initiator: from,
@@ -217,13 +226,6 @@ export class JingleDelivery implements Delivery {
       };
     }
 
-    // XEP-0234 §8: the hash lets the receiver check the file; it waits for the whole report.
-    let sha256: string;
-    try {
-      ({ sha256 } = await report.complete());
-    } catch (err) {
-      throw sourceFailure(err, 0, transport.kind) ?? err;
-    }
     const file: FileDesc = {
       name: report.name,
       size: report.size,
@@ -448,10 +450,11 @@ export class JingleDelivery implements Delivery {
       }
     });
     const lost = (why: string) => new Stop(endedBy ? undefined : { condition: 'failed-transport', text: why }, new DeliveryError(sent > 0 ? 'lost' : 'failed', why, sent, 's5b'));
-    const reader = await req.report.open();
     armStall();
+    let reader: ReportReader | undefined;
     try {
       try {
+        reader = await req.report.open();
         await pipeline(reportStream(reader, size, 1 << 20), meter, socket);
       } catch (err) {
         if (run.stopped === 'cancelled') throw new DeliveryError('cancelled', 'cancelled by shutdown', sent, 's5b');
@@ -491,7 +494,7 @@ export class JingleDelivery implements Delivery {
       unobserve();
       clearTimeout(stall);
       socket.destroy();
-      await reader.close();
+      await reader?.close();
     }
   }
 

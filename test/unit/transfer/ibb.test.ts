@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { xml, type Element } from '@xmpp/component';
 import { IbbError, IbbSender, buildClose, buildData, buildOpen, nextSeq } from '../../../src/transfer/ibb.js';
+import { ReportError } from '../../../src/reports/source.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
 import { fileReport } from '../../support/reports.js';
 
@@ -161,5 +162,37 @@ describe('transfer/ibb', () => {
     }
     expect((err as Error).message).to.match(/closed/);
     expect(r.seqs.length).to.be.lessThan(10);
+  });
+
+  it('sends from a report still arriving, and closes the stream early when its download breaks', async () => {
+    const f = await file(40 * 1024);
+    const r = fakeReceiver();
+    // bytes arrive 5000 at a time (reads give what has arrived); past 20 000 the download fails
+    const arriving = {
+      size: f.data.length,
+      open: async () => ({
+        read: async (buf: Buffer, off: number, len: number, pos: number) => {
+          if (pos >= 20_000) throw new ReportError('unavailable', 'download failed: socket hang up');
+          const n = Math.min(len, 5000, 20_000 - pos);
+          f.data.copy(buf, off, pos, pos + n);
+          return n;
+        },
+        close: async () => {},
+      }),
+    };
+    let err: unknown;
+    try {
+      await new IbbSender({ ...base, report: arriving, blockSize: 4096, window: 2, request: r.request }).send();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(ReportError);
+    expect((err as Error).message).to.equal('download failed: socket hang up');
+    // whole blocks only, byte-exact as far as they went, then <close/> (XEP-0047 §2.3) before the offered size
+    const got = Buffer.concat(r.received);
+    expect(got.length % 4096).to.equal(0);
+    expect(got.length).to.be.below(20_000);
+    expect(got.equals(f.data.subarray(0, got.length))).to.equal(true);
+    expect(r.sent[r.sent.length - 1]!.getChild('close', NS.IBB)).to.not.equal(undefined);
   });
 });

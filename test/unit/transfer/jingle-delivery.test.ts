@@ -334,6 +334,23 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     expect(jingle.sessions.size).to.equal(0);
   });
 
+  it('ends the session with failed-application when the report breaks under the stream, never delivered', async () => {
+    const { jingle, responder } = setup({ s5b: 'connect', confirm: 'terminate' });
+    // the report's bytes end after 64 KiB of the offered size (a file cut while it was sent)
+    const cut: SpooledReport = {
+      ...report,
+      open: async () => {
+        const r = await report.open();
+        return { read: (buf, off, len, pos) => (pos >= 65536 ? Promise.resolve(0) : r.read(buf, off, Math.min(len, 65536 - pos), pos)), close: () => r.close() };
+      },
+    };
+    const err = await failure(jingle.deliver({ ...req(client('Conversations')), report: cut }));
+    expect(err.reason).to.equal('source');
+    expect(err.message).to.equal(`the report ended after 65536 of ${body.length} bytes`);
+    expect(responder.actions()).to.deep.equal(['session-initiate', 'transport-info', 'session-terminate(failed-application)']);
+    expect(responder.bytes.length).to.be.at.most(65536);
+  });
+
   it('takes session-info <received/>, or a clean close, as the receiver\'s word; then terminates with success itself', async () => {
     for (const confirm of ['received', 'close'] as const) {
       const { jingle, responder } = setup({ s5b: 'connect', confirm });
