@@ -233,19 +233,25 @@ export interface Lease<T> {
 interface Flight<T> {
   promise: Promise<T>;
   users: number;
+  forget(): void;
 }
 
 /**
  * One fetch per key while it is in flight: identical concurrent requests
  * (e.g. the same project's report asked by two users) share one download.
  * Each acquirer gets its own lease; the value (a spooled file) is disposed
- * once, after the last lease is released. Once a fetch has settled, the next
- * acquire starts a fresh one, so nobody gets a stale report.
+ * once, after the last lease is released. A fetch stays joinable until
+ * `until(value)` settles (a report handed on at its headers: until its last
+ * byte has arrived) and while someone holds it; after that the next acquire
+ * starts a fresh one, so nobody gets a stale report.
  */
 export class SharedFetches<T> {
   private readonly flights = new Map<string, Flight<T>>();
 
-  constructor(private readonly dispose: (value: T) => Promise<void>) {}
+  constructor(
+    private readonly dispose: (value: T) => Promise<void>,
+    private readonly until: (value: T) => Promise<unknown> = async () => {},
+  ) {}
 
   /** Keys being fetched now. */
   get inFlight(): number {
@@ -261,13 +267,16 @@ export class SharedFetches<T> {
     let flight = this.flights.get(key);
     if (!flight) {
       let adopt!: (p: Promise<T>) => void;
-      const f: Flight<T> = { promise: new Promise<T>((resolve) => (adopt = resolve)), users: 0 };
-      // Registered before any joiner awaits, so the flight leaves the map
-      // before any lease exists: the user count is final when leases appear.
-      const forget = () => {
-        if (this.flights.get(key) === f) this.flights.delete(key);
+      // Leaves the map when `until` settles, or at once when the last lease
+      // goes: nobody joins a value that is being disposed.
+      const f: Flight<T> = {
+        promise: new Promise<T>((resolve) => (adopt = resolve)),
+        users: 0,
+        forget: () => {
+          if (this.flights.get(key) === f) this.flights.delete(key);
+        },
       };
-      f.promise.then(forget, forget);
+      f.promise.then((v) => this.until(v).then(f.forget, f.forget), f.forget);
       // In the map before fetch is called: a fetch that asks for its own key
       // joins itself instead of recursing. A synchronous throw becomes a rejection.
       this.flights.set(key, f);
@@ -287,7 +296,10 @@ export class SharedFetches<T> {
       release: async () => {
         if (released) return;
         released = true;
-        if (--shared.users === 0) await this.dispose(value);
+        if (--shared.users === 0) {
+          shared.forget();
+          await this.dispose(value);
+        }
       },
     };
   }

@@ -45,7 +45,8 @@ export class Requests {
   private gate: ConcurrencyGate;
   private retiredGates: ConcurrencyGate[] = []; // replaced by a reload, still running or queueing requests
   private readonly jobs = new ActiveRequests();
-  private readonly shared = new SharedFetches<SpooledReport>((r) => r.release());
+  // A download is shared until its last byte has arrived (reports are handed on at their headers).
+  private readonly shared = new SharedFetches<SpooledReport>((r) => r.release(), (r) => r.arrived);
 
   constructor(private readonly deps: RequestDeps) {
     const l = deps.limits;

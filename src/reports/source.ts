@@ -25,6 +25,8 @@ export interface ReportMeta {
 
 export interface SpooledReport extends ReportMeta {
   open(): Promise<ReportReader>;
+  /** Settles when the last byte is on local disk; rejects when the download failed. */
+  readonly arrived: Promise<void>;
   /**
    * Waits until the whole report is on local disk, then gives its path and
    * SHA-256 (computed on the first call: only links and Jingle offers need
@@ -54,8 +56,11 @@ function once<T>(f: () => Promise<T>): () => Promise<T> {
 
 /** A report being written into the spool (see SpoolFile); release() stops the download if it still runs and removes the file. */
 export function spooledReport(meta: ReportMeta, file: SpoolFile): SpooledReport {
+  const arrived = file.done.then(() => {});
+  arrived.catch(() => {}); // seen by readers; nobody need wait for it
   return {
     ...meta,
+    arrived,
     open: () => file.open(),
     complete: once(async () => {
       await file.done;
@@ -96,6 +101,7 @@ export async function localReport(meta: Omit<ReportMeta, 'size'>, path: string):
   return {
     ...meta,
     size,
+    arrived: Promise.resolve(),
     open: async () => {
       if (closed) throw new ReportError('unavailable', 'report already released');
       return { read: (buf, offset, length, position) => track(fh.read(buf, offset, length, position).then((r) => r.bytesRead)), close: async () => {} };

@@ -226,6 +226,9 @@ export class LinkServer {
   private closing = false;
   private active = 0;
   private readonly idle = new Set<() => void>(); // woken when `active` drops to 0
+  // Responses that have handed their link's last byte to the socket but are not counted yet, by link id:
+  // a request for the same link waits for them, so a client that asks again at once sees the count.
+  private readonly settling = new Map<string, Set<Promise<void>>>();
   private counters = { published: 0, downloads: 0, requests: 0, notFound: 0, bytesSent: 0 };
 
   private constructor(private readonly opts: LinkServerOptions) {
@@ -533,6 +536,8 @@ export class LinkServer {
       return;
     }
     const id = this.idFromPath(req.url);
+    const pending = id === undefined ? undefined : this.settling.get(id);
+    if (pending) await Promise.all(pending);
     const r = id === undefined ? undefined : this.links.get(id);
     if (!r || this.isDead(r, this.now()) || this.closing) {
       this.notFound(res);
@@ -595,10 +600,16 @@ export class LinkServer {
     const log = this.log.child({ link: r.id.slice(0, 8) });
     let sent = 0;
     const counters = this.counters;
+    let counted!: () => void;
+    const settled = new Promise<void>((resolve) => (counted = resolve));
+    const carriesEnd = end === r.size - 1;
+    const settling = this.settling;
     const meter = new Transform({
       transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback) {
         sent += chunk.length;
         counters.bytesSent += chunk.length;
+        // the last byte leaves us now: from here until it is counted, requests for this link wait
+        if (carriesEnd && sent === length) settling.set(r.id, (settling.get(r.id) ?? new Set()).add(settled));
         cb(null, chunk);
       },
     });
@@ -617,8 +628,11 @@ export class LinkServer {
         res.destroy();
       }
       // Only a response carrying the last byte counts: see the header comment.
-      if (complete && end === r.size - 1) await this.countDownload(r.id);
+      if (complete && carriesEnd) await this.countDownload(r.id);
     } finally {
+      counted();
+      const set = this.settling.get(r.id);
+      if (set?.delete(settled) && set.size === 0) this.settling.delete(r.id);
       this.active--;
       if (this.active === 0) for (const wake of this.idle) wake();
     }

@@ -13,6 +13,7 @@ export function fileReport(path: string, size: number, meta: Partial<Omit<Spoole
     ...META,
     ...meta,
     size,
+    arrived: Promise.resolve(),
     open: async (): Promise<ReportReader> => {
       const fh = await open(path, 'r');
       return { read: async (buf, offset, length, position) => (await fh.read(buf, offset, length, position)).bytesRead, close: () => fh.close() };

@@ -406,6 +406,33 @@ describe('chat/limits', () => {
       return { shared, disposed, fetch, pending, fetches: () => fetches };
     }
 
+    it('with until(), a fetch stays joinable after it resolved, until until() settles or the last lease goes', async () => {
+      const disposed: string[] = [];
+      const arrived = deferred<void>();
+      const shared = new SharedFetches<string>(async (v) => void disposed.push(v), async () => arrived.promise);
+      let fetches = 0;
+      const fetch = async () => `file-${++fetches}`;
+      const a = await shared.acquire('p', fetch);
+      const b = await shared.acquire('p', fetch); // the report is handed on, still downloading: b joins it
+      expect([a.value, b.value, fetches]).to.deep.equal(['file-1', 'file-1', 1]);
+      arrived.resolve();
+      await new Promise((r) => setImmediate(r));
+      const c = await shared.acquire('p', fetch); // downloaded: a fresh fetch
+      expect([c.value, fetches]).to.deep.equal(['file-2', 2]);
+      await a.release();
+      await b.release();
+      await c.release();
+      expect(disposed).to.deep.equal(['file-1', 'file-2']);
+      // the last lease going ends the sharing even while until() is pending
+      const never = new SharedFetches<string>(async (v) => void disposed.push(v), () => new Promise(() => {}));
+      const d = await never.acquire('q', fetch);
+      await d.release();
+      expect(never.inFlight).to.equal(0);
+      const e = await never.acquire('q', fetch);
+      expect(e.value).to.equal('file-4');
+      await e.release();
+    });
+
     it('identical concurrent requests share one fetch and get the same value', async () => {
       const h = harness();
       const a = h.shared.acquire('p1', h.fetch);
