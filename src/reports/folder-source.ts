@@ -2,9 +2,9 @@
 // the folder and comparing names, so no user text ever becomes a path. It is
 // sent from where it lies, not copied: copying (and hashing) 256 MiB took
 // longer than sending it (bench item 1).
-import { readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ReportError, localReport, mimeForExtension, reportFileName, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
+import { ReportError, mimeForExtension, once, reportFileName, sha256File, type FetchContext, type ReportMeta, type ReportSource, type SpooledReport } from './source.js';
 
 export class FolderSource implements ReportSource {
   readonly kind = 'folder';
@@ -38,4 +38,46 @@ export class FolderSource implements ReportSource {
     }
     return report;
   }
+}
+
+/**
+ * A report read where it lies (a local folder): no copy. The file is opened
+ * once, so a report replaced (renamed over) while it is sent still goes out
+ * as it was when offered; release() closes it.
+ */
+async function localReport(meta: Omit<ReportMeta, 'size'>, path: string): Promise<SpooledReport> {
+  const fh = await open(path, 'r');
+  let size: number;
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new ReportError('not-found', 'not a regular file');
+    size = st.size;
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  const readers = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    readers.add(p);
+    void p.finally(() => readers.delete(p)).catch(() => {});
+    return p;
+  };
+  let closed = false;
+  return {
+    ...meta,
+    size,
+    arrived: Promise.resolve(),
+    open: async () => {
+      if (closed) throw new ReportError('unavailable', 'report already released');
+      return { read: (buf, offset, length, position) => track(fh.read(buf, offset, length, position).then((r) => r.bytesRead)), close: async () => {} };
+    },
+    complete: once(async () => ({ path, sha256: await track(sha256File(fh, size)) })),
+    release: async () => {
+      if (closed) return;
+      closed = true;
+      // a read still under way would fail with EBADF: let it end first
+      await Promise.allSettled([...readers]);
+      await fh.close();
+    },
+  };
 }

@@ -5,8 +5,8 @@
 // once and sent while it is still arriving.
 import { Transform, pipeline, type Readable } from 'node:stream';
 import fetch, { type Response } from 'node-fetch';
-import type { Spool } from './spool.js';
-import { ReportError, extensionForMime, mimeForExtension, reportFileName, spooledReport, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
+import { spooledReport, type Spool } from './spool.js';
+import { ReportError, extensionForMime, mimeForExtension, reportFileName, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
 
 export interface HttpSourceOptions {
   urlTemplate: string;

@@ -4,9 +4,8 @@
 // a download that breaks makes them fail, so nothing half-received is ever
 // reported as delivered.
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { SpoolFile } from './spool.js';
 
 /** Positional reads of a report, as FileHandle.read. */
 export interface ReportReader {
@@ -49,72 +48,10 @@ export async function sha256File(fh: FileHandle, size: number): Promise<string> 
   return hash.digest('hex');
 }
 
-function once<T>(f: () => Promise<T>): () => Promise<T> {
+/** f(), called once; later calls share its promise. */
+export function once<T>(f: () => Promise<T>): () => Promise<T> {
   let p: Promise<T> | undefined;
   return () => (p ??= f());
-}
-
-/** A report being written into the spool (see SpoolFile); release() stops the download if it still runs and removes the file. */
-export function spooledReport(meta: ReportMeta, file: SpoolFile): SpooledReport {
-  const arrived = file.done.then(() => {});
-  arrived.catch(() => {}); // seen by readers; nobody need wait for it
-  return {
-    ...meta,
-    arrived,
-    open: () => file.open(),
-    complete: once(async () => {
-      await file.done;
-      const fh = await open(file.path, 'r');
-      try {
-        return { path: file.path, sha256: await sha256File(fh, meta.size) };
-      } finally {
-        await fh.close();
-      }
-    }),
-    release: () => file.remove(),
-  };
-}
-
-/**
- * A report read where it lies (a local folder): no copy. The file is opened
- * once, so a report replaced (renamed over) while it is sent still goes out
- * as it was when offered; release() closes it.
- */
-export async function localReport(meta: Omit<ReportMeta, 'size'>, path: string): Promise<SpooledReport> {
-  const fh = await open(path, 'r');
-  let size: number;
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new ReportError('not-found', 'not a regular file');
-    size = st.size;
-  } catch (err) {
-    await fh.close();
-    throw err;
-  }
-  const readers = new Set<Promise<unknown>>();
-  const track = <T>(p: Promise<T>): Promise<T> => {
-    readers.add(p);
-    void p.finally(() => readers.delete(p)).catch(() => {});
-    return p;
-  };
-  let closed = false;
-  return {
-    ...meta,
-    size,
-    arrived: Promise.resolve(),
-    open: async () => {
-      if (closed) throw new ReportError('unavailable', 'report already released');
-      return { read: (buf, offset, length, position) => track(fh.read(buf, offset, length, position).then((r) => r.bytesRead)), close: async () => {} };
-    },
-    complete: once(async () => ({ path, sha256: await track(sha256File(fh, size)) })),
-    release: async () => {
-      if (closed) return;
-      closed = true;
-      // a read still under way would fail with EBADF: let it end first
-      await Promise.allSettled([...readers]);
-      await fh.close();
-    },
-  };
 }
 
 /** A report as a readable stream of its bytes (reads of up to chunkSize). */

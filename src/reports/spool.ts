@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ReportError, type ReportReader } from './source.js';
+import { ReportError, once, sha256File, type ReportMeta, type ReportReader, type SpooledReport } from './source.js';
 
 export interface SpoolOptions {
   maxBytes: number;
@@ -190,4 +190,25 @@ export class Spool {
       if (entry.startsWith(PREFIX)) await rm(join(this.dir, entry), { force: true, recursive: true });
     }
   }
+}
+
+/** A report being written into the spool (see SpoolFile); release() stops the download if it still runs and removes the file. */
+export function spooledReport(meta: ReportMeta, file: SpoolFile): SpooledReport {
+  const arrived = file.done.then(() => {});
+  arrived.catch(() => {}); // seen by readers; nobody need wait for it
+  return {
+    ...meta,
+    arrived,
+    open: () => file.open(),
+    complete: once(async () => {
+      await file.done;
+      const fh = await open(file.path, 'r');
+      try {
+        return { path: file.path, sha256: await sha256File(fh, meta.size) };
+      } finally {
+        await fh.close();
+      }
+    }),
+    release: () => file.remove(),
+  };
 }
