@@ -226,6 +226,32 @@ for (const kind of ['purple', 'slix'] as const) {
         expectDelivered({ end, final }, body, 's5b');
       });
 
+      it('shares one intranet download with a second user who asks while it is still arriving; both get it byte-exact', async () => {
+        const other = await startReceiver(kind, kind === 'purple' ? 'paula' : 'sid');
+        try {
+          const body = randomBytes(2_000_000);
+          const project = String(projectCounter++);
+          const intranet = await getIntranet();
+          let rest!: () => void;
+          intranet.projects.set(project, { kind: 'split', body, at: 500_000, rest: new Promise<void>((r) => (rest = r)) });
+          const ej = await getEjabberd();
+          const to = `${project}@${ej.componentDomain}`;
+          rx.proc.send(to, 'report');
+          await rx.proc.waitFor((e) => e.event === 'offer' && e.name === `status-${project}.pdf`, 60000);
+          other.proc.send(to, 'report'); // the first download is still held back by the intranet
+          await other.proc.waitFor((e) => e.event === 'offer' && e.name === `status-${project}.pdf`, 60000);
+          rest();
+          for (const r of [rx, other]) {
+            const end = await r.proc.waitFor(isEnd(project), 120000);
+            const final = await r.proc.waitFor(finalMessage(project), 60000);
+            expectDelivered({ end, final }, body, 's5b');
+          }
+          expect(intranet.requests.filter((q) => q.url === `/projects/${project}/status.pdf`)).to.have.length(1);
+        } finally {
+          await stopReceiver(other);
+        }
+      });
+
       it('cuts the transfer when the intranet stalls mid-report, and tells the user it did not arrive complete', async () => {
         const body = randomBytes(2_000_000);
         const project = String(projectCounter++);
