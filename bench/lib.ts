@@ -99,7 +99,11 @@ export class Child {
     for (const w of [...this.waiters]) {
       this.waiters.delete(w);
       clearTimeout(w.timer);
-      w.reject(new Error(`${this.name} (pid ${this.pid}) exited (${String(this.exitCode)}); stderr:\n${this.stderrTail.slice(-2000)}`));
+      w.reject(
+        new Error(
+          `${this.name} (pid ${this.pid}) exited (${String(this.exitCode)}); stderr:\n${this.stderrTail.slice(-2000)}`,
+        ),
+      );
     }
   }
 
@@ -107,7 +111,8 @@ export class Child {
   waitFor(pred: (e: Event) => boolean, timeoutMs: number, what = 'event'): Promise<Event> {
     const past = this.events.find(pred);
     if (past) return Promise.resolve(past);
-    if (!this.running) return Promise.reject(new Error(`${this.name} is not running; stderr:\n${this.stderrTail.slice(-2000)}`));
+    if (!this.running)
+      return Promise.reject(new Error(`${this.name} is not running; stderr:\n${this.stderrTail.slice(-2000)}`));
     return new Promise((resolve, reject) => {
       const w: Waiter = {
         pred,
@@ -115,7 +120,11 @@ export class Child {
         reject,
         timer: setTimeout(() => {
           this.waiters.delete(w);
-          reject(new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${what}; stderr:\n${this.stderrTail.slice(-2000)}`));
+          reject(
+            new Error(
+              `${this.name}: timed out after ${timeoutMs} ms waiting for ${what}; stderr:\n${this.stderrTail.slice(-2000)}`,
+            ),
+          );
         }, timeoutMs),
       };
       this.waiters.add(w);
@@ -149,7 +158,10 @@ export class Child {
   private async exitsWithin(ms: number): Promise<boolean> {
     if (!this.running) return true;
     let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([this.exited.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms)))]);
+    const r = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms))),
+    ]);
     clearTimeout(timer);
     return r;
   }
@@ -191,10 +203,10 @@ export function summarize(xs: number[]): Summary {
   const s = [...xs].sort((a, b) => a - b);
   const n = s.length;
   if (n === 0) return { n, median: NaN, min: NaN, max: NaN, p99: NaN };
-  const median = n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+  const median = n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
   // nearest-rank percentile
-  const p99 = s[Math.min(n - 1, Math.ceil(0.99 * n) - 1)]!;
-  return { n, median, min: s[0]!, max: s[n - 1]!, p99 };
+  const p99 = s[Math.min(n - 1, Math.ceil(0.99 * n) - 1)];
+  return { n, median, min: s[0], max: s[n - 1], p99 };
 }
 
 // ------------------------------------------------------------------ files

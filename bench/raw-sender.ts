@@ -21,7 +21,8 @@ if (!file) {
 const memory = process.argv.includes('--memory') ? readFileSync(file) : undefined;
 const CHUNK = 1 << 20;
 
-const write = (sock: Socket, b: Buffer) => new Promise<void>((resolve, reject) => sock.write(b, (err) => (err ? reject(err) : resolve())));
+const write = (sock: Socket, b: Buffer) =>
+  new Promise<void>((resolve, reject) => sock.write(b, (err) => (err ? reject(err) : resolve())));
 
 async function sendFile(sock: Socket, path: string): Promise<void> {
   const fh = await open(path, 'r');
@@ -29,7 +30,7 @@ async function sendFile(sock: Socket, path: string): Promise<void> {
     const slots = [0, 1].map(() => ({ buf: Buffer.allocUnsafe(CHUNK), written: Promise.resolve() }));
     let pos = 0;
     for (let i = 0; ; i ^= 1) {
-      const slot = slots[i]!;
+      const slot = slots[i];
       await slot.written;
       const { bytesRead } = await fh.read(slot.buf, 0, CHUNK, pos);
       if (bytesRead === 0) break;
@@ -45,7 +46,8 @@ async function sendFile(sock: Socket, path: string): Promise<void> {
 
 async function sendMemory(sock: Socket, data: Buffer): Promise<void> {
   for (let off = 0; off < data.length; off += CHUNK) {
-    if (!sock.write(data.subarray(off, Math.min(off + CHUNK, data.length)))) await new Promise((r) => sock.once('drain', r));
+    if (!sock.write(data.subarray(off, Math.min(off + CHUNK, data.length))))
+      await new Promise((r) => sock.once('drain', r));
   }
 }
 

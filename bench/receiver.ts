@@ -36,7 +36,6 @@ import type { Element } from '@xmpp/component';
 import fetch from 'node-fetch';
 import { NS } from '../src/xmpp/namespaces.js';
 
-
 type HashMode = 'inline' | 'deferred';
 type Want = 's5b' | 'ibb' | 'decline';
 
@@ -44,7 +43,7 @@ function emit(o: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(o) + '\n');
 }
 
-const bare = (jid: string) => jid.split('/')[0]!.toLowerCase();
+const bare = (jid: string) => jid.split('/')[0].toLowerCase();
 const stanzaError = (type: string, condition: string) => xml('error', { type }, xml(condition, { xmlns: NS.STANZAS }));
 
 /** Counts and hashes the bytes of one stream against the expected size. */
@@ -103,7 +102,7 @@ const storePool: Buffer[] = [];
 const STORE_POOL_MAX = 1 << 30;
 function takeStore(size: number): Buffer {
   const i = storePool.findIndex((b) => b.length >= size);
-  if (i >= 0) return storePool.splice(i, 1)[0]!;
+  if (i >= 0) return storePool.splice(i, 1)[0];
   return Buffer.allocUnsafe(Math.max(size, 1));
 }
 function giveStore(b: Buffer): void {
@@ -230,8 +229,22 @@ function fastParser(P: ParserClass): ParserClass {
   return F;
 }
 
-async function login(cmd: { user: string; ref?: string; service: string; domain: string; username: string; password: string; resource?: string }): Promise<void> {
-  const xmpp = client({ service: cmd.service, domain: cmd.domain, username: cmd.username, password: cmd.password, resource: cmd.resource ?? 'bench' });
+async function login(cmd: {
+  user: string;
+  ref?: string;
+  service: string;
+  domain: string;
+  username: string;
+  password: string;
+  resource?: string;
+}): Promise<void> {
+  const xmpp = client({
+    service: cmd.service,
+    domain: cmd.domain,
+    username: cmd.username,
+    password: cmd.password,
+    resource: cmd.resource ?? 'bench',
+  });
   const u = new User(cmd.user, xmpp);
   for (const T of (xmpp as unknown as { transports: Array<{ prototype: { Parser: ParserClass } }> }).transports) {
     T.prototype.Parser = fastParser(T.prototype.Parser);
@@ -246,7 +259,9 @@ async function login(cmd: { user: string; ref?: string; service: string; domain:
       'query',
       { xmlns: 'http://jabber.org/protocol/disco#info' },
       xml('identity', { category: 'client', type: 'pc', name: 'xmpp-reports bench receiver' }),
-      ...['http://jabber.org/protocol/disco#info', NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB].map((v) => xml('feature', { var: v })),
+      ...['http://jabber.org/protocol/disco#info', NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB].map((v) =>
+        xml('feature', { var: v }),
+      ),
     ),
   );
   xmpp.iqCallee.set(NS.SI, 'si', (ctx) => onOffer(u, ctx.stanza, ctx.element));
@@ -282,7 +297,16 @@ async function login(cmd: { user: string; ref?: string; service: string; domain:
   emit({ event: 'online', user: cmd.user, ref: cmd.ref, jid: u.jid });
 }
 
-function startRequest(cmd: { user: string; tag: string; to: string; body: string; method: Want; hash?: HashMode; waitFinal?: boolean; timeoutMs?: number }): void {
+function startRequest(cmd: {
+  user: string;
+  tag: string;
+  to: string;
+  body: string;
+  method: Want;
+  hash?: HashMode;
+  waitFinal?: boolean;
+  timeoutMs?: number;
+}): void {
   const u = users.get(cmd.user);
   if (!u) return emit({ event: 'done', tag: cmd.tag, ok: false, reason: `no user ${cmd.user}` });
   const r: Request = {
@@ -300,7 +324,9 @@ function startRequest(cmd: { user: string; tag: string; to: string; body: string
   requests.set(r.tag, r);
   u.pending.push(r);
   r.t0 = performance.now();
-  u.xmpp.send(xml('message', { to: cmd.to, type: 'chat', id: 'b' + cmd.tag }, xml('body', {}, cmd.body))).catch((err: Error) => finish(r, `send failed: ${err.message}`));
+  u.xmpp
+    .send(xml('message', { to: cmd.to, type: 'chat', id: 'b' + cmd.tag }, xml('body', {}, cmd.body)))
+    .catch((err: Error) => finish(r, `send failed: ${err.message}`));
 }
 
 function onOffer(u: User, iq: Element, si: Element): Element {
@@ -326,18 +352,22 @@ function onOffer(u: User, iq: Element, si: Element): Element {
     return stanzaError('cancel', 'forbidden');
   }
   const ns = r.want === 's5b' ? NS.BYTESTREAMS : NS.IBB;
-  if (!methods.includes(ns) || !Number.isSafeInteger(r.size) || r.size! < 0) {
+  if (!methods.includes(ns) || !Number.isSafeInteger(r.size) || r.size < 0) {
     setImmediate(() => finish(r, `offer without ${r.want} or size (methods ${methods.join(' ')})`));
     return stanzaError('cancel', 'bad-request');
   }
   r.method = r.want;
-  r.sink = new Sink(r.size!, r.t0, r.hashMode);
+  r.sink = new Sink(r.size, r.t0, r.hashMode);
   u.bySid.set(`${from} ${r.sid}`, r);
   if (r.size === 0) r.streamDone = true;
   return xml(
     'si',
     { xmlns: NS.SI },
-    xml('feature', { xmlns: NS.FEATURE_NEG }, xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'stream-method' }, xml('value', {}, ns)))),
+    xml(
+      'feature',
+      { xmlns: NS.FEATURE_NEG },
+      xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'stream-method' }, xml('value', {}, ns))),
+    ),
   );
 }
 
@@ -399,7 +429,7 @@ function openStream(t: SocksTarget, sink: () => Sink | undefined, done: (err?: s
                 sock.destroy();
                 return false;
               }
-              const len = hs[3] === 3 ? 5 + hs[4]! + 2 : hs[3] === 1 ? 10 : 22;
+              const len = hs[3] === 3 ? 5 + hs[4] + 2 : hs[3] === 1 ? 10 : 22;
               if (hs.length < len) return true;
               chunk = hs.subarray(len);
               hs = Buffer.alloc(0);
@@ -450,16 +480,24 @@ async function onStreamhosts(u: User, iq: Element, q: Element): Promise<Element>
   const from = iq.attrs.from ?? '';
   const r = u.bySid.get(`${from} ${q.attrs.sid ?? ''}`);
   if (!r || r.method !== 's5b') return stanzaError('cancel', 'not-acceptable');
-  const hosts = q.getChildren('streamhost').map((h) => ({ jid: h.attrs.jid ?? '', host: h.attrs.host ?? '', port: Number(h.attrs.port ?? 0) }));
-  const dst = createHash('sha1').update(r.sid! + from + u.jid).digest('hex');
+  const hosts = q
+    .getChildren('streamhost')
+    .map((h) => ({ jid: h.attrs.jid ?? '', host: h.attrs.host ?? '', port: Number(h.attrs.port ?? 0) }));
+  const dst = createHash('sha1')
+    .update(r.sid! + from + u.jid)
+    .digest('hex');
   const errors: string[] = [];
   for (const h of hosts) {
     try {
-      await openStream({ host: h.host, port: h.port, dst }, () => r.sink, (err) => {
-        if (err) r.failure ??= err;
-        r.streamDone = true;
-        maybeFinish(r);
-      });
+      await openStream(
+        { host: h.host, port: h.port, dst },
+        () => r.sink,
+        (err) => {
+          if (err) r.failure ??= err;
+          r.streamDone = true;
+          maybeFinish(r);
+        },
+      );
     } catch (err) {
       errors.push(`${h.jid} ${h.host}:${h.port}: ${(err as Error).message}`);
       continue;
@@ -514,7 +552,8 @@ function onIbbClose(u: User, iq: Element, close: Element): boolean | Element {
   const r = ibbRequest(u, iq, close);
   if (!r) return stanzaError('cancel', 'item-not-found');
   r.ibbClosed = true;
-  if (r.sink!.bytes !== r.sink!.size) setImmediate(() => finish(r, `IBB closed after ${r.sink!.bytes} of ${r.sink!.size} bytes`));
+  if (r.sink!.bytes !== r.sink!.size)
+    setImmediate(() => finish(r, `IBB closed after ${r.sink!.bytes} of ${r.sink!.size} bytes`));
   return true;
 }
 
@@ -552,9 +591,18 @@ function baseline(cmd: { tag: string; size: number; hash?: HashMode; timeoutMs?:
   return { sink, fin, connected: () => (connected = performance.now() - t0) };
 }
 
-function rawRequest(cmd: { tag: string; host: string; port: number; size: number; hash?: HashMode; timeoutMs?: number }): void {
+function rawRequest(cmd: {
+  tag: string;
+  host: string;
+  port: number;
+  size: number;
+  hash?: HashMode;
+  timeoutMs?: number;
+}): void {
   const b = baseline(cmd, 'raw');
-  openStream({ host: cmd.host, port: cmd.port, dst: undefined }, () => b.sink, b.fin).then(b.connected, (err: Error) => b.fin(err.message));
+  openStream({ host: cmd.host, port: cmd.port, dst: undefined }, () => b.sink, b.fin).then(b.connected, (err: Error) =>
+    b.fin(err.message),
+  );
 }
 
 /** The intranet hop alone: a GET with node-fetch, the component's own HTTP client. */
@@ -582,7 +630,9 @@ rl.on('line', (line) => {
   }
   switch (cmd.cmd) {
     case 'login':
-      login(cmd as unknown as Parameters<typeof login>[0]).catch((err: Error) => emit({ event: 'error', user: cmd.user, ref: cmd.ref, message: `login failed: ${err.message}` }));
+      login(cmd as unknown as Parameters<typeof login>[0]).catch((err: Error) =>
+        emit({ event: 'error', user: cmd.user, ref: cmd.ref, message: `login failed: ${err.message}` }),
+      );
       return;
     case 'request':
       return startRequest(cmd as unknown as Parameters<typeof startRequest>[0]);
@@ -608,7 +658,9 @@ let quitting = false;
 async function quit(): Promise<void> {
   if (quitting) return;
   quitting = true;
-  const stops = [...users.values()].map((u) => Promise.race([u.xmpp.stop().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]));
+  const stops = [...users.values()].map((u) =>
+    Promise.race([u.xmpp.stop().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]),
+  );
   await Promise.all(stops);
   process.exit(0);
 }

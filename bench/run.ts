@@ -16,14 +16,36 @@
 // Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEjabberd, type EjabberdInstance } from '../test/support/ejabberd.js';
-import { Child, MB, MiB, cpuSeconds, fmt, fmtSummary, procStatusBytes, sleep, summarize, writeRandomFile, type Event, type Summary } from './lib.js';
+import {
+  Child,
+  MB,
+  MiB,
+  cpuSeconds,
+  fmt,
+  fmtSummary,
+  procStatusBytes,
+  sleep,
+  summarize,
+  writeRandomFile,
+  type Event,
+  type Summary,
+} from './lib.js';
 
 // ------------------------------------------------------------------ settings
 
@@ -31,7 +53,9 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'); // di
 const RUN = join(ROOT, '.run', 'bench');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
-const ONLY = new Set((argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5').split(',').map((s) => s.trim()));
+const ONLY = new Set(
+  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5').split(',').map((s) => s.trim()),
+);
 const KEEP_EJ = argv.includes('--keep-ejabberd');
 const PY = process.env.XR_SLIX_PYTHON ?? '/usr/bin/python3';
 
@@ -81,8 +105,16 @@ const VERBOSE = process.env.XR_BENCH_VERBOSE === '1';
 // XR_BENCH_COMPONENT_NODE_ARGS: extra node options for the component (experiments, e.g. --import a patch).
 const COMPONENT_NODE_ARGS = (process.env.XR_BENCH_COMPONENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
 // The component runs with the node options `npm start` gives it (package.json), so the bench measures what admins run.
-const START_NODE_ARGS = ((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.match(/^node (.*?) ?dist\/src\/main\.js/)?.[1] ?? '').split(' ').filter(Boolean);
-const PROFILE = process.env.XR_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.XR_BENCH_PROFILE)}`] : [];
+const START_NODE_ARGS = (
+  (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.match(
+    /^node (.*?) ?dist\/src\/main\.js/,
+  )?.[1] ?? ''
+)
+  .split(' ')
+  .filter(Boolean);
+const PROFILE = process.env.XR_BENCH_PROFILE
+  ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.XR_BENCH_PROFILE)}`]
+  : [];
 const PORT_BASE = 35222;
 // Below Linux's ephemeral range (32768-60999): a restart must not find one of
 // its ports taken by some client connection's local port.
@@ -117,15 +149,30 @@ class Receiver {
   private constructor(readonly child: Child) {}
 
   static async start(name: string): Promise<Receiver> {
-    const child = new Child(name, process.execPath, [...PROFILE, join(ROOT, 'dist', 'bench', 'receiver.js')], { keep: (e) => e.event !== 'done' });
+    const child = new Child(name, process.execPath, [...PROFILE, join(ROOT, 'dist', 'bench', 'receiver.js')], {
+      keep: (e) => e.event !== 'done',
+    });
     await child.waitFor((e) => e.event === 'ready', 15000, 'ready');
     return new Receiver(child);
   }
 
   async login(user: string, ej: EjabberdInstance, username: string, password: string): Promise<void> {
     const ref = `l${++tagCounter}`;
-    const online = this.child.waitFor((x) => (x.event === 'online' || x.event === 'error') && x.ref === ref, 30000, `login of ${user}`);
-    this.child.send({ cmd: 'login', user, ref, service: `xmpp://127.0.0.1:${ej.c2sPort}`, domain: ej.domain, username, password, resource: 'bench' });
+    const online = this.child.waitFor(
+      (x) => (x.event === 'online' || x.event === 'error') && x.ref === ref,
+      30000,
+      `login of ${user}`,
+    );
+    this.child.send({
+      cmd: 'login',
+      user,
+      ref,
+      service: `xmpp://127.0.0.1:${ej.c2sPort}`,
+      domain: ej.domain,
+      username,
+      password,
+      resource: 'bench',
+    });
     const e = await online;
     if (e.event !== 'online') throw new Error(`login of ${user} failed: ${String(e.message)}`);
   }
@@ -143,11 +190,25 @@ class Receiver {
     return d;
   }
 
-  request(o: { user: string; to: string; body: string; method: 's5b' | 'ibb' | 'decline'; hash?: 'inline' | 'deferred'; waitFinal?: boolean; timeoutMs?: number }): Promise<Done> {
+  request(o: {
+    user: string;
+    to: string;
+    body: string;
+    method: 's5b' | 'ibb' | 'decline';
+    hash?: 'inline' | 'deferred';
+    waitFinal?: boolean;
+    timeoutMs?: number;
+  }): Promise<Done> {
     return this.run({ cmd: 'request', ...o }, o.timeoutMs ?? 300000);
   }
 
-  raw(o: { host: string; port: number; size: number; hash?: 'inline' | 'deferred'; timeoutMs?: number }): Promise<Done> {
+  raw(o: {
+    host: string;
+    port: number;
+    size: number;
+    hash?: 'inline' | 'deferred';
+    timeoutMs?: number;
+  }): Promise<Done> {
     return this.run({ cmd: 'raw', ...o }, o.timeoutMs ?? 120000);
   }
 
@@ -177,29 +238,38 @@ class Component {
     const spoolDir = join(RUN, `spool-${++componentCounter}`);
     const base: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('XR_')) base[k] = v;
-    const child = new Child(`component#${componentCounter}`, process.execPath, [...START_NODE_ARGS, ...PROFILE, ...COMPONENT_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], {
-      env: {
-        ...base,
-        XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
-        XR_XMPP_DOMAIN: ej.componentDomain,
-        XR_XMPP_SECRET: ej.secret,
-        XR_XMPP_RECONNECT_MAX_MS: '2000',
-        XR_REPORTS_SPOOL_DIR: spoolDir,
-        XR_REPORTS_MAX_BYTES: String(2 * 1024 * MiB),
-        XR_PROXY_BIND_HOST: '127.0.0.1',
-        XR_PROXY_BIND_PORT: '0',
-        // every bench receiver connects from 127.0.0.1: lift the per-address cap (default 50)
-        XR_PROXY_MAX_PER_ADDRESS: '10000',
-        XR_LOG_LEVEL: 'info',
-        XR_IBB_WINDOW: String(IBB_WINDOW),
-        ...BENCH_LIMITS,
-        ...env,
+    const child = new Child(
+      `component#${componentCounter}`,
+      process.execPath,
+      [...START_NODE_ARGS, ...PROFILE, ...COMPONENT_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')],
+      {
+        env: {
+          ...base,
+          XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
+          XR_XMPP_DOMAIN: ej.componentDomain,
+          XR_XMPP_SECRET: ej.secret,
+          XR_XMPP_RECONNECT_MAX_MS: '2000',
+          XR_REPORTS_SPOOL_DIR: spoolDir,
+          XR_REPORTS_MAX_BYTES: String(2 * 1024 * MiB),
+          XR_PROXY_BIND_HOST: '127.0.0.1',
+          XR_PROXY_BIND_PORT: '0',
+          // every bench receiver connects from 127.0.0.1: lift the per-address cap (default 50)
+          XR_PROXY_MAX_PER_ADDRESS: '10000',
+          XR_LOG_LEVEL: 'info',
+          XR_IBB_WINDOW: String(IBB_WINDOW),
+          ...BENCH_LIMITS,
+          ...env,
+        },
+        // XR_BENCH_COMPONENT_LOG=FILE: every component's log lines are appended there too
+        logFile: process.env.XR_BENCH_COMPONENT_LOG,
+        // keep what the bench reads; progress lines would only fill memory
+        keep: (e) =>
+          e.msg === 'report fetched' ||
+          e.msg === 'delivered' ||
+          e.msg === 'transfer failed' ||
+          (typeof e.level === 'number' && e.level >= 40),
       },
-      // XR_BENCH_COMPONENT_LOG=FILE: every component's log lines are appended there too
-      logFile: process.env.XR_BENCH_COMPONENT_LOG,
-      // keep what the bench reads; progress lines would only fill memory
-      keep: (e) => e.msg === 'report fetched' || e.msg === 'delivered' || e.msg === 'transfer failed' || (typeof e.level === 'number' && e.level >= 40),
-    });
+    );
     await child.waitFor((e) => e.msg === 'connected to the XMPP server', 30000, 'component online');
     return new Component(child, spoolDir);
   }
@@ -227,7 +297,7 @@ class ReportServer {
   async start(): Promise<this> {
     this.server = createServer((req, res) => {
       const m = /^\/projects\/([^/]+)\/status\.pdf$/.exec(req.url ?? '');
-      const path = m ? this.files.get(decodeURIComponent(m[1]!)) : undefined;
+      const path = m ? this.files.get(decodeURIComponent(m[1])) : undefined;
       if (!path) return void res.writeHead(404).end('not found');
       res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': statSync(path).size });
       createReadStream(path).pipe(res);
@@ -266,12 +336,24 @@ const facts: Record<string, number> = {};
 
 function row(r: Partial<Row> & { item: string; figure: string; value: string }): void {
   rows.push({ baseline: '', ratio: '', target: '', met: '', ...r });
-  const x = rows[rows.length - 1]!;
-  log(`RESULT ${x.item} ${x.figure}: ${x.value}${x.baseline ? ` | baseline ${x.baseline}` : ''}${x.ratio ? ` | ratio ${x.ratio}` : ''}${x.target ? ` | target ${x.target}: ${x.met}` : ''}`);
+  const x = rows[rows.length - 1];
+  log(
+    `RESULT ${x.item} ${x.figure}: ${x.value}${x.baseline ? ` | baseline ${x.baseline}` : ''}${x.ratio ? ` | ratio ${x.ratio}` : ''}${x.target ? ` | target ${x.target}: ${x.met}` : ''}`,
+  );
 }
 
 /** target undefined: the ratio is shown, but the figure carries no target of the issue's. */
-function ratioRow(item: string, figure: string, a: Summary, unit: string, baseName: string, b: Summary, target: number | undefined, extraA = '', extraB = ''): void {
+function ratioRow(
+  item: string,
+  figure: string,
+  a: Summary,
+  unit: string,
+  baseName: string,
+  b: Summary,
+  target: number | undefined,
+  extraA = '',
+  extraB = '',
+): void {
   const ratio = a.median / b.median;
   row({
     item,
@@ -287,7 +369,8 @@ function ratioRow(item: string, figure: string, a: Summary, unit: string, baseNa
 function check(d: Done, sha: string, what: string, final?: RegExp): void {
   if (!d.ok) throw new Error(`${what}: transfer failed: ${d.reason ?? 'unknown'} (${d.bytes} bytes)`);
   if (d.sha256 !== sha) throw new Error(`${what}: SHA-256 mismatch: got ${d.sha256}, expected ${sha}`);
-  if (final && !final.test(d.final ?? '')) throw new Error(`${what}: unexpected closing message ${JSON.stringify(d.final)}`);
+  if (final && !final.test(d.final ?? ''))
+    throw new Error(`${what}: unexpected closing message ${JSON.stringify(d.final)}`);
 }
 
 const mbps = (bytes: number, ms: number) => bytes / MB / (ms / 1000);
@@ -319,7 +402,10 @@ async function register(names: string[]): Promise<void> {
 }
 
 /** Runs each variant once per round, in turn (A, B, A, B …); a warm-up round first when not quick. */
-async function alternate<T>(rounds: number, variants: Array<{ name: string; run: () => Promise<T> }>): Promise<Map<string, T[]>> {
+async function alternate<T>(
+  rounds: number,
+  variants: Array<{ name: string; run: () => Promise<T> }>,
+): Promise<Map<string, T[]>> {
   const out = new Map<string, T[]>(variants.map((v) => [v.name, []]));
   const total = rounds + (P.warmup ? 1 : 0);
   for (let i = 0; i < total; i++) {
@@ -349,7 +435,9 @@ async function startEj(o: Parameters<typeof startEjabberd>[0]): Promise<Ejabberd
 // ------------------------------------------------------------------ 1. S5B
 
 async function benchS5b(intranet: ReportServer): Promise<void> {
-  log(`1. S5B: ${P.s5bSize / MiB} MiB, ${P.s5bRuns} runs (+ warm-up: ${P.warmup}), from a report folder and from the HTTP intranet`);
+  log(
+    `1. S5B: ${P.s5bSize / MiB} MiB, ${P.s5bRuns} runs (+ warm-up: ${P.warmup}), from a report folder and from the HTTP intranet`,
+  );
   const size = P.s5bSize;
   const path = makeReport(project.s5b, size);
   const sha = shas.get(project.s5b)!;
@@ -359,12 +447,21 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
   try {
     const rawPort = Number((await raw.waitFor((e) => e.event === 'listening', 10000, 'raw sender')).port);
     type S = { reqMs: number; offerToLast: number; offerMs: number; cpu: number };
-    const sample = (d: Done, cpu: number): S => ({ reqMs: d.lastByteMs!, offerToLast: d.lastByteMs! - (d.offerMs ?? 0), offerMs: d.offerMs ?? 0, cpu });
+    const sample = (d: Done, cpu: number): S => ({
+      reqMs: d.lastByteMs!,
+      offerToLast: d.lastByteMs! - (d.offerMs ?? 0),
+      offerMs: d.offerMs ?? 0,
+      cpu,
+    });
     // One source at a time (both would register the same component domain), each against baselines of its own run.
     const sources: Array<{ name: string; label: string; env: Record<string, string> }> = [
       { name: 'folder', label: 'report folder', env: { XR_REPORTS_SOURCE: 'folder', XR_REPORTS_FOLDER: reportsDir } },
       // offered at the intranet's response headers, sent while the spool fills (the intranet is this bench process)
-      { name: 'http', label: 'HTTP intranet', env: { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate } },
+      {
+        name: 'http',
+        label: 'HTTP intranet',
+        env: { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate },
+      },
     ];
     for (const src of sources) {
       const comp = await Component.start(ej, src.env);
@@ -374,7 +471,14 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
             name: 'component',
             run: async () => {
               const c0 = cpuSeconds(comp.pid);
-              const d = await rx.request({ user: 'rx', to: `${project.s5b}@${COMPONENT_DOMAIN}`, body: 'report', method: 's5b', hash: S5B_HASH, waitFinal: true });
+              const d = await rx.request({
+                user: 'rx',
+                to: `${project.s5b}@${COMPONENT_DOMAIN}`,
+                body: 'report',
+                method: 's5b',
+                hash: S5B_HASH,
+                waitFinal: true,
+              });
               const c1 = cpuSeconds(comp.pid);
               check(d, sha, `component S5B from the ${src.label}`, / by direct connection\.$/);
               return sample(d, c1 - c0);
@@ -394,8 +498,18 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
             name: 'slix',
             run: async () => {
               const c0 = cpuSeconds(bot.pid) + cpuSeconds(beamPid(ej));
-              const d = await rx.request({ user: 'rx', to: botJid(), body: `send ${project.s5b}.pdf`, method: 's5b', hash: S5B_HASH });
-              await bot.waitFor((e) => (e.event === 'sent' || e.event === 'failed') && e.sid === d.sid, 30000, 'bot done');
+              const d = await rx.request({
+                user: 'rx',
+                to: botJid(),
+                body: `send ${project.s5b}.pdf`,
+                method: 's5b',
+                hash: S5B_HASH,
+              });
+              await bot.waitFor(
+                (e) => (e.event === 'sent' || e.event === 'failed') && e.sid === d.sid,
+                30000,
+                'bot done',
+              );
               const c1 = cpuSeconds(bot.pid) + cpuSeconds(beamPid(ej));
               check(d, sha, 'slixmpp S5B via mod_proxy65');
               return sample(d, c1 - c0);
@@ -407,14 +521,19 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
           variants.push({
             name: 'intranet',
             run: async () => {
-              const d = await rx.http({ url: intranet.urlTemplate.replace('{project}', project.s5b), size, hash: S5B_HASH });
+              const d = await rx.http({
+                url: intranet.urlTemplate.replace('{project}', project.s5b),
+                size,
+                hash: S5B_HASH,
+              });
               check(d, sha, 'intranet download alone');
               return { reqMs: d.lastByteMs!, offerToLast: d.lastByteMs!, offerMs: 0, cpu: 0 };
             },
           });
         }
         const res = await alternate<S>(P.s5bRuns, variants);
-        const rate = (name: string, key: 'reqMs' | 'offerToLast') => summarize(res.get(name)!.map((s) => mbps(size, s[key])));
+        const rate = (name: string, key: 'reqMs' | 'offerToLast') =>
+          summarize(res.get(name)!.map((s) => mbps(size, s[key])));
         const c = rate('component', 'reqMs');
         const rw = rate('raw', 'reqMs');
         const sx = rate('slix', 'reqMs');
@@ -431,7 +550,15 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
         ratioRow('1', lbl2, c2, 'MB/s', 'slixmpp + mod_proxy65', sx2, t(2));
         if (res.has('intranet')) {
           const hop = rate('intranet', 'reqMs');
-          ratioRow('1', `S5B ${size / MiB} MiB from the HTTP intranet, request → last byte (MB/s), against the intranet hop alone`, c, 'MB/s', 'HTTP GET of the same report by node-fetch', hop, undefined);
+          ratioRow(
+            '1',
+            `S5B ${size / MiB} MiB from the HTTP intranet, request → last byte (MB/s), against the intranet hop alone`,
+            c,
+            'MB/s',
+            'HTTP GET of the same report by node-fetch',
+            hop,
+            undefined,
+          );
           facts.s5b_http_hopRaw = hop.median / rw.median;
           facts.s5b_http_vsHop = c.median / hop.median;
         }
@@ -444,7 +571,12 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
           baseline: `raw ${cpuOf('raw')}; slixmpp + ejabberd ${cpuOf('slix')}`,
         });
         const toOffer = summarize(res.get('component')!.map((s) => s.offerMs));
-        row({ item: '1', figure: `S5B from the ${src.label}: request → SI offer`, value: `${fmtSummary(toOffer)} ms`, baseline: `slixmpp: ${fmtSummary(summarize(res.get('slix')!.map((s) => s.offerMs)))} ms` });
+        row({
+          item: '1',
+          figure: `S5B from the ${src.label}: request → SI offer`,
+          value: `${fmtSummary(toOffer)} ms`,
+          baseline: `slixmpp: ${fmtSummary(summarize(res.get('slix')!.map((s) => s.offerMs)))} ms`,
+        });
         facts[`s5b_${src.name}_reqRaw`] = c.median / rw.median;
         facts[`s5b_${src.name}_reqSlix`] = c.median / sx.median;
         facts[`s5b_${src.name}_cpuGiB`] = summarize(res.get('component')!.map((s) => s.cpu)).median / gib;
@@ -462,7 +594,7 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
   }
 }
 
-let botUser = 'bot';
+const botUser = 'bot';
 function botJid(): string {
   return `${botUser}@${ej.domain}/bot`;
 }
@@ -503,18 +635,43 @@ interface IbbSample {
   receiverCpuPerMiB: number;
 }
 
-async function ibbRun(o: { server: EjabberdInstance; user: string; to: string; body: string; size: number; sha: string; senderPid: number; what: string; final?: RegExp; timeoutMs?: number }): Promise<IbbSample> {
+async function ibbRun(o: {
+  server: EjabberdInstance;
+  user: string;
+  to: string;
+  body: string;
+  size: number;
+  sha: string;
+  senderPid: number;
+  what: string;
+  final?: RegExp;
+  timeoutMs?: number;
+}): Promise<IbbSample> {
   const beam = beamPid(o.server);
   const ej0 = cpuSeconds(beam);
   const s0 = cpuSeconds(o.senderPid);
   const r0 = cpuSeconds(rx.child.pid);
-  const d = await rx.request({ user: o.user, to: o.to, body: o.body, method: 'ibb', hash: 'inline', waitFinal: o.final !== undefined, timeoutMs: o.timeoutMs ?? 300000 });
+  const d = await rx.request({
+    user: o.user,
+    to: o.to,
+    body: o.body,
+    method: 'ibb',
+    hash: 'inline',
+    waitFinal: o.final !== undefined,
+    timeoutMs: o.timeoutMs ?? 300000,
+  });
   const ej1 = cpuSeconds(beam);
   const s1 = cpuSeconds(o.senderPid);
   const r1 = cpuSeconds(rx.child.pid);
   check(d, o.sha, o.what, o.final);
   const mib = o.size / MiB;
-  return { mbps: mbps(o.size, d.lastByteMs!), offerToLastMbps: mbps(o.size, d.lastByteMs! - (d.offerMs ?? 0)), ejCpuPerMiB: (ej1 - ej0) / mib, senderCpuPerMiB: (s1 - s0) / mib, receiverCpuPerMiB: (r1 - r0) / mib };
+  return {
+    mbps: mbps(o.size, d.lastByteMs!),
+    offerToLastMbps: mbps(o.size, d.lastByteMs! - (d.offerMs ?? 0)),
+    ejCpuPerMiB: (ej1 - ej0) / mib,
+    senderCpuPerMiB: (s1 - s0) / mib,
+    receiverCpuPerMiB: (r1 - r0) / mib,
+  };
 }
 
 async function benchIbb(): Promise<void> {
@@ -525,17 +682,41 @@ async function benchIbb(): Promise<void> {
   try {
     for (const block of IBB_BLOCKS) {
       log(`2. IBB: ${size / MiB} MiB, ${block}-byte blocks, window ${IBB_WINDOW}, ${P.ibbRuns} runs`);
-      const comp = await Component.start(ej, { XR_REPORTS_SOURCE: 'folder', XR_REPORTS_FOLDER: reportsDir, XR_IBB_BLOCK_SIZE: String(block) });
+      const comp = await Component.start(ej, {
+        XR_REPORTS_SOURCE: 'folder',
+        XR_REPORTS_FOLDER: reportsDir,
+        XR_IBB_BLOCK_SIZE: String(block),
+      });
       try {
         const res = await alternate<IbbSample>(P.ibbRuns, [
           {
             name: 'component',
-            run: () => ibbRun({ server: ej, user: 'rx', to: `${project.ibb}@${COMPONENT_DOMAIN}`, body: 'report', size, sha, senderPid: comp.pid, what: `component IBB ${block}`, final: / in-band\.$/ }),
+            run: () =>
+              ibbRun({
+                server: ej,
+                user: 'rx',
+                to: `${project.ibb}@${COMPONENT_DOMAIN}`,
+                body: 'report',
+                size,
+                sha,
+                senderPid: comp.pid,
+                what: `component IBB ${block}`,
+                final: / in-band\.$/,
+              }),
           },
           {
             name: 'slix',
             run: async () => {
-              const s = await ibbRun({ server: ej, user: 'rx', to: botJid(), body: `send ${project.ibb}.pdf ${block}`, size, sha, senderPid: bot.pid, what: `slixmpp IBB ${block}` });
+              const s = await ibbRun({
+                server: ej,
+                user: 'rx',
+                to: botJid(),
+                body: `send ${project.ibb}.pdf ${block}`,
+                size,
+                sha,
+                senderPid: bot.pid,
+                what: `slixmpp IBB ${block}`,
+              });
               await sleep(300); // its <close/> round trip
               return s;
             },
@@ -543,7 +724,8 @@ async function benchIbb(): Promise<void> {
         ]);
         const c = res.get('component')!;
         const s = res.get('slix')!;
-        const cpu = (xs: IbbSample[], k: 'ejCpuPerMiB' | 'senderCpuPerMiB' | 'receiverCpuPerMiB') => fmt(summarize(xs.map((x) => x[k])).median, 3);
+        const cpu = (xs: IbbSample[], k: 'ejCpuPerMiB' | 'senderCpuPerMiB' | 'receiverCpuPerMiB') =>
+          fmt(summarize(xs.map((x) => x[k])).median, 3);
         ratioRow(
           '2',
           `IBB ${size / MiB} MiB, ${block}-byte blocks, request → last byte (MB/s)`,
@@ -567,7 +749,7 @@ async function benchIbb(): Promise<void> {
 /** IBB through a second ejabberd with Debian's c2s shaper, then with the shaper lifted for local users. */
 async function benchIbbShaped(): Promise<void> {
   const runDir = join(ROOT, '.run', 'bench-ejabberd-debian');
-  log('2b. IBB under Debian\'s default c2s shaper (second ejabberd, shaper normal = 3000 B/s)');
+  log("2b. IBB under Debian's default c2s shaper (second ejabberd, shaper normal = 3000 B/s)");
   let shaped: EjabberdInstance | undefined;
   const ids = { s4096: '330001', s65535: '330002' };
   makeReport(ids.s4096, P.shapedSize4096);
@@ -578,40 +760,75 @@ async function benchIbbShaped(): Promise<void> {
     await rx.login('rxd', shaped, 'rxd', 'pw-rxd');
     const measure = async (label: string, sizes: Record<number, { id: string; size: number }>, runs: number) => {
       for (const block of [65535, 4096]) {
-        const { id, size } = sizes[block]!;
-        const comp = await Component.start(shaped!, { XR_REPORTS_SOURCE: 'folder', XR_REPORTS_FOLDER: reportsDir, XR_IBB_BLOCK_SIZE: String(block) });
+        const { id, size } = sizes[block];
+        const comp = await Component.start(shaped!, {
+          XR_REPORTS_SOURCE: 'folder',
+          XR_REPORTS_FOLDER: reportsDir,
+          XR_IBB_BLOCK_SIZE: String(block),
+        });
         try {
           const xs: IbbSample[] = [];
           for (let i = 0; i < runs; i++) {
-            xs.push(await ibbRun({ server: shaped!, user: 'rxd', to: `${id}@${COMPONENT_DOMAIN}`, body: 'report', size, sha: shas.get(id)!, senderPid: comp.pid, what: `IBB ${label} ${block}`, final: / in-band\.$/, timeoutMs: 600000 }));
+            xs.push(
+              await ibbRun({
+                server: shaped!,
+                user: 'rxd',
+                to: `${id}@${COMPONENT_DOMAIN}`,
+                body: 'report',
+                size,
+                sha: shas.get(id)!,
+                senderPid: comp.pid,
+                what: `IBB ${label} ${block}`,
+                final: / in-band\.$/,
+                timeoutMs: 600000,
+              }),
+            );
           }
           const s = summarize(xs.map((x) => x.mbps * 1000));
-          row({ item: '2', figure: `IBB ${label}, ${block}-byte blocks, ${fmt(size / 1024, 0)} KiB (kB/s)`, value: `${fmtSummary(s)} kB/s; ejabberd ${fmt(summarize(xs.map((x) => x.ejCpuPerMiB)).median, 3)} s CPU/MiB` });
+          row({
+            item: '2',
+            figure: `IBB ${label}, ${block}-byte blocks, ${fmt(size / 1024, 0)} KiB (kB/s)`,
+            value: `${fmtSummary(s)} kB/s; ejabberd ${fmt(summarize(xs.map((x) => x.ejCpuPerMiB)).median, 3)} s CPU/MiB`,
+          });
         } finally {
           await comp.stop();
         }
       }
     };
-    await measure("under Debian's default c2s shaper (normal: 3000 B/s)", { 4096: { id: ids.s4096, size: P.shapedSize4096 }, 65535: { id: ids.s65535, size: P.shapedSize65535 } }, P.shapedRuns);
+    await measure(
+      "under Debian's default c2s shaper (normal: 3000 B/s)",
+      { 4096: { id: ids.s4096, size: P.shapedSize4096 }, 65535: { id: ids.s65535, size: P.shapedSize65535 } },
+      P.shapedRuns,
+    );
 
     // The same server with the setting ejabberd.yml.example recommends.
     log('2b. IBB with the c2s shaper lifted (shaper_rules: c2s_shaper: [fast: local, normal: all])');
     rx.logout('rxd');
     const tmpl = readFileSync(join(ROOT, 'scripts', 'ejabberd', 'ejabberd.test.yml.tmpl'), 'utf8');
-    if (!tmpl.includes('{{C2S_SHAPER_RULE}}')) throw new Error('the ejabberd template has no {{C2S_SHAPER_RULE}} placeholder any more');
+    if (!tmpl.includes('{{C2S_SHAPER_RULE}}'))
+      throw new Error('the ejabberd template has no {{C2S_SHAPER_RULE}} placeholder any more');
     const lifted = join(RUN, 'ejabberd.lifted.yml.tmpl');
     writeFileSync(lifted, tmpl.replace('{{C2S_SHAPER_RULE}}', `  ${LIFTED_RULE.trim().split('\n').join('\n  ')}`));
     const prev = process.env.XR_EJ_TEMPLATE;
     process.env.XR_EJ_TEMPLATE = lifted;
     try {
-      shaped = await startEj({ runDir, portBase: SHAPED_PORT_BASE, nodeName: 'xrbenchdeb@localhost', shaper: 'debian' });
+      shaped = await startEj({
+        runDir,
+        portBase: SHAPED_PORT_BASE,
+        nodeName: 'xrbenchdeb@localhost',
+        shaper: 'debian',
+      });
     } finally {
       if (prev === undefined) delete process.env.XR_EJ_TEMPLATE;
       else process.env.XR_EJ_TEMPLATE = prev;
     }
     await rx.login('rxd', shaped, 'rxd', 'pw-rxd');
     makeReport(project.ibb, P.ibbSize);
-    await measure('with the c2s shaper lifted (fast: local)', { 4096: { id: project.ibb, size: P.ibbSize }, 65535: { id: project.ibb, size: P.ibbSize } }, P.liftedRuns);
+    await measure(
+      'with the c2s shaper lifted (fast: local)',
+      { 4096: { id: project.ibb, size: P.ibbSize }, 65535: { id: project.ibb, size: P.ibbSize } },
+      P.liftedRuns,
+    );
     rx.logout('rxd');
   } finally {
     await shaped?.stop();
@@ -634,7 +851,9 @@ async function benchConcurrency(): Promise<void> {
   const nUsers = P.concUsers;
   const perUser = P.concPerUser;
   const total = nUsers * perUser;
-  log(`3. concurrency: ${total} simultaneous S5B transfers of ${P.concSize / MiB} MiB from ${nUsers} users, ${CONC_RUNS} runs`);
+  log(
+    `3. concurrency: ${total} simultaneous S5B transfers of ${P.concSize / MiB} MiB from ${nUsers} users, ${CONC_RUNS} runs`,
+  );
   // Every request is for its own project, so each is fetched and spooled on its
   // own (identical concurrent requests would share one download). The project
   // files are hard links to 20 distinct contents, so a mix-up between two
@@ -646,7 +865,7 @@ async function benchConcurrency(): Promise<void> {
     for (let k = 0; k < perUser; k++) {
       const link = join(reportsDir, `${projectOf(u, k)}.pdf`);
       rmSync(link, { force: true });
-      linkSync(bases[(u + k) % 20]!, link);
+      linkSync(bases[(u + k) % 20], link);
     }
   }
   const names = Array.from({ length: nUsers }, (_, i) => `c${String(i + 1).padStart(2, '0')}`);
@@ -678,7 +897,18 @@ async function benchConcurrency(): Promise<void> {
       try {
         const jobs: Array<Promise<Done>> = [];
         names.forEach((n, u) => {
-          for (let k = 0; k < perUser; k++) jobs.push(crx.request({ user: n, to: `${projectOf(u, k)}@${COMPONENT_DOMAIN}`, body: 'report', method: 's5b', hash: 'inline', waitFinal: true, timeoutMs: 600000 }));
+          for (let k = 0; k < perUser; k++)
+            jobs.push(
+              crx.request({
+                user: n,
+                to: `${projectOf(u, k)}@${COMPONENT_DOMAIN}`,
+                body: 'report',
+                method: 's5b',
+                hash: 'inline',
+                waitFinal: true,
+                timeoutMs: 600000,
+              }),
+            );
         });
         const done = await Promise.all(jobs);
         clearInterval(sampler);
@@ -695,15 +925,33 @@ async function benchConcurrency(): Promise<void> {
         let ok = 0;
         const failures: string[] = [];
         done.forEach((d, i) => {
-          if (d.ok && d.sha256 === shaOf(Math.floor(i / perUser), i % perUser) && / by direct connection\.$/.test(d.final ?? '')) ok++;
+          if (
+            d.ok &&
+            d.sha256 === shaOf(Math.floor(i / perUser), i % perUser) &&
+            / by direct connection\.$/.test(d.final ?? '')
+          )
+            ok++;
           else failures.push(`${d.reason ?? 'sha/final mismatch'} [${d.final ?? ''}]`);
         });
-        if (failures.length) notes.push(`Concurrency (${label}): ${failures.length} failed, e.g. ${failures.slice(0, 3).join('; ')}`);
+        if (failures.length)
+          notes.push(`Concurrency (${label}): ${failures.length} failed, e.g. ${failures.slice(0, 3).join('; ')}`);
         const start = Math.min(...done.map((d) => d.t0Abs!));
         const end = Math.max(...done.map((d) => d.t0Abs! + (d.lastByteMs ?? 0)));
         const per = summarize(done.filter((d) => d.ok).map((d) => d.lastByteMs!));
-        const r: ConcRun = { ok, agg: mbps(done.reduce((a, d) => a + d.bytes, 0), end - start), hwm: peak, p50: per.median, worst: per.max, cpu };
-        log(`   ${label}: ${ok}/${total} byte-exact, ${fmt(r.agg)} MB/s aggregate, peak RSS ${fmt(peak / MB)} MB (at start ${fmt(startHwm / MB)} MB), component CPU ${fmt(cpu)} s, per transfer p50 ${fmt(per.median)} ms max ${fmt(per.max)} ms`);
+        const r: ConcRun = {
+          ok,
+          agg: mbps(
+            done.reduce((a, d) => a + d.bytes, 0),
+            end - start,
+          ),
+          hwm: peak,
+          p50: per.median,
+          worst: per.max,
+          cpu,
+        };
+        log(
+          `   ${label}: ${ok}/${total} byte-exact, ${fmt(r.agg)} MB/s aggregate, peak RSS ${fmt(peak / MB)} MB (at start ${fmt(startHwm / MB)} MB), component CPU ${fmt(cpu)} s, per transfer p50 ${fmt(per.median)} ms max ${fmt(per.max)} ms`,
+        );
         return r;
       } finally {
         clearInterval(sampler);
@@ -714,15 +962,39 @@ async function benchConcurrency(): Promise<void> {
     for (let run = 0; run < CONC_RUNS; run++) runs.push(await runOnce(`run ${run + 1}`, {}));
     const gib = (total * P.concSize) / 2 ** 30;
     const okAll = runs.reduce((a, r) => a + r.ok, 0);
-    row({ item: '3', figure: `${total} simultaneous S5B × ${P.concSize / MiB} MiB (each its own project) from ${nUsers} users: byte-exact`, value: `${okAll}/${total * runs.length} over ${runs.length} run(s)`, target: 'all', met: okAll === total * runs.length ? 'yes' : 'NO' });
-    row({ item: '3', figure: 'aggregate throughput, first request → last byte of all (MB/s)', value: `${fmtSummary(summarize(runs.map((r) => r.agg)))} MB/s; component CPU ${fmt(summarize(runs.map((r) => r.cpu)).median / gib, 2)} s per GiB` });
-    row({ item: '3', figure: 'per transfer request → last byte (ms): median of run medians / worst', value: `${fmt(summarize(runs.map((r) => r.p50)).median)} ms / ${fmt(Math.max(...runs.map((r) => r.worst)))} ms` });
+    row({
+      item: '3',
+      figure: `${total} simultaneous S5B × ${P.concSize / MiB} MiB (each its own project) from ${nUsers} users: byte-exact`,
+      value: `${okAll}/${total * runs.length} over ${runs.length} run(s)`,
+      target: 'all',
+      met: okAll === total * runs.length ? 'yes' : 'NO',
+    });
+    row({
+      item: '3',
+      figure: 'aggregate throughput, first request → last byte of all (MB/s)',
+      value: `${fmtSummary(summarize(runs.map((r) => r.agg)))} MB/s; component CPU ${fmt(summarize(runs.map((r) => r.cpu)).median / gib, 2)} s per GiB`,
+    });
+    row({
+      item: '3',
+      figure: 'per transfer request → last byte (ms): median of run medians / worst',
+      value: `${fmt(summarize(runs.map((r) => r.p50)).median)} ms / ${fmt(Math.max(...runs.map((r) => r.worst)))} ms`,
+    });
     const h = summarize(runs.map((r) => r.hwm / MB));
     facts.concPeakMB = h.max;
     facts.concTotal = total;
-    row({ item: '3', figure: 'peak RSS of the component process (VmHWM, MB)', value: `${fmtSummary(h)} MB`, target: '< 200 MB', met: h.max < 200 ? 'yes' : 'NO' });
+    row({
+      item: '3',
+      figure: 'peak RSS of the component process (VmHWM, MB)',
+      value: `${fmtSummary(h)} MB`,
+      target: '< 200 MB',
+      met: h.max < 200 ? 'yes' : 'NO',
+    });
     // The same requests with the component's default limits: at most 50 reports at once, 3 per user, the rest queued.
-    const d = await runOnce('default limits', { XR_LIMITS_REQUESTS_PER_MINUTE: '', XR_LIMITS_MAX_CONCURRENT: '', XR_LIMITS_MAX_CONCURRENT_PER_USER: '' });
+    const d = await runOnce('default limits', {
+      XR_LIMITS_REQUESTS_PER_MINUTE: '',
+      XR_LIMITS_MAX_CONCURRENT: '',
+      XR_LIMITS_MAX_CONCURRENT_PER_USER: '',
+    });
     row({
       item: '3',
       figure: `the same ${total} requests with the default limits (≤ 50 at once, ≤ 3 per user, rest queued), 1 run`,
@@ -732,7 +1004,8 @@ async function benchConcurrency(): Promise<void> {
     });
   } finally {
     await crx.child.stop();
-    for (let u = 0; u < nUsers; u++) for (let k = 0; k < perUser; k++) rmSync(join(reportsDir, `${projectOf(u, k)}.pdf`), { force: true });
+    for (let u = 0; u < nUsers; u++)
+      for (let k = 0; k < perUser; k++) rmSync(join(reportsDir, `${projectOf(u, k)}.pdf`), { force: true });
     for (const b of bases) rmSync(b, { force: true });
   }
 }
@@ -748,9 +1021,21 @@ async function benchBig(intranet: ReportServer): Promise<void> {
   intranet.files.set(project.big, path);
   try {
     for (const method of ['s5b', 'ibb'] as const) {
-      const comp = await Component.start(ej, { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, XR_IBB_BLOCK_SIZE: '65535' });
+      const comp = await Component.start(ej, {
+        XR_REPORTS_SOURCE: 'http',
+        XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+        XR_IBB_BLOCK_SIZE: '65535',
+      });
       try {
-        const d = await rx.request({ user: 'rx', to: `${project.big}@${COMPONENT_DOMAIN}`, body: 'report', method, hash: 'inline', waitFinal: true, timeoutMs: 900000 });
+        const d = await rx.request({
+          user: 'rx',
+          to: `${project.big}@${COMPONENT_DOMAIN}`,
+          body: 'report',
+          method,
+          hash: 'inline',
+          waitFinal: true,
+          timeoutMs: 900000,
+        });
         const peak = procStatusBytes(comp.pid, 'VmHWM');
         check(d, sha, `${size / MiB} MiB by ${method}`, method === 's5b' ? / by direct connection\.$/ : / in-band\.$/);
         row({
@@ -774,21 +1059,37 @@ async function benchBig(intranet: ReportServer): Promise<void> {
 
 async function benchLatency(intranet: ReportServer): Promise<void> {
   const n = P.latRequests;
-  log(`5. latency: ${n} sequential requests, request → SI offer at the receiver, 10 KiB report from the local HTTP intranet`);
+  log(
+    `5. latency: ${n} sequential requests, request → SI offer at the receiver, 10 KiB report from the local HTTP intranet`,
+  );
   const small = join(RUN, 'small.pdf');
   const sha = writeRandomFile(small, 10 * 1024);
   let next = 500000;
-  const variants: Array<{ label: string; nodeArgs: string[]; target: boolean }> = [{ label: 'as shipped', nodeArgs: [], target: true }];
+  const variants: Array<{ label: string; nodeArgs: string[]; target: boolean }> = [
+    { label: 'as shipped', nodeArgs: [], target: true },
+  ];
   try {
     for (const v of variants) {
       const ids = Array.from({ length: n + 5 }, () => String(next++));
       for (const id of ids) intranet.files.set(id, small);
-      const comp = await Component.start(ej, { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate }, v.nodeArgs);
+      const comp = await Component.start(
+        ej,
+        { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate },
+        v.nodeArgs,
+      );
       try {
         const lat: number[] = [];
         const beyond: number[] = [];
         for (const [i, id] of ids.entries()) {
-          const d = await rx.request({ user: 'rx', to: `${id}@${COMPONENT_DOMAIN}`, body: 'report', method: 's5b', hash: 'inline', waitFinal: true, timeoutMs: 30000 });
+          const d = await rx.request({
+            user: 'rx',
+            to: `${id}@${COMPONENT_DOMAIN}`,
+            body: 'report',
+            method: 's5b',
+            hash: 'inline',
+            waitFinal: true,
+            timeoutMs: 30000,
+          });
           check(d, sha, `latency request ${i}`, / by direct connection\.$/);
           if (i < 5) continue; // warm-up
           const fetched = comp.logged('report fetched').find((e) => e.project === id);
@@ -797,7 +1098,11 @@ async function benchLatency(intranet: ReportServer): Promise<void> {
         }
         const l = summarize(lat);
         const b = summarize(beyond);
-        row({ item: '5', figure: `request → SI offer at the receiver, ${n} requests (ms): median / p99 (min–max)`, value: `${fmt(l.median)} / ${fmt(l.p99)} ms (${fmt(l.min)}–${fmt(l.max)})` });
+        row({
+          item: '5',
+          figure: `request → SI offer at the receiver, ${n} requests (ms): median / p99 (min–max)`,
+          value: `${fmt(l.median)} / ${fmt(l.p99)} ms (${fmt(l.min)}–${fmt(l.max)})`,
+        });
         row({
           item: '5',
           figure: 'the same minus the report download (the component\'s "report fetched" ms): median / p99',
@@ -831,21 +1136,28 @@ function machine(): string[] {
     `- nproc: ${c.length}; CPU: ${c[0]?.model ?? 'unknown'}; memory: ${fmt(totalmem() / 2 ** 30, 1)} GiB; kernel ${release()}`,
     `- node ${process.version}; ejabberd ${sh('dpkg-query', ['-W', '-f', '${Version}', 'ejabberd'])}; python3-slixmpp ${sh('dpkg-query', ['-W', '-f', '${Version}', 'python3-slixmpp'])}`,
     `- mode: ${QUICK ? 'quick (smoke check: smaller files, fewer runs)' : 'full'}; items: ${[...ONLY].join(',')}; IBB window ${IBB_WINDOW}`,
-    `- load average (1 min) at start / end: ${fmt(loadAtStart, 2)} / ${fmt(loadavg()[0]!, 2)} (other work on the machine shares its ${c.length} cores)`,
+    `- load average (1 min) at start / end: ${fmt(loadAtStart, 2)} / ${fmt(loadavg()[0], 2)} (other work on the machine shares its ${c.length} cores)`,
   ];
 }
 
 function table(): string {
-  const head = '| # | figure | value: median (min–max) | baseline | ratio | target | met |\n|---|---|---|---|---|---|---|';
+  const head =
+    '| # | figure | value: median (min–max) | baseline | ratio | target | met |\n|---|---|---|---|---|---|---|';
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  return [head, ...rows.map((r) => `| ${r.item} | ${esc(r.figure)} | ${esc(r.value)} | ${esc(r.baseline)} | ${r.ratio} | ${r.target} | ${r.met} |`)].join('\n');
+  return [
+    head,
+    ...rows.map(
+      (r) =>
+        `| ${r.item} | ${esc(r.figure)} | ${esc(r.value)} | ${esc(r.baseline)} | ${r.ratio} | ${r.target} | ${r.met} |`,
+    ),
+  ].join('\n');
 }
 
 /** What limits the figures, in words; only for the items that ran. */
 function analysis(): string[] {
   const out: string[] = ['What limits the figures:', ''];
   if (facts.s5bMiB !== undefined) {
-    const f = (k: string, d = 2) => (facts[k] === undefined ? 'n/a' : fmt(facts[k]!, d));
+    const f = (k: string, d = 2) => (facts[k] === undefined ? 'n/a' : fmt(facts[k], d));
     out.push(
       `- S5B from the report folder (${f('s5b_folder_reqRaw')}× raw, ${f('s5b_folder_reqSlix')}× slixmpp): the component offers the file as soon as`,
       `  it has found it (${f('s5b_folder_toOfferMs', 1)} ms from request to offer) and sends it from where it lies, through two reused buffers, straight`,
@@ -861,21 +1173,21 @@ function analysis(): string[] {
   }
   if (ONLY.has('2')) {
     out.push(
-      '- IBB: every block costs a stanza through ejabberd and back (the ack); at 4096-byte blocks ejabberd\'s and the component\'s',
+      "- IBB: every block costs a stanza through ejabberd and back (the ack); at 4096-byte blocks ejabberd's and the component's",
       '  CPU per MiB (columns above) share the 2 cores with the receiver, which is what caps it. The slixmpp path costs ejabberd 2-3×',
       '  more per MiB (two c2s sessions instead of one, one block in flight).',
       "- Debian's ejabberd.yml gives every user `c2s_shaper: normal` (`normal: {rate: 3000, burst_size: 20000}`): ejabberd reads the",
-      '  receiver\'s IBB acks (~100 bytes each) at 3000 B/s, i.e. ~30 blocks/s once the 20000-byte burst is spent. Lifted by',
+      "  receiver's IBB acks (~100 bytes each) at 3000 B/s, i.e. ~30 blocks/s once the 20000-byte burst is spent. Lifted by",
       '  `shaper_rules: c2s_shaper: [{none: admin}, {fast: local}, {normal: all}]` with `fast: 200000` (ejabberd.yml.example; measured',
       '  above with `fast: local`). A slixmpp bot is itself a c2s client, so under the same default its own data is read at 3000 B/s',
-      '  (~2.2 kB/s of file after base64): the component\'s listener has no shaper.',
+      "  (~2.2 kB/s of file after base64): the component's listener has no shaper.",
     );
   }
   if (facts.concPeakMB !== undefined) {
     out.push(
       `- Concurrency: the peak RSS (${fmt(facts.concPeakMB)} MB at most) is the sends at their busiest (XR_BENCH_RSS_TIMELINE=1 shows it): folder`,
       '  reports are read where they lie, so nothing is spooled; the sends share a 4 MiB read budget (two reused buffers per',
-      '  transfer, pump() in si-delivery.ts); the rest is the Node heap with 200 sessions\' sockets and stanzas. Until the 2026-11-25',
+      "  transfer, pump() in si-delivery.ts); the rest is the Node heap with 200 sessions' sockets and stanzas. Until the 2026-11-25",
       '  run every report was first copied into the spool, which alone took the peak to 193–200 MB.',
     );
   }
@@ -900,13 +1212,15 @@ function report(startedAt: number): string {
     'Set-up:',
     '',
     `- The component runs as its own process (\`node ${START_NODE_ARGS.join(' ')} dist/src/main.js\`, as \`npm start\`), configured by environment: folder source (items 1-3) or`,
-    '  the bench\'s HTTP intranet (items 1, 4, 5), spool under .run/bench, streamhost on 127.0.0.1, `XR_IBB_WINDOW` as above,',
+    "  the bench's HTTP intranet (items 1, 4, 5), spool under .run/bench, streamhost on 127.0.0.1, `XR_IBB_WINDOW` as above,",
     '  `XR_PROXY_MAX_PER_ADDRESS=10000` (every bench receiver connects from 127.0.0.1) and the per-user request limits lifted',
-    `  (${Object.entries(BENCH_LIMITS).map(([k, v]) => `${k}=${v}`).join(', ')}) except where a row says "default limits".`,
+    `  (${Object.entries(BENCH_LIMITS)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}) except where a row says "default limits".`,
     '- Receiver (all items, A and B alike): bench/receiver.ts, @xmpp/client over c2s with TCP_NODELAY, its XML parser guarded',
-    '  against ltx\'s quadratic scan of long text nodes; SOCKS5 to the first streamhost offered; counts and hashes, no disk.',
+    "  against ltx's quadratic scan of long text nodes; SOCKS5 to the first streamhost offered; counts and hashes, no disk.",
     '- slixmpp baseline: bench/slix-sender.py, a c2s bot (SI offer and streamhost IQ written raw; SOCKS5, activation and IBB',
-    '  from slixmpp\'s plugins), S5B through ejabberd\'s mod_proxy65, IBB with one block in flight.',
+    "  from slixmpp's plugins), S5B through ejabberd's mod_proxy65, IBB with one block in flight.",
     '- Raw baseline: bench/raw-sender.ts, a Node TCP server writing the same file through two reused 1 MiB buffers.',
     '- ejabberd: private instances from scripts/ejabberd.sh (c2s shaper none; the Debian-shaper instance as labelled).',
     '',
@@ -917,16 +1231,21 @@ function report(startedAt: number): string {
 
 // ------------------------------------------------------------------ main
 
-const loadAtStart = loadavg()[0]!;
+const loadAtStart = loadavg()[0];
 
 async function main(): Promise<number> {
   const startedAt = Date.now();
   mkdirSync(reportsDir, { recursive: true });
   for (const f of ['node_modules', 'dist/src/main.js', 'dist/bench/receiver.js']) {
-    if (!existsSync(join(ROOT, f))) throw new Error(`${f} missing: run via npm run bench (scripts/bench.sh builds first)`);
+    if (!existsSync(join(ROOT, f)))
+      throw new Error(`${f} missing: run via npm run bench (scripts/bench.sh builds first)`);
   }
   log(`starting the bench ejabberd (${join(ROOT, '.run', 'bench-ejabberd')}, ports ${PORT_BASE}–${PORT_BASE + 4})`);
-  ej = await startEj({ runDir: join(ROOT, '.run', 'bench-ejabberd'), portBase: PORT_BASE, nodeName: 'xrbench@localhost' });
+  ej = await startEj({
+    runDir: join(ROOT, '.run', 'bench-ejabberd'),
+    portBase: PORT_BASE,
+    nodeName: 'xrbench@localhost',
+  });
   const intranet = await new ReportServer().start();
   try {
     await register(['rx', botUser]);
@@ -934,10 +1253,13 @@ async function main(): Promise<number> {
     await rx.login('rx', ej, 'rx', users.get('rx')!);
     const items: Array<[string, () => Promise<void>]> = [
       ['1', () => benchS5b(intranet)],
-      ['2', async () => {
-        await benchIbb();
-        if (!SKIP_SHAPED) await benchIbbShaped();
-      }],
+      [
+        '2',
+        async () => {
+          await benchIbb();
+          if (!SKIP_SHAPED) await benchIbbShaped();
+        },
+      ],
       ['3', benchConcurrency],
       ['4', () => benchBig(intranet)],
       ['5', () => benchLatency(intranet)],
@@ -948,7 +1270,7 @@ async function main(): Promise<number> {
         await fn();
       } catch (err) {
         log(`item ${id} failed: ${(err as Error).stack ?? String(err)}`);
-        row({ item: id, figure: 'error', value: (err as Error).message.split('\n')[0]!.slice(0, 300), met: 'error' });
+        row({ item: id, figure: 'error', value: (err as Error).message.split('\n')[0].slice(0, 300), met: 'error' });
       }
     }
   } finally {
@@ -962,7 +1284,10 @@ async function main(): Promise<number> {
   process.stdout.write('\n' + md + '\n');
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 5 ? `-only-${[...ONLY].join('')}` : ''}.md`);
+  const file = join(
+    dir,
+    `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 5 ? `-only-${[...ONLY].join('')}` : ''}.md`,
+  );
   writeFileSync(file, md + '\n');
   log(`written to ${file}`);
   return rows.some((r) => r.met === 'error') ? 1 : 0;

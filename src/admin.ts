@@ -47,8 +47,18 @@ export function adminCommands(d: AdminDeps): AdhocCommand[] {
         status: 'completed',
         form: dataForm('result', 'Active transfers', [
           instance,
-          field({ var: 'count', type: 'text-single', label: 'Report requests in progress', values: [String(active.length)] }),
-          field({ var: 'transfers', type: 'text-multi', label: 'Requests', values: active.map((r) => describeRequest(r, now())) }),
+          field({
+            var: 'count',
+            type: 'text-single',
+            label: 'Report requests in progress',
+            values: [String(active.length)],
+          }),
+          field({
+            var: 'transfers',
+            type: 'text-multi',
+            label: 'Requests',
+            values: active.map((r) => describeRequest(r, now())),
+          }),
         ]),
       };
     },
@@ -58,13 +68,22 @@ export function adminCommands(d: AdminDeps): AdhocCommand[] {
     name: 'Cancel a transfer',
     execute(): Step {
       const active = d.requests.list();
-      if (active.length === 0) return { status: 'completed', notes: [{ type: 'info', text: `No transfers are running on ${d.instance}.` }] };
+      if (active.length === 0)
+        return { status: 'completed', notes: [{ type: 'info', text: `No transfers are running on ${d.instance}.` }] };
       return {
         status: 'executing',
         form: dataForm(
           'form',
           'Cancel a transfer',
-          [field({ var: 'id', type: 'list-single', label: 'Transfer', required: true, options: active.map((r) => ({ label: describeRequest(r, now()), value: r.id })) })],
+          [
+            field({
+              var: 'id',
+              type: 'list-single',
+              label: 'Transfer',
+              required: true,
+              options: active.map((r) => ({ label: describeRequest(r, now()), value: r.id })),
+            }),
+          ],
           'The user is told that an administrator cancelled it.',
         ),
       };
@@ -73,8 +92,12 @@ export function adminCommands(d: AdminDeps): AdhocCommand[] {
       const id = (fields.get('id')?.[0] ?? '').replace(/^#/, '').trim();
       if (!id) return { status: 'completed', notes: [{ type: 'error', text: 'No transfer chosen.' }] };
       const r = d.requests.cancel(id);
-      if (!r) return { status: 'completed', notes: [{ type: 'warn', text: `Transfer #${id} is not running (any more).` }] };
-      return { status: 'completed', notes: [{ type: 'info', text: `Cancelled #${r.id}: project ${r.project} for ${r.jid}.` }] };
+      if (!r)
+        return { status: 'completed', notes: [{ type: 'warn', text: `Transfer #${id} is not running (any more).` }] };
+      return {
+        status: 'completed',
+        notes: [{ type: 'info', text: `Cancelled #${r.id}: project ${r.project} for ${r.jid}.` }],
+      };
     },
   };
   const counters: AdhocCommand = {
@@ -86,8 +109,20 @@ export function adminCommands(d: AdminDeps): AdhocCommand[] {
         status: 'completed',
         form: dataForm('result', 'Counters', [
           instance,
-          field({ var: 'health', type: 'text-single', label: 'Health', values: [`${h.ok ? 'ok' : 'degraded'}: XMPP ${h.xmpp}, streamhost ${h.streamhost}, up ${h.uptimeSeconds} s`] }),
-          field({ var: 'counters', type: 'text-multi', label: 'Counters since start', values: await d.metrics.summary() }),
+          field({
+            var: 'health',
+            type: 'text-single',
+            label: 'Health',
+            values: [
+              `${h.ok ? 'ok' : 'degraded'}: XMPP ${h.xmpp}, streamhost ${h.streamhost}, up ${h.uptimeSeconds} s`,
+            ],
+          }),
+          field({
+            var: 'counters',
+            type: 'text-multi',
+            label: 'Counters since start',
+            values: await d.metrics.summary(),
+          }),
         ]),
       };
     },
@@ -100,10 +135,23 @@ export function adminCommands(d: AdminDeps): AdhocCommand[] {
       try {
         r = await d.reload();
       } catch (err) {
-        return { status: 'completed', notes: [{ type: 'error', text: `Not reloaded; the running configuration is unchanged. ${(err as Error).message}` }] };
+        return {
+          status: 'completed',
+          notes: [
+            { type: 'error', text: `Not reloaded; the running configuration is unchanged. ${(err as Error).message}` },
+          ],
+        };
       }
-      const notes: Step['notes'] = [{ type: 'info', text: r.applied.length ? `Reloaded on ${d.instance}; now in effect: ${r.applied.join(', ')}.` : `Reloaded on ${d.instance}; nothing that can change at run time changed.` }];
-      if (r.needsRestart.length) notes.push({ type: 'warn', text: `Changed but only in effect after a restart: ${r.needsRestart.join(', ')}.` });
+      const notes: Step['notes'] = [
+        {
+          type: 'info',
+          text: r.applied.length
+            ? `Reloaded on ${d.instance}; now in effect: ${r.applied.join(', ')}.`
+            : `Reloaded on ${d.instance}; nothing that can change at run time changed.`,
+        },
+      ];
+      if (r.needsRestart.length)
+        notes.push({ type: 'warn', text: `Changed but only in effect after a restart: ${r.needsRestart.join(', ')}.` });
       return { status: 'completed', notes };
     },
   };

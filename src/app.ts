@@ -31,7 +31,10 @@ import { NS } from './xmpp/namespaces.js';
 import { handlePresence } from './xmpp/presence.js';
 import { IqRouter } from './xmpp/router.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string };
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  name: string;
+  version: string;
+};
 
 export class App {
   readonly connection: Connection;
@@ -58,7 +61,12 @@ export class App {
     const addresses = new Addresses(config.xmpp.domain, config.xmpp.resource);
     const parser = new CommandParser(config.projects.idPattern);
     this.connection = new Connection(
-      { service: config.xmpp.service, domain: config.xmpp.domain, secret: config.xmpp.secret, reconnectMaxMs: config.xmpp.reconnectMaxMs },
+      {
+        service: config.xmpp.service,
+        domain: config.xmpp.domain,
+        secret: config.xmpp.secret,
+        reconnectMaxMs: config.xmpp.reconnectMaxMs,
+      },
       log,
     );
     const send = (el: Element) => this.connection.sendWhenOnline(el);
@@ -73,7 +81,12 @@ export class App {
     const iqs = new IqRouter();
     const si = new SiDelivery({ connection: this.connection, streamhost, config: config.transfer, router: iqs });
     this.connection.onLost(() => si.connectionLost());
-    const jingle = new JingleDelivery({ connection: this.connection, streamhost, config: config.transfer, router: iqs });
+    const jingle = new JingleDelivery({
+      connection: this.connection,
+      streamhost,
+      config: config.transfer,
+      router: iqs,
+    });
     this.connection.onLost(() => jingle.connectionLost());
     const request = (iq: Element, t: number) => this.connection.request(iq, t);
     const caps = new Capabilities(request, config.caps.timeoutMs);
@@ -82,10 +95,15 @@ export class App {
       : linkServer
         ? new ServerLinks(linkServer)
         : undefined;
-    const delivery = new ChoosingDelivery(meteredDelivery(si, this.metrics), links && meteredLinks(links, this.metrics), caps, {
-      jingle: meteredDelivery(jingle, this.metrics),
-      order: config.transfer.order,
-    });
+    const delivery = new ChoosingDelivery(
+      meteredDelivery(si, this.metrics),
+      links && meteredLinks(links, this.metrics),
+      caps,
+      {
+        jingle: meteredDelivery(jingle, this.metrics),
+        order: config.transfer.order,
+      },
+    );
     this.requests = new Requests({
       addresses,
       parser,
@@ -116,7 +134,11 @@ export class App {
       .on('get', NS.DISCO_INFO, 'query', (_iq, q, f, t) => adhoc.discoInfo(q, f, t) ?? disco.info(q, t))
       .on('get', NS.DISCO_ITEMS, 'query', (_iq, q, f, t) => adhoc.discoItems(q, f, t) ?? disco.items(q))
       .on('set', NS.COMMANDS, 'command', (_iq, c, f, t) => adhoc.execute(c, f, t))
-      .on('get', NS.VCARD, 'vCard', (_iq, _q, _f, t) => (t.kind === 'project' && !parser.isProjectId(t.project) ? errorElement('cancel', 'item-not-found') : this.vcard(t)))
+      .on('get', NS.VCARD, 'vCard', (_iq, _q, _f, t) =>
+        t.kind === 'project' && !parser.isProjectId(t.project)
+          ? errorElement('cancel', 'item-not-found')
+          : this.vcard(t),
+      )
       .on('get', NS.VERSION, 'query', () => versionResult(pkg.name, pkg.version))
       .on('get', NS.PING, 'ping', () => true);
 
@@ -173,14 +195,20 @@ export class App {
     const app = new App(config, log, spool, streamhost, linkServer);
     if (opts.loadConfig) app.configLoader = opts.loadConfig;
     if (config.metrics.bindHost && config.metrics.bindPort > 0) {
-      app.metricsServer = await MetricsServer.start({ bindHost: config.metrics.bindHost, bindPort: config.metrics.bindPort, metrics: app.metrics, log });
+      app.metricsServer = await MetricsServer.start({
+        bindHost: config.metrics.bindHost,
+        bindPort: config.metrics.bindPort,
+        metrics: app.metrics,
+        log,
+      });
     }
     return app;
   }
 
   /** The vCard of the domain or a project: "Project 1234 - Apollo" when the intranet names it within 2 s. */
   private async vcard(t: Target): Promise<Element> {
-    if (t.kind === 'domain') return vcardResult('Project status reports', replies.domainStatus(this.config.projects.example));
+    if (t.kind === 'domain')
+      return vcardResult('Project status reports', replies.domainStatus(this.config.projects.example));
     const name = await this.names?.get(t.project, 2000);
     return vcardResult(name ? `Project ${t.project} - ${name}` : `Project ${t.project}`, replies.status(t.project));
   }
@@ -191,10 +219,17 @@ export class App {
    * lists, admins, log level). Other changes are listed as needing a restart.
    * Rejects (changing nothing) when the new configuration is invalid.
    */
-  async reload(): Promise<ReloadResult> {
+  reload(): Promise<ReloadResult> {
+    // The executor turns a throw (an invalid configuration) into the rejection.
+    return new Promise((resolve) => resolve(this.applyReload()));
+  }
+
+  private applyReload(): ReloadResult {
     const next = this.configLoader();
     const old = this.config;
-    const changed = SETTINGS.map((s) => s.key).filter((k) => JSON.stringify(valueAt(old, k)) !== JSON.stringify(valueAt(next, k)));
+    const changed = SETTINGS.map((s) => s.key).filter(
+      (k) => JSON.stringify(valueAt(old, k)) !== JSON.stringify(valueAt(next, k)),
+    );
     const applied = changed.filter(reloadable);
     const needsRestart = changed.filter((k) => !reloadable(k));
     const effective = structuredClone(old);
@@ -206,7 +241,9 @@ export class App {
       limits: c.limits,
       maxBytes: c.reports.maxBytes,
       perUserReports: c.reports.source === 'http' && c.reports.requesterHeader !== '',
-      ...(applied.some((k) => k.startsWith('reports.')) ? { source: meteredSource(reportSource(c, this.spool), this.metrics) } : {}),
+      ...(applied.some((k) => k.startsWith('reports.'))
+        ? { source: meteredSource(reportSource(c, this.spool), this.metrics) }
+        : {}),
     });
     if (applied.some((k) => k.startsWith('reports.'))) this.names = projectNames(c);
     this.log.level = c.log.level;
@@ -237,12 +274,20 @@ function reportSource(config: Config, spool: Spool): ReportSource {
 
 function projectNames(config: Config): ProjectNames | undefined {
   const r = config.reports;
-  return r.metadataUrlTemplate ? new ProjectNames({ ...r, urlTemplate: r.metadataUrlTemplate, timeoutMs: Math.min(r.timeoutMs, 10000) }) : undefined;
+  return r.metadataUrlTemplate
+    ? new ProjectNames({ ...r, urlTemplate: r.metadataUrlTemplate, timeoutMs: Math.min(r.timeoutMs, 10000) })
+    : undefined;
 }
 
 /** Settings reload() applies at run time; everything else needs a restart. */
 function reloadable(key: string): boolean {
-  return (key.startsWith('reports.') && key !== 'reports.spoolDir') || key.startsWith('access.') || key.startsWith('limits.') || key === 'admin.jids' || key === 'log.level';
+  return (
+    (key.startsWith('reports.') && key !== 'reports.spoolDir') ||
+    key.startsWith('access.') ||
+    key.startsWith('limits.') ||
+    key === 'admin.jids' ||
+    key === 'log.level'
+  );
 }
 
 function valueAt(c: Config, key: string): unknown {
@@ -251,6 +296,11 @@ function valueAt(c: Config, key: string): unknown {
 
 function setValueAt(c: Config, key: string, value: unknown): void {
   const parts = key.split('.');
-  const parent = parts.slice(0, -1).reduce<Record<string, unknown>>((node, part) => node[part] as Record<string, unknown>, c as unknown as Record<string, unknown>);
-  parent[parts[parts.length - 1]!] = structuredClone(value);
+  const parent = parts
+    .slice(0, -1)
+    .reduce<Record<string, unknown>>(
+      (node, part) => node[part] as Record<string, unknown>,
+      c as unknown as Record<string, unknown>,
+    );
+  parent[parts[parts.length - 1]] = structuredClone(value);
 }

@@ -18,68 +18,444 @@ export interface Setting {
 }
 
 export const SETTINGS: readonly Setting[] = [
-  { key: 'xmpp.service', env: 'XR_XMPP_SERVICE', kind: 'string', def: 'xmpp://127.0.0.1:5275', doc: 'ejabberd component listener (ejabberd_service), as xmpp://host:port' },
-  { key: 'xmpp.domain', env: 'XR_XMPP_DOMAIN', kind: 'string', def: 'reports.example.com', doc: 'component domain; project JIDs are <project>@<domain>' },
-  { key: 'xmpp.secret', env: 'XR_XMPP_SECRET', kind: 'string', secret: true, doc: 'component password (the listener\'s hosts.<domain>.password); required' },
-  { key: 'xmpp.resource', env: 'XR_XMPP_RESOURCE', kind: 'string', def: 'reports', doc: 'resource of project JIDs (1234@domain/reports); file transfers need a full JID' },
-  { key: 'xmpp.reconnectMaxMs', env: 'XR_XMPP_RECONNECT_MAX_MS', kind: 'int', def: 30000, min: 1000, doc: 'longest wait between reconnect attempts (backoff doubles from 1 s)' },
+  {
+    key: 'xmpp.service',
+    env: 'XR_XMPP_SERVICE',
+    kind: 'string',
+    def: 'xmpp://127.0.0.1:5275',
+    doc: 'ejabberd component listener (ejabberd_service), as xmpp://host:port',
+  },
+  {
+    key: 'xmpp.domain',
+    env: 'XR_XMPP_DOMAIN',
+    kind: 'string',
+    def: 'reports.example.com',
+    doc: 'component domain; project JIDs are <project>@<domain>',
+  },
+  {
+    key: 'xmpp.secret',
+    env: 'XR_XMPP_SECRET',
+    kind: 'string',
+    secret: true,
+    doc: "component password (the listener's hosts.<domain>.password); required",
+  },
+  {
+    key: 'xmpp.resource',
+    env: 'XR_XMPP_RESOURCE',
+    kind: 'string',
+    def: 'reports',
+    doc: 'resource of project JIDs (1234@domain/reports); file transfers need a full JID',
+  },
+  {
+    key: 'xmpp.reconnectMaxMs',
+    env: 'XR_XMPP_RECONNECT_MAX_MS',
+    kind: 'int',
+    def: 30000,
+    min: 1000,
+    doc: 'longest wait between reconnect attempts (backoff doubles from 1 s)',
+  },
 
-  { key: 'reports.source', env: 'XR_REPORTS_SOURCE', kind: 'enum', values: ['folder', 'http'], def: 'folder', doc: 'where reports come from: a local folder or the intranet over HTTP' },
-  { key: 'reports.folder', env: 'XR_REPORTS_FOLDER', kind: 'string', def: 'reports', doc: 'folder source: directory holding <project>.<ext> files' },
-  { key: 'reports.urlTemplate', env: 'XR_REPORTS_URL_TEMPLATE', kind: 'string', def: '', doc: 'http source: URL with {project}, percent-encoded on substitution, e.g. https://intranet.example.com/projects/{project}/status.pdf' },
-  { key: 'reports.authHeader', env: 'XR_REPORTS_AUTH_HEADER', kind: 'string', def: '', secret: true, doc: 'http source: full Authorization header value, e.g. "Bearer abc"' },
-  { key: 'reports.basicUser', env: 'XR_REPORTS_BASIC_USER', kind: 'string', def: '', doc: 'http source: basic-auth user (with reports.basicPassword)' },
-  { key: 'reports.basicPassword', env: 'XR_REPORTS_BASIC_PASSWORD', kind: 'string', def: '', secret: true, doc: 'http source: basic-auth password' },
-  { key: 'reports.requesterHeader', env: 'XR_REPORTS_REQUESTER_HEADER', kind: 'string', def: '', doc: 'http source: header carrying the requester\'s bare JID so the intranet can authorize per user (e.g. X-Requested-By)' },
-  { key: 'reports.timeoutMs', env: 'XR_REPORTS_TIMEOUT_MS', kind: 'int', def: 30000, min: 100, doc: 'http source: connect and idle timeout for the download' },
-  { key: 'reports.maxBytes', env: 'XR_REPORTS_MAX_BYTES', kind: 'int', def: 100 * 1024 * 1024, min: 1, doc: 'largest report accepted; enforced while streaming' },
-  { key: 'reports.fileName', env: 'XR_REPORTS_FILE_NAME', kind: 'string', def: 'status-{project}', doc: 'file name offered to the user ({project} substituted; extension from the source)' },
-  { key: 'reports.metadataUrlTemplate', env: 'XR_REPORTS_METADATA_URL_TEMPLATE', kind: 'string', def: '', doc: 'optional URL with {project} answering JSON {"name": "Apollo"}: project JIDs then show "Project 1234 - Apollo" in their vCard (same auth as the http source; cached, never delays a transfer)' },
-  { key: 'reports.spoolDir', env: 'XR_REPORTS_SPOOL_DIR', kind: 'string', def: '', doc: 'where reports are spooled while being sent (default: a private dir under the OS temp dir)' },
+  {
+    key: 'reports.source',
+    env: 'XR_REPORTS_SOURCE',
+    kind: 'enum',
+    values: ['folder', 'http'],
+    def: 'folder',
+    doc: 'where reports come from: a local folder or the intranet over HTTP',
+  },
+  {
+    key: 'reports.folder',
+    env: 'XR_REPORTS_FOLDER',
+    kind: 'string',
+    def: 'reports',
+    doc: 'folder source: directory holding <project>.<ext> files',
+  },
+  {
+    key: 'reports.urlTemplate',
+    env: 'XR_REPORTS_URL_TEMPLATE',
+    kind: 'string',
+    def: '',
+    doc: 'http source: URL with {project}, percent-encoded on substitution, e.g. https://intranet.example.com/projects/{project}/status.pdf',
+  },
+  {
+    key: 'reports.authHeader',
+    env: 'XR_REPORTS_AUTH_HEADER',
+    kind: 'string',
+    def: '',
+    secret: true,
+    doc: 'http source: full Authorization header value, e.g. "Bearer abc"',
+  },
+  {
+    key: 'reports.basicUser',
+    env: 'XR_REPORTS_BASIC_USER',
+    kind: 'string',
+    def: '',
+    doc: 'http source: basic-auth user (with reports.basicPassword)',
+  },
+  {
+    key: 'reports.basicPassword',
+    env: 'XR_REPORTS_BASIC_PASSWORD',
+    kind: 'string',
+    def: '',
+    secret: true,
+    doc: 'http source: basic-auth password',
+  },
+  {
+    key: 'reports.requesterHeader',
+    env: 'XR_REPORTS_REQUESTER_HEADER',
+    kind: 'string',
+    def: '',
+    doc: "http source: header carrying the requester's bare JID so the intranet can authorize per user (e.g. X-Requested-By)",
+  },
+  {
+    key: 'reports.timeoutMs',
+    env: 'XR_REPORTS_TIMEOUT_MS',
+    kind: 'int',
+    def: 30000,
+    min: 100,
+    doc: 'http source: connect and idle timeout for the download',
+  },
+  {
+    key: 'reports.maxBytes',
+    env: 'XR_REPORTS_MAX_BYTES',
+    kind: 'int',
+    def: 100 * 1024 * 1024,
+    min: 1,
+    doc: 'largest report accepted; enforced while streaming',
+  },
+  {
+    key: 'reports.fileName',
+    env: 'XR_REPORTS_FILE_NAME',
+    kind: 'string',
+    def: 'status-{project}',
+    doc: 'file name offered to the user ({project} substituted; extension from the source)',
+  },
+  {
+    key: 'reports.metadataUrlTemplate',
+    env: 'XR_REPORTS_METADATA_URL_TEMPLATE',
+    kind: 'string',
+    def: '',
+    doc: 'optional URL with {project} answering JSON {"name": "Apollo"}: project JIDs then show "Project 1234 - Apollo" in their vCard (same auth as the http source; cached, never delays a transfer)',
+  },
+  {
+    key: 'reports.spoolDir',
+    env: 'XR_REPORTS_SPOOL_DIR',
+    kind: 'string',
+    def: '',
+    doc: 'where reports are spooled while being sent (default: a private dir under the OS temp dir)',
+  },
 
-  { key: 'projects.idPattern', env: 'XR_PROJECTS_ID_PATTERN', kind: 'string', def: '^[0-9]{1,12}$', doc: 'regular expression a project id must match' },
-  { key: 'projects.example', env: 'XR_PROJECTS_EXAMPLE', kind: 'string', def: '1234', doc: 'an example project id shown in help and error messages' },
-  { key: 'access.allowJids', env: 'XR_ACCESS_ALLOW_JIDS', kind: 'list', def: [], doc: 'bare JIDs allowed to ask even outside the allowed domains (comma-separated)' },
-  { key: 'access.denyJids', env: 'XR_ACCESS_DENY_JIDS', kind: 'list', def: [], doc: 'bare JIDs never served, whatever their domain (comma-separated)' },
-  { key: 'access.allowedDomains', env: 'XR_ACCESS_ALLOWED_DOMAINS', kind: 'list', def: [], doc: 'requester domains allowed to ask (comma-separated); default: the parent of xmpp.domain' },
+  {
+    key: 'projects.idPattern',
+    env: 'XR_PROJECTS_ID_PATTERN',
+    kind: 'string',
+    def: '^[0-9]{1,12}$',
+    doc: 'regular expression a project id must match',
+  },
+  {
+    key: 'projects.example',
+    env: 'XR_PROJECTS_EXAMPLE',
+    kind: 'string',
+    def: '1234',
+    doc: 'an example project id shown in help and error messages',
+  },
+  {
+    key: 'access.allowJids',
+    env: 'XR_ACCESS_ALLOW_JIDS',
+    kind: 'list',
+    def: [],
+    doc: 'bare JIDs allowed to ask even outside the allowed domains (comma-separated)',
+  },
+  {
+    key: 'access.denyJids',
+    env: 'XR_ACCESS_DENY_JIDS',
+    kind: 'list',
+    def: [],
+    doc: 'bare JIDs never served, whatever their domain (comma-separated)',
+  },
+  {
+    key: 'access.allowedDomains',
+    env: 'XR_ACCESS_ALLOWED_DOMAINS',
+    kind: 'list',
+    def: [],
+    doc: 'requester domains allowed to ask (comma-separated); default: the parent of xmpp.domain',
+  },
 
-  { key: 'transfer.methods', env: 'XR_TRANSFER_METHODS', kind: 'list', def: ['s5b', 'ibb'], doc: 'stream methods offered, in order of preference: s5b, ibb' },
-  { key: 'transfer.offerTimeoutMs', env: 'XR_TRANSFER_OFFER_TIMEOUT_MS', kind: 'int', def: 300000, min: 1000, doc: 'how long a user has to accept a file offer' },
-  { key: 'transfer.connectTimeoutMs', env: 'XR_TRANSFER_CONNECT_TIMEOUT_MS', kind: 'int', def: 60000, min: 1000, doc: 'how long the receiver has to connect to a streamhost before falling back to IBB' },
-  { key: 'transfer.stallTimeoutMs', env: 'XR_TRANSFER_STALL_TIMEOUT_MS', kind: 'int', def: 60000, min: 1000, doc: 'a transfer that makes no progress for this long fails' },
-  { key: 'transfer.proxy.enabled', env: 'XR_PROXY_ENABLED', kind: 'bool', def: true, doc: 'run the built-in XEP-0065 streamhost' },
-  { key: 'transfer.proxy.bindHost', env: 'XR_PROXY_BIND_HOST', kind: 'string', def: '0.0.0.0', doc: 'address the built-in streamhost listens on' },
-  { key: 'transfer.proxy.bindPort', env: 'XR_PROXY_BIND_PORT', kind: 'int', def: 7625, min: 0, doc: 'port the built-in streamhost listens on (open it in the firewall)' },
-  { key: 'transfer.proxy.advertiseHost', env: 'XR_PROXY_ADVERTISE_HOST', kind: 'string', def: '', doc: 'host offered to clients (default: bindHost, or 127.0.0.1 when bound to all addresses)' },
-  { key: 'transfer.proxy.advertisePort', env: 'XR_PROXY_ADVERTISE_PORT', kind: 'int', def: 0, min: 0, doc: 'port offered to clients (default: the bound port); differs behind NAT' },
-  { key: 'transfer.proxy.handshakeTimeoutMs', env: 'XR_PROXY_HANDSHAKE_TIMEOUT_MS', kind: 'int', def: 10000, min: 100, doc: 'SOCKS5 handshakes slower than this are closed' },
-  { key: 'transfer.proxy.maxConnections', env: 'XR_PROXY_MAX_CONNECTIONS', kind: 'int', def: 1000, min: 1, doc: 'open streamhost connections at most' },
-  { key: 'transfer.proxy.maxPerAddress', env: 'XR_PROXY_MAX_PER_ADDRESS', kind: 'int', def: 50, min: 1, doc: 'open streamhost connections at most from one remote address' },
-  { key: 'transfer.externalProxies', env: 'XR_EXTERNAL_PROXIES', kind: 'list', def: [], doc: 'extra XEP-0065 proxies offered after the built-in one, as jid@host:port (e.g. proxy.example.com@proxy.example.com:7777)' },
-  { key: 'transfer.ibb.blockSize', env: 'XR_IBB_BLOCK_SIZE', kind: 'int', def: 32768, min: 1, doc: 'IBB block size offered (at most 65535); lowered to 4096 when the receiver refuses' },
-  { key: 'transfer.ibb.window', env: 'XR_IBB_WINDOW', kind: 'int', def: 8, min: 1, doc: 'IBB blocks in flight (1 = stop-and-wait)' },
-  { key: 'transfer.order', env: 'XR_TRANSFER_ORDER', kind: 'list', def: ['si', 'jingle', 'link'], doc: 'how a report reaches a client, in order of preference, each only where the client advertises it: si (XEP-0095/0096: Pidgin, Psi), jingle (XEP-0234: Dino, Conversations), link (HTTP link)' },
-  { key: 'transfer.jingle.peerNetworks', env: 'XR_JINGLE_PEER_NETWORKS', kind: 'list', def: ['0.0.0.0/0', '::/0', '!127.0.0.0/8', '!::1/128', '!0.0.0.0/8', '!169.254.0.0/16', '!fe80::/10'], doc: 'Jingle S5B: networks (CIDR; "!" excludes) the component may connect to for the receiver\'s own candidates; none = never' },
-  { key: 'transfer.jingle.noIbbClients', env: 'XR_JINGLE_NO_IBB_CLIENTS', kind: 'list', def: ['Dino'], doc: 'client names (disco#info identity) whose Jingle in-band transfer acknowledges data without saving it: they get a link when no direct connection works' },
+  {
+    key: 'transfer.methods',
+    env: 'XR_TRANSFER_METHODS',
+    kind: 'list',
+    def: ['s5b', 'ibb'],
+    doc: 'stream methods offered, in order of preference: s5b, ibb',
+  },
+  {
+    key: 'transfer.offerTimeoutMs',
+    env: 'XR_TRANSFER_OFFER_TIMEOUT_MS',
+    kind: 'int',
+    def: 300000,
+    min: 1000,
+    doc: 'how long a user has to accept a file offer',
+  },
+  {
+    key: 'transfer.connectTimeoutMs',
+    env: 'XR_TRANSFER_CONNECT_TIMEOUT_MS',
+    kind: 'int',
+    def: 60000,
+    min: 1000,
+    doc: 'how long the receiver has to connect to a streamhost before falling back to IBB',
+  },
+  {
+    key: 'transfer.stallTimeoutMs',
+    env: 'XR_TRANSFER_STALL_TIMEOUT_MS',
+    kind: 'int',
+    def: 60000,
+    min: 1000,
+    doc: 'a transfer that makes no progress for this long fails',
+  },
+  {
+    key: 'transfer.proxy.enabled',
+    env: 'XR_PROXY_ENABLED',
+    kind: 'bool',
+    def: true,
+    doc: 'run the built-in XEP-0065 streamhost',
+  },
+  {
+    key: 'transfer.proxy.bindHost',
+    env: 'XR_PROXY_BIND_HOST',
+    kind: 'string',
+    def: '0.0.0.0',
+    doc: 'address the built-in streamhost listens on',
+  },
+  {
+    key: 'transfer.proxy.bindPort',
+    env: 'XR_PROXY_BIND_PORT',
+    kind: 'int',
+    def: 7625,
+    min: 0,
+    doc: 'port the built-in streamhost listens on (open it in the firewall)',
+  },
+  {
+    key: 'transfer.proxy.advertiseHost',
+    env: 'XR_PROXY_ADVERTISE_HOST',
+    kind: 'string',
+    def: '',
+    doc: 'host offered to clients (default: bindHost, or 127.0.0.1 when bound to all addresses)',
+  },
+  {
+    key: 'transfer.proxy.advertisePort',
+    env: 'XR_PROXY_ADVERTISE_PORT',
+    kind: 'int',
+    def: 0,
+    min: 0,
+    doc: 'port offered to clients (default: the bound port); differs behind NAT',
+  },
+  {
+    key: 'transfer.proxy.handshakeTimeoutMs',
+    env: 'XR_PROXY_HANDSHAKE_TIMEOUT_MS',
+    kind: 'int',
+    def: 10000,
+    min: 100,
+    doc: 'SOCKS5 handshakes slower than this are closed',
+  },
+  {
+    key: 'transfer.proxy.maxConnections',
+    env: 'XR_PROXY_MAX_CONNECTIONS',
+    kind: 'int',
+    def: 1000,
+    min: 1,
+    doc: 'open streamhost connections at most',
+  },
+  {
+    key: 'transfer.proxy.maxPerAddress',
+    env: 'XR_PROXY_MAX_PER_ADDRESS',
+    kind: 'int',
+    def: 50,
+    min: 1,
+    doc: 'open streamhost connections at most from one remote address',
+  },
+  {
+    key: 'transfer.externalProxies',
+    env: 'XR_EXTERNAL_PROXIES',
+    kind: 'list',
+    def: [],
+    doc: 'extra XEP-0065 proxies offered after the built-in one, as jid@host:port (e.g. proxy.example.com@proxy.example.com:7777)',
+  },
+  {
+    key: 'transfer.ibb.blockSize',
+    env: 'XR_IBB_BLOCK_SIZE',
+    kind: 'int',
+    def: 32768,
+    min: 1,
+    doc: 'IBB block size offered (at most 65535); lowered to 4096 when the receiver refuses',
+  },
+  {
+    key: 'transfer.ibb.window',
+    env: 'XR_IBB_WINDOW',
+    kind: 'int',
+    def: 8,
+    min: 1,
+    doc: 'IBB blocks in flight (1 = stop-and-wait)',
+  },
+  {
+    key: 'transfer.order',
+    env: 'XR_TRANSFER_ORDER',
+    kind: 'list',
+    def: ['si', 'jingle', 'link'],
+    doc: 'how a report reaches a client, in order of preference, each only where the client advertises it: si (XEP-0095/0096: Pidgin, Psi), jingle (XEP-0234: Dino, Conversations), link (HTTP link)',
+  },
+  {
+    key: 'transfer.jingle.peerNetworks',
+    env: 'XR_JINGLE_PEER_NETWORKS',
+    kind: 'list',
+    def: ['0.0.0.0/0', '::/0', '!127.0.0.0/8', '!::1/128', '!0.0.0.0/8', '!169.254.0.0/16', '!fe80::/10'],
+    doc: 'Jingle S5B: networks (CIDR; "!" excludes) the component may connect to for the receiver\'s own candidates; none = never',
+  },
+  {
+    key: 'transfer.jingle.noIbbClients',
+    env: 'XR_JINGLE_NO_IBB_CLIENTS',
+    kind: 'list',
+    def: ['Dino'],
+    doc: 'client names (disco#info identity) whose Jingle in-band transfer acknowledges data without saving it: they get a link when no direct connection works',
+  },
 
-  { key: 'links.publicBaseUrl', env: 'XR_LINKS_PUBLIC_BASE_URL', kind: 'string', def: '', doc: 'base URL of the built-in link server as users reach it (e.g. https://reports.example.com/files/); empty = no links (unless links.uploadService is set)' },
-  { key: 'links.bindHost', env: 'XR_LINKS_BIND_HOST', kind: 'string', def: '0.0.0.0', doc: 'address the link server listens on' },
-  { key: 'links.bindPort', env: 'XR_LINKS_BIND_PORT', kind: 'int', def: 7626, min: 0, doc: 'port the link server listens on' },
-  { key: 'links.stateDir', env: 'XR_LINKS_STATE_DIR', kind: 'string', def: '', doc: 'where linked files and link state are kept across restarts (default: under the OS temp dir)' },
-  { key: 'links.ttlMs', env: 'XR_LINKS_TTL_MS', kind: 'int', def: 24 * 3600 * 1000, min: 1000, doc: 'how long a link works' },
-  { key: 'links.maxDownloads', env: 'XR_LINKS_MAX_DOWNLOADS', kind: 'int', def: 10, min: 0, doc: 'complete downloads a link allows (0 = no limit)' },
-  { key: 'links.uploadService', env: 'XR_LINKS_UPLOAD_SERVICE', kind: 'string', def: '', doc: 'XEP-0363 upload service JID (e.g. upload.example.com): upload there instead of serving links ourselves' },
-  { key: 'caps.timeoutMs', env: 'XR_CAPS_TIMEOUT_MS', kind: 'int', def: 5000, min: 100, doc: 'how long to wait for a client\'s disco#info before treating it as unknown' },
-  { key: 'limits.requestsPerMinute', env: 'XR_LIMITS_REQUESTS_PER_MINUTE', kind: 'int', def: 20, min: 1, doc: 'report requests one user may make per minute' },
-  { key: 'limits.maxConcurrent', env: 'XR_LIMITS_MAX_CONCURRENT', kind: 'int', def: 50, min: 1, doc: 'reports fetched and sent at once, all users together; more wait in a queue' },
-  { key: 'limits.maxConcurrentPerUser', env: 'XR_LIMITS_MAX_CONCURRENT_PER_USER', kind: 'int', def: 3, min: 1, doc: 'reports fetched and sent at once for one user' },
-  { key: 'limits.maxQueue', env: 'XR_LIMITS_MAX_QUEUE', kind: 'int', def: 500, min: 0, doc: 'requests waiting at most; beyond, users are asked to come back later' },
-  { key: 'limits.maxQueuedPerUser', env: 'XR_LIMITS_MAX_QUEUED_PER_USER', kind: 'int', def: 10, min: 0, doc: 'requests of one user waiting at most' },
-  { key: 'metrics.bindHost', env: 'XR_METRICS_BIND_HOST', kind: 'string', def: '127.0.0.1', doc: 'address of the /healthz and /metrics (Prometheus) listener; empty = off' },
-  { key: 'metrics.bindPort', env: 'XR_METRICS_BIND_PORT', kind: 'int', def: 0, min: 0, doc: 'port of the /healthz and /metrics listener; 0 = off' },
-  { key: 'admin.jids', env: 'XR_ADMIN_JIDS', kind: 'list', def: [], doc: 'bare JIDs allowed to run the admin commands (XEP-0050 ad-hoc commands on the component domain: list/cancel transfers, counters, reload config)' },
-  { key: 'shutdown.graceMs', env: 'XR_SHUTDOWN_GRACE_MS', kind: 'int', def: 30000, min: 0, doc: 'on SIGTERM/SIGINT, how long running transfers may finish before they are cut' },
-  { key: 'log.level', env: 'XR_LOG_LEVEL', kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], def: 'info', doc: 'log level' },
+  {
+    key: 'links.publicBaseUrl',
+    env: 'XR_LINKS_PUBLIC_BASE_URL',
+    kind: 'string',
+    def: '',
+    doc: 'base URL of the built-in link server as users reach it (e.g. https://reports.example.com/files/); empty = no links (unless links.uploadService is set)',
+  },
+  {
+    key: 'links.bindHost',
+    env: 'XR_LINKS_BIND_HOST',
+    kind: 'string',
+    def: '0.0.0.0',
+    doc: 'address the link server listens on',
+  },
+  {
+    key: 'links.bindPort',
+    env: 'XR_LINKS_BIND_PORT',
+    kind: 'int',
+    def: 7626,
+    min: 0,
+    doc: 'port the link server listens on',
+  },
+  {
+    key: 'links.stateDir',
+    env: 'XR_LINKS_STATE_DIR',
+    kind: 'string',
+    def: '',
+    doc: 'where linked files and link state are kept across restarts (default: under the OS temp dir)',
+  },
+  {
+    key: 'links.ttlMs',
+    env: 'XR_LINKS_TTL_MS',
+    kind: 'int',
+    def: 24 * 3600 * 1000,
+    min: 1000,
+    doc: 'how long a link works',
+  },
+  {
+    key: 'links.maxDownloads',
+    env: 'XR_LINKS_MAX_DOWNLOADS',
+    kind: 'int',
+    def: 10,
+    min: 0,
+    doc: 'complete downloads a link allows (0 = no limit)',
+  },
+  {
+    key: 'links.uploadService',
+    env: 'XR_LINKS_UPLOAD_SERVICE',
+    kind: 'string',
+    def: '',
+    doc: 'XEP-0363 upload service JID (e.g. upload.example.com): upload there instead of serving links ourselves',
+  },
+  {
+    key: 'caps.timeoutMs',
+    env: 'XR_CAPS_TIMEOUT_MS',
+    kind: 'int',
+    def: 5000,
+    min: 100,
+    doc: "how long to wait for a client's disco#info before treating it as unknown",
+  },
+  {
+    key: 'limits.requestsPerMinute',
+    env: 'XR_LIMITS_REQUESTS_PER_MINUTE',
+    kind: 'int',
+    def: 20,
+    min: 1,
+    doc: 'report requests one user may make per minute',
+  },
+  {
+    key: 'limits.maxConcurrent',
+    env: 'XR_LIMITS_MAX_CONCURRENT',
+    kind: 'int',
+    def: 50,
+    min: 1,
+    doc: 'reports fetched and sent at once, all users together; more wait in a queue',
+  },
+  {
+    key: 'limits.maxConcurrentPerUser',
+    env: 'XR_LIMITS_MAX_CONCURRENT_PER_USER',
+    kind: 'int',
+    def: 3,
+    min: 1,
+    doc: 'reports fetched and sent at once for one user',
+  },
+  {
+    key: 'limits.maxQueue',
+    env: 'XR_LIMITS_MAX_QUEUE',
+    kind: 'int',
+    def: 500,
+    min: 0,
+    doc: 'requests waiting at most; beyond, users are asked to come back later',
+  },
+  {
+    key: 'limits.maxQueuedPerUser',
+    env: 'XR_LIMITS_MAX_QUEUED_PER_USER',
+    kind: 'int',
+    def: 10,
+    min: 0,
+    doc: 'requests of one user waiting at most',
+  },
+  {
+    key: 'metrics.bindHost',
+    env: 'XR_METRICS_BIND_HOST',
+    kind: 'string',
+    def: '127.0.0.1',
+    doc: 'address of the /healthz and /metrics (Prometheus) listener; empty = off',
+  },
+  {
+    key: 'metrics.bindPort',
+    env: 'XR_METRICS_BIND_PORT',
+    kind: 'int',
+    def: 0,
+    min: 0,
+    doc: 'port of the /healthz and /metrics listener; 0 = off',
+  },
+  {
+    key: 'admin.jids',
+    env: 'XR_ADMIN_JIDS',
+    kind: 'list',
+    def: [],
+    doc: 'bare JIDs allowed to run the admin commands (XEP-0050 ad-hoc commands on the component domain: list/cancel transfers, counters, reload config)',
+  },
+  {
+    key: 'shutdown.graceMs',
+    env: 'XR_SHUTDOWN_GRACE_MS',
+    kind: 'int',
+    def: 30000,
+    min: 0,
+    doc: 'on SIGTERM/SIGINT, how long running transfers may finish before they are cut',
+  },
+  {
+    key: 'log.level',
+    env: 'XR_LOG_LEVEL',
+    kind: 'enum',
+    values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+    def: 'info',
+    doc: 'log level',
+  },
 ];
 
 export interface Config {
@@ -120,11 +496,25 @@ export interface Config {
     order: Array<'si' | 'jingle' | 'link'>;
     jingle: { peerNetworks: string[]; noIbbClients: string[] };
   };
-  links: { publicBaseUrl: string; bindHost: string; bindPort: number; stateDir: string; ttlMs: number; maxDownloads: number; uploadService: string };
+  links: {
+    publicBaseUrl: string;
+    bindHost: string;
+    bindPort: number;
+    stateDir: string;
+    ttlMs: number;
+    maxDownloads: number;
+    uploadService: string;
+  };
   caps: { timeoutMs: number };
   metrics: { bindHost: string; bindPort: number };
   admin: { jids: string[] };
-  limits: { requestsPerMinute: number; maxConcurrent: number; maxConcurrentPerUser: number; maxQueue: number; maxQueuedPerUser: number };
+  limits: {
+    requestsPerMinute: number;
+    maxConcurrent: number;
+    maxConcurrentPerUser: number;
+    maxQueue: number;
+    maxQueuedPerUser: number;
+  };
   shutdown: { graceMs: number };
   log: { level: string };
 }
@@ -151,12 +541,14 @@ function setPath(tree: Tree, key: string, value: unknown): void {
     if (typeof node[part] !== 'object' || node[part] === null) node[part] = {};
     node = node[part] as Tree;
   }
-  node[parts[parts.length - 1]!] = value;
+  node[parts[parts.length - 1]] = value;
 }
 
 function coerce(s: Setting, raw: unknown, origin: string): unknown {
   const bad = (expected: string): never => {
-    throw new ConfigError(`${s.key} (environment ${s.env}), from ${origin}: expected ${expected}, got ${s.secret ? '(hidden)' : JSON.stringify(raw)}`);
+    throw new ConfigError(
+      `${s.key} (environment ${s.env}), from ${origin}: expected ${expected}, got ${s.secret ? '(hidden)' : JSON.stringify(raw)}`,
+    );
   };
   switch (s.kind) {
     case 'string':
@@ -178,7 +570,11 @@ function coerce(s: Setting, raw: unknown, origin: string): unknown {
       if (typeof raw === 'string' && /^(false|0|no|off)$/i.test(raw)) return false;
       return bad('true or false');
     case 'list':
-      if (typeof raw === 'string') return raw.split(',').map((x) => x.trim()).filter((x) => x !== '');
+      if (typeof raw === 'string')
+        return raw
+          .split(',')
+          .map((x) => x.trim())
+          .filter((x) => x !== '');
       if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw;
       return bad('a list of strings (or a comma-separated string)');
   }
@@ -195,21 +591,28 @@ function readFileTree(file: string): Tree {
   try {
     parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new ConfigError(`config file ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+    throw new ConfigError(
+      `config file ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(err as Error).message}`,
+    );
   }
   if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${file}: expected a mapping at the top`);
+  if (typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError(`config file ${file}: expected a mapping at the top`);
   return parsed as Tree;
 }
 
 function checkUnknownKeys(tree: Tree, file: string, prefix = ''): void {
   for (const [k, v] of Object.entries(tree)) {
-    if (k.includes('.')) throw new ConfigError(`${file}: key "${prefix + k}" contains a dot; write nested mappings instead (e.g. reports: {timeoutMs: 5000})`);
+    if (k.includes('.'))
+      throw new ConfigError(
+        `${file}: key "${prefix + k}" contains a dot; write nested mappings instead (e.g. reports: {timeoutMs: 5000})`,
+      );
     const key = prefix + k;
     const exact = SETTINGS.some((s) => s.key === key);
     const parent = SETTINGS.some((s) => s.key.startsWith(key + '.'));
     if (!exact && !parent) throw new ConfigError(`${file}: unknown key "${key}"`);
-    if (!exact && parent && v !== null && typeof v === 'object' && !Array.isArray(v)) checkUnknownKeys(v as Tree, file, key + '.');
+    if (!exact && parent && v !== null && typeof v === 'object' && !Array.isArray(v))
+      checkUnknownKeys(v as Tree, file, key + '.');
     else if (!exact) throw new ConfigError(`${file}: "${key}" must be a mapping`);
   }
 }
@@ -228,7 +631,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
     const fromEnv = env[s.env];
     if (fromEnv !== undefined && fromEnv !== '') value = coerce(s, fromEnv, 'the environment');
     if (value === undefined) throw new ConfigError(`${s.key} (environment ${s.env}) is required: ${s.doc}`);
-    setPath(out, s.key, Array.isArray(value) ? [...value] : value);
+    setPath(out, s.key, Array.isArray(value) ? [...(value as unknown[])] : value);
   }
   return validate(out as unknown as Config);
 }
@@ -241,39 +644,56 @@ function validate(c: Config): Config {
   if (!/^xmpp:\/\/[^/:]+:\d+$/.test(c.xmpp.service) && !/^xmpp:\/\/\[[0-9a-f:]+\]:\d+$/i.test(c.xmpp.service)) {
     fail('xmpp.service', `expected xmpp://host:port, got ${JSON.stringify(c.xmpp.service)}`);
   }
-  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.xmpp.domain)) fail('xmpp.domain', `expected a domain name such as reports.example.com, got ${JSON.stringify(c.xmpp.domain)}`);
+  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.xmpp.domain))
+    fail('xmpp.domain', `expected a domain name such as reports.example.com, got ${JSON.stringify(c.xmpp.domain)}`);
   c.xmpp.domain = c.xmpp.domain.toLowerCase();
   if (c.xmpp.secret === '') fail('xmpp.secret', 'must not be empty');
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(c.xmpp.resource)) fail('xmpp.resource', 'expected letters, digits, ".", "_" or "-"');
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(c.xmpp.resource))
+    fail('xmpp.resource', 'expected letters, digits, ".", "_" or "-"');
   try {
     new RegExp(c.projects.idPattern);
   } catch (err) {
     fail('projects.idPattern', `not a valid regular expression: ${(err as Error).message}`);
   }
   if (c.reports.source === 'http') {
-    if (!c.reports.urlTemplate.includes('{project}')) fail('reports.urlTemplate', 'the http source needs a URL template containing {project}');
+    if (!c.reports.urlTemplate.includes('{project}'))
+      fail('reports.urlTemplate', 'the http source needs a URL template containing {project}');
     let url: URL | undefined;
     try {
       url = new URL(c.reports.urlTemplate.replace('{project}', 'x'));
     } catch {
       fail('reports.urlTemplate', `not a valid URL: ${JSON.stringify(c.reports.urlTemplate)}`);
     }
-    if (url && url.protocol !== 'http:' && url.protocol !== 'https:') fail('reports.urlTemplate', 'expected an http: or https: URL');
-    if (url && (url.username || url.password)) fail('reports.urlTemplate', 'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader');
-    if (c.reports.basicUser !== '' && c.reports.authHeader !== '') fail('reports.basicUser', 'give either basic auth or reports.authHeader, not both');
+    if (url && url.protocol !== 'http:' && url.protocol !== 'https:')
+      fail('reports.urlTemplate', 'expected an http: or https: URL');
+    if (url && (url.username || url.password))
+      fail(
+        'reports.urlTemplate',
+        'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader',
+      );
+    if (c.reports.basicUser !== '' && c.reports.authHeader !== '')
+      fail('reports.basicUser', 'give either basic auth or reports.authHeader, not both');
   }
-  if (!/\{project\}/.test(c.reports.fileName) || /[/\\]/.test(c.reports.fileName)) fail('reports.fileName', 'expected a plain file name containing {project}');
-  for (const m of c.transfer.methods) if (m !== 's5b' && m !== 'ibb') fail('transfer.methods', `unknown method ${JSON.stringify(m)}; expected s5b and/or ibb`);
+  if (!/\{project\}/.test(c.reports.fileName) || /[/\\]/.test(c.reports.fileName))
+    fail('reports.fileName', 'expected a plain file name containing {project}');
+  for (const m of c.transfer.methods)
+    if (m !== 's5b' && m !== 'ibb')
+      fail('transfer.methods', `unknown method ${JSON.stringify(m)}; expected s5b and/or ibb`);
   if (c.transfer.methods.length === 0) fail('transfer.methods', 'offer at least one method');
   if (c.transfer.proxy.bindPort > 65535) fail('transfer.proxy.bindPort', 'expected a port number up to 65535');
-  if (c.transfer.proxy.advertisePort > 65535) fail('transfer.proxy.advertisePort', 'expected a port number up to 65535');
+  if (c.transfer.proxy.advertisePort > 65535)
+    fail('transfer.proxy.advertisePort', 'expected a port number up to 65535');
   for (const p of c.transfer.externalProxies) {
-    if (!/^[^@\s]+@[^\s:]+:\d{1,5}$/.test(p)) fail('transfer.externalProxies', `expected jid@host:port, got ${JSON.stringify(p)}`);
+    if (!/^[^@\s]+@[^\s:]+:\d{1,5}$/.test(p))
+      fail('transfer.externalProxies', `expected jid@host:port, got ${JSON.stringify(p)}`);
   }
   if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
   if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
-  for (const m of c.transfer.order) if (m !== 'si' && m !== 'jingle' && m !== 'link') fail('transfer.order', `unknown method ${JSON.stringify(m)}; expected si, jingle and/or link`);
-  if (c.transfer.order.length === 0 || new Set(c.transfer.order).size !== c.transfer.order.length) fail('transfer.order', 'list each of si, jingle, link at most once, at least one');
+  for (const m of c.transfer.order)
+    if (m !== 'si' && m !== 'jingle' && m !== 'link')
+      fail('transfer.order', `unknown method ${JSON.stringify(m)}; expected si, jingle and/or link`);
+  if (c.transfer.order.length === 0 || new Set(c.transfer.order).size !== c.transfer.order.length)
+    fail('transfer.order', 'list each of si, jingle, link at most once, at least one');
   const badNetwork = NetworkPolicy.validate(c.transfer.jingle.peerNetworks);
   if (badNetwork) fail('transfer.jingle.peerNetworks', badNetwork);
   if (c.links.publicBaseUrl) {
@@ -283,7 +703,8 @@ function validate(c: Config): Config {
     } catch {
       fail('links.publicBaseUrl', `not a valid URL: ${JSON.stringify(c.links.publicBaseUrl)}`);
     }
-    if (u && u.protocol !== 'http:' && u.protocol !== 'https:') fail('links.publicBaseUrl', 'expected an http: or https: URL');
+    if (u && u.protocol !== 'http:' && u.protocol !== 'https:')
+      fail('links.publicBaseUrl', 'expected an http: or https: URL');
   }
   if (c.reports.metadataUrlTemplate) {
     let u: URL | undefined;
@@ -292,15 +713,27 @@ function validate(c: Config): Config {
     } catch {
       fail('reports.metadataUrlTemplate', `not a valid URL: ${JSON.stringify(c.reports.metadataUrlTemplate)}`);
     }
-    if (!c.reports.metadataUrlTemplate.includes('{project}')) fail('reports.metadataUrlTemplate', 'expected a URL containing {project}');
-    if (u && u.protocol !== 'http:' && u.protocol !== 'https:') fail('reports.metadataUrlTemplate', 'expected an http: or https: URL');
-    if (u && (u.username || u.password)) fail('reports.metadataUrlTemplate', 'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader');
+    if (!c.reports.metadataUrlTemplate.includes('{project}'))
+      fail('reports.metadataUrlTemplate', 'expected a URL containing {project}');
+    if (u && u.protocol !== 'http:' && u.protocol !== 'https:')
+      fail('reports.metadataUrlTemplate', 'expected an http: or https: URL');
+    if (u && (u.username || u.password))
+      fail(
+        'reports.metadataUrlTemplate',
+        'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader',
+      );
   }
   if (c.metrics.bindPort > 65535) fail('metrics.bindPort', 'expected a port number up to 65535');
   c.admin.jids = c.admin.jids.map((j) => j.toLowerCase());
-  for (const j of c.admin.jids) if (!/^[^@/\s]+@[^@/\s]+$/.test(j)) fail('admin.jids', `expected bare JIDs like alice@example.com, got ${JSON.stringify(j)}`);
+  for (const j of c.admin.jids)
+    if (!/^[^@/\s]+@[^@/\s]+$/.test(j))
+      fail('admin.jids', `expected bare JIDs like alice@example.com, got ${JSON.stringify(j)}`);
   if (c.links.bindPort > 65535) fail('links.bindPort', 'expected a port number up to 65535');
-  if (c.links.uploadService && !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.links.uploadService)) fail('links.uploadService', `expected a service JID such as upload.example.com, got ${JSON.stringify(c.links.uploadService)}`);
+  if (c.links.uploadService && !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.links.uploadService))
+    fail(
+      'links.uploadService',
+      `expected a service JID such as upload.example.com, got ${JSON.stringify(c.links.uploadService)}`,
+    );
   if (c.access.allowedDomains.length === 0) {
     const parent = c.xmpp.domain.split('.').slice(1).join('.');
     c.access.allowedDomains = [parent];
@@ -309,7 +742,11 @@ function validate(c: Config): Config {
   c.access.allowJids = c.access.allowJids.map((j) => j.toLowerCase());
   c.access.denyJids = c.access.denyJids.map((j) => j.toLowerCase());
   for (const j of [...c.access.allowJids, ...c.access.denyJids]) {
-    if (!/^[^@/\s]+@[^@/\s]+$/.test(j)) fail(c.access.allowJids.includes(j) ? 'access.allowJids' : 'access.denyJids', `expected bare JIDs like alice@example.com, got ${JSON.stringify(j)}`);
+    if (!/^[^@/\s]+@[^@/\s]+$/.test(j))
+      fail(
+        c.access.allowJids.includes(j) ? 'access.allowJids' : 'access.denyJids',
+        `expected bare JIDs like alice@example.com, got ${JSON.stringify(j)}`,
+      );
   }
   return c;
 }

@@ -7,7 +7,19 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       level,
       base: { service: 'xmpp-reports' },
       // Belt and braces: the config is logged redacted already; these keys never print.
-      redact: { paths: ['secret', '*.secret', 'password', '*.password', 'authorization', '*.authorization', 'authHeader', '*.authHeader'], censor: '(hidden)' },
+      redact: {
+        paths: [
+          'secret',
+          '*.secret',
+          'password',
+          '*.password',
+          'authorization',
+          '*.authorization',
+          'authHeader',
+          '*.authHeader',
+        ],
+        censor: '(hidden)',
+      },
     },
     destination ?? process.stdout,
   );

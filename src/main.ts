@@ -50,7 +50,11 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   // systemd's ExecReload: the same reload as the admins' ad-hoc command.
   process.on('SIGHUP', () => {
-    app.reload().catch((err: unknown) => log.error({ err: (err as Error).message }, 'configuration not reloaded; the running one is unchanged'));
+    app
+      .reload()
+      .catch((err: unknown) =>
+        log.error({ err: (err as Error).message }, 'configuration not reloaded; the running one is unchanged'),
+      );
   });
   process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
   await app.start();

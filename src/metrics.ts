@@ -43,9 +43,24 @@ export class Metrics {
 
   constructor(private readonly probe: Probe) {
     const registers = [this.registry];
-    this.requests = new Counter({ name: `${PREFIX}requests_total`, help: 'Report requests by how they ended', labelNames: ['outcome'], registers });
-    this.transfers = new Counter({ name: `${PREFIX}transfers_total`, help: 'File transfers and links by method (s5b, ibb, link, upload, none = ended before a method was chosen) and outcome', labelNames: ['method', 'outcome'], registers });
-    this.bytes = new Counter({ name: `${PREFIX}bytes_sent_total`, help: 'Report bytes sent to users (and uploaded, for upload), by method', labelNames: ['method'], registers });
+    this.requests = new Counter({
+      name: `${PREFIX}requests_total`,
+      help: 'Report requests by how they ended',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.transfers = new Counter({
+      name: `${PREFIX}transfers_total`,
+      help: 'File transfers and links by method (s5b, ibb, link, upload, none = ended before a method was chosen) and outcome',
+      labelNames: ['method', 'outcome'],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: `${PREFIX}bytes_sent_total`,
+      help: 'Report bytes sent to users (and uploaded, for upload), by method',
+      labelNames: ['method'],
+      registers,
+    });
     this.duration = new Histogram({
       name: `${PREFIX}transfer_duration_seconds`,
       help: 'Time from the offer (or link publication) to the end of a successful transfer, by method',
@@ -60,12 +75,45 @@ export class Metrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.fetchErrors = new Counter({ name: `${PREFIX}report_fetch_errors_total`, help: 'Failed report fetches by source and kind', labelNames: ['source', 'kind'], registers });
+    this.fetchErrors = new Counter({
+      name: `${PREFIX}report_fetch_errors_total`,
+      help: 'Failed report fetches by source and kind',
+      labelNames: ['source', 'kind'],
+      registers,
+    });
     const p = probe;
-    new Gauge({ name: `${PREFIX}active_requests`, help: 'Report requests being fetched or sent now', registers, collect() { this.set(p.activeRequests()); } });
-    new Gauge({ name: `${PREFIX}active_transfers`, help: 'Reports being sent now', registers, collect() { this.set(p.activeTransfers()); } });
-    new Gauge({ name: `${PREFIX}proxy_connections`, help: 'Open connections to the built-in XEP-0065 streamhost', registers, collect() { this.set(p.streamhost()?.connections ?? 0); } });
-    new Gauge({ name: `${PREFIX}xmpp_connected`, help: '1 while connected to the XMPP server', registers, collect() { this.set(p.xmppConnected() ? 1 : 0); } });
+    new Gauge({
+      name: `${PREFIX}active_requests`,
+      help: 'Report requests being fetched or sent now',
+      registers,
+      collect() {
+        this.set(p.activeRequests());
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}active_transfers`,
+      help: 'Reports being sent now',
+      registers,
+      collect() {
+        this.set(p.activeTransfers());
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}proxy_connections`,
+      help: 'Open connections to the built-in XEP-0065 streamhost',
+      registers,
+      collect() {
+        this.set(p.streamhost()?.connections ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}xmpp_connected`,
+      help: '1 while connected to the XMPP server',
+      registers,
+      collect() {
+        this.set(p.xmppConnected() ? 1 : 0);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
   }
 
@@ -103,14 +151,25 @@ export class Metrics {
 
   /** The component's own counters as "name{labels} value" lines (no process metrics, no histogram buckets), for admins. */
   async summary(): Promise<string[]> {
-    const own = new Set([`${PREFIX}requests_total`, `${PREFIX}transfers_total`, `${PREFIX}bytes_sent_total`, `${PREFIX}report_fetch_errors_total`, `${PREFIX}active_requests`, `${PREFIX}active_transfers`, `${PREFIX}proxy_connections`, `${PREFIX}xmpp_connected`]);
+    const own = new Set([
+      `${PREFIX}requests_total`,
+      `${PREFIX}transfers_total`,
+      `${PREFIX}bytes_sent_total`,
+      `${PREFIX}report_fetch_errors_total`,
+      `${PREFIX}active_requests`,
+      `${PREFIX}active_transfers`,
+      `${PREFIX}proxy_connections`,
+      `${PREFIX}xmpp_connected`,
+    ]);
     const lines: string[] = [];
     for (const m of await this.registry.getMetricsAsJSON()) {
       if (!own.has(m.name)) continue;
       const short = m.name.slice(PREFIX.length);
       const values = m.values.filter((v) => v.value !== 0 || Object.keys(v.labels).length === 0);
       for (const v of values) {
-        const labels = Object.entries(v.labels).map(([k, x]) => `${k}=${String(x)}`).join(',');
+        const labels = Object.entries(v.labels)
+          .map(([k, x]) => `${k}=${String(x)}`)
+          .join(',');
         lines.push(`${short}${labels ? `{${labels}}` : ''} ${v.value}`);
       }
     }
@@ -215,7 +274,9 @@ export class MetricsServer {
     server.keepAliveTimeout = 5000;
     server.requestTimeout = 10000;
     return new Promise((resolve, reject) => {
-      server.once('error', (err) => reject(new Error(`metrics listener cannot listen on ${o.bindHost}:${o.bindPort}: ${err.message}`)));
+      server.once('error', (err) =>
+        reject(new Error(`metrics listener cannot listen on ${o.bindHost}:${o.bindPort}: ${err.message}`)),
+      );
       server.listen(o.bindPort, o.bindHost, () => {
         const a = server.address() as AddressInfo;
         o.log.info({ bind: `${a.address}:${a.port}` }, 'metrics listening');

@@ -43,7 +43,14 @@ export class ActiveRequest {
 
   info(): ActiveRequestInfo | undefined {
     if (this.project === undefined) return undefined;
-    return { id: this.id, jid: this.jid, project: this.project, stage: this.stage, file: this.file, startedAt: this.startedAt };
+    return {
+      id: this.id,
+      jid: this.jid,
+      project: this.project,
+      stage: this.stage,
+      file: this.file,
+      startedAt: this.startedAt,
+    };
   }
 }
 

@@ -21,6 +21,7 @@ export class CommandParser {
   /** The pattern decides, but ids that could change a URL or path, or a JID, are never project ids. */
   isProjectId(id: string): boolean {
     if (id.length === 0 || id.length > 256 || id === '.' || id === '..') return false;
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
     if (/[\s/\\@:<>&'"\u0000-\u001f\u007f]/.test(id)) return false;
     if (/\p{Cs}/u.test(id)) return false; // a lone surrogate is not text (and breaks URL encoding)
     return this.idPattern.test(id);
@@ -30,13 +31,17 @@ export class CommandParser {
     if (HELP.test(body)) return { kind: 'help' };
     if (target.kind === 'project') {
       // Any text to a project JID asks for that project's report.
-      return this.isProjectId(target.project) ? { kind: 'report', project: target.project } : { kind: 'invalid-id', text: target.project };
+      return this.isProjectId(target.project)
+        ? { kind: 'report', project: target.project }
+        : { kind: 'invalid-id', text: target.project };
     }
     const withId = REPORT_WITH_ID.exec(body);
-    const candidate = withId ? withId[1]! : body.trim();
+    const candidate = withId ? withId[1] : body.trim();
     if (REPORT_ALONE.test(body)) return { kind: 'missing-id' };
     if (withId || /^\S+$/.test(candidate)) {
-      return this.isProjectId(candidate) ? { kind: 'report', project: candidate } : { kind: 'invalid-id', text: candidate };
+      return this.isProjectId(candidate)
+        ? { kind: 'report', project: candidate }
+        : { kind: 'invalid-id', text: candidate };
     }
     return { kind: 'unknown', text: body.trim() };
   }

@@ -22,7 +22,8 @@ export interface RateLimiterOptions {
 }
 
 function positiveInt(name: string, v: number, allowZero = false): number {
-  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1)) throw new RangeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
+  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1))
+    throw new RangeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
   return v;
 }
 
@@ -60,7 +61,7 @@ export class RateLimiter {
     const times = (this.log.get(key) ?? []).filter((t) => t > since);
     if (times.length >= this.limit) {
       this.log.set(key, times); // same position: its latest accepted request did not change
-      return { ok: false, retryAfterMs: Math.max(1, Math.ceil(times[0]! - since)) };
+      return { ok: false, retryAfterMs: Math.max(1, Math.ceil(times[0] - since)) };
     }
     times.push(now);
     this.log.delete(key);
@@ -73,7 +74,7 @@ export class RateLimiter {
   private forgetIdle(now: number): void {
     const since = now - this.windowMs;
     for (const [key, times] of this.log) {
-      if (times[times.length - 1]! > since) break;
+      if (times[times.length - 1] > since) break;
       this.log.delete(key);
     }
   }
@@ -172,6 +173,7 @@ export class ConcurrencyGate {
               },
               (e: unknown) => {
                 this.done(key);
+                // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what fn rejected with
                 reject(e);
               },
             );
@@ -214,8 +216,8 @@ export class ConcurrencyGate {
   }
 
   private pump(): void {
-    for (let i = 0; i < this.queue.length && this.total < this.opts.maxTotal; ) {
-      const job = this.queue[i]!;
+    for (let i = 0; i < this.queue.length && this.total < this.opts.maxTotal;) {
+      const job = this.queue[i];
       if (this.canStart(job.key)) {
         this.queue.splice(i, 1);
         job.start();
@@ -233,7 +235,7 @@ export interface Lease<T> {
 interface Flight<T> {
   promise: Promise<T>;
   users: number;
-  forget(): void;
+  forget: () => void;
 }
 
 /**
@@ -283,6 +285,7 @@ export class SharedFetches<T> {
       try {
         adopt(fetch());
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what fetch threw
         adopt(Promise.reject(err));
       }
       flight = f;

@@ -31,28 +31,38 @@ export const replies = {
     ].join('\n'),
   status: (project: string) => `Send me a message to get the status report of project ${project}`,
   domainStatus: (example: string) => `Send me a project id (e.g. ${example}) to get its status report`,
-  invalidId: (text: string, example: string) => `'${quote(text)}' is not a project id; project ids look like ${example}.`,
+  invalidId: (text: string, example: string) =>
+    `'${quote(text)}' is not a project id; project ids look like ${example}.`,
   missingId: (example: string) => `Which project? Send "report ${example}", or just "${example}".`,
-  unknown: (text: string, example: string) => `I did not understand '${quote(text)}'. Send a project id such as ${example}, or "help".`,
+  unknown: (text: string, example: string) =>
+    `I did not understand '${quote(text)}'. Send a project id such as ${example}, or "help".`,
   notAllowed: (domain: string) => `Sorry, reports are only available to users of ${domain}.`,
-  rateLimited: (seconds: number) => `You are asking a bit fast; please try again in ${seconds} second${seconds === 1 ? '' : 's'}.`,
-  queued: (position: number) => `Many reports are being sent right now; yours is number ${position} in the queue and will follow shortly.`,
+  rateLimited: (seconds: number) =>
+    `You are asking a bit fast; please try again in ${seconds} second${seconds === 1 ? '' : 's'}.`,
+  queued: (position: number) =>
+    `Many reports are being sent right now; yours is number ${position} in the queue and will follow shortly.`,
   busy: () => 'Too many reports are waiting right now; please try again in a few minutes.',
   fetching: (project: string) => `Fetching the status report of project ${project}…`,
   notFound: (project: string) => `There is no status report for project ${project}.`,
   forbidden: (project: string) => `The intranet refused you access to the status report of project ${project}.`,
-  unavailable: (project: string) => `The intranet is not reachable right now, so the report of project ${project} could not be fetched. Please try again later.`,
-  tooLarge: (project: string, maxBytes: number) => `The status report of project ${project} is larger than the limit of ${formatSize(maxBytes)}, so it cannot be sent by chat.`,
+  unavailable: (project: string) =>
+    `The intranet is not reachable right now, so the report of project ${project} could not be fetched. Please try again later.`,
+  tooLarge: (project: string, maxBytes: number) =>
+    `The status report of project ${project} is larger than the limit of ${formatSize(maxBytes)}, so it cannot be sent by chat.`,
   empty: (project: string) => `The status report of project ${project} is empty, so there is nothing to send.`,
-  internal: (project: string) => `Something went wrong while preparing the report of project ${project}. The administrator has been told; please try again later.`,
+  internal: (project: string) =>
+    `Something went wrong while preparing the report of project ${project}. The administrator has been told; please try again later.`,
   ready: (name: string, size: number) => `The report ${name} (${formatSize(size)}) is ready.`,
   sending: (name: string, size: number) => `Sending ${name} (${formatSize(size)})… please accept the file.`,
   delivered: (name: string, size: number, method: 's5b' | 'ibb') =>
     `Delivered ${name} (${formatSize(size)}) ${method === 's5b' ? 'by direct connection' : 'in-band'}.`,
   declined: (name: string) => `You declined ${name}; send me another message if you want it after all.`,
-  offerTimeout: (name: string) => `${name} was not accepted in time, so I stopped offering it. Send me another message to try again.`,
-  noFileTransfer: (name: string) => `Your chat client did not accept a file transfer for ${name}; it may not support receiving files (SI file transfer).`,
-  lost: (name: string, sent: number, size: number) => `The transfer of ${name} broke off after ${formatSize(sent)} of ${formatSize(size)}; the file did not arrive. Send me another message to try again.`,
+  offerTimeout: (name: string) =>
+    `${name} was not accepted in time, so I stopped offering it. Send me another message to try again.`,
+  noFileTransfer: (name: string) =>
+    `Your chat client did not accept a file transfer for ${name}; it may not support receiving files (SI file transfer).`,
+  lost: (name: string, sent: number, size: number) =>
+    `The transfer of ${name} broke off after ${formatSize(sent)} of ${formatSize(size)}; the file did not arrive. Send me another message to try again.`,
   linkInstead: (name: string, why: 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection') =>
     why === 'no-file-transfer'
       ? `Your chat client does not receive file transfers, so here is a download link for ${name} instead.`
@@ -65,7 +75,9 @@ export const replies = {
     `The intranet stopped sending the report of project ${project} part-way, so ${name} did not arrive complete. Please try again later.`,
   interrupted: (name: string) => `The connection to the chat server dropped while sending ${name}; offering it again…`,
   shuttingDown: () => 'The report service is restarting; please ask again in a minute.',
-  cancelledByAdmin: (what: string) => `An administrator cancelled sending ${what}. Send me another message to ask again.`,
-  cutByShutdown: (name: string) => `The report service is shutting down, so the transfer of ${name} was stopped. Please ask again in a minute.`,
+  cancelledByAdmin: (what: string) =>
+    `An administrator cancelled sending ${what}. Send me another message to ask again.`,
+  cutByShutdown: (name: string) =>
+    `The report service is shutting down, so the transfer of ${name} was stopped. Please ask again in a minute.`,
   failed: (name: string, why: string) => `Could not send ${name}: ${why}. Send me another message to try again.`,
 };

@@ -20,7 +20,13 @@ export interface RequestDeps {
   access: { allowedDomains: readonly string[]; allowJids: readonly string[]; denyJids: readonly string[] };
   maxBytes: number;
   example: string;
-  limits: { requestsPerMinute: number; maxConcurrent: number; maxConcurrentPerUser: number; maxQueue: number; maxQueuedPerUser: number };
+  limits: {
+    requestsPerMinute: number;
+    maxConcurrent: number;
+    maxConcurrentPerUser: number;
+    maxQueue: number;
+    maxQueuedPerUser: number;
+  };
   /** True when the intranet authorizes per user (requester header): downloads are then shared only per user. */
   perUserReports: boolean;
   /** Called once per report request with how it ended (delivered, declined, not-found, refused, …), for metrics. */
@@ -46,12 +52,20 @@ export class Requests {
   private retiredGates: ConcurrencyGate[] = []; // replaced by a reload, still running or queueing requests
   private readonly jobs = new ActiveRequests();
   // A download is shared until its last byte has arrived (reports are handed on at their headers).
-  private readonly shared = new SharedFetches<SpooledReport>((r) => r.release(), (r) => r.arrived);
+  private readonly shared = new SharedFetches<SpooledReport>(
+    (r) => r.release(),
+    (r) => r.arrived,
+  );
 
   constructor(private readonly deps: RequestDeps) {
     const l = deps.limits;
     this.rate = new RateLimiter({ limit: l.requestsPerMinute });
-    this.gate = new ConcurrencyGate({ maxTotal: l.maxConcurrent, maxPerKey: l.maxConcurrentPerUser, maxQueue: l.maxQueue, maxQueuedPerKey: l.maxQueuedPerUser });
+    this.gate = new ConcurrencyGate({
+      maxTotal: l.maxConcurrent,
+      maxPerKey: l.maxConcurrentPerUser,
+      maxQueue: l.maxQueue,
+      maxQueuedPerKey: l.maxQueuedPerUser,
+    });
   }
 
   get activeCount(): number {
@@ -75,13 +89,19 @@ export class Requests {
 
   /** Applies a config reload. New limits apply to requests arriving from now on. */
   update(patch: ReloadableDeps): void {
-    const limitsChanged = patch.limits !== undefined && JSON.stringify(patch.limits) !== JSON.stringify(this.deps.limits);
+    const limitsChanged =
+      patch.limits !== undefined && JSON.stringify(patch.limits) !== JSON.stringify(this.deps.limits);
     Object.assign(this.deps, patch);
     if (!limitsChanged) return;
     const l = this.deps.limits;
     this.rate = new RateLimiter({ limit: l.requestsPerMinute });
     this.retiredGates = [...this.retiredGates, this.gate].filter((g) => g.running + g.queued > 0);
-    this.gate = new ConcurrencyGate({ maxTotal: l.maxConcurrent, maxPerKey: l.maxConcurrentPerUser, maxQueue: l.maxQueue, maxQueuedPerKey: l.maxQueuedPerUser });
+    this.gate = new ConcurrencyGate({
+      maxTotal: l.maxConcurrent,
+      maxPerKey: l.maxConcurrentPerUser,
+      maxQueue: l.maxQueue,
+      maxQueuedPerKey: l.maxQueuedPerUser,
+    });
   }
 
   /** Handles a message stanza; never throws. Requests run concurrently. */
@@ -92,10 +112,13 @@ export class Requests {
     if (type === 'error' || type === 'groupchat' || type === 'headline') return;
     const body = el.getChildText('body');
     if (body === null || body.trim() === '') return;
-    const replyFrom = target.kind === 'project' ? this.deps.addresses.projectFull(target.project) : this.deps.addresses.domain;
+    const replyFrom =
+      target.kind === 'project' ? this.deps.addresses.projectFull(target.project) : this.deps.addresses.domain;
     const msgType = type === 'chat' ? 'chat' : 'normal';
-    const say = (text: string) => this.deps.send(xml('message', { from: replyFrom, to: from.full, type: msgType }, xml('body', {}, text)));
-    const sendLink = (url: string, desc: string) => this.deps.send(oobMessage({ from: replyFrom, to: from.full, url, desc, type: msgType }));
+    const say = (text: string) =>
+      this.deps.send(xml('message', { from: replyFrom, to: from.full, type: msgType }, xml('body', {}, text)));
+    const sendLink = (url: string, desc: string) =>
+      this.deps.send(oobMessage({ from: replyFrom, to: from.full, url, desc, type: msgType }));
     const job = this.jobs.add(from.full, this.shutdown.signal);
     const task = this.run(body, from, target, { say, sendLink }, job).catch((err: unknown) => {
       job.outcome = 'error';
@@ -129,7 +152,10 @@ export class Requests {
     job.project = project;
     const log = this.deps.log.child({ jid: from.full, project });
     const { access } = this.deps;
-    if (access.denyJids.includes(from.bare) || (!access.allowJids.includes(from.bare) && !access.allowedDomains.includes(from.domain))) {
+    if (
+      access.denyJids.includes(from.bare) ||
+      (!access.allowJids.includes(from.bare) && !access.allowedDomains.includes(from.domain))
+    ) {
       log.warn('request refused: requester not allowed');
       job.outcome = 'refused';
       return say(replies.notAllowed(access.allowedDomains.join(', ')));
@@ -183,7 +209,9 @@ export class Requests {
     const key = this.deps.perUserReports ? `${project} ${from.bare}` : project;
     let lease: Lease<SpooledReport>;
     try {
-      lease = await this.shared.acquire(key, () => this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }));
+      lease = await this.shared.acquire(key, () =>
+        this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
+      );
     } catch (err) {
       job.outcome = err instanceof ReportError ? err.kind : 'error';
       if (err instanceof ReportError) {
@@ -218,13 +246,22 @@ export class Requests {
         final = await this.deliver(report, from, project, out, log, job);
       }
     } finally {
-      await lease.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
+      await lease
+        .release()
+        .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
     }
     await say(final);
   }
 
   /** Hands the report over; returns the closing line for the user. */
-  private async deliver(report: SpooledReport, from: Jid, project: string, out: Output, log: Logger, job: ActiveRequest): Promise<string> {
+  private async deliver(
+    report: SpooledReport,
+    from: Jid,
+    project: string,
+    out: Output,
+    log: Logger,
+    job: ActiveRequest,
+  ): Promise<string> {
     const { say } = out;
     job.outcome = report.size === 0 ? 'empty' : 'notified';
     if (report.size === 0) return replies.empty(project);
@@ -235,7 +272,14 @@ export class Requests {
     };
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await this.deps.delivery.deliver({ report, to: from.full, from: this.deps.addresses.projectFull(project), log, signal: job.signal, progress });
+        const outcome = await this.deps.delivery.deliver({
+          report,
+          to: from.full,
+          from: this.deps.addresses.projectFull(project),
+          log,
+          signal: job.signal,
+          progress,
+        });
         job.outcome = outcome.kind;
         if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
         if (outcome.kind === 'linked') {
@@ -257,7 +301,11 @@ export class Requests {
           continue;
         }
         if (err.reason === 'cancelled' && job.cancelled) return replies.cancelledByAdmin(report.name);
-        if (err.reason === 'source') log.warn({ method: err.method, bytes: err.sent, err: err.message }, 'report download broke during the transfer');
+        if (err.reason === 'source')
+          log.warn(
+            { method: err.method, bytes: err.sent, err: err.message },
+            'report download broke during the transfer',
+          );
         return failureText(err, report);
       }
     }

@@ -4,7 +4,17 @@
 // longer than sending it (bench item 1).
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ReportError, mimeForExtension, once, reportFileName, sha256File, type FetchContext, type ReportMeta, type ReportSource, type SpooledReport } from './source.js';
+import {
+  ReportError,
+  mimeForExtension,
+  once,
+  reportFileName,
+  sha256File,
+  type FetchContext,
+  type ReportMeta,
+  type ReportSource,
+  type SpooledReport,
+} from './source.js';
 
 export class FolderSource implements ReportSource {
   readonly kind = 'folder';
@@ -28,13 +38,23 @@ export class FolderSource implements ReportSource {
     const full = join(this.folder, match);
     const st = await stat(full);
     if (!st.isFile()) throw new ReportError('not-found', `no report for project ${project}`);
-    if (st.size > this.opts.maxBytes) throw new ReportError('too-large', 'report is larger than the limit', { size: st.size, maxBytes: this.opts.maxBytes });
+    if (st.size > this.opts.maxBytes)
+      throw new ReportError('too-large', 'report is larger than the limit', {
+        size: st.size,
+        maxBytes: this.opts.maxBytes,
+      });
     const ext = match.slice(match.lastIndexOf('.') + 1);
-    const report = await localReport({ project, name: reportFileName(this.opts.fileName, project, ext), mime: mimeForExtension(ext), date: st.mtime }, full);
+    const report = await localReport(
+      { project, name: reportFileName(this.opts.fileName, project, ext), mime: mimeForExtension(ext), date: st.mtime },
+      full,
+    );
     if (report.size > this.opts.maxBytes) {
       // it grew between stat and open
       await report.release();
-      throw new ReportError('too-large', 'report is larger than the limit', { size: report.size, maxBytes: this.opts.maxBytes });
+      throw new ReportError('too-large', 'report is larger than the limit', {
+        size: report.size,
+        maxBytes: this.opts.maxBytes,
+      });
     }
     return report;
   }
@@ -67,9 +87,14 @@ async function localReport(meta: Omit<ReportMeta, 'size'>, path: string): Promis
     ...meta,
     size,
     arrived: Promise.resolve(),
-    open: async () => {
-      if (closed) throw new ReportError('unavailable', 'report already released');
-      return { read: (buf, offset, length, position) => track(fh.read(buf, offset, length, position).then((r) => r.bytesRead)), close: async () => {} };
+    open: () => {
+      if (closed) return Promise.reject(new ReportError('unavailable', 'report already released'));
+      const reader = {
+        read: (buf: Buffer, offset: number, length: number, position: number) =>
+          track(fh.read(buf, offset, length, position).then((r) => r.bytesRead)),
+        close: () => Promise.resolve(),
+      };
+      return Promise.resolve(reader);
     },
     complete: once(async () => ({ path, sha256: await track(sha256File(fh, size)) })),
     release: async () => {

@@ -6,7 +6,15 @@
 import { Transform, pipeline, type Readable } from 'node:stream';
 import fetch, { type Response } from 'node-fetch';
 import { spooledReport, type Spool } from './spool.js';
-import { ReportError, extensionForMime, mimeForExtension, reportFileName, type FetchContext, type ReportSource, type SpooledReport } from './source.js';
+import {
+  ReportError,
+  extensionForMime,
+  mimeForExtension,
+  reportFileName,
+  type FetchContext,
+  type ReportSource,
+  type SpooledReport,
+} from './source.js';
 
 export interface HttpSourceOptions {
   urlTemplate: string;
@@ -26,7 +34,8 @@ export interface HttpSourceOptions {
  * leave the project's path.
  */
 export function reportUrl(template: string, project: string): string {
-  if (project === '' || project === '.' || project === '..' || /\p{Cs}/u.test(project)) throw new ReportError('not-found', `not a project id: ${JSON.stringify(project)}`);
+  if (project === '' || project === '.' || project === '..' || /\p{Cs}/u.test(project))
+    throw new ReportError('not-found', `not a project id: ${JSON.stringify(project)}`);
   return template.split('{project}').join(encodeURIComponent(project));
 }
 
@@ -45,7 +54,8 @@ export class HttpSource implements ReportSource {
   private headers(ctx: FetchContext): Record<string, string> {
     const h: Record<string, string> = { 'user-agent': 'xmpp-reports', accept: '*/*' };
     if (this.opts.authHeader) h.authorization = this.opts.authHeader;
-    else if (this.opts.basicUser) h.authorization = 'Basic ' + Buffer.from(`${this.opts.basicUser}:${this.opts.basicPassword}`).toString('base64');
+    else if (this.opts.basicUser)
+      h.authorization = 'Basic ' + Buffer.from(`${this.opts.basicUser}:${this.opts.basicPassword}`).toString('base64');
     if (this.opts.requesterHeader) h[this.opts.requesterHeader.toLowerCase()] = ctx.requester;
     return h;
   }
@@ -73,29 +83,54 @@ export class HttpSource implements ReportSource {
     };
     const describe = (err: Error): Error => {
       if (err instanceof ReportError) return err;
-      if (timedOut) return new ReportError('unavailable', `intranet stalled for ${this.opts.timeoutMs} ms during the download`, { url: logUrl, cause: 'timeout' });
+      if (timedOut)
+        return new ReportError('unavailable', `intranet stalled for ${this.opts.timeoutMs} ms during the download`, {
+          url: logUrl,
+          cause: 'timeout',
+        });
       return new ReportError('unavailable', `download failed: ${scrub(err.message)}`, { url: logUrl });
     };
     let handedOver = false;
     try {
       let res: Response;
       try {
-        res = await fetch(url, { headers: this.headers(ctx), signal: abort.signal, follow: this.opts.maxRedirects ?? 5, compress: true });
+        res = await fetch(url, {
+          headers: this.headers(ctx),
+          signal: abort.signal,
+          follow: this.opts.maxRedirects ?? 5,
+          compress: true,
+        });
       } catch (err) {
-        if (timedOut) throw new ReportError('unavailable', `intranet did not answer within ${this.opts.timeoutMs} ms`, { url: logUrl, cause: 'timeout' });
-        throw new ReportError('unavailable', `intranet unreachable: ${scrub((err as Error).message)}`, { url: logUrl, cause: (err as { code?: string }).code ?? 'network' });
+        if (timedOut)
+          throw new ReportError('unavailable', `intranet did not answer within ${this.opts.timeoutMs} ms`, {
+            url: logUrl,
+            cause: 'timeout',
+          });
+        throw new ReportError('unavailable', `intranet unreachable: ${scrub((err as Error).message)}`, {
+          url: logUrl,
+          cause: (err as { code?: string }).code ?? 'network',
+        });
       }
-      if (res.status === 404 || res.status === 410) throw new ReportError('not-found', `no report for project ${project}`, { url: logUrl, status: res.status });
-      if (res.status === 401 || res.status === 403) throw new ReportError('forbidden', `intranet refused access (${res.status})`, { url: logUrl, status: res.status });
-      if (!res.ok || !res.body) throw new ReportError('unavailable', `intranet answered ${res.status}`, { url: logUrl, status: res.status });
+      if (res.status === 404 || res.status === 410)
+        throw new ReportError('not-found', `no report for project ${project}`, { url: logUrl, status: res.status });
+      if (res.status === 401 || res.status === 403)
+        throw new ReportError('forbidden', `intranet refused access (${res.status})`, {
+          url: logUrl,
+          status: res.status,
+        });
+      if (!res.ok || !res.body)
+        throw new ReportError('unavailable', `intranet answered ${res.status}`, { url: logUrl, status: res.status });
       const declared = Number(res.headers.get('content-length') ?? NaN);
       if (Number.isFinite(declared) && declared > this.opts.maxBytes) {
-        throw new ReportError('too-large', 'report is larger than the limit', { size: declared, maxBytes: this.opts.maxBytes });
+        throw new ReportError('too-large', 'report is larger than the limit', {
+          size: declared,
+          maxBytes: this.opts.maxBytes,
+        });
       }
       // Content-Length is the size of what we read only when nothing was decoded (node-fetch inflates gzip).
       const encoding = (res.headers.get('content-encoding') ?? 'identity').trim().toLowerCase();
       const known = Number.isSafeInteger(declared) && declared >= 0 && encoding === 'identity' ? declared : undefined;
-      const mime = (res.headers.get('content-type') ?? '').split(';')[0]!.trim() || 'application/octet-stream';
+      const mime = (res.headers.get('content-type') ?? '').split(';')[0].trim() || 'application/octet-stream';
       const ext = extensionForMime(mime) ?? /\.([A-Za-z0-9]{1,8})$/.exec(new URL(res.url || url).pathname)?.[1];
       const lastModified = Date.parse(res.headers.get('last-modified') ?? '');
       const idle = new Transform({
@@ -106,7 +141,12 @@ export class HttpSource implements ReportSource {
       });
       // pipeline (not pipe) so a body cut mid-way fails at once instead of waiting for the idle timer
       const body = pipeline(res.body as Readable, idle, () => {});
-      const file = this.spool.begin(body, { maxBytes: this.opts.maxBytes, signal: abort.signal, describe, ...(known !== undefined ? { expectedSize: known } : {}) });
+      const file = this.spool.begin(body, {
+        maxBytes: this.opts.maxBytes,
+        signal: abort.signal,
+        describe,
+        ...(known !== undefined ? { expectedSize: known } : {}),
+      });
       handedOver = true;
       // A refused or failed download must not leave the intranet connection open.
       void file.done.then(done, () => {

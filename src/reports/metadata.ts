@@ -23,8 +23,13 @@ const MAX_BODY = 64 * 1024;
 /** A name fit for a roster: one line, no control characters, at most 80 code points. */
 export function cleanName(raw: unknown): string | undefined {
   if (typeof raw !== 'string') return undefined;
-  // eslint-disable-next-line no-control-regex
-  const chars = Array.from(raw.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').replace(/\s+/g, ' ').trim());
+  const chars = Array.from(
+    raw
+      // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced
+      .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim(),
+  );
   if (chars.length === 0) return undefined;
   return chars.length > 80 ? chars.slice(0, 79).join('') + '…' : chars.join('');
 }
@@ -75,8 +80,15 @@ export class ProjectNames {
   private async fetchName(project: string): Promise<string | undefined> {
     const headers: Record<string, string> = { 'user-agent': 'xmpp-reports', accept: 'application/json' };
     if (this.opts.authHeader) headers.authorization = this.opts.authHeader;
-    else if (this.opts.basicUser) headers.authorization = 'Basic ' + Buffer.from(`${this.opts.basicUser}:${this.opts.basicPassword}`).toString('base64');
-    const res = await fetch(reportUrl(this.opts.urlTemplate, project), { headers, signal: AbortSignal.timeout(this.opts.timeoutMs), follow: 3, size: MAX_BODY });
+    else if (this.opts.basicUser)
+      headers.authorization =
+        'Basic ' + Buffer.from(`${this.opts.basicUser}:${this.opts.basicPassword}`).toString('base64');
+    const res = await fetch(reportUrl(this.opts.urlTemplate, project), {
+      headers,
+      signal: AbortSignal.timeout(this.opts.timeoutMs),
+      follow: 3,
+      size: MAX_BODY,
+    });
     if (!res.ok) {
       res.body?.resume();
       return undefined;

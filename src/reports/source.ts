@@ -39,7 +39,7 @@ export interface SpooledReport extends ReportMeta {
 export async function sha256File(fh: FileHandle, size: number): Promise<string> {
   const hash = createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.max(1, Math.min(1 << 20, size)));
-  for (let pos = 0; pos < size; ) {
+  for (let pos = 0; pos < size;) {
     const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos);
     if (bytesRead === 0) throw new ReportError('unavailable', `the report shrank to ${pos} bytes while it was hashed`);
     hash.update(buf.subarray(0, bytesRead));
@@ -65,7 +65,8 @@ export function reportStream(reader: ReportReader, size: number, chunkSize: numb
       const buf = Buffer.allocUnsafe(want);
       reader.read(buf, 0, want, pos).then(
         (got) => {
-          if (got === 0) return void this.destroy(new ReportError('unavailable', `the report ended after ${pos} of ${size} bytes`));
+          if (got === 0)
+            return void this.destroy(new ReportError('unavailable', `the report ended after ${pos} of ${size} bytes`));
           pos += got;
           this.push(buf.subarray(0, got));
         },
@@ -124,7 +125,7 @@ export function mimeForExtension(ext: string): string {
 }
 
 export function extensionForMime(mime: string): string | undefined {
-  const base = mime.split(';')[0]!.trim().toLowerCase();
+  const base = mime.split(';')[0].trim().toLowerCase();
   return Object.keys(MIME_BY_EXT).find((ext) => MIME_BY_EXT[ext] === base);
 }
 

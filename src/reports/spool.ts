@@ -96,9 +96,18 @@ export class SpoolFile {
         write: (chunk: Buffer, _e, cb) => {
           // counted before anything is kept: an oversized or endless source stops at the limit
           received += chunk.length;
-          if (received > o.maxBytes) return cb(new ReportError('too-large', `report is larger than the limit of ${o.maxBytes} bytes`, { maxBytes: o.maxBytes }));
+          if (received > o.maxBytes)
+            return cb(
+              new ReportError('too-large', `report is larger than the limit of ${o.maxBytes} bytes`, {
+                maxBytes: o.maxBytes,
+              }),
+            );
           if (o.expectedSize !== undefined && received > o.expectedSize) {
-            return cb(new ReportError('unavailable', `the intranet sent more than the ${o.expectedSize} bytes it announced`, { size: o.expectedSize }));
+            return cb(
+              new ReportError('unavailable', `the intranet sent more than the ${o.expectedSize} bytes it announced`, {
+                size: o.expectedSize,
+              }),
+            );
           }
           pending.push(chunk);
           pendingLen += chunk.length;
@@ -110,12 +119,19 @@ export class SpoolFile {
         destroy: (err, cb) => {
           clearTimeout(timer);
           // a write under way must end before the file is closed
-          void chain.then(() => cb(err), () => cb(err));
+          void chain.then(
+            () => cb(err),
+            () => cb(err),
+          );
         },
       });
       await pipeline(input, sink, { signal });
       if (o.expectedSize !== undefined && this.written !== o.expectedSize) {
-        throw new ReportError('unavailable', `the intranet sent ${this.written} of the ${o.expectedSize} bytes it announced`, { size: o.expectedSize, received: this.written });
+        throw new ReportError(
+          'unavailable',
+          `the intranet sent ${this.written} of the ${o.expectedSize} bytes it announced`,
+          { size: o.expectedSize, received: this.written },
+        );
       }
       return this.written;
     } finally {

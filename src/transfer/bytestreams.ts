@@ -9,11 +9,21 @@ export interface StreamhostInfo {
   port: number;
 }
 
-export function buildStreamhostOffer(o: { id: string; from: string; to: string; sid: string; hosts: readonly StreamhostInfo[] }): Element {
+export function buildStreamhostOffer(o: {
+  id: string;
+  from: string;
+  to: string;
+  sid: string;
+  hosts: readonly StreamhostInfo[];
+}): Element {
   return xml(
     'iq',
     { type: 'set', id: o.id, from: o.from, to: o.to },
-    xml('query', { xmlns: NS.BYTESTREAMS, sid: o.sid, mode: 'tcp' }, ...o.hosts.map((h) => xml('streamhost', { jid: h.jid, host: h.host, port: String(h.port) }))),
+    xml(
+      'query',
+      { xmlns: NS.BYTESTREAMS, sid: o.sid, mode: 'tcp' },
+      ...o.hosts.map((h) => xml('streamhost', { jid: h.jid, host: h.host, port: String(h.port) })),
+    ),
   );
 }
 
@@ -24,12 +34,16 @@ export function streamhostUsed(result: Element): string | undefined {
 
 /** XEP-0065 §6.3.5: ask a proxy to start relaying. */
 export function buildActivate(o: { id: string; from: string; proxy: string; sid: string; target: string }): Element {
-  return xml('iq', { type: 'set', id: o.id, from: o.from, to: o.proxy }, xml('query', { xmlns: NS.BYTESTREAMS, sid: o.sid }, xml('activate', {}, o.target)));
+  return xml(
+    'iq',
+    { type: 'set', id: o.id, from: o.from, to: o.proxy },
+    xml('query', { xmlns: NS.BYTESTREAMS, sid: o.sid }, xml('activate', {}, o.target)),
+  );
 }
 
 /** Parses "jid@host:port" from the config into a streamhost. */
 export function parseProxySpec(spec: string): StreamhostInfo {
   const m = /^([^@\s]+)@([^\s:]+):(\d{1,5})$/.exec(spec);
   if (!m) throw new Error(`bad proxy spec ${spec}`);
-  return { jid: m[1]!, host: m[2]!, port: Number(m[3]) };
+  return { jid: m[1], host: m[2], port: Number(m[3]) };
 }

@@ -36,7 +36,8 @@ export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; wh
 // pending negotiations cannot survive that); the caller may offer again.
 // cancelled: we stopped it ourselves (shutdown after the grace period).
 // source: the report's download broke while it was being sent.
-export type FailureReason = 'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled' | 'source';
+export type FailureReason =
+  'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled' | 'source';
 
 /** A delivery that did not complete; `sent` counts bytes written before it broke. */
 export class DeliveryError extends Error {
@@ -60,13 +61,6 @@ export interface Delivery {
 /** The report's own download failed under a transfer (see SpooledReport.open): no other method can help. */
 export function sourceFailure(err: unknown, sent: number, method?: Method): DeliveryError | undefined {
   return err instanceof ReportError ? new DeliveryError('source', err.message, sent, method) : undefined;
-}
-
-/** Only tells the user the report is ready (no file transfer configured). */
-export class NotifyDelivery implements Delivery {
-  async deliver(_req: DeliveryRequest): Promise<DeliveryOutcome> {
-    return { kind: 'notified' };
-  }
 }
 
 /**

@@ -10,11 +10,26 @@ export function nextSeq(seq: number): number {
 }
 
 export function buildOpen(o: { id: string; from: string; to: string; sid: string; blockSize: number }): Element {
-  return xml('iq', { type: 'set', id: o.id, from: o.from, to: o.to }, xml('open', { xmlns: NS.IBB, sid: o.sid, 'block-size': String(o.blockSize), stanza: 'iq' }));
+  return xml(
+    'iq',
+    { type: 'set', id: o.id, from: o.from, to: o.to },
+    xml('open', { xmlns: NS.IBB, sid: o.sid, 'block-size': String(o.blockSize), stanza: 'iq' }),
+  );
 }
 
-export function buildData(o: { id: string; from: string; to: string; sid: string; seq: number; data: string }): Element {
-  return xml('iq', { type: 'set', id: o.id, from: o.from, to: o.to }, xml('data', { xmlns: NS.IBB, sid: o.sid, seq: String(o.seq) }, o.data));
+export function buildData(o: {
+  id: string;
+  from: string;
+  to: string;
+  sid: string;
+  seq: number;
+  data: string;
+}): Element {
+  return xml(
+    'iq',
+    { type: 'set', id: o.id, from: o.from, to: o.to },
+    xml('data', { xmlns: NS.IBB, sid: o.sid, seq: String(o.seq) }, o.data),
+  );
 }
 
 export function buildClose(o: { id: string; from: string; to: string; sid: string }): Element {
@@ -142,7 +157,14 @@ export class IbbSender {
             if (this.failure) break;
           }
           const block = ahead.subarray(offset - aheadAt, offset - aheadAt + len);
-          const iq = buildData({ id: o.newId(), from: o.from, to: o.to, sid: o.sid, seq, data: block.toString('base64') });
+          const iq = buildData({
+            id: o.newId(),
+            from: o.from,
+            to: o.to,
+            sid: o.sid,
+            seq,
+            data: block.toString('base64'),
+          });
           seq = nextSeq(seq);
           offset += len;
           const p: Promise<void> = o.request(iq, o.ackTimeoutMs).then(
@@ -151,7 +173,11 @@ export class IbbSender {
               o.onProgress?.(this.acked);
             },
             (err: Error & { condition?: string }) => {
-              this.failure ??= new IbbError(`block not acknowledged: ${err.condition ?? err.message}`, this.acked, err.condition);
+              this.failure ??= new IbbError(
+                `block not acknowledged: ${err.condition ?? err.message}`,
+                this.acked,
+                err.condition,
+              );
             },
           );
           inFlight.add(p);

@@ -32,7 +32,19 @@
 //   files under <stateDir>/files that no link references are removed. Nothing
 //   else in stateDir is touched.
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  type FileHandle,
+} from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -140,7 +152,7 @@ export function parseRange(header: string | undefined, size: number): RangeResul
   if (header === undefined) return { kind: 'none' };
   const m = /^\s*bytes\s*=\s*(.*?)\s*$/i.exec(header);
   if (!m) return { kind: 'none' };
-  const spec = m[1]!;
+  const spec = m[1];
   if (spec.includes(',')) return { kind: 'none' };
   let r = /^(\d{1,20})\s*-\s*(\d{0,20})$/.exec(spec);
   if (r) {
@@ -166,7 +178,11 @@ function wellFormed(s: string): string {
 
 /** A file name safe to put in a URL and a header: no controls, no path separators. */
 export function safeFileName(name: string): string {
-  const clean = wellFormed(name).replace(/[\u0000-\u001f\u007f-\u009f]/g, '').replace(/[/\\]/g, '_').trim();
+  const clean = wellFormed(name)
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, '')
+    .replace(/[/\\]/g, '_')
+    .trim();
   return clean === '' || clean === '.' || clean === '..' ? 'report' : clean;
 }
 
@@ -174,13 +190,17 @@ export function safeFileName(name: string): string {
 export function contentDisposition(name: string): string {
   const n = wellFormed(name);
   // Fallback: printable ASCII without the characters that need quoting or that some agents decode.
-  const ascii = Array.from(n, (ch) => (/^[\x20-\x7e]$/.test(ch) && ch !== '"' && ch !== '\\' && ch !== '%' ? ch : '_')).join('');
+  const ascii = Array.from(n, (ch) =>
+    /^[\x20-\x7e]$/.test(ch) && ch !== '"' && ch !== '\\' && ch !== '%' ? ch : '_',
+  ).join('');
   const ext = encodeURIComponent(n).replace(/['()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
   return `attachment; filename="${ascii}"; filename*=UTF-8''${ext}`;
 }
 
 function safeMime(mime: string): string {
-  return /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[\x20-\x7e]*)?$/.test(mime) ? mime : 'application/octet-stream';
+  return /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[\x20-\x7e]*)?$/.test(mime)
+    ? mime
+    : 'application/octet-stream';
 }
 
 function normalizeBaseUrl(raw: string): { base: string; path: string } {
@@ -190,8 +210,10 @@ function normalizeBaseUrl(raw: string): { base: string; path: string } {
   } catch {
     throw new Error(`publicBaseUrl is not a valid URL: ${JSON.stringify(raw)}`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('publicBaseUrl must be an http: or https: URL');
-  if (url.username || url.password || url.search || url.hash) throw new Error('publicBaseUrl must not carry credentials, a query or a fragment');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new Error('publicBaseUrl must be an http: or https: URL');
+  if (url.username || url.password || url.search || url.hash)
+    throw new Error('publicBaseUrl must not carry credentials, a query or a fragment');
   const base = url.href.endsWith('/') ? url.href : url.href + '/';
   return { base, path: new URL(base).pathname };
 }
@@ -201,11 +223,18 @@ function isRecord(v: unknown): v is LinkRecord {
   const r = v as Record<string, unknown>;
   const int = (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
   return (
-    typeof r.id === 'string' && SHA256_RE.test(r.id) &&
-    typeof r.sha256 === 'string' && SHA256_RE.test(r.sha256) &&
-    typeof r.name === 'string' && r.name !== '' &&
+    typeof r.id === 'string' &&
+    SHA256_RE.test(r.id) &&
+    typeof r.sha256 === 'string' &&
+    SHA256_RE.test(r.sha256) &&
+    typeof r.name === 'string' &&
+    r.name !== '' &&
     typeof r.mime === 'string' &&
-    int(r.size) && int(r.createdAt) && int(r.expiresAt) && int(r.downloads) && int(r.maxDownloads)
+    int(r.size) &&
+    int(r.createdAt) &&
+    int(r.expiresAt) &&
+    int(r.downloads) &&
+    int(r.maxDownloads)
   );
 }
 
@@ -237,8 +266,10 @@ export class LinkServer {
     this.filesDir = join(opts.stateDir, FILES_DIR);
     this.statePath = join(opts.stateDir, STATE_FILE);
     this.log = opts.log.child({ component: 'link-server' });
-    if (!(opts.defaultTtlMs > 0 && Number.isFinite(opts.defaultTtlMs))) throw new Error('defaultTtlMs must be a positive number');
-    if (!Number.isSafeInteger(opts.defaultMaxDownloads) || opts.defaultMaxDownloads < 0) throw new Error('defaultMaxDownloads must be a whole number >= 0');
+    if (!(opts.defaultTtlMs > 0 && Number.isFinite(opts.defaultTtlMs)))
+      throw new Error('defaultTtlMs must be a positive number');
+    if (!Number.isSafeInteger(opts.defaultMaxDownloads) || opts.defaultMaxDownloads < 0)
+      throw new Error('defaultMaxDownloads must be a whole number >= 0');
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message }, 'request failed');
@@ -263,7 +294,8 @@ export class LinkServer {
     const s = new LinkServer(opts);
     await s.load();
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(new Error(`link server cannot listen on ${opts.bindHost}:${opts.bindPort}: ${err.message}`));
+      const onError = (err: Error) =>
+        reject(new Error(`link server cannot listen on ${opts.bindHost}:${opts.bindPort}: ${err.message}`));
       s.server.once('error', onError);
       s.server.listen(opts.bindPort, opts.bindHost, () => {
         s.server.off('error', onError);
@@ -275,7 +307,10 @@ export class LinkServer {
       s.sweep().catch((err: unknown) => s.log.error({ err: (err as Error).message }, 'sweeping expired links failed'));
     }, opts.sweepIntervalMs ?? 60_000);
     s.sweepTimer.unref();
-    s.log.info({ host: opts.bindHost, port: s.port, publicBaseUrl: s.base, links: s.links.size }, 'link server listening');
+    s.log.info(
+      { host: opts.bindHost, port: s.port, publicBaseUrl: s.base, links: s.links.size },
+      'link server listening',
+    );
     return s;
   }
 
@@ -315,7 +350,8 @@ export class LinkServer {
     const ttlMs = o.ttlMs ?? this.opts.defaultTtlMs;
     const maxDownloads = o.maxDownloads ?? this.opts.defaultMaxDownloads;
     if (!(ttlMs > 0 && Number.isFinite(ttlMs))) throw new Error('ttlMs must be a positive number');
-    if (!Number.isSafeInteger(maxDownloads) || maxDownloads < 0) throw new Error('maxDownloads must be a whole number >= 0');
+    if (!Number.isSafeInteger(maxDownloads) || maxDownloads < 0)
+      throw new Error('maxDownloads must be a whole number >= 0');
     const sha256 = file.sha256.toLowerCase();
     if (!SHA256_RE.test(sha256)) throw new Error('sha256 must be 64 hex digits');
     const st = await stat(file.path);
@@ -339,7 +375,8 @@ export class LinkServer {
     };
     await this.exclusive(async () => {
       const held = [...this.links.values()].find((r) => r.sha256 === sha256);
-      if (held && held.size !== file.size) throw new Error(`sha256 ${sha256} is held with ${held.size} bytes, not ${file.size}`);
+      if (held && held.size !== file.size)
+        throw new Error(`sha256 ${sha256} is held with ${held.size} bytes, not ${file.size}`);
       if (!held) await this.storeFile(file.path, sha256, file.size);
       this.links.set(id, record);
       try {
@@ -352,7 +389,16 @@ export class LinkServer {
     });
     this.counters.published++;
     const url = this.base + token + '/' + encodeURIComponent(name);
-    this.log.info({ link: id.slice(0, 8), name, bytes: file.size, expiresAt: new Date(record.expiresAt).toISOString(), maxDownloads }, 'link published');
+    this.log.info(
+      {
+        link: id.slice(0, 8),
+        name,
+        bytes: file.size,
+        expiresAt: new Date(record.expiresAt).toISOString(),
+        maxDownloads,
+      },
+      'link published',
+    );
     return { url, token, expiresAt: new Date(record.expiresAt), link: id.slice(0, 8) };
   }
 
@@ -509,11 +555,12 @@ export class LinkServer {
   /** The link id for a request path, when the path has the form of a link. */
   private idFromPath(rawUrl: string | undefined): string | undefined {
     if (!rawUrl || !rawUrl.startsWith('/')) return undefined;
-    const path = rawUrl.split('?', 1)[0]!;
-    const rest = this.basePath !== '/' && path.startsWith(this.basePath) ? path.slice(this.basePath.length) : path.slice(1);
+    const path = rawUrl.split('?', 1)[0];
+    const rest =
+      this.basePath !== '/' && path.startsWith(this.basePath) ? path.slice(this.basePath.length) : path.slice(1);
     const parts = rest.split('/');
-    if (parts.length !== 2 || !TOKEN_RE.test(parts[0]!) || parts[1] === '') return undefined;
-    return hashToken(parts[0]!);
+    if (parts.length !== 2 || !TOKEN_RE.test(parts[0]) || parts[1] === '') return undefined;
+    return hashToken(parts[0]);
   }
 
   private notFound(res: ServerResponse): void {
@@ -531,7 +578,12 @@ export class LinkServer {
     this.counters.requests++;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       const body = 'Method Not Allowed\n';
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+      res.writeHead(405, {
+        Allow: 'GET, HEAD',
+        'Content-Type': 'text/plain; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+        'Cache-Control': 'no-store',
+      });
       res.end(body);
       return;
     }
@@ -557,7 +609,8 @@ export class LinkServer {
     };
     // If-Range (RFC 9110 §13.1.5): a range applies only to the same content.
     const ifRange = req.headers['if-range'];
-    const rangeHeader = ifRange === undefined || ifRange === etag || ifRange === lastModified ? req.headers.range : undefined;
+    const rangeHeader =
+      ifRange === undefined || ifRange === etag || ifRange === lastModified ? req.headers.range : undefined;
     const range = parseRange(rangeHeader, r.size);
     if (range.kind === 'unsatisfiable') {
       res.writeHead(416, { ...headers, 'Content-Range': `bytes */${r.size}`, 'Content-Length': 0 });

@@ -6,7 +6,14 @@
 import { xml, type Element } from '@xmpp/component';
 import type { Capabilities } from '../xmpp/caps.js';
 import { NS } from '../xmpp/namespaces.js';
-import { DeliveryError, sourceFailure, type Delivery, type DeliveryOutcome, type DeliveryRequest, type LinkReason } from './delivery.js';
+import {
+  DeliveryError,
+  sourceFailure,
+  type Delivery,
+  type DeliveryOutcome,
+  type DeliveryRequest,
+  type LinkReason,
+} from './delivery.js';
 import { JINGLE_FT_FEATURES } from './jingle/jingle.js';
 import type { LinkServer } from './link-server.js';
 import { requestSlot, uploadFile, type IqRequest } from './upload.js';
@@ -15,7 +22,12 @@ export const NS_OOB = 'jabber:x:oob';
 
 /** XEP-0066 §3: the URL is also the whole body, which is what clients need to show it as a file. */
 export function oobMessage(o: { from: string; to: string; url: string; desc: string; type?: string }): Element {
-  return xml('message', { from: o.from, to: o.to, type: o.type ?? 'chat' }, xml('body', {}, o.url), xml('x', { xmlns: NS_OOB }, xml('url', {}, o.url), xml('desc', {}, o.desc)));
+  return xml(
+    'message',
+    { from: o.from, to: o.to, type: o.type ?? 'chat' },
+    xml('body', {}, o.url),
+    xml('x', { xmlns: NS_OOB }, xml('url', {}, o.url), xml('desc', {}, o.desc)),
+  );
 }
 
 export interface LinkPublisher {
@@ -45,7 +57,14 @@ export class UploadLinks implements LinkPublisher {
   ) {}
   async publish(req: DeliveryRequest): Promise<{ url: string; expiresAt: Date | undefined; logId: string }> {
     const { report } = req;
-    const slot = await requestSlot(this.request, { from: req.from, service: this.service, name: report.name, size: report.size, mime: report.mime, timeoutMs: this.timeoutMs });
+    const slot = await requestSlot(this.request, {
+      from: req.from,
+      service: this.service,
+      name: report.name,
+      size: report.size,
+      mime: report.mime,
+      timeoutMs: this.timeoutMs,
+    });
     const { path } = await report.complete();
     await uploadFile(slot.put, slot.headers, path, report.size, report.mime, this.timeoutMs);
     // The GET URL is a capability too: log only where it lives.
@@ -57,7 +76,6 @@ const SI_FEATURES = [NS.SI, NS.SI_FILE];
 
 /** How a report may reach a client (config transfer.order). */
 export type TransferMethod = 'si' | 'jingle' | 'link';
-
 
 /** Why a failed delivery leads to a link. */
 function linkWhy(err: DeliveryError): LinkReason {
@@ -89,14 +107,25 @@ export class ChoosingDelivery implements Delivery {
     const features = info === 'unknown' ? 'unknown' : info.features;
     const has = (f: string) => features !== 'unknown' && features.has(f);
     const can = (m: TransferMethod): boolean =>
-      m === 'si' ? features === 'unknown' || SI_FEATURES.every(has) : m === 'jingle' ? this.opts.jingle !== undefined && JINGLE_FT_FEATURES.every(has) : this.links !== undefined;
+      m === 'si'
+        ? features === 'unknown' || SI_FEATURES.every(has)
+        : m === 'jingle'
+          ? this.opts.jingle !== undefined && JINGLE_FT_FEATURES.every(has)
+          : this.links !== undefined;
     let plan = this.order.filter(can);
     // Nothing fits: an SI offer still tells the user, in the end, that the client takes no files.
     if (plan.length === 0 && this.order.includes('si')) plan = ['si'];
     req.log.info(
       {
-        features: features === 'unknown' ? 'unknown' : [...features].filter((f) => /si|bytestreams|ibb|jingle|oob/.test(f)),
-        client: info === 'unknown' ? undefined : info.identities.map((i) => i.name).filter(Boolean).join(', ') || undefined,
+        features:
+          features === 'unknown' ? 'unknown' : [...features].filter((f) => /si|bytestreams|ibb|jingle|oob/.test(f)),
+        client:
+          info === 'unknown'
+            ? undefined
+            : info.identities
+                .map((i) => i.name)
+                .filter(Boolean)
+                .join(', ') || undefined,
         plan,
       },
       'client capabilities',
@@ -109,7 +138,11 @@ export class ChoosingDelivery implements Delivery {
         return await (m === 'si' ? this.si : this.opts.jingle!).deliver(withClient);
       } catch (err) {
         // Unsupported, failed on every bytestream, broke off, or unconfirmable: a link may still get the report there.
-        if (!(err instanceof DeliveryError) || !(err.linkWhy || err.reason === 'unsupported' || err.reason === 'failed' || err.reason === 'lost')) throw err;
+        if (
+          !(err instanceof DeliveryError) ||
+          !(err.linkWhy || err.reason === 'unsupported' || err.reason === 'failed' || err.reason === 'lost')
+        )
+          throw err;
         failure = err;
         if (err.reason === 'unsupported' && !err.linkWhy) continue;
         // A second offer by another protocol would meet the same network: only the link is left.

@@ -12,8 +12,22 @@ import type { Connection } from '../xmpp/connection.js';
 import { errorElement } from '../xmpp/errors.js';
 import { NS } from '../xmpp/namespaces.js';
 import type { IqRouter } from '../xmpp/router.js';
-import { buildActivate, buildStreamhostOffer, parseProxySpec, streamhostUsed, type StreamhostInfo } from './bytestreams.js';
-import { DeliveryError, offerRefusal, sourceFailure, type Delivery, type DeliveryOutcome, type DeliveryRequest, type Method } from './delivery.js';
+import {
+  buildActivate,
+  buildStreamhostOffer,
+  parseProxySpec,
+  streamhostUsed,
+  type StreamhostInfo,
+} from './bytestreams.js';
+import {
+  DeliveryError,
+  offerRefusal,
+  sourceFailure,
+  type Delivery,
+  type DeliveryOutcome,
+  type DeliveryRequest,
+  type Method,
+} from './delivery.js';
 import { IbbError, IbbSender } from './ibb.js';
 import { buildOffer, chosenMethod } from './si.js';
 import { dstAddr } from './socks5.js';
@@ -56,7 +70,12 @@ class Interruption {
     if (this.fired) return;
     this.fired = true;
     this.reason = reason;
-    this.fire(new DeliveryError(reason, reason === 'cancelled' ? 'cancelled by shutdown' : 'the connection to the XMPP server was lost'));
+    this.fire(
+      new DeliveryError(
+        reason,
+        reason === 'cancelled' ? 'cancelled by shutdown' : 'the connection to the XMPP server was lost',
+      ),
+    );
   }
   race<T>(p: Promise<T>): Promise<T> {
     return Promise.race([p, this.promise]);
@@ -120,7 +139,13 @@ export class SiDelivery implements Delivery {
       to,
       sid,
       methods: offered,
-      file: { name: report.name, size: report.size, date: report.date, desc: `Status report of project ${report.project}`, mime: report.mime },
+      file: {
+        name: report.name,
+        size: report.size,
+        date: report.date,
+        desc: `Status report of project ${report.project}`,
+        mime: report.mime,
+      },
     });
     await req.progress?.({ kind: 'offering' });
     log.info({ bytes: report.size, methods: offered }, 'file offered');
@@ -158,7 +183,12 @@ export class SiDelivery implements Delivery {
     return { kind: 'delivered', method: 'ibb', bytes };
   }
 
-  private async sendS5b(req: DeliveryRequest, sid: string, log: DeliveryRequest['log'], run: Interruption): Promise<number> {
+  private async sendS5b(
+    req: DeliveryRequest,
+    sid: string,
+    log: DeliveryRequest['log'],
+    run: Interruption,
+  ): Promise<number> {
     const { to, from, report } = req;
     const cfg = this.deps.config;
     const hash = dstAddr(sid, from, to);
@@ -171,13 +201,18 @@ export class SiDelivery implements Delivery {
     hosts.push(...this.proxies);
     let used: string | undefined;
     try {
-      const result = await run.race(this.deps.connection.request(buildStreamhostOffer({ id: newId(), from, to, sid, hosts }), cfg.connectTimeoutMs));
+      const result = await run.race(
+        this.deps.connection.request(buildStreamhostOffer({ id: newId(), from, to, sid, hosts }), cfg.connectTimeoutMs),
+      );
       used = streamhostUsed(result);
     } catch (err) {
       expectation?.cancel();
       if (err instanceof DeliveryError) throw err;
       const condition = (err as { condition?: string }).condition;
-      throw new S5bFailed(condition ? `receiver could not connect (${condition})` : `receiver did not connect: ${(err as Error).message}`, true);
+      throw new S5bFailed(
+        condition ? `receiver could not connect (${condition})` : `receiver did not connect: ${(err as Error).message}`,
+        true,
+      );
     }
     let socket: Socket;
     if (own && used === from) {
@@ -202,12 +237,17 @@ export class SiDelivery implements Delivery {
     try {
       return await this.pump(socket, report);
     } catch (err) {
-      if (run.fired && run.reason === 'cancelled') throw new DeliveryError('cancelled', 'cancelled by shutdown', (err as S5bFailed).sent ?? 0, 's5b');
+      if (run.fired && run.reason === 'cancelled')
+        throw new DeliveryError('cancelled', 'cancelled by shutdown', (err as S5bFailed).sent ?? 0, 's5b');
       throw err;
     }
   }
 
-  private async connectProxy(proxy: StreamhostInfo, hash: string, o: { sid: string; from: string; to: string }): Promise<Socket> {
+  private async connectProxy(
+    proxy: StreamhostInfo,
+    hash: string,
+    o: { sid: string; from: string; to: string },
+  ): Promise<Socket> {
     let socket: Socket;
     try {
       ({ socket } = await SocksClient.createConnection({
@@ -220,7 +260,10 @@ export class SiDelivery implements Delivery {
       throw new S5bFailed(`cannot reach proxy ${proxy.jid}: ${(err as Error).message}`, true);
     }
     try {
-      await this.deps.connection.request(buildActivate({ id: newId(), from: o.from, proxy: proxy.jid, sid: o.sid, target: o.to }), this.deps.config.connectTimeoutMs);
+      await this.deps.connection.request(
+        buildActivate({ id: newId(), from: o.from, proxy: proxy.jid, sid: o.sid, target: o.to }),
+        this.deps.config.connectTimeoutMs,
+      );
     } catch (err) {
       socket.destroy();
       throw new S5bFailed(`proxy ${proxy.jid} refused activation: ${(err as Error).message}`, true);
@@ -264,10 +307,13 @@ export class SiDelivery implements Delivery {
     try {
       const reader = await report.open();
       try {
-        const slots = [0, 1].map(() => ({ buf: Buffer.allocUnsafe(Math.max(1, Math.min(readSize, size))), written: Promise.resolve() }));
+        const slots = [0, 1].map(() => ({
+          buf: Buffer.allocUnsafe(Math.max(1, Math.min(readSize, size))),
+          written: Promise.resolve(),
+        }));
         let pos = 0;
         for (let i = 0; pos < size; i ^= 1) {
-          const slot = slots[i]!;
+          const slot = slots[i];
           await slot.written; // this buffer's previous contents are with the kernel
           const bytesRead = await reader.read(slot.buf, 0, Math.min(slot.buf.length, size - pos), pos);
           if (bytesRead === 0) break; // shorter than offered: judged below
@@ -299,7 +345,8 @@ export class SiDelivery implements Delivery {
       // closes as soon as it has `size` bytes, which can beat our own end().
       armStall();
       const hadError = await closed;
-      if (hadError || sent !== size || socket.writableLength > 0) throw new Error(hadError ? 'connection reset' : `closed after ${sent} of ${size} bytes`);
+      if (hadError || sent !== size || socket.writableLength > 0)
+        throw new Error(hadError ? 'connection reset' : `closed after ${sent} of ${size} bytes`);
       return sent;
     } catch (err) {
       // destroy, not end: the receiver must not take a cut stream for a whole file
@@ -311,7 +358,12 @@ export class SiDelivery implements Delivery {
     }
   }
 
-  private async sendIbb(req: DeliveryRequest, sid: string, log: DeliveryRequest['log'], run: Interruption): Promise<number> {
+  private async sendIbb(
+    req: DeliveryRequest,
+    sid: string,
+    log: DeliveryRequest['log'],
+    run: Interruption,
+  ): Promise<number> {
     const cfg = this.deps.config;
     const sender = new IbbSender({
       from: req.from,
@@ -344,4 +396,3 @@ export class SiDelivery implements Delivery {
 function sameJid(a: string | undefined, b: string): boolean {
   return parseJid(a)?.full === parseJid(b)?.full;
 }
-

@@ -14,7 +14,14 @@ export interface FileInfo {
   mime: string;
 }
 
-export function buildOffer(o: { id: string; from: string; to: string; sid: string; file: FileInfo; methods: readonly Method[] }): Element {
+export function buildOffer(o: {
+  id: string;
+  from: string;
+  to: string;
+  sid: string;
+  file: FileInfo;
+  methods: readonly Method[];
+}): Element {
   return xml(
     'iq',
     { type: 'set', id: o.id, from: o.from, to: o.to },
@@ -34,7 +41,11 @@ export function buildOffer(o: { id: string; from: string; to: string; sid: strin
         xml(
           'x',
           { xmlns: NS.DATA_FORMS, type: 'form' },
-          xml('field', { var: 'stream-method', type: 'list-single' }, ...o.methods.map((m) => xml('option', {}, xml('value', {}, METHOD_NS[m])))),
+          xml(
+            'field',
+            { var: 'stream-method', type: 'list-single' },
+            ...o.methods.map((m) => xml('option', {}, xml('value', {}, METHOD_NS[m]))),
+          ),
         ),
       ),
     ),

@@ -18,11 +18,14 @@ export const REPLY = {
   ADDRESS_TYPE_NOT_SUPPORTED: 0x08,
 } as const;
 
-export type Parse<T> = { status: 'need-more' } | { status: 'bad'; reason: string } | ({ status: 'ok'; consumed: number } & T);
+export type Parse<T> =
+  { status: 'need-more' } | { status: 'bad'; reason: string } | ({ status: 'ok'; consumed: number } & T);
 
 /** XEP-0065 §5.3.2: DST.ADDR = hex SHA1 of SID + initiator full JID + target full JID. */
 export function dstAddr(sid: string, initiator: string, target: string): string {
-  return createHash('sha1').update(sid + initiator + target, 'utf8').digest('hex');
+  return createHash('sha1')
+    .update(sid + initiator + target, 'utf8')
+    .digest('hex');
 }
 
 /** Client greeting: VER NMETHODS METHODS... */
@@ -30,7 +33,7 @@ export function parseGreeting(buf: Buffer): Parse<{ methods: number[] }> {
   if (buf.length < 1) return { status: 'need-more' };
   if (buf[0] !== SOCKS_VERSION) return { status: 'bad', reason: `not SOCKS5 (version byte ${buf[0]})` };
   if (buf.length < 2) return { status: 'need-more' };
-  const n = buf[1]!;
+  const n = buf[1];
   if (n === 0) return { status: 'bad', reason: 'no authentication methods offered' };
   if (buf.length < 2 + n) return { status: 'need-more' };
   return { status: 'ok', consumed: 2 + n, methods: [...buf.subarray(2, 2 + n)] };
@@ -50,7 +53,7 @@ export function parseConnect(buf: Buffer): Parse<{ addr: string; port: number }>
   if (buf[2] !== 0x00) return { status: 'bad', reason: 'reserved byte not zero' };
   if (buf[3] !== ATYP_DOMAIN) return { status: 'bad', reason: `address type ${buf[3]} not supported` };
   if (buf.length < 5) return { status: 'need-more' };
-  const len = buf[4]!;
+  const len = buf[4];
   if (len === 0) return { status: 'bad', reason: 'empty address' };
   if (buf.length < 5 + len + 2) return { status: 'need-more' };
   const addr = buf.subarray(5, 5 + len).toString('latin1');

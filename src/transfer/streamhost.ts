@@ -58,12 +58,17 @@ export class Streamhost {
     return new Promise((resolve, reject) => {
       const server = createServer({ noDelay: true });
       // A burst of receivers connecting at once must not stall in the kernel queue.
-      server.once('error', (err) => reject(new Error(`streamhost cannot listen on ${opts.bindHost}:${opts.bindPort}: ${err.message}`)));
+      server.once('error', (err) =>
+        reject(new Error(`streamhost cannot listen on ${opts.bindHost}:${opts.bindPort}: ${err.message}`)),
+      );
       server.listen({ host: opts.bindHost, port: opts.bindPort, backlog: 511 }, () => {
         const sh = new Streamhost(server, opts, log);
         server.on('connection', (s) => sh.accept(s));
         server.on('error', (err) => log.error({ err: err.message }, 'streamhost error'));
-        log.info({ bind: `${opts.bindHost}:${sh.boundPort}`, advertised: `${sh.host}:${sh.port}` }, 'streamhost listening');
+        log.info(
+          { bind: `${opts.bindHost}:${sh.boundPort}`, advertised: `${sh.host}:${sh.port}` },
+          'streamhost listening',
+        );
         resolve(sh);
       });
     });
@@ -150,7 +155,8 @@ export class Streamhost {
         const g = parseGreeting(buf);
         if (g.status === 'need-more') return;
         if (g.status === 'bad') return fail(g.reason);
-        if (!g.methods.includes(METHOD_NO_AUTH)) return fail('no-auth method not offered', greetingReply(METHOD_NONE_ACCEPTABLE));
+        if (!g.methods.includes(METHOD_NO_AUTH))
+          return fail('no-auth method not offered', greetingReply(METHOD_NONE_ACCEPTABLE));
         sock.write(greetingReply(METHOD_NO_AUTH));
         buf = buf.subarray(g.consumed);
         stage = 'request';

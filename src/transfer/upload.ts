@@ -52,15 +52,31 @@ export type IqRequest = (iq: Element, timeoutMs: number) => Promise<Element>;
 // ---------------------------------------------------------------- stanzas
 
 /** The slot request (XEP-0363 §4, example "Client requests a slot"). */
-export function buildSlotRequest(o: { id: string; from: string; service: string; name: string; size: number; mime: string }): Element {
+export function buildSlotRequest(o: {
+  id: string;
+  from: string;
+  service: string;
+  name: string;
+  size: number;
+  mime: string;
+}): Element {
   return xml(
     'iq',
     { type: 'get', id: o.id, from: o.from, to: o.service },
-    xml('request', { xmlns: NS_HTTP_UPLOAD, filename: o.name, size: String(o.size), 'content-type': o.mime || undefined }),
+    xml('request', {
+      xmlns: NS_HTTP_UPLOAD,
+      filename: o.name,
+      size: String(o.size),
+      'content-type': o.mime || undefined,
+    }),
   );
 }
 
-const ALLOWED_HEADERS: Record<string, string> = { authorization: 'Authorization', cookie: 'Cookie', expires: 'Expires' };
+const ALLOWED_HEADERS: Record<string, string> = {
+  authorization: 'Authorization',
+  cookie: 'Cookie',
+  expires: 'Expires',
+};
 
 /**
  * Keeps the headers a slot may ask for: Authorization, Cookie, Expires
@@ -70,7 +86,13 @@ const ALLOWED_HEADERS: Record<string, string> = { authorization: 'Authorization'
 export function filterPutHeaders(headers: Array<{ name: string; value: string }>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const h of headers) {
-    const name = ALLOWED_HEADERS[h.name.replace(/[\r\n]/g, '').trim().toLowerCase()];
+    const name =
+      ALLOWED_HEADERS[
+        h.name
+          .replace(/[\r\n]/g, '')
+          .trim()
+          .toLowerCase()
+      ];
     if (!name) continue;
     const value = h.value.replace(/[\r\n]/g, '').trim();
     if (value === '' || /[^\t\x20-\x7e\x80-\xff]/.test(value)) continue;
@@ -87,7 +109,8 @@ function httpUrl(raw: string | undefined, what: string): string {
   } catch {
     throw new UploadError('bad-slot', `the upload slot's ${what} URL is not a URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UploadError('bad-slot', `the upload slot's ${what} URL is not http(s)`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new UploadError('bad-slot', `the upload slot's ${what} URL is not http(s)`);
   return url.href;
 }
 
@@ -105,17 +128,24 @@ export function parseSlot(result: Element): UploadSlot {
 
 /** Turns an IQ error from the upload service into an UploadError (XEP-0363 §5). */
 export function slotError(error: Element | undefined, fallback = 'undefined-condition'): UploadError {
-  const condition = error?.getChildElements().find((c) => c.attrs.xmlns === NS_STANZAS && c.name !== 'text')?.name ?? fallback;
+  const condition =
+    error?.getChildElements().find((c) => c.attrs.xmlns === NS_STANZAS && c.name !== 'text')?.name ?? fallback;
   const text = error?.getChildText('text', NS_STANZAS) ?? '';
   const tooLarge = error?.getChild('file-too-large', NS_HTTP_UPLOAD);
   if (tooLarge) {
     const max = Number(tooLarge.getChildText('max-file-size') ?? NaN);
-    return new UploadError('too-large', text || 'file too large for the upload service', { condition, ...(Number.isSafeInteger(max) ? { maxFileSize: max } : {}) });
+    return new UploadError('too-large', text || 'file too large for the upload service', {
+      condition,
+      ...(Number.isSafeInteger(max) ? { maxFileSize: max } : {}),
+    });
   }
   const retry = error?.getChild('retry', NS_HTTP_UPLOAD)?.attrs.stamp;
   if (retry || condition === 'resource-constraint') {
     const at = retry ? new Date(retry) : undefined;
-    return new UploadError('quota', text || 'upload quota reached', { condition, ...(at && !Number.isNaN(at.getTime()) ? { retryAt: at } : {}) });
+    return new UploadError('quota', text || 'upload quota reached', {
+      condition,
+      ...(at && !Number.isNaN(at.getTime()) ? { retryAt: at } : {}),
+    });
   }
   return new UploadError('refused', `upload slot refused (${condition}${text ? `: ${text}` : ''})`, { condition });
 }
@@ -150,7 +180,8 @@ export async function requestSlot(request: IqRequest, o: SlotRequest): Promise<U
     result = await request(iq, o.timeoutMs);
   } catch (err) {
     const e = err as Error & { condition?: string; element?: Element };
-    if (e.name === 'TimeoutError') throw new UploadError('timeout', `the upload service did not answer within ${o.timeoutMs} ms`);
+    if (e.name === 'TimeoutError')
+      throw new UploadError('timeout', `the upload service did not answer within ${o.timeoutMs} ms`);
     if (e.condition || e.element) throw slotError(e.element, e.condition);
     throw new UploadError('refused', `upload slot request failed: ${e.message}`);
   }
@@ -167,9 +198,17 @@ function hostOf(url: URL): string {
  * set, the slot's headers added, streamed with back-pressure. Fails when no
  * progress is made for timeoutMs, or on a status other than 2xx.
  */
-export async function uploadFile(put: string, headers: Record<string, string>, path: string, size: number, mime: string, timeoutMs: number): Promise<void> {
+export async function uploadFile(
+  put: string,
+  headers: Record<string, string>,
+  path: string,
+  size: number,
+  mime: string,
+  timeoutMs: number,
+): Promise<void> {
   const url = new URL(put);
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UploadError('bad-slot', 'the PUT URL is not http(s)');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UploadError('bad-slot', 'the PUT URL is not http(s)');
   const where = hostOf(url);
   const st = await stat(path);
   // The service refuses a Content-Length other than the slot's size (§6); a file that changed would hang or break the request.
@@ -195,7 +234,11 @@ export async function uploadFile(put: string, headers: Record<string, string>, p
   });
   const fail = (err: unknown): UploadError => {
     if (err instanceof UploadError) return err;
-    if (timedOut) return new UploadError('timeout', `upload to ${where} made no progress for ${timeoutMs} ms (${sent} of ${size} bytes sent)`);
+    if (timedOut)
+      return new UploadError(
+        'timeout',
+        `upload to ${where} made no progress for ${timeoutMs} ms (${sent} of ${size} bytes sent)`,
+      );
     return new UploadError('io', `upload to ${where} failed after ${sent} of ${size} bytes: ${(err as Error).message}`);
   };
   arm();
@@ -230,7 +273,11 @@ export async function uploadFile(put: string, headers: Record<string, string>, p
     const status = res.statusCode ?? 0;
     if (status < 200 || status > 299) {
       const detail = text.replace(/\s+/g, ' ').trim().slice(0, 200);
-      throw new UploadError('http', `upload to ${where} refused: HTTP ${status}${res.statusMessage ? ' ' + res.statusMessage : ''}${detail ? ` (${detail})` : ''}`, { status });
+      throw new UploadError(
+        'http',
+        `upload to ${where} refused: HTTP ${status}${res.statusMessage ? ' ' + res.statusMessage : ''}${detail ? ` (${detail})` : ''}`,
+        { status },
+      );
     }
     await sending;
     if (sent !== size) throw new UploadError('io', `upload to ${where}: sent ${sent} bytes, expected ${size}`);

@@ -51,13 +51,24 @@ function commandsError(type: 'modify' | 'cancel', condition: string, specific: s
 export function formFields(x: Element | undefined): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const f of x?.getChildren('field') ?? []) {
-    if (f.attrs.var) out.set(f.attrs.var, f.getChildren('value').map((v) => v.text()));
+    if (f.attrs.var)
+      out.set(
+        f.attrs.var,
+        f.getChildren('value').map((v) => v.text()),
+      );
   }
   return out;
 }
 
 /** A jabber:x:data field. */
-export function field(o: { var: string; type: string; label?: string; values?: readonly string[]; options?: ReadonlyArray<{ label: string; value: string }>; required?: boolean }): Element {
+export function field(o: {
+  var: string;
+  type: string;
+  label?: string;
+  values?: readonly string[];
+  options?: ReadonlyArray<{ label: string; value: string }>;
+  required?: boolean;
+}): Element {
   return xml(
     'field',
     { var: o.var, type: o.type, label: o.label },
@@ -68,7 +79,13 @@ export function field(o: { var: string; type: string; label?: string; values?: r
 }
 
 export function dataForm(type: 'form' | 'result', title: string, fields: Element[], instructions?: string): Element {
-  return xml('x', { xmlns: NS.DATA_FORMS, type }, xml('title', {}, title), instructions ? xml('instructions', {}, instructions) : undefined, ...fields);
+  return xml(
+    'x',
+    { xmlns: NS.DATA_FORMS, type },
+    xml('title', {}, title),
+    instructions ? xml('instructions', {}, instructions) : undefined,
+    ...fields,
+  );
 }
 
 export class AdhocCommands {
@@ -91,7 +108,9 @@ export class AdhocCommands {
     return xml(
       'query',
       { xmlns: NS.DISCO_ITEMS, node: NS.COMMANDS },
-      ...(visible ? [...this.byNode.values()].map((c) => xml('item', { jid: this.domain, node: c.node, name: c.name })) : []),
+      ...(visible
+        ? [...this.byNode.values()].map((c) => xml('item', { jid: this.domain, node: c.node, name: c.name }))
+        : []),
     );
   }
 
@@ -100,7 +119,11 @@ export class AdhocCommands {
     const node = query.attrs.node;
     if (!node) return undefined;
     if (node === NS.COMMANDS) {
-      return xml('query', { xmlns: NS.DISCO_INFO, node }, xml('identity', { category: 'automation', type: 'command-list', name: 'Commands' }));
+      return xml(
+        'query',
+        { xmlns: NS.DISCO_INFO, node },
+        xml('identity', { category: 'automation', type: 'command-list', name: 'Commands' }),
+      );
     }
     const cmd = this.byNode.get(node);
     if (!cmd || target.kind !== 'domain' || !this.isAllowed(from.bare)) return errorElement('cancel', 'item-not-found');
@@ -128,14 +151,18 @@ export class AdhocCommands {
       if (!s || s.node !== node || s.jid !== from.full) return commandsError('modify', 'bad-request', 'bad-sessionid');
       this.sessions.delete(sid);
       if (action === 'cancel') return this.reply(node, sid, { status: 'completed' }, 'canceled');
-      if (action !== 'execute' && action !== 'complete' && action !== 'next') return commandsError('modify', 'bad-request', 'bad-action');
+      if (action !== 'execute' && action !== 'complete' && action !== 'next')
+        return commandsError('modify', 'bad-request', 'bad-action');
       if (!cmd.submit) return commandsError('modify', 'bad-request', 'bad-action');
       return this.reply(node, sid, await cmd.submit(formFields(submitted), from));
     }
     if (action === 'cancel') return this.reply(node, newSessionId(), { status: 'completed' }, 'canceled');
     if (action !== 'execute') return commandsError('modify', 'bad-request', 'malformed-action');
     // A client that already sends the filled-in form gets the answer in one go.
-    const step = submitted?.attrs.type === 'submit' && cmd.submit ? await cmd.submit(formFields(submitted), from) : await cmd.execute(from);
+    const step =
+      submitted?.attrs.type === 'submit' && cmd.submit
+        ? await cmd.submit(formFields(submitted), from)
+        : await cmd.execute(from);
     const id = newSessionId();
     if (step.status === 'executing') {
       if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);

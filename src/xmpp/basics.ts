@@ -3,7 +3,13 @@ import { xml, type Element } from '@xmpp/component';
 import { NS } from './namespaces.js';
 
 export function versionResult(name: string, version: string): Element {
-  return xml('query', { xmlns: NS.VERSION }, xml('name', {}, name), xml('version', {}, version), xml('os', {}, `Node.js ${process.version}`));
+  return xml(
+    'query',
+    { xmlns: NS.VERSION },
+    xml('name', {}, name),
+    xml('version', {}, version),
+    xml('os', {}, `Node.js ${process.version}`),
+  );
 }
 
 /** XEP-0054 vCard-temp: a formatted name (what rosters show) and a short description. */

@@ -39,7 +39,13 @@ export function capsVerificationString(info: Element): string {
       const formType = fields.find((f) => f.attrs.var === 'FORM_TYPE')?.getChildText('value') ?? '';
       const rest = fields
         .filter((f) => f.attrs.var !== 'FORM_TYPE')
-        .map((f) => ({ v: f.attrs.var ?? '', values: f.getChildren('value').map((v) => v.text()).sort() }))
+        .map((f) => ({
+          v: f.attrs.var ?? '',
+          values: f
+            .getChildren('value')
+            .map((v) => v.text())
+            .sort(),
+        }))
         .sort((a, b) => (a.v < b.v ? -1 : a.v > b.v ? 1 : 0));
       return { formType, rest };
     })
@@ -114,14 +120,19 @@ export class Capabilities {
   private async query(from: string, to: string, ad: CapsAd | undefined): Promise<ClientInfo | 'unknown'> {
     let result: Element;
     try {
-      result = await this.request(xml('iq', { type: 'get', from, to }, xml('query', { xmlns: NS.DISCO_INFO })), this.timeoutMs);
+      result = await this.request(
+        xml('iq', { type: 'get', from, to }, xml('query', { xmlns: NS.DISCO_INFO })),
+        this.timeoutMs,
+      );
     } catch {
       return 'unknown';
     }
     const info = result.getChild('query', NS.DISCO_INFO);
     if (!info) return 'unknown';
     const features = new Set(info.getChildren('feature').map((f) => f.attrs.var ?? ''));
-    const identities = info.getChildren('identity').map((i) => ({ category: i.attrs.category ?? '', type: i.attrs.type ?? '', name: i.attrs.name ?? '' }));
+    const identities = info
+      .getChildren('identity')
+      .map((i) => ({ category: i.attrs.category ?? '', type: i.attrs.type ?? '', name: i.attrs.name ?? '' }));
     const out: ClientInfo = { features, identities };
     // Cache by hash only when it verifies (XEP-0115 §5.4): a wrong or forged ver must not poison other users' entries.
     if (ad && capsHash(info, ad.hash) === ad.ver) {

@@ -25,7 +25,7 @@ export class Connection {
   private attempt = 0;
   private readonly lostListeners = new Set<() => void>();
   private readonly onlineWaiters = new Set<() => void>();
-  private stanzaHandler: StanzaHandler = async () => undefined;
+  private stanzaHandler: StanzaHandler = () => Promise.resolve(undefined);
 
   constructor(
     private readonly opts: ConnectionOptions,
@@ -56,7 +56,11 @@ export class Connection {
     this.xmpp.on('disconnect', (ev: { clean?: boolean; reason?: unknown } | undefined) => {
       if (this.online) {
         this.online = false;
-        if (!this.stopping) this.log.warn({ server: opts.service, reason: String(ev?.reason ?? 'closed') }, 'disconnected from the XMPP server; reconnecting');
+        if (!this.stopping)
+          this.log.warn(
+            { server: opts.service, reason: describe(ev?.reason) },
+            'disconnected from the XMPP server; reconnecting',
+          );
         for (const fn of this.lostListeners) fn();
       }
     });
@@ -67,9 +71,15 @@ export class Connection {
       if (msg === lastError) return;
       lastError = msg;
       if (err.condition === 'not-authorized') {
-        this.log.error({ domain: opts.domain }, 'the XMPP server refused the component secret (check xmpp.secret and the ejabberd_service listener)');
+        this.log.error(
+          { domain: opts.domain },
+          'the XMPP server refused the component secret (check xmpp.secret and the ejabberd_service listener)',
+        );
       } else if (err.condition === 'conflict') {
-        this.log.error({ domain: opts.domain }, 'the XMPP server refused the component domain (conflict: is it also a vhost, or not listed in the listener\'s hosts?)');
+        this.log.error(
+          { domain: opts.domain },
+          "the XMPP server refused the component domain (conflict: is it also a vhost, or not listed in the listener's hosts?)",
+        );
       } else {
         this.log.error({ err: msg }, 'XMPP connection error');
       }
@@ -167,4 +177,10 @@ export class Connection {
     }
     this.log.info({ domain: this.opts.domain }, 'disconnected from the XMPP server');
   }
+}
+
+/** A disconnect reason as text (the library gives an Error, a string or nothing). */
+function describe(reason: unknown): string {
+  if (reason instanceof Error) return reason.message;
+  return typeof reason === 'string' && reason !== '' ? reason : 'closed';
 }

@@ -15,7 +15,11 @@ export function errorElement(type: ErrorType, condition: string, text?: string):
 }
 
 export function errorReply(stanza: Element, type: ErrorType, condition: string, text?: string): Element {
-  return xml(stanza.name, { to: stanza.attrs.from, from: stanza.attrs.to, id: stanza.attrs.id, type: 'error' }, errorElement(type, condition, text));
+  return xml(
+    stanza.name,
+    { to: stanza.attrs.from, from: stanza.attrs.to, id: stanza.attrs.id, type: 'error' },
+    errorElement(type, condition, text),
+  );
 }
 
 export function iqResult(iq: Element, child?: Element): Element {

@@ -33,7 +33,10 @@ export async function handlePresence(el: Element, from: Jid, target: Target, dep
 
   switch (type) {
     case 'subscribe':
-      deps.log.info({ jid: from.bare, project: target.kind === 'project' ? target.project : undefined }, 'subscription accepted');
+      deps.log.info(
+        { jid: from.bare, project: target.kind === 'project' ? target.project : undefined },
+        'subscription accepted',
+      );
       await send(xml('presence', { from: bare, to: from.bare, type: 'subscribed' }));
       await send(xml('presence', { from: bare, to: from.bare, type: 'subscribe' }));
       await send(available());

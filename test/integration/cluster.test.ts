@@ -12,7 +12,7 @@ import { xml } from '@xmpp/client';
 import type { Element } from '@xmpp/component';
 import { NS } from '../../src/xmpp/namespaces.js';
 import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
-import type { ReceiverEvent, ReceiverProcess } from '../support/receiver.js';
+import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { XmppUser } from '../support/xmpp-user.js';
 import { getIntranet, startComponent, type RunningComponent } from './harness.js';
@@ -40,7 +40,12 @@ describe('integration: two component instances behind one ejabberd with domain_b
 
   before(async function () {
     this.timeout(300000);
-    ej = await startEjabberd({ runDir: join(process.cwd(), '.run', 'cluster-ejabberd'), portBase: PORT_BASE, nodeName: 'xrcluster@localhost', domainBalancing: 'bare_source:2' });
+    ej = await startEjabberd({
+      runDir: join(process.cwd(), '.run', 'cluster-ejabberd'),
+      portBase: PORT_BASE,
+      nodeName: 'xrcluster@localhost',
+      domainBalancing: 'bare_source:2',
+    });
     dir = await mkdtemp(join(tmpdir(), 'xr-cluster-'));
     const intranet = await getIntranet();
     for (let i = 0; i < 2; i++) {
@@ -54,10 +59,10 @@ describe('integration: two component instances behind one ejabberd with domain_b
         },
         { ejabberd: ej },
       );
-      c.app.connection.xmpp.on('stanza', (el: Element) => el.attrs.from && seenBy[i]!.add(el.attrs.from));
+      c.app.connection.xmpp.on('stanza', (el: Element) => el.attrs.from && seenBy[i].add(el.attrs.from));
       comps.push(c);
     }
-    expect(comps[0]!.app.streamhost!.port).to.not.equal(comps[1]!.app.streamhost!.port);
+    expect(comps[0].app.streamhost!.port).to.not.equal(comps[1].app.streamhost!.port);
 
     // Which instance gets a user's stanzas depends only on the user's bare JID
     // (bare_source): probe candidate users with a short login, and keep a mix of
@@ -80,9 +85,9 @@ describe('integration: two component instances behind one ejabberd with domain_b
         const jid = `${name}@${ej.domain}/slix`;
         const instance = await probe(name, 'probe', `${name}@${ej.domain}/probe`);
         // the first user of a method may go anywhere; later ones go where fewer are
-        const want = counts[0]! + counts[1]! === 0 ? instance : counts[0]! <= counts[1]! ? 0 : 1;
+        const want = counts[0] + counts[1] === 0 ? instance : counts[0] <= counts[1] ? 0 : 1;
         if (instance !== want) continue;
-        counts[instance]!++;
+        counts[instance]++;
         const proc = await startSlixReceiver({
           jid,
           password: `pw-${name}`,
@@ -96,21 +101,29 @@ describe('integration: two component instances behind one ejabberd with domain_b
         break;
       }
     }
-    expect(perMethod.s5b.every((n) => n > 0) && perMethod.ibb.every((n) => n > 0), JSON.stringify(perMethod)).to.equal(true);
+    expect(perMethod.s5b.every((n) => n > 0) && perMethod.ibb.every((n) => n > 0), JSON.stringify(perMethod)).to.equal(
+      true,
+    );
   });
 
   /** Logs in, pings the component and returns which instance received it. */
   async function probe(username: string, resource: string, jid: string): Promise<number> {
-    const u = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username, password: `pw-${username}`, resource });
+    const u = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username,
+      password: `pw-${username}`,
+      resource,
+    });
     try {
       const r = await u.iq(ej.componentDomain, 'get', xml('ping', { xmlns: NS.PING }));
       expect(r.attrs.type).to.equal('result');
     } finally {
       await u.logout();
     }
-    const hits = [0, 1].filter((i) => seenBy[i]!.has(jid));
+    const hits = [0, 1].filter((i) => seenBy[i].has(jid));
     if (hits.length !== 1) throw new Error(`${jid} reached instances ${JSON.stringify(hits)}`);
-    return hits[0]!;
+    return hits[0];
   }
 
   after(async function () {
@@ -126,7 +139,10 @@ describe('integration: two component instances behind one ejabberd with domain_b
     const jobs: Array<{ rx: Rx; project: string; body: Buffer; viaDomain: boolean }> = [];
     for (const rx of receivers) {
       for (let i = 0; i < REQUESTS_PER_USER; i++) {
-        const size = rx.method === 's5b' ? 1000 + Math.floor(Math.random() * 2_000_000) : 1000 + Math.floor(Math.random() * 150_000);
+        const size =
+          rx.method === 's5b'
+            ? 1000 + Math.floor(Math.random() * 2_000_000)
+            : 1000 + Math.floor(Math.random() * 150_000);
         const body = randomBytes(size);
         const project = String(projectCounter++);
         intranet.projects.set(project, { kind: 'file', body });
@@ -140,40 +156,77 @@ describe('integration: two component instances behind one ejabberd with domain_b
       else j.rx.proc.send(`${j.project}@${ej.componentDomain}`, 'report');
     }
     const ends = await Promise.all(
-      jobs.map((j) => j.rx.proc.waitFor((e: ReceiverEvent) => (e.event === 'received' || e.event === 'failed') && e.name === `status-${j.project}.pdf`, 400000)),
+      jobs.map((j) =>
+        j.rx.proc.waitFor(
+          (e: ReceiverEvent) =>
+            (e.event === 'received' || e.event === 'failed') && e.name === `status-${j.project}.pdf`,
+          400000,
+        ),
+      ),
     );
     ends.forEach((end, i) => {
-      const j = jobs[i]!;
-      expect(end, `${j.rx.jid} ${j.project}: ${JSON.stringify(end)}`).to.include({ event: 'received', size: j.body.length, sha256: sha256(j.body) });
+      const j = jobs[i];
+      expect(end, `${j.rx.jid} ${j.project}: ${JSON.stringify(end)}`).to.include({
+        event: 'received',
+        size: j.body.length,
+        sha256: sha256(j.body),
+      });
       expect(end.method, j.project).to.equal(j.rx.method);
     });
     await Promise.all(
-      jobs.map((j) => j.rx.proc.waitFor((e) => e.event === 'message' && /^Delivered /.test(String(e.body ?? '')) && String(e.body).includes(`status-${j.project}.pdf`), 60000)),
+      jobs.map((j) =>
+        j.rx.proc.waitFor(
+          (e) =>
+            e.event === 'message' &&
+            /^Delivered /.test(field(e, 'body')) &&
+            field(e, 'body').includes(`status-${j.project}.pdf`),
+          60000,
+        ),
+      ),
     );
 
     for (const j of jobs) {
       const handled = comps.map((c) => c.logged('report requested').filter((l) => l.project === j.project));
       const delivered = comps.map((c) => c.logged('delivered').filter((l) => l.project === j.project));
       // exactly one instance took it, the one this user's JID is balanced to, and it also delivered it
-      expect(handled.map((h) => h.length), `requested ${j.project}`).to.deep.equal(j.rx.instance === 0 ? [1, 0] : [0, 1]);
-      expect(delivered.map((d) => d.length), `delivered ${j.project}`).to.deep.equal(j.rx.instance === 0 ? [1, 0] : [0, 1]);
-      expect(handled[j.rx.instance]![0]!.jid).to.equal(j.rx.jid);
+      expect(
+        handled.map((h) => h.length),
+        `requested ${j.project}`,
+      ).to.deep.equal(j.rx.instance === 0 ? [1, 0] : [0, 1]);
+      expect(
+        delivered.map((d) => d.length),
+        `delivered ${j.project}`,
+      ).to.deep.equal(j.rx.instance === 0 ? [1, 0] : [0, 1]);
+      expect(handled[j.rx.instance][0].jid).to.equal(j.rx.jid);
       // one offer per request, one download from the intranet
-      expect(j.rx.proc.events.filter((e) => e.event === 'offer' && e.name === `status-${j.project}.pdf`), `offers of ${j.project}`).to.have.length(1);
-      expect(intranet.requests.slice(before).filter((r) => r.url === `/projects/${j.project}/status.pdf`), `fetches of ${j.project}`).to.have.length(1);
+      expect(
+        j.rx.proc.events.filter((e) => e.event === 'offer' && e.name === `status-${j.project}.pdf`),
+        `offers of ${j.project}`,
+      ).to.have.length(1);
+      expect(
+        intranet.requests.slice(before).filter((r) => r.url === `/projects/${j.project}/status.pdf`),
+        `fetches of ${j.project}`,
+      ).to.have.length(1);
     }
     // each instance offered its own streamhost
     for (const rx of receivers.filter((r) => r.method === 's5b')) {
-      const ports = new Set(rx.proc.events.filter((e) => e.event === 'streamhosts').map((e) => (e.hosts as Array<{ port: number }>)[0]!.port));
-      expect([...ports], rx.jid).to.deep.equal([comps[rx.instance]!.app.streamhost!.port]);
+      const ports = new Set(
+        rx.proc.events
+          .filter((e) => e.event === 'streamhosts')
+          .map((e) => (e.hosts as Array<{ port: number }>)[0].port),
+      );
+      expect([...ports], rx.jid).to.deep.equal([comps[rx.instance].app.streamhost!.port]);
     }
     // both instances did real work, for both methods
     for (const i of [0, 1]) {
       for (const method of ['s5b', 'ibb']) {
-        expect(comps[i]!.logged('delivered').filter((l) => l.method === method).length, `instance ${i} ${method}`).to.be.greaterThan(0);
+        expect(
+          comps[i].logged('delivered').filter((l) => l.method === method).length,
+          `instance ${i} ${method}`,
+        ).to.be.greaterThan(0);
       }
     }
     const total = comps.map((c) => c.logged('delivered').length);
-    expect(total[0]! + total[1]!).to.equal(jobs.length);
+    expect(total[0] + total[1]).to.equal(jobs.length);
   });
 });

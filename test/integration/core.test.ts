@@ -28,7 +28,13 @@ describe('integration: component core (real ejabberd)', function () {
       XR_REPORTS_MAX_BYTES: '100000',
     });
     const a = await user('alice');
-    alice = await XmppUser.login({ port: ej.c2sPort, domain, username: a.username, password: a.password, resource: 'core' });
+    alice = await XmppUser.login({
+      port: ej.c2sPort,
+      domain,
+      username: a.username,
+      password: a.password,
+      resource: 'core',
+    });
   });
 
   after(async () => {
@@ -44,27 +50,50 @@ describe('integration: component core (real ejabberd)', function () {
   /** The component approved: a subscribed presence, or the roster push ejabberd turns it into. */
   const approved = (project: string) => (e: import('@xmpp/component').Element) =>
     (e.name === 'presence' && e.attrs.type === 'subscribed' && e.attrs.from === project) ||
-    (e.name === 'iq' && e.getChild('query', 'jabber:iq:roster')?.getChildren('item').some((i) => i.attrs.jid === project && (i.attrs.subscription === 'to' || i.attrs.subscription === 'both')) === true);
+    (e.name === 'iq' &&
+      e
+        .getChild('query', 'jabber:iq:roster')
+        ?.getChildren('item')
+        .some((i) => i.attrs.jid === project && (i.attrs.subscription === 'to' || i.attrs.subscription === 'both')) ===
+        true);
 
   it('accepts a subscription, subscribes back and shows the project online with a status', async () => {
     const project = `${fresh}@${compDomain}`;
     await alice.presence(project, 'subscribe');
     await alice.waitFor(approved(project), 10000, 'subscription approved');
-    await alice.waitFor((e) => e.name === 'presence' && e.attrs.type === 'subscribe' && e.attrs.from === project, 10000, 'subscribe back');
-    const online = await alice.waitFor((e) => e.name === 'presence' && !e.attrs.type && (e.attrs.from ?? '').startsWith(project + '/'), 10000, 'available');
+    await alice.waitFor(
+      (e) => e.name === 'presence' && e.attrs.type === 'subscribe' && e.attrs.from === project,
+      10000,
+      'subscribe back',
+    );
+    const online = await alice.waitFor(
+      (e) => e.name === 'presence' && !e.attrs.type && (e.attrs.from ?? '').startsWith(project + '/'),
+      10000,
+      'available',
+    );
     expect(online.getChildText('status')).to.equal(`Send me a message to get the status report of project ${fresh}`);
     // Approve the component's subscription so the roster entry is "both".
     await alice.presence(project, 'subscribed');
   });
 
-  it('answers the server\'s presence probe when the user logs in again', async () => {
+  it("answers the server's presence probe when the user logs in again", async () => {
     const ej = await getEjabberd();
     const project = `${fresh}@${compDomain}`;
     const a = await user('alice');
     // alice is subscribed to the project (previous test): a new session makes ejabberd probe it.
-    const second = await XmppUser.login({ port: ej.c2sPort, domain, username: a.username, password: a.password, resource: 'second' });
+    const second = await XmppUser.login({
+      port: ej.c2sPort,
+      domain,
+      username: a.username,
+      password: a.password,
+      resource: 'second',
+    });
     try {
-      const p = await second.waitFor((e) => e.name === 'presence' && !e.attrs.type && (e.attrs.from ?? '').startsWith(project + '/'), 10000, 'probe answer');
+      const p = await second.waitFor(
+        (e) => e.name === 'presence' && !e.attrs.type && (e.attrs.from ?? '').startsWith(project + '/'),
+        10000,
+        'probe answer',
+      );
       expect(p.getChildText('status')).to.equal(`Send me a message to get the status report of project ${fresh}`);
     } finally {
       await second.logout();
@@ -78,24 +107,39 @@ describe('integration: component core (real ejabberd)', function () {
     alice.clear();
     await alice.presence(project, 'unsubscribe');
     // The component answers unsubscribed, then unavailable; once the latter is here, ejabberd has applied the former.
-    await alice.waitFor((e) => e.name === 'presence' && e.attrs.type === 'unavailable' && e.attrs.from === `${project}/reports`, 10000, 'unavailable');
+    await alice.waitFor(
+      (e) => e.name === 'presence' && e.attrs.type === 'unavailable' && e.attrs.from === `${project}/reports`,
+      10000,
+      'unavailable',
+    );
     const roster = await alice.iq(domain, 'get', xml('query', { xmlns: 'jabber:iq:roster' }));
-    const item = roster.getChild('query', 'jabber:iq:roster')!.getChildren('item').find((i) => i.attrs.jid === project);
+    const item = roster
+      .getChild('query', 'jabber:iq:roster')!
+      .getChildren('item')
+      .find((i) => i.attrs.jid === project);
     expect(item?.attrs.subscription ?? 'none').to.equal('none');
   });
 
   it('refuses a subscription to something that is not a project id', async () => {
     const bogus = `not-a-project@${compDomain}`;
     await alice.presence(bogus, 'subscribe');
-    await alice.waitFor((e) => e.name === 'presence' && e.attrs.type === 'unsubscribed' && e.attrs.from === bogus, 10000, 'unsubscribed');
+    await alice.waitFor(
+      (e) => e.name === 'presence' && e.attrs.type === 'unsubscribed' && e.attrs.from === bogus,
+      10000,
+      'unsubscribed',
+    );
   });
 
   it('answers disco#info on the domain and on project JIDs with the features', async () => {
     for (const to of [compDomain, `1234@${compDomain}/reports`, `1234@${compDomain}`]) {
       const r = await alice.iq(to, 'get', xml('query', { xmlns: NS.DISCO_INFO }));
       expect(r.attrs.type, to).to.equal('result');
-      const features = r.getChild('query', NS.DISCO_INFO)!.getChildren('feature').map((f) => f.attrs.var);
-      for (const f of [NS.DISCO_INFO, NS.VERSION, NS.PING, NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB]) expect(features, to).to.include(f);
+      const features = r
+        .getChild('query', NS.DISCO_INFO)!
+        .getChildren('feature')
+        .map((f) => f.attrs.var);
+      for (const f of [NS.DISCO_INFO, NS.VERSION, NS.PING, NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB])
+        expect(features, to).to.include(f);
       expect(r.getChild('query', NS.DISCO_INFO)!.getChild('identity')).to.not.equal(undefined);
     }
   });
@@ -114,7 +158,9 @@ describe('integration: component core (real ejabberd)', function () {
     const r2 = await alice.iq(compDomain, 'set', xml('query', { xmlns: NS.DISCO_INFO }));
     expect(r2.getChild('error')!.getChild('feature-not-implemented', NS.STANZAS)).to.not.equal(undefined);
     await sleep(500);
-    const replies = alice.received.filter((e) => e.name === 'iq' && (e.attrs.id === r.attrs.id || e.attrs.id === r2.attrs.id));
+    const replies = alice.received.filter(
+      (e) => e.name === 'iq' && (e.attrs.id === r.attrs.id || e.attrs.id === r2.attrs.id),
+    );
     expect(replies).to.have.length(2);
   });
 
@@ -152,7 +198,7 @@ describe('integration: component core (real ejabberd)', function () {
     return alice.messagesFrom(`${project}@${compDomain}`);
   }
 
-  it('fetches the report with the requester\'s JID and the auth header, offers it, and cleans the spool', async () => {
+  it("fetches the report with the requester's JID and the auth header, offers it, and cleans the spool", async () => {
     const intranet = await getIntranet();
     intranet.projects.set('1234', { kind: 'file', body: Buffer.from('%PDF-1.4 status of 1234\n') });
     const before = intranet.requests.length;
@@ -227,9 +273,18 @@ describe('integration: intranet down and access rules', function () {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     const port = (srv.address() as { port: number }).port;
     await new Promise((r) => srv.close(r));
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: `http://127.0.0.1:${port}/p/{project}.pdf` });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: `http://127.0.0.1:${port}/p/{project}.pdf`,
+    });
     const a = await user('alice');
-    const u = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: a.username, password: a.password, resource: 'down' });
+    const u = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: a.username,
+      password: a.password,
+      resource: 'down',
+    });
     try {
       await u.say(`1234@${ej.componentDomain}`, 'report');
       await u.waitForMessage(`1234@${ej.componentDomain}`, /not reachable right now/, 15000);
@@ -244,7 +299,13 @@ describe('integration: intranet down and access rules', function () {
     const ej = await getEjabberd();
     const comp = await startComponent({ XR_ACCESS_ALLOWED_DOMAINS: 'elsewhere.example' });
     const a = await user('alice');
-    const u = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: a.username, password: a.password, resource: 'acl' });
+    const u = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: a.username,
+      password: a.password,
+      resource: 'acl',
+    });
     try {
       await u.say(`1234@${ej.componentDomain}`, 'report');
       await u.waitForMessage(`1234@${ej.componentDomain}`, /only available to users of elsewhere\.example/);

@@ -39,7 +39,12 @@ function portTaken(host: string, port: number): Promise<boolean> {
 
 function stopLeftover(ejRunDir: string): Promise<void> {
   return new Promise((resolve) => {
-    execFile('bash', [join(repoRoot, 'scripts', 'ejabberd.sh'), 'stop'], { env: { ...process.env, XR_RUN_DIR: ejRunDir }, timeout: 60_000 }, () => resolve());
+    execFile(
+      'bash',
+      [join(repoRoot, 'scripts', 'ejabberd.sh'), 'stop'],
+      { env: { ...process.env, XR_RUN_DIR: ejRunDir }, timeout: 60_000 },
+      () => resolve(),
+    );
   });
 }
 
@@ -84,18 +89,25 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       starttls: true,
     });
     await ej.register(user.name, user.password);
-    dino = await DinoClient.start({ workDir: join(runDir, 'dino'), jid: `${user.name}@localhost`, password: user.password, caBundle: ca.bundle });
+    dino = await DinoClient.start({
+      workDir: join(runDir, 'dino'),
+      jid: `${user.name}@localhost`,
+      password: user.password,
+      caBundle: ca.bundle,
+    });
   });
 
   after(async function () {
     this.timeout(120_000);
-    if (dino && this.currentTest?.state === 'failed') await dino.screenshot(join(runDir, 'failure.png')).catch(() => {});
+    if (dino && this.currentTest?.state === 'failed')
+      await dino.screenshot(join(runDir, 'failure.png')).catch(() => {});
     await dino?.stop();
     await ej?.stop();
   });
 
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && dino) await dino.screenshot(join(runDir, `failed-${Date.now()}.png`)).catch(() => {});
+    if (this.currentTest?.state === 'failed' && dino)
+      await dino.screenshot(join(runDir, `failed-${Date.now()}.png`)).catch(() => {});
   });
 
   /** A new project whose report is `body`, in Dino's roster (so Dino accepts its files) with a conversation open. */
@@ -106,7 +118,15 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
     const res = await fetch(`http://127.0.0.1:${ej.httpPort}/api/add_rosteritem`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ localuser: user.name, localhost: ej.domain, user: id, host: ej.componentDomain, nick: `Project ${id}`, group: 'Reports', subs: 'both' }),
+      body: JSON.stringify({
+        localuser: user.name,
+        localhost: ej.domain,
+        user: id,
+        host: ej.componentDomain,
+        nick: `Project ${id}`,
+        group: 'Reports',
+        subs: 'both',
+      }),
       signal: AbortSignal.timeout(10_000),
     });
     expect(res.status, await res.text()).to.equal(200);
@@ -126,7 +146,7 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
     );
   }
 
-  describe('with the component\'s own streamhost reachable', () => {
+  describe("with the component's own streamhost reachable", () => {
     let comp: RunningComponent;
     before(async () => {
       comp = await component({});
@@ -135,7 +155,7 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       await comp?.stop();
     });
 
-    it('delivers the report byte-exact by Jingle S5B, every stanza from the project\'s full JID', async () => {
+    it("delivers the report byte-exact by Jingle S5B, every stanza from the project's full JID", async () => {
       const body = randomBytes(3_000_000);
       const p = await project(body);
       const before = await dino.files();
@@ -144,13 +164,20 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       const got = await dino.waitForFile(`status-${p.id}.pdf`, body.length, before, 120_000);
       expect(got.sha256).to.equal(sha256(body));
       // The user is told, and the component logged a Jingle S5B delivery.
-      const log = await dino.waitForLog(new RegExp(`Delivered status-${p.id}\\.pdf \\(3\\.0 MB\\) by direct connection\\.`), logFrom, 30_000, 'the closing message');
+      const log = await dino.waitForLog(
+        new RegExp(`Delivered status-${p.id}\\.pdf \\(3\\.0 MB\\) by direct connection\\.`),
+        logFrom,
+        30_000,
+        'the closing message',
+      );
       const delivered = comp.logged('delivered').find((l) => l.project === p.id);
       expect(delivered).to.include({ method: 's5b', bytes: body.length, protocol: 'jingle' });
       const connected = comp.logged('bytestream connected').find((l) => l.project === p.id);
       expect(connected).to.include({ side: 'ours' });
       expect(String(connected!.candidate)).to.match(/^direct 127\.0\.0\.1:\d+$/);
-      expect(comp.logged('receiver confirmed').find((l) => l.project === p.id)).to.include({ confirmedBy: 'session-terminate' });
+      expect(comp.logged('receiver confirmed').find((l) => l.project === p.id)).to.include({
+        confirmedBy: 'session-terminate',
+      });
       // Everything Dino got from the project came from its full JID, which is also the session's initiator.
       const sid = String(delivered!.sid);
       const fromProject = incomingStanzas(log).filter((s) => s.includes(`{jabber:client}:from='${p.jid}`));
@@ -166,7 +193,7 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
     });
   });
 
-  describe('when the component\'s streamhost is unreachable', () => {
+  describe("when the component's streamhost is unreachable", () => {
     let comp: RunningComponent;
     before(async () => {
       comp = await component({ XR_PROXY_ADVERTISE_PORT: '9' }); // discard: nobody listens on 127.0.0.1:9
@@ -175,7 +202,7 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       await comp?.stop();
     });
 
-    it('uses Dino\'s own proxy candidate (ejabberd mod_proxy65, activated by Dino), byte-exact', async () => {
+    it("uses Dino's own proxy candidate (ejabberd mod_proxy65, activated by Dino), byte-exact", async () => {
       const body = randomBytes(1_000_000);
       const p = await project(body);
       const before = await dino.files();
@@ -187,8 +214,12 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       expect(String(connected!.candidate)).to.equal(`proxy 127.0.0.1:${ej.proxy65Port}`);
       // Dino's candidates on other interfaces were never tried: loopback only.
       const skipped = comp.logged('responder candidate not used').filter((l) => l.project === p.id);
-      for (const s of skipped) expect(String(s.why)).to.match(/outside transfer\.jingle\.peerNetworks|no longer needed/);
-      expect(comp.logged('delivered').find((l) => l.project === p.id)).to.include({ method: 's5b', bytes: body.length });
+      for (const s of skipped)
+        expect(String(s.why)).to.match(/outside transfer\.jingle\.peerNetworks|no longer needed/);
+      expect(comp.logged('delivered').find((l) => l.project === p.id)).to.include({
+        method: 's5b',
+        bytes: body.length,
+      });
     });
   });
 
@@ -208,13 +239,18 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       await comp?.stop();
     });
 
-    it('never trusts Dino\'s Jingle IBB: sends a link with a word of why, and Dino fetches it byte-exact', async () => {
+    it("never trusts Dino's Jingle IBB: sends a link with a word of why, and Dino fetches it byte-exact", async () => {
       const body = randomBytes(1_000_000);
       const p = await project(body);
       const before = await dino.files();
       const logFrom = await dino.logOffset;
       await dino.sendMessage('report');
-      await dino.waitForLog(/A direct connection to your chat client was not possible, and its in-band file transfer does not reliably save files/, logFrom, 120_000, 'the link-instead message');
+      await dino.waitForLog(
+        /A direct connection to your chat client was not possible, and its in-band file transfer does not reliably save files/,
+        logFrom,
+        120_000,
+        'the link-instead message',
+      );
       // Dino downloads an OOB link from a roster contact by itself.
       const got = await dino.waitForFile(`status-${p.id}.pdf`, body.length, before, 60_000);
       expect(got.sha256).to.equal(sha256(body));

@@ -23,7 +23,14 @@ async function receiver(name: string, resource = 'slix'): Promise<{ rx: Receiver
   const ej = await getEjabberd();
   const u = await user(name);
   const outDir = await mkdtemp(join(tmpdir(), 'xr-rx-faults-'));
-  const rx = await startSlixReceiver({ jid: `${u.jid}/${resource}`, password: u.password, host: '127.0.0.1', port: ej.c2sPort, outDir, timeoutSec: 300 });
+  const rx = await startSlixReceiver({
+    jid: `${u.jid}/${resource}`,
+    password: u.password,
+    host: '127.0.0.1',
+    port: ej.c2sPort,
+    outDir,
+    timeoutSec: 300,
+  });
   return { rx, outDir };
 }
 
@@ -35,7 +42,12 @@ describe('integration: graceful shutdown (SIGTERM)', function () {
 
   it('lets a running transfer finish, then exits 0 with nothing left in the spool', async () => {
     const intranet = await getIntranet();
-    const comp = await ComponentProcess.spawn({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, ...slowIbb, XR_SHUTDOWN_GRACE_MS: '60000' });
+    const comp = await ComponentProcess.spawn({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      ...slowIbb,
+      XR_SHUTDOWN_GRACE_MS: '60000',
+    });
     const { rx, outDir } = await receiver('gina');
     try {
       const body = randomBytes(200_000);
@@ -60,7 +72,12 @@ describe('integration: graceful shutdown (SIGTERM)', function () {
 
   it('cuts transfers still running after the grace period, tells the user, and exits 0', async () => {
     const intranet = await getIntranet();
-    const comp = await ComponentProcess.spawn({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, ...slowIbb, XR_SHUTDOWN_GRACE_MS: '0' });
+    const comp = await ComponentProcess.spawn({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      ...slowIbb,
+      XR_SHUTDOWN_GRACE_MS: '0',
+    });
     const { rx, outDir } = await receiver('hank');
     try {
       const project = await publish(randomBytes(2_000_000));
@@ -69,7 +86,9 @@ describe('integration: graceful shutdown (SIGTERM)', function () {
       await sleep(300);
       comp.proc.kill('SIGTERM');
       const msg = await rx.waitFor((e) => e.event === 'message' && /shutting down/.test(String(e.body)), 30000);
-      expect(msg.body).to.equal(`The report service is shutting down, so the transfer of status-${project}.pdf was stopped. Please ask again in a minute.`);
+      expect(msg.body).to.equal(
+        `The report service is shutting down, so the transfer of status-${project}.pdf was stopped. Please ask again in a minute.`,
+      );
       expect(await comp.exited).to.equal(0);
       expect(comp.logs.some((l) => l.msg === 'delivered')).to.equal(false);
       expect(rx.events.some((e) => e.event === 'received')).to.equal(false);
@@ -89,14 +108,19 @@ describe('integration: ejabberd restarts under an in-band transfer', function ()
   it('fails the transfer cleanly, tells the user once reachable, and never reports it delivered', async () => {
     const ej = await getEjabberd();
     const intranet = await getIntranet();
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, ...slowIbb });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      ...slowIbb,
+    });
     const first = await receiver('ivan');
     let second: { rx: ReceiverProcess; outDir: string } | undefined;
     try {
       const project = await publish(randomBytes(2_000_000));
       first.rx.send(`${project}@${ej.componentDomain}`, 'report');
       const deadline = Date.now() + 30000;
-      while (!comp.logged('offer accepted').some((l) => l.project === project) && Date.now() < deadline) await sleep(50);
+      while (!comp.logged('offer accepted').some((l) => l.project === project) && Date.now() < deadline)
+        await sleep(50);
       await sleep(300);
       await ej.restart(); // drops the component's link and the user's session alike
       await first.rx.exited;
@@ -105,9 +129,14 @@ describe('integration: ejabberd restarts under an in-band transfer', function ()
       expect(comp.logged(/interrupted by a server disconnect/).filter((l) => l.project === project)).to.have.length(1);
       // The user logs in again: what the component said meanwhile waits in offline storage.
       second = await receiver('ivan', 'again');
-      const final = await second.rx.waitFor((e) => e.event === 'message' && /^Could not send/.test(String(e.body)), 60000);
+      const final = await second.rx.waitFor(
+        (e) => e.event === 'message' && /^Could not send/.test(String(e.body)),
+        60000,
+      );
       expect(String(final.body)).to.match(new RegExp(`^Could not send status-${project}\\.pdf: `));
-      expect(second.rx.events.some((e) => e.event === 'message' && /offering it again/.test(String(e.body)))).to.equal(true);
+      expect(second.rx.events.some((e) => e.event === 'message' && /offering it again/.test(String(e.body)))).to.equal(
+        true,
+      );
       expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
       // and it still serves: a new request to the new session is delivered
       const body = randomBytes(3000);
@@ -138,24 +167,48 @@ describe('integration: ejabberd restarts under a direct (S5B) transfer', functio
     const { NS } = await import('../../src/xmpp/namespaces.js');
     const ej = await getEjabberd();
     const intranet = await getIntranet();
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, XR_TRANSFER_METHODS: 's5b' });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      XR_TRANSFER_METHODS: 's5b',
+    });
     const u = await user('sloane');
-    const slow = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'slow' });
+    const slow = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: u.username,
+      password: u.password,
+      resource: 'slow',
+    });
     const body = randomBytes(20_000_000);
     let received: Promise<string> | undefined;
     // A receiver that reads slowly (a pause after each chunk), so the restart lands mid-stream.
     slow.xmpp.middleware.use(async (ctx, next) => {
       const st = ctx.stanza;
       if (st.getChild('si', NS.SI)) {
-        return xml('si', { xmlns: NS.SI }, xml('feature', { xmlns: NS.FEATURE_NEG }, xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'stream-method' }, xml('value', {}, NS.BYTESTREAMS)))));
+        return xml(
+          'si',
+          { xmlns: NS.SI },
+          xml(
+            'feature',
+            { xmlns: NS.FEATURE_NEG },
+            xml(
+              'x',
+              { xmlns: NS.DATA_FORMS, type: 'submit' },
+              xml('field', { var: 'stream-method' }, xml('value', {}, NS.BYTESTREAMS)),
+            ),
+          ),
+        );
       }
       const q = st.getChild('query', NS.BYTESTREAMS);
       if (!q || st.attrs.type !== 'set') return next();
-      const host = q.getChildren('streamhost')[0]!;
+      const host = q.getChildren('streamhost')[0];
       const addr = dstAddr(q.attrs.sid!, st.attrs.from!, slow.jid);
       const sock = connect({ host: host.attrs.host!, port: Number(host.attrs.port) });
       await new Promise((r) => sock.once('connect', r));
-      sock.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, addr.length]), Buffer.from(addr), Buffer.from([0, 0])]));
+      sock.write(
+        Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, addr.length]), Buffer.from(addr), Buffer.from([0, 0])]),
+      );
       let header = 2 + 5 + addr.length + 2;
       const hash = createHash('sha256');
       let total = 0;
@@ -181,21 +234,34 @@ describe('integration: ejabberd restarts under a direct (S5B) transfer', functio
       const project = await publish(body);
       await slow.say(`${project}@${ej.componentDomain}`, 'report');
       const deadline = Date.now() + 30000;
-      while (!comp.logged('bytestream connected').some((l) => l.project === project) && Date.now() < deadline) await sleep(50);
+      while (!comp.logged('bytestream connected').some((l) => l.project === project) && Date.now() < deadline)
+        await sleep(50);
       await ej.restart();
       expect(await received).to.equal(sha256(body));
       const done = Date.now() + 60000;
       while (!comp.logged('delivered').some((l) => l.project === project) && Date.now() < done) await sleep(100);
       expect(comp.logged('delivered').filter((l) => l.project === project)).to.have.length(1);
       // the server link dropped while the bytes were flowing
-      const lost = comp.logged(/^disconnected from the XMPP server; reconnecting/)[0]!;
-      expect(comp.logged('bytestream connected').find((l) => l.project === project)!.time as number).to.be.below(lost.time as number);
-      expect(comp.logged('delivered').find((l) => l.project === project)!.time as number).to.be.above(lost.time as number);
+      const lost = comp.logged(/^disconnected from the XMPP server; reconnecting/)[0];
+      expect(comp.logged('bytestream connected').find((l) => l.project === project)!.time).to.be.below(
+        lost.time as number,
+      );
+      expect(comp.logged('delivered').find((l) => l.project === project)!.time).to.be.above(lost.time as number);
       expect(comp.logged('transfer failed').some((l) => l.project === project)).to.equal(false);
       // the user's session died with the restart: the closing line waits in offline storage, once
-      const again = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'back' });
+      const again = await XmppUser.login({
+        port: ej.c2sPort,
+        domain: ej.domain,
+        username: u.username,
+        password: u.password,
+        resource: 'back',
+      });
       try {
-        await again.waitForMessage(`${project}@`, /^Delivered status-\d+\.pdf \(20\.0 MB\) by direct connection\.$/, 30000);
+        await again.waitForMessage(
+          `${project}@`,
+          /^Delivered status-\d+\.pdf \(20\.0 MB\) by direct connection\.$/,
+          30000,
+        );
         await sleep(500);
         expect(again.messagesFrom(`${project}@`).filter((t) => t.startsWith('Delivered'))).to.have.length(1);
       } finally {

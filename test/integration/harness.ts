@@ -64,23 +64,27 @@ export class RunningComponent {
 }
 
 /** Starts the component against the test ejabberd (or the given one); env overrides the test defaults. */
-export async function startComponent(env: Record<string, string> = {}, opts: { ejabberd?: EjabberdInstance } = {}): Promise<RunningComponent> {
+export async function startComponent(
+  env: Record<string, string> = {},
+  opts: { ejabberd?: EjabberdInstance } = {},
+): Promise<RunningComponent> {
   const ej = opts.ejabberd ?? (await getEjabberd());
   const spoolDir = await mkdtemp(join(tmpdir(), 'xr-spool-'));
   // Also what App.reload() re-reads (with XR_CONFIG in env, that file).
-  const load = () => loadConfig({
-    env: {
-      XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
-      XR_XMPP_DOMAIN: ej.componentDomain,
-      XR_XMPP_SECRET: ej.secret,
-      XR_XMPP_RECONNECT_MAX_MS: '2000',
-      XR_REPORTS_SPOOL_DIR: spoolDir,
-      XR_PROXY_BIND_HOST: '127.0.0.1',
-      XR_PROXY_BIND_PORT: '0',
-      XR_LOG_LEVEL: 'debug',
-      ...env,
-    },
-  });
+  const load = () =>
+    loadConfig({
+      env: {
+        XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,
+        XR_XMPP_DOMAIN: ej.componentDomain,
+        XR_XMPP_SECRET: ej.secret,
+        XR_XMPP_RECONNECT_MAX_MS: '2000',
+        XR_REPORTS_SPOOL_DIR: spoolDir,
+        XR_PROXY_BIND_HOST: '127.0.0.1',
+        XR_PROXY_BIND_PORT: '0',
+        XR_LOG_LEVEL: 'debug',
+        ...env,
+      },
+    });
   const config = load();
   const logs: LogLine[] = [];
   const rawLog: string[] = [];
@@ -124,7 +128,10 @@ after(async function () {
 export class ComponentProcess {
   readonly logs: LogLine[] = [];
   readonly exited: Promise<number | null>;
-  private constructor(readonly proc: import('node:child_process').ChildProcess, readonly spoolDir: string) {
+  private constructor(
+    readonly proc: import('node:child_process').ChildProcess,
+    readonly spoolDir: string,
+  ) {
     this.exited = new Promise((r) => proc.once('exit', (code) => r(code)));
     let buf = '';
     proc.stdout!.on('data', (c: Buffer) => {
@@ -173,7 +180,10 @@ export class ComponentProcess {
       const tick = () => {
         const hit = this.logs.find(pred);
         if (hit) return resolve(hit);
-        if (Date.now() > deadline) return reject(new Error(`log line not seen within ${timeoutMs} ms; got: ${this.logs.map((l) => l.msg).join(' | ')}`));
+        if (Date.now() > deadline)
+          return reject(
+            new Error(`log line not seen within ${timeoutMs} ms; got: ${this.logs.map((l) => l.msg).join(' | ')}`),
+          );
         setTimeout(tick, 50);
       };
       tick();

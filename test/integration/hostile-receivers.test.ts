@@ -15,7 +15,19 @@ import { getEjabberd, getIntranet, sleep, startComponent, user } from './harness
 let counter = 330000 + Math.floor(Math.random() * 80000);
 
 function siAnswer(method: string): Element {
-  return xml('si', { xmlns: NS.SI }, xml('feature', { xmlns: NS.FEATURE_NEG }, xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'stream-method' }, xml('value', {}, method)))));
+  return xml(
+    'si',
+    { xmlns: NS.SI },
+    xml(
+      'feature',
+      { xmlns: NS.FEATURE_NEG },
+      xml(
+        'x',
+        { xmlns: NS.DATA_FORMS, type: 'submit' },
+        xml('field', { var: 'stream-method' }, xml('value', {}, method)),
+      ),
+    ),
+  );
 }
 
 /** SOCKS5 handshake as a XEP-0065 target; resolves with the socket once the streamhost answered. */
@@ -47,9 +59,20 @@ describe('integration: receivers that misbehave', function () {
   it('a receiver that connects and never reads (zero window) fails the transfer after the stall timeout', async () => {
     const ej = await getEjabberd();
     const intranet = await getIntranet();
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, XR_TRANSFER_METHODS: 's5b', XR_TRANSFER_STALL_TIMEOUT_MS: '2000' });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      XR_TRANSFER_METHODS: 's5b',
+      XR_TRANSFER_STALL_TIMEOUT_MS: '2000',
+    });
     const u = await user('zed');
-    const zed = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'zero' });
+    const zed = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: u.username,
+      password: u.password,
+      resource: 'zero',
+    });
     let socket: Socket | undefined;
     const sids = new Map<string, string>();
     zed.xmpp.middleware.use(async (ctx, next) => {
@@ -60,9 +83,17 @@ describe('integration: receivers that misbehave', function () {
       }
       const q = ctx.stanza.getChild('query', NS.BYTESTREAMS);
       if (q && ctx.stanza.attrs.type === 'set') {
-        const host = q.getChildren('streamhost')[0]!;
-        socket = await socksConnect(host.attrs.host!, Number(host.attrs.port), dstAddr(q.attrs.sid!, ctx.stanza.attrs.from!, zed.jid));
-        return xml('query', { xmlns: NS.BYTESTREAMS, sid: q.attrs.sid }, xml('streamhost-used', { jid: host.attrs.jid }));
+        const host = q.getChildren('streamhost')[0];
+        socket = await socksConnect(
+          host.attrs.host!,
+          Number(host.attrs.port),
+          dstAddr(q.attrs.sid!, ctx.stanza.attrs.from!, zed.jid),
+        );
+        return xml(
+          'query',
+          { xmlns: NS.BYTESTREAMS, sid: q.attrs.sid },
+          xml('streamhost-used', { jid: host.attrs.jid }),
+        );
       }
       return next();
     });
@@ -71,7 +102,11 @@ describe('integration: receivers that misbehave', function () {
       intranet.projects.set(project, { kind: 'file', body: randomBytes(30_000_000) });
       await zed.say(`${project}@${ej.componentDomain}`, 'report');
       const m = await zed.waitForMessage(`${project}@`, /broke off after/, 60000);
-      expect(m.getChildText('body')).to.match(new RegExp(`^The transfer of status-${project}\\.pdf broke off after .+ of 30\\.0 MB; the file did not arrive\\.`));
+      expect(m.getChildText('body')).to.match(
+        new RegExp(
+          `^The transfer of status-${project}\\.pdf broke off after .+ of 30\\.0 MB; the file did not arrive\\.`,
+        ),
+      );
       const failed = comp.logged('transfer failed').find((l) => l.project === project);
       expect(failed).to.include({ method: 's5b' });
       expect(String(failed!.err)).to.match(/no progress for 2000 ms/);
@@ -88,9 +123,21 @@ describe('integration: receivers that misbehave', function () {
   it('a receiver that closes the in-band stream early ends the transfer as broken off', async () => {
     const ej = await getEjabberd();
     const intranet = await getIntranet();
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, XR_TRANSFER_METHODS: 'ibb', XR_IBB_BLOCK_SIZE: '4096', XR_IBB_WINDOW: '1' });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      XR_TRANSFER_METHODS: 'ibb',
+      XR_IBB_BLOCK_SIZE: '4096',
+      XR_IBB_WINDOW: '1',
+    });
     const u = await user('cleo');
-    const cleo = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'closer' });
+    const cleo = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: u.username,
+      password: u.password,
+      resource: 'closer',
+    });
     let blocks = 0;
     cleo.xmpp.middleware.use(async (ctx, next) => {
       const st = ctx.stanza;
@@ -100,7 +147,10 @@ describe('integration: receivers that misbehave', function () {
       if (data) {
         if (++blocks === 3) {
           // ack this one, then close from our side (XEP-0047 §2.4: either party may close)
-          setTimeout(() => void cleo.iq(st.attrs.from!, 'set', xml('close', { xmlns: NS.IBB, sid: data.attrs.sid })), 0);
+          setTimeout(
+            () => void cleo.iq(st.attrs.from!, 'set', xml('close', { xmlns: NS.IBB, sid: data.attrs.sid })),
+            0,
+          );
         }
         return true;
       }
@@ -111,13 +161,21 @@ describe('integration: receivers that misbehave', function () {
       intranet.projects.set(project, { kind: 'file', body: randomBytes(2_000_000) });
       await cleo.say(`${project}@${ej.componentDomain}`, 'report');
       const m = await cleo.waitForMessage(`${project}@`, /broke off after/, 60000);
-      expect(m.getChildText('body')).to.match(new RegExp(`^The transfer of status-${project}\\.pdf broke off after \\d+(\\.\\d)? kB of 2\\.0 MB`));
+      expect(m.getChildText('body')).to.match(
+        new RegExp(`^The transfer of status-${project}\\.pdf broke off after \\d+(\\.\\d)? kB of 2\\.0 MB`),
+      );
       const failed = comp.logged('transfer failed').find((l) => l.project === project);
       expect(failed).to.include({ method: 'ibb' });
       expect(String(failed!.err)).to.match(/receiver closed the in-band stream early/);
       expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
       // our close answer was a result, not an error
-      const closeReply = cleo.received.find((e) => e.name === 'iq' && e.attrs.from === `${project}@${ej.componentDomain}/reports` && e.attrs.type === 'result' && !e.getChildElements().length);
+      const closeReply = cleo.received.find(
+        (e) =>
+          e.name === 'iq' &&
+          e.attrs.from === `${project}@${ej.componentDomain}/reports` &&
+          e.attrs.type === 'result' &&
+          !e.getChildElements().length,
+      );
       expect(closeReply, 'result to our <close/>').to.not.equal(undefined);
     } finally {
       await cleo.logout();

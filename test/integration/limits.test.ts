@@ -22,7 +22,11 @@ describe('integration: limits and hostile input', function () {
   it('refuses requests beyond the per-user rate, politely', async () => {
     const ej = await getEjabberd();
     const intranet = await getIntranet();
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, XR_LIMITS_REQUESTS_PER_MINUTE: '2' });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      XR_LIMITS_REQUESTS_PER_MINUTE: '2',
+    });
     const u = await login('rita');
     try {
       for (let i = 0; i < 3; i++) await u.say(`${next()}@${ej.componentDomain}`, 'report');
@@ -40,7 +44,11 @@ describe('integration: limits and hostile input', function () {
   it('queues requests beyond the concurrency cap, tells the place, and serves them in turn', async () => {
     const ej = await getEjabberd();
     const intranet = await getIntranet();
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate, XR_LIMITS_MAX_CONCURRENT: '1' });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      XR_LIMITS_MAX_CONCURRENT: '1',
+    });
     const a = await login('quinn');
     const b = await login('ruth');
     try {
@@ -54,7 +62,9 @@ describe('integration: limits and hostile input', function () {
       await a.waitForMessage(`${slow}@`, /Fetching/);
       await b.say(`${quick}@${ej.componentDomain}`, 'report');
       const queued = await b.waitForMessage(`${quick}@`, /in the queue/);
-      expect(queued.getChildText('body')).to.equal('Many reports are being sent right now; yours is number 1 in the queue and will follow shortly.');
+      expect(queued.getChildText('body')).to.equal(
+        'Many reports are being sent right now; yours is number 1 in the queue and will follow shortly.',
+      );
       expect(b.messagesFrom(`${quick}@`).some((t) => /Fetching/.test(t))).to.equal(false);
       open();
       await b.waitForMessage(`${quick}@`, /Fetching the status report of project/, 20000);
@@ -122,7 +132,9 @@ describe('integration: limits and hostile input', function () {
     try {
       expect((await poke(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))).length).to.equal(0);
       const hash = createHash('sha1').update('guess').digest('hex');
-      const unknown = await poke(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, 40]), Buffer.from(hash), Buffer.from([0, 0])]));
+      const unknown = await poke(
+        Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, 40]), Buffer.from(hash), Buffer.from([0, 0])]),
+      );
       expect([...unknown.subarray(0, 4)]).to.deep.equal([5, 0, 5, 2]); // "connection not allowed"
       expect((await poke(Buffer.from([5]))).length).to.equal(0); // half a greeting: closed at the deadline
       expect(comp.logged('streamhost handshake refused').length).to.be.at.least(3);

@@ -21,24 +21,47 @@ async function publish(body: Buffer): Promise<string> {
   return project;
 }
 
-async function receiver(name: string, opts: { noSi?: boolean; methods?: string[] } = {}): Promise<{ rx: ReceiverProcess; outDir: string }> {
+async function receiver(
+  name: string,
+  opts: { noSi?: boolean; methods?: string[] } = {},
+): Promise<{ rx: ReceiverProcess; outDir: string }> {
   const ej = await getEjabberd();
   const u = await user(name);
   const outDir = await mkdtemp(join(tmpdir(), 'xr-rx-links-'));
-  const rx = await startSlixReceiver({ jid: `${u.jid}/slix`, password: u.password, host: '127.0.0.1', port: ej.c2sPort, outDir, timeoutSec: 300, ...opts });
+  const rx = await startSlixReceiver({
+    jid: `${u.jid}/slix`,
+    password: u.password,
+    host: '127.0.0.1',
+    port: ej.c2sPort,
+    outDir,
+    timeoutSec: 300,
+    ...opts,
+  });
   return { rx, outDir };
 }
 
 /** Requests a report and returns the OOB message (body == URL) and the closing line. */
-async function requestLink(rx: ReceiverProcess, project: string): Promise<{ link: ReceiverEvent; final: ReceiverEvent }> {
+async function requestLink(
+  rx: ReceiverProcess,
+  project: string,
+): Promise<{ link: ReceiverEvent; final: ReceiverEvent }> {
   const ej = await getEjabberd();
   rx.send(`${project}@${ej.componentDomain}`, 'report');
-  const link = await rx.waitFor((e) => e.event === 'message' && typeof e.oob === 'string' && String(e.oob).includes(`status-${project}.pdf`), 60000);
-  const final = await rx.waitFor((e) => e.event === 'message' && String(e.body).startsWith(`The link above downloads status-${project}.pdf`), 30000);
+  const link = await rx.waitFor(
+    (e) => e.event === 'message' && typeof e.oob === 'string' && String(e.oob).includes(`status-${project}.pdf`),
+    60000,
+  );
+  const final = await rx.waitFor(
+    (e) => e.event === 'message' && String(e.body).startsWith(`The link above downloads status-${project}.pdf`),
+    30000,
+  );
   return { link, final };
 }
 
-async function download(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; headers: Map<string, string> }> {
+async function download(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Buffer; headers: Map<string, string> }> {
   const res = await fetch(url, { headers });
   const body = Buffer.from(await res.arrayBuffer());
   return { status: res.status, body, headers: new Map([...res.headers.entries()]) };
@@ -79,7 +102,12 @@ describe('integration: HTTP links for clients without SI', function () {
     expect(link.body).to.equal(link.oob);
     expect(String(link.oob)).to.match(/^http:\/\/127\.0\.0\.1:0\/files\/[A-Za-z0-9_-]{43}\/status-\d+\.pdf$/);
     expect(String(final.body)).to.match(/works until \d{4}-\d\d-\d\d \d\d:\d\d UTC\.$/);
-    expect(plain.rx.events.some((e) => e.event === 'message' && /does not receive file transfers, so here is a download link/.test(String(e.body)))).to.equal(true);
+    expect(
+      plain.rx.events.some(
+        (e) =>
+          e.event === 'message' && /does not receive file transfers, so here is a download link/.test(String(e.body)),
+      ),
+    ).to.equal(true);
     expect(plain.rx.events.some((e) => e.event === 'offer')).to.equal(false); // no SI offer was even tried
     const got = await download(local(String(link.oob)));
     expect(got.status).to.equal(200);
@@ -87,7 +115,7 @@ describe('integration: HTTP links for clients without SI', function () {
     expect(got.headers.get('content-type')).to.equal('application/pdf');
     expect(got.headers.get('content-disposition')).to.include(`filename="status-${project}.pdf"`);
     // the token never reaches the log
-    const token = String(link.oob).split('/')[4]!;
+    const token = String(link.oob).split('/')[4];
     expect(comp.rawLog.join('\n')).to.not.include(token);
     expect(comp.logged('link published').some((l) => l.project === project)).to.equal(true);
   });
@@ -154,8 +182,14 @@ describe('integration: a transfer that fails on every bytestream ends with a lin
       const body = randomBytes(20_000);
       const project = await publish(body);
       const { link } = await requestLink(r.rx, project);
-      expect(r.rx.events.some((e) => e.event === 'message' && /did not work, so here is a download link/.test(String(e.body)))).to.equal(true);
-      const got = await download(String(link.oob).replace('http://127.0.0.1:0/', `http://127.0.0.1:${comp.app.linkServer!.port}/`));
+      expect(
+        r.rx.events.some(
+          (e) => e.event === 'message' && /did not work, so here is a download link/.test(String(e.body)),
+        ),
+      ).to.equal(true);
+      const got = await download(
+        String(link.oob).replace('http://127.0.0.1:0/', `http://127.0.0.1:${comp.app.linkServer!.port}/`),
+      );
       expect(sha256(got.body)).to.equal(sha256(body));
       expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
     } finally {
@@ -166,10 +200,10 @@ describe('integration: a transfer that fails on every bytestream ends with a lin
   });
 });
 
-describe('integration: links through the server\'s XEP-0363 upload service', function () {
+describe("integration: links through the server's XEP-0363 upload service", function () {
   this.timeout(120000);
 
-  it('uploads to ejabberd\'s mod_http_upload and sends that URL', async () => {
+  it("uploads to ejabberd's mod_http_upload and sends that URL", async () => {
     const ej = await getEjabberd();
     const intranet = await getIntranet();
     const comp = await startComponent({

@@ -13,7 +13,7 @@ import { xml } from '@xmpp/client';
 import type { Element } from '@xmpp/component';
 import { ADMIN_NODES } from '../../src/admin.js';
 import { NS } from '../../src/xmpp/namespaces.js';
-import type { ReceiverEvent, ReceiverProcess } from '../support/receiver.js';
+import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { XmppUser } from '../support/xmpp-user.js';
 import { getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
@@ -29,12 +29,18 @@ async function freePort(): Promise<number> {
 }
 
 /** A stand-in for the intranet's project metadata: /meta/<id>.json → {"name": …}. */
-async function metadataServer(names: Record<string, string>, slow: Set<string>): Promise<{ server: Server; template: string; hits: string[] }> {
+async function metadataServer(
+  names: Record<string, string>,
+  slow: Set<string>,
+): Promise<{ server: Server; template: string; hits: string[] }> {
   const hits: string[] = [];
   const server = createServer((req, res) => {
     const id = decodeURIComponent(/^\/meta\/([^/]+)\.json$/.exec(req.url ?? '')?.[1] ?? '');
     hits.push(id);
-    const answer = () => (names[id] ? res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: names[id] })) : res.writeHead(404).end());
+    const answer = () =>
+      names[id]
+        ? res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: names[id] }))
+        : res.writeHead(404).end();
     if (slow.has(id)) setTimeout(answer, 5000);
     else answer();
   });
@@ -88,12 +94,39 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
     });
     const b = await user('boss');
     const a = await user('alice');
-    admin = await XmppUser.login({ port: ej.c2sPort, domain, username: b.username, password: b.password, resource: 'ops' });
-    alice = await XmppUser.login({ port: ej.c2sPort, domain, username: a.username, password: a.password, resource: 'ops' });
+    admin = await XmppUser.login({
+      port: ej.c2sPort,
+      domain,
+      username: b.username,
+      password: b.password,
+      resource: 'ops',
+    });
+    alice = await XmppUser.login({
+      port: ej.c2sPort,
+      domain,
+      username: a.username,
+      password: a.password,
+      resource: 'ops',
+    });
     const r1 = await user('opsfast');
     const r2 = await user('opsibb');
-    s5bRx = await startSlixReceiver({ jid: `${r1.jid}/slix`, password: r1.password, host: '127.0.0.1', port: ej.c2sPort, outDir: join(dir, 'rx1'), timeoutSec: 600 });
-    ibbRx = await startSlixReceiver({ jid: `${r2.jid}/slix`, password: r2.password, host: '127.0.0.1', port: ej.c2sPort, outDir: join(dir, 'rx2'), timeoutSec: 600, methods: ['ibb'] });
+    s5bRx = await startSlixReceiver({
+      jid: `${r1.jid}/slix`,
+      password: r1.password,
+      host: '127.0.0.1',
+      port: ej.c2sPort,
+      outDir: join(dir, 'rx1'),
+      timeoutSec: 600,
+    });
+    ibbRx = await startSlixReceiver({
+      jid: `${r2.jid}/slix`,
+      password: r2.password,
+      host: '127.0.0.1',
+      port: ej.c2sPort,
+      outDir: join(dir, 'rx2'),
+      timeoutSec: 600,
+      methods: ['ibb'],
+    });
   });
 
   after(async () => {
@@ -118,16 +151,35 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
   async function transfer(rx: ReceiverProcess, body: Buffer): Promise<{ project: string; end: ReceiverEvent }> {
     const project = await publish(body);
     rx.send(`${project}@${compDomain}`, 'report');
-    const end = await rx.waitFor((e) => (e.event === 'received' || e.event === 'failed') && e.name === `status-${project}.pdf`, 120000);
-    await rx.waitFor((e) => e.event === 'message' && /^Delivered /.test(String(e.body ?? '')) && String(e.body).includes(`status-${project}.pdf`), 30000);
+    const end = await rx.waitFor(
+      (e) => (e.event === 'received' || e.event === 'failed') && e.name === `status-${project}.pdf`,
+      120000,
+    );
+    await rx.waitFor(
+      (e) =>
+        e.event === 'message' &&
+        /^Delivered /.test(field(e, 'body')) &&
+        field(e, 'body').includes(`status-${project}.pdf`),
+      30000,
+    );
     return { project, end };
   }
 
   const command = (who: XmppUser, attrs: Record<string, string>, ...children: Element[]) =>
     who.iq(compDomain, 'set', xml('command', { xmlns: NS.COMMANDS, ...attrs }, ...children));
   const formValues = (iq: Element, v: string) =>
-    iq.getChild('command', NS.COMMANDS)!.getChild('x', NS.DATA_FORMS)!.getChildren('field').find((f) => f.attrs.var === v)?.getChildren('value').map((x) => x.text()) ?? [];
-  const notes = (iq: Element) => iq.getChild('command', NS.COMMANDS)!.getChildren('note').map((n) => `${n.attrs.type}: ${n.text()}`);
+    iq
+      .getChild('command', NS.COMMANDS)!
+      .getChild('x', NS.DATA_FORMS)!
+      .getChildren('field')
+      .find((f) => f.attrs.var === v)
+      ?.getChildren('value')
+      .map((x) => x.text()) ?? [];
+  const notes = (iq: Element) =>
+    iq
+      .getChild('command', NS.COMMANDS)!
+      .getChildren('note')
+      .map((n) => `${n.attrs.type}: ${n.text()}`);
 
   it('/healthz says connected with the streamhost listening', async () => {
     const r = await fetch(`${metricsBase}/healthz`);
@@ -143,7 +195,10 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
     expect(r1.end).to.include({ event: 'received', method: 's5b', sha256: sha256(a) });
     expect(r2.end).to.include({ event: 'received', method: 'ibb', sha256: sha256(b) });
     s5bRx.send(`404404@${compDomain}`, 'report');
-    await s5bRx.waitFor((e) => e.event === 'message' && /no status report for project 404404/.test(String(e.body ?? '')), 20000);
+    await s5bRx.waitFor(
+      (e) => e.event === 'message' && /no status report for project 404404/.test(field(e, 'body')),
+      20000,
+    );
     await sleep(200);
     expect(await metric(/^xmpp_reports_requests_total\{outcome="delivered"\}/)).to.equal(2);
     expect(await metric(/^xmpp_reports_requests_total\{outcome="not-found"\}/)).to.equal(1);
@@ -169,16 +224,29 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
       expect(r.getChild('error')!.getChild('forbidden', NS.STANZAS), node).to.not.equal(undefined);
     }
     const info = await alice.iq(compDomain, 'get', xml('query', { xmlns: NS.DISCO_INFO }));
-    expect(info.getChild('query', NS.DISCO_INFO)!.getChildren('feature').map((f) => f.attrs.var)).to.include.members([NS.COMMANDS, NS.VCARD]);
+    expect(
+      info
+        .getChild('query', NS.DISCO_INFO)!
+        .getChildren('feature')
+        .map((f) => f.attrs.var),
+    ).to.include.members([NS.COMMANDS, NS.VCARD]);
   });
 
   it('lists the commands to an admin and shows the counters', async () => {
     const items = await admin.iq(compDomain, 'get', xml('query', { xmlns: NS.DISCO_ITEMS, node: NS.COMMANDS }));
-    expect(items.getChild('query', NS.DISCO_ITEMS)!.getChildren('item').map((i) => i.attrs.node)).to.deep.equal(Object.values(ADMIN_NODES));
+    expect(
+      items
+        .getChild('query', NS.DISCO_ITEMS)!
+        .getChildren('item')
+        .map((i) => i.attrs.node),
+    ).to.deep.equal(Object.values(ADMIN_NODES));
     const r = await command(admin, { node: ADMIN_NODES.counters, action: 'execute' });
     expect(r.attrs.type).to.equal('result');
     expect(r.getChild('command', NS.COMMANDS)!.attrs.status).to.equal('completed');
-    expect(formValues(r, 'counters')).to.include.members(['requests_total{outcome=delivered} 2', 'transfers_total{method=ibb,outcome=delivered} 1']);
+    expect(formValues(r, 'counters')).to.include.members([
+      'requests_total{outcome=delivered} 2',
+      'transfers_total{method=ibb,outcome=delivered} 1',
+    ]);
     expect(formValues(r, 'health')[0]).to.match(/^ok: XMPP connected, streamhost listening/);
   });
 
@@ -193,8 +261,10 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
       line = formValues(list, 'transfers').find((l) => l.includes(`status-${project}.pdf`) && l.includes(': sending '));
       if (!line) await sleep(200);
     }
-    expect(line, 'transfer listed as sending').to.match(/^#\d+ opsibb@example\.com\/slix: sending status-\d+\.pdf \(40\.0 MB\), for \d+ s$/);
-    const id = /^#(\d+)/.exec(line!)![1]!;
+    expect(line, 'transfer listed as sending').to.match(
+      /^#\d+ opsibb@example\.com\/slix: sending status-\d+\.pdf \(40\.0 MB\), for \d+ s$/,
+    );
+    const id = /^#(\d+)/.exec(line!)![1];
     const first = await command(admin, { node: ADMIN_NODES.cancel, action: 'execute' });
     const cmd = first.getChild('command', NS.COMMANDS)!;
     expect(cmd.attrs.status).to.equal('executing');
@@ -204,7 +274,13 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
       xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'id' }, xml('value', {}, id))),
     );
     expect(notes(done)).to.deep.equal([`info: Cancelled #${id}: project ${project} for opsibb@example.com/slix.`]);
-    await ibbRx.waitFor((e) => e.event === 'message' && String(e.body ?? '') === `An administrator cancelled sending status-${project}.pdf. Send me another message to ask again.`, 30000);
+    await ibbRx.waitFor(
+      (e) =>
+        e.event === 'message' &&
+        field(e, 'body') ===
+          `An administrator cancelled sending status-${project}.pdf. Send me another message to ask again.`,
+      30000,
+    );
     await ibbRx.waitFor((e) => e.event === 'failed' && e.name === `status-${project}.pdf`, 60000);
     expect(await metric(/^xmpp_reports_requests_total\{outcome="cancelled"\}/)).to.equal(1);
     expect(await metric(/^xmpp_reports_transfers_total\{method="ibb",outcome="cancelled"\}/)).to.equal(1);
@@ -214,7 +290,12 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
 
   it('reloads the config on the admin command without dropping the connection; refuses a broken one', async () => {
     const connectedBefore = comp.logged('connected to the XMPP server').length;
-    await writeFile(configFile, baseConfig(`reports:\n  metadataUrlTemplate: ${meta.template}\naccess:\n  denyJids: [alice@example.com]\ntransfer:\n  stallTimeoutMs: 70000\n`));
+    await writeFile(
+      configFile,
+      baseConfig(
+        `reports:\n  metadataUrlTemplate: ${meta.template}\naccess:\n  denyJids: [alice@example.com]\ntransfer:\n  stallTimeoutMs: 70000\n`,
+      ),
+    );
     const r = await command(admin, { node: ADMIN_NODES.reload, action: 'execute' });
     expect(notes(r)).to.have.length(2);
     expect(notes(r)[0]).to.match(/^info: Reloaded on .*; now in effect: access\.denyJids\.$/);
@@ -250,7 +331,10 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
     meta.hits.length = 0;
     expect(await fn(`1234@${compDomain}`)).to.equal('Project 1234 - Apollo');
     expect(await fn(`1234@${compDomain}`)).to.equal('Project 1234 - Apollo');
-    expect(meta.hits.filter((h) => h === '1234'), 'cached').to.have.length(1);
+    expect(
+      meta.hits.filter((h) => h === '1234'),
+      'cached',
+    ).to.have.length(1);
     expect(await fn(`5555@${compDomain}`)).to.equal('Project 5555');
     const t0 = Date.now();
     expect(await fn(`4242@${compDomain}`)).to.equal('Project 4242');

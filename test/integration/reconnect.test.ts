@@ -18,7 +18,13 @@ describe('integration: reconnect after an ejabberd restart', function () {
       expect(comp.logged('connected to the XMPP server')).to.have.length(2);
       expect(comp.logged(/^disconnected from the XMPP server; reconnecting/)).to.have.length(1);
       const a = await user('alice');
-      const u = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: a.username, password: a.password, resource: 'after-restart' });
+      const u = await XmppUser.login({
+        port: ej.c2sPort,
+        domain: ej.domain,
+        username: a.username,
+        password: a.password,
+        resource: 'after-restart',
+      });
       try {
         await u.say(ej.componentDomain, 'help');
         await u.waitForMessage(ej.componentDomain, /I send project status reports/, 15000);

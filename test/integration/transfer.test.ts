@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPurpleReceiver } from '../support/purple.js';
-import type { ReceiverEvent, ReceiverProcess } from '../support/receiver.js';
+import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { getEjabberd, getIntranet, startComponent, user, type RunningComponent } from './harness.js';
 
@@ -29,11 +29,23 @@ interface Rx {
   outDir: string;
 }
 
-async function startReceiver(kind: Kind, name: string, extra: { decline?: boolean; disconnectAfterBytes?: number; methods?: string[] } = {}): Promise<Rx> {
+async function startReceiver(
+  kind: Kind,
+  name: string,
+  extra: { decline?: boolean; disconnectAfterBytes?: number; methods?: string[] } = {},
+): Promise<Rx> {
   const ej = await getEjabberd();
   const u = await user(name);
   const outDir = await mkdtemp(join(tmpdir(), `xr-rx-${kind}-`));
-  const common = { jid: `${u.jid}/${kind}`, password: u.password, host: '127.0.0.1', port: ej.c2sPort, outDir, timeoutSec: 600, ...extra };
+  const common = {
+    jid: `${u.jid}/${kind}`,
+    password: u.password,
+    host: '127.0.0.1',
+    port: ej.c2sPort,
+    outDir,
+    timeoutSec: 600,
+    ...extra,
+  };
   const proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
   return { proc, outDir };
 }
@@ -52,12 +64,17 @@ async function publish(body: Buffer): Promise<string> {
 }
 
 const isEnd = (project: string) => (e: ReceiverEvent) =>
-  (e.event === 'received' || e.event === 'failed' || e.event === 'declined') && String(e.name ?? '') === `status-${project}.pdf`;
+  (e.event === 'received' || e.event === 'failed' || e.event === 'declined') &&
+  field(e, 'name') === `status-${project}.pdf`;
 const finalMessage = (project: string) => (e: ReceiverEvent) =>
-  e.event === 'message' && String(e.body ?? '').includes(`status-${project}.pdf`) && !/^Sending /.test(String(e.body ?? ''));
+  e.event === 'message' && field(e, 'body').includes(`status-${project}.pdf`) && !/^Sending /.test(field(e, 'body'));
 
 /** Asks for the project's report and waits for the transfer's end and the component's closing line. */
-async function request(rx: Rx, project: string, timeoutMs = 120000): Promise<{ end: ReceiverEvent; final: ReceiverEvent }> {
+async function request(
+  rx: Rx,
+  project: string,
+  timeoutMs = 120000,
+): Promise<{ end: ReceiverEvent; final: ReceiverEvent }> {
   const ej = await getEjabberd();
   rx.proc.send(`${project}@${ej.componentDomain}`, 'report');
   const end = await rx.proc.waitFor(isEnd(project), timeoutMs);
@@ -92,7 +109,11 @@ for (const kind of ['purple', 'slix'] as const) {
     describe('with the built-in streamhost', () => {
       let comp: RunningComponent;
       before(async () => {
-        comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate, XR_IBB_BLOCK_SIZE: '4096' });
+        comp = await startComponent({
+          XR_REPORTS_SOURCE: 'http',
+          XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+          XR_IBB_BLOCK_SIZE: '4096',
+        });
       });
       after(async () => {
         await comp.stop();
@@ -111,22 +132,27 @@ for (const kind of ['purple', 'slix'] as const) {
       }
 
       // only the slixmpp receiver reports the streamhost list it was offered
-      if (kind === 'slix') it('advertises its own streamhost under the project\'s full JID', async () => {
-        const body = randomBytes(10);
-        const project = await publish(body);
-        await request(rx, project);
-        const ej = await getEjabberd();
-        const hosts = rx.proc.events.filter((e) => e.event === 'streamhosts').pop()!.hosts as Array<{ jid: string; host: string; port: number }>;
-        expect(hosts[0]!.jid).to.equal(`${project}@${ej.componentDomain}/reports`);
-        expect(hosts[0]!.host).to.equal('127.0.0.1');
-        expect(hosts[0]!.port).to.equal(comp.app.streamhost!.port);
-      });
+      if (kind === 'slix')
+        it("advertises its own streamhost under the project's full JID", async () => {
+          const body = randomBytes(10);
+          const project = await publish(body);
+          await request(rx, project);
+          const ej = await getEjabberd();
+          const hosts = rx.proc.events.filter((e) => e.event === 'streamhosts').pop()!.hosts as Array<{
+            jid: string;
+            host: string;
+            port: number;
+          }>;
+          expect(hosts[0].jid).to.equal(`${project}@${ej.componentDomain}/reports`);
+          expect(hosts[0].host).to.equal('127.0.0.1');
+          expect(hosts[0].port).to.equal(comp.app.streamhost!.port);
+        });
 
       it('serves several requests at the same time', async () => {
         const bodies = [randomBytes(3_000_000), randomBytes(2_000_000), randomBytes(1_000_000)];
         const projects = await Promise.all(bodies.map(publish));
         const results = await Promise.all(projects.map((p) => request(rx, p)));
-        results.forEach((r, i) => expectDelivered(r, bodies[i]!, 's5b'));
+        results.forEach((r, i) => expectDelivered(r, bodies[i], 's5b'));
       });
     });
 
@@ -204,7 +230,11 @@ for (const kind of ['purple', 'slix'] as const) {
     describe('when things go wrong', () => {
       let comp: RunningComponent;
       before(async () => {
-        comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate, XR_REPORTS_TIMEOUT_MS: '3000' });
+        comp = await startComponent({
+          XR_REPORTS_SOURCE: 'http',
+          XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+          XR_REPORTS_TIMEOUT_MS: '3000',
+        });
       });
       after(async () => {
         await comp.stop();
@@ -214,7 +244,12 @@ for (const kind of ['purple', 'slix'] as const) {
         const body = randomBytes(3_000_000);
         const project = String(projectCounter++);
         let rest!: () => void;
-        (await getIntranet()).projects.set(project, { kind: 'split', body, at: 1_000_000, rest: new Promise<void>((r) => (rest = r)) });
+        (await getIntranet()).projects.set(project, {
+          kind: 'split',
+          body,
+          at: 1_000_000,
+          rest: new Promise<void>((r) => (rest = r)),
+        });
         const ej = await getEjabberd();
         rx.proc.send(`${project}@${ej.componentDomain}`, 'report');
         // The offer arrives while two thirds of the report are still held back by the intranet.
@@ -233,7 +268,12 @@ for (const kind of ['purple', 'slix'] as const) {
           const project = String(projectCounter++);
           const intranet = await getIntranet();
           let rest!: () => void;
-          intranet.projects.set(project, { kind: 'split', body, at: 500_000, rest: new Promise<void>((r) => (rest = r)) });
+          intranet.projects.set(project, {
+            kind: 'split',
+            body,
+            at: 500_000,
+            rest: new Promise<void>((r) => (rest = r)),
+          });
           const ej = await getEjabberd();
           const to = `${project}@${ej.componentDomain}`;
           rx.proc.send(to, 'report');
@@ -258,9 +298,13 @@ for (const kind of ['purple', 'slix'] as const) {
         (await getIntranet()).projects.set(project, { kind: 'stall', body, after: 300_000 });
         const r = await request(rx, project);
         expect(r.end.event, JSON.stringify(r.end)).to.equal('failed');
-        expect(String(r.final.body)).to.equal(`The intranet stopped sending the report of project ${project} part-way, so status-${project}.pdf did not arrive complete. Please try again later.`);
+        expect(String(r.final.body)).to.equal(
+          `The intranet stopped sending the report of project ${project} part-way, so status-${project}.pdf did not arrive complete. Please try again later.`,
+        );
         expect(comp.logged('delivered').filter((l) => l.project === project)).to.have.length(0);
-        expect(comp.logged('report download broke during the transfer').filter((l) => l.project === project)).to.have.length(1);
+        expect(
+          comp.logged('report download broke during the transfer').filter((l) => l.project === project),
+        ).to.have.length(1);
         expect(await readdir(comp.spoolDir)).to.deep.equal([]);
       });
 
@@ -270,7 +314,9 @@ for (const kind of ['purple', 'slix'] as const) {
           const project = await publish(randomBytes(1000));
           const r = await request(decliner, project);
           expect(r.end.event).to.not.equal('received');
-          expect(String(r.final.body)).to.equal(`You declined status-${project}.pdf; send me another message if you want it after all.`);
+          expect(String(r.final.body)).to.equal(
+            `You declined status-${project}.pdf; send me another message if you want it after all.`,
+          );
           expect(comp.logged('delivered').filter((l) => l.project === project)).to.have.length(0);
         } finally {
           await stopReceiver(decliner);
@@ -278,7 +324,9 @@ for (const kind of ['purple', 'slix'] as const) {
       });
 
       it('survives a receiver that vanishes mid-transfer, never calling it delivered', async () => {
-        const vanisher = await startReceiver(kind, kind === 'purple' ? 'vera' : 'vic', { disconnectAfterBytes: 1_000_000 });
+        const vanisher = await startReceiver(kind, kind === 'purple' ? 'vera' : 'vic', {
+          disconnectAfterBytes: 1_000_000,
+        });
         const project = await publish(randomBytes(20_000_000));
         const ej = await getEjabberd();
         try {
@@ -287,7 +335,8 @@ for (const kind of ['purple', 'slix'] as const) {
           await vanisher.proc.exited;
           // the component notices (socket reset or stall) and logs a failure, not a delivery
           const deadline = Date.now() + 90000;
-          while (!comp.logged('transfer failed').some((l) => l.project === project) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+          while (!comp.logged('transfer failed').some((l) => l.project === project) && Date.now() < deadline)
+            await new Promise((r) => setTimeout(r, 200));
           expect(comp.logged('transfer failed').some((l) => l.project === project)).to.equal(true);
           expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
         } finally {
@@ -307,18 +356,32 @@ describe('integration: an offer nobody answers', function () {
 
   it('tells the user the file was not accepted in time', async () => {
     const ej = await getEjabberd();
-    const comp = await startComponent({ XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate, XR_TRANSFER_OFFER_TIMEOUT_MS: '1500' });
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+      XR_TRANSFER_OFFER_TIMEOUT_MS: '1500',
+    });
     const u = await user('olga');
     const { XmppUser } = await import('../support/xmpp-user.js');
-    const olga = await XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource: 'silent' });
+    const olga = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: u.username,
+      password: u.password,
+      resource: 'silent',
+    });
     // A client that shows the offer and waits for a person who never clicks:
     // the SI request stays unanswered (the middleware never resolves).
-    olga.xmpp.middleware.use((ctx, next) => (ctx.stanza.getChild('si', 'http://jabber.org/protocol/si') ? new Promise(() => {}) : next()));
+    olga.xmpp.middleware.use((ctx, next) =>
+      ctx.stanza.getChild('si', 'http://jabber.org/protocol/si') ? new Promise(() => {}) : next(),
+    );
     try {
       const project = await publish(randomBytes(100));
       await olga.say(`${project}@${ej.componentDomain}`, 'report');
       const m = await olga.waitForMessage(`${project}@${ej.componentDomain}`, /not accepted in time/, 20000);
-      expect(m.getChildText('body')).to.equal(`status-${project}.pdf was not accepted in time, so I stopped offering it. Send me another message to try again.`);
+      expect(m.getChildText('body')).to.equal(
+        `status-${project}.pdf was not accepted in time, so I stopped offering it. Send me another message to try again.`,
+      );
       expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
     } finally {
       await olga.logout();

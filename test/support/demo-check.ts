@@ -11,7 +11,7 @@ import { XmppUser } from './xmpp-user.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : def;
 }
 
 const say = (line: string) => process.stdout.write(`demo-check: ${line}\n`);
@@ -21,7 +21,13 @@ async function check(): Promise<void> {
   const vhost = arg('vhost', 'example.com');
   const component = arg('component', 'reports.example.com');
   const project = arg('project', '1234');
-  const u = await XmppUser.login({ port, domain: vhost, username: arg('user', 'alice'), password: arg('password', 'alice'), resource: 'demo-check' });
+  const u = await XmppUser.login({
+    port,
+    domain: vhost,
+    username: arg('user', 'alice'),
+    password: arg('password', 'alice'),
+    resource: 'demo-check',
+  });
   try {
     say(`logged in as ${u.jid}`);
     // The component may still be connecting: ask until it answers.
@@ -32,7 +38,8 @@ async function check(): Promise<void> {
         await u.waitForMessage(component, /I send project status reports/, 2000);
         break;
       } catch (err) {
-        if (Date.now() > until) throw new Error(`no answer to "help" from ${component}: ${(err as Error).message.split('\n')[0]}`);
+        if (Date.now() > until)
+          throw new Error(`no answer to "help" from ${component}: ${(err as Error).message.split('\n')[0]}`);
       }
     }
     say(`${component} answers "help"`);
@@ -42,7 +49,10 @@ async function check(): Promise<void> {
     say(`${contact} is fetching its report`);
     // @xmpp/client takes no file transfer: the closing line says so (or, with links configured, gives one).
     const final = await u.waitFor(
-      (e) => e.name === 'message' && (e.attrs.from ?? '').startsWith(contact) && !/^(Fetching|Sending|Many reports) /.test(e.getChildText('body') ?? 'Fetching '),
+      (e) =>
+        e.name === 'message' &&
+        (e.attrs.from ?? '').startsWith(contact) &&
+        !/^(Fetching|Sending|Many reports) /.test(e.getChildText('body') ?? 'Fetching '),
       30000,
       `the closing line from ${contact}`,
     );

@@ -23,12 +23,21 @@ import { join } from 'node:path';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs: number; input?: string }): Promise<string> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs: number; input?: string },
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
-      else resolve(stdout);
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { env: opts.env ?? process.env, timeout: opts.timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
+        else resolve(stdout);
+      },
+    );
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }
@@ -82,20 +91,88 @@ export async function makeTestCa(dir: string): Promise<TestCa> {
   await mkdir(dir, { recursive: true });
   const p = (f: string) => join(dir, f);
   const t = { timeoutMs: 60_000 };
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=xmpp-reports test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], t);
-  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=localhost'], t);
-  await writeFile(p('ext.cnf'), 'subjectAltName=DNS:localhost,DNS:*.localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
-  await run('openssl', ['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('server.crt'), '-days', '2', '-extfile', p('ext.cnf')], t);
-  const [crt, key, ca] = await Promise.all([readFile(p('server.crt'), 'utf8'), readFile(p('server.key'), 'utf8'), readFile(p('ca.crt'), 'utf8')]);
+  await run(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      p('ca.key'),
+      '-out',
+      p('ca.crt'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=xmpp-reports test CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    t,
+  );
+  await run(
+    'openssl',
+    [
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      p('server.key'),
+      '-out',
+      p('server.csr'),
+      '-subj',
+      '/CN=localhost',
+    ],
+    t,
+  );
+  await writeFile(
+    p('ext.cnf'),
+    'subjectAltName=DNS:localhost,DNS:*.localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n',
+  );
+  await run(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      p('server.csr'),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      p('server.crt'),
+      '-days',
+      '2',
+      '-extfile',
+      p('ext.cnf'),
+    ],
+    t,
+  );
+  const [crt, key, ca] = await Promise.all([
+    readFile(p('server.crt'), 'utf8'),
+    readFile(p('server.key'), 'utf8'),
+    readFile(p('ca.crt'), 'utf8'),
+  ]);
   await writeFile(p('server.pem'), crt + key + ca, { mode: 0o600 });
-  const system = existsSync('/etc/ssl/certs/ca-certificates.crt') ? await readFile('/etc/ssl/certs/ca-certificates.crt', 'utf8') : '';
+  const system = existsSync('/etc/ssl/certs/ca-certificates.crt')
+    ? await readFile('/etc/ssl/certs/ca-certificates.crt', 'utf8')
+    : '';
   await writeFile(p('bundle.crt'), system + '\n' + ca);
   return { caCert: p('ca.crt'), serverPem: p('server.pem'), bundle: p('bundle.crt') };
 }
 
 /** Starts Xvfb on a display it picks itself; resolves with the display and the process. */
 async function startXvfb(timeoutMs: number): Promise<{ display: string; proc: ChildProcess }> {
-  const proc = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  const proc = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   proc.stderr!.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
   const display = await new Promise<string>((resolve, reject) => {
@@ -184,7 +261,8 @@ export class DinoClient {
 
   private async boot(): Promise<void> {
     const limit = this.o.startTimeoutMs ?? 60_000;
-    for (const sub of ['data', 'config', 'cache', 'run']) await mkdir(join(this.home, sub), { recursive: true, mode: 0o700 });
+    for (const sub of ['data', 'config', 'cache', 'run'])
+      await mkdir(join(this.home, sub), { recursive: true, mode: 0o700 });
     const x = await startXvfb(15_000);
     this.xvfb = x.proc;
     this.display = x.display;
@@ -192,21 +270,39 @@ export class DinoClient {
     if (!existsSync(db) || !(await this.hasAccount(db))) {
       // First start: Dino creates its schema; then the account row goes in.
       await this.launch();
-      await this.until(async () => existsSync(db) && (await this.query(db, "select count(*) from sqlite_master where type='table' and name='account'")).trim() === '1', limit, 'Dino to create its database');
+      await this.until(
+        async () =>
+          existsSync(db) &&
+          (await this.query(db, "select count(*) from sqlite_master where type='table' and name='account'")).trim() ===
+            '1',
+        limit,
+        'Dino to create its database',
+      );
       await sleep(500);
       await this.stopDino();
       const q = (s: string) => `'${s.replace(/'/g, "''")}'`;
-      await this.query(db, `insert or replace into account(bare_jid, resourcepart, password, alias, enabled) values (${q(this.o.jid)}, ${q(this.o.resource ?? 'dino')}, ${q(this.o.password)}, 'test', 1)`);
+      await this.query(
+        db,
+        `insert or replace into account(bare_jid, resourcepart, password, alias, enabled) values (${q(this.o.jid)}, ${q(this.o.resource ?? 'dino')}, ${q(this.o.password)}, 'test', 1)`,
+      );
     }
     const from = await this.logSize();
     await this.launch();
     // Logged in: its initial presence went out.
-    await this.until(async () => /XMPP OUT[^\n]*\n<\{jabber:client\}:presence/.test(await this.logSince(from)), limit, 'Dino to log in (STARTTLS to localhost:5222)');
+    await this.until(
+      async () => /XMPP OUT[^\n]*\n<\{jabber:client\}:presence/.test(await this.logSince(from)),
+      limit,
+      'Dino to log in (STARTTLS to localhost:5222)',
+    );
   }
 
   private async hasAccount(db: string): Promise<boolean> {
     try {
-      return (await this.query(db, `select count(*) from account where bare_jid='${this.o.jid.replace(/'/g, "''")}'`)).trim() === '1';
+      return (
+        (
+          await this.query(db, `select count(*) from account where bare_jid='${this.o.jid.replace(/'/g, "''")}'`)
+        ).trim() === '1'
+      );
     } catch {
       return false;
     }
@@ -270,8 +366,12 @@ export class DinoClient {
     const deadline = Date.now() + ms;
     for (;;) {
       if (await pred().catch(() => false)) return;
-      if (this.session && !alive(this.session.pid) && what !== 'Dino to start') throw new Error(`Dino exited while waiting for ${what}; log tail:\n${(await this.logSince(0)).slice(-3000)}`);
-      if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; log tail:\n${(await this.logSince(0).catch(() => '')).slice(-3000)}`);
+      if (this.session && !alive(this.session.pid) && what !== 'Dino to start')
+        throw new Error(`Dino exited while waiting for ${what}; log tail:\n${(await this.logSince(0)).slice(-3000)}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `timed out after ${ms} ms waiting for ${what}; log tail:\n${(await this.logSince(0).catch(() => '')).slice(-3000)}`,
+        );
       await sleep(200);
     }
   }
@@ -297,18 +397,30 @@ export class DinoClient {
   /** Opens (and creates) the conversation with a JID, as a click on an xmpp: link would. */
   async openChat(jid: string): Promise<void> {
     const bus = (await readFile(join(this.o.workDir, 'bus.addr'), 'utf8')).trim();
-    await run('dino-im', [`xmpp:${jid}?message`], { env: { ...this.env(), DBUS_SESSION_BUS_ADDRESS: bus }, timeoutMs: 20_000 });
+    await run('dino-im', [`xmpp:${jid}?message`], {
+      env: { ...this.env(), DBUS_SESSION_BUS_ADDRESS: bus },
+      timeoutMs: 20_000,
+    });
     await sleep(1000);
   }
 
   /** Types a message into the open conversation and sends it (xdotool). */
   async sendMessage(text: string): Promise<void> {
     const env = this.env();
-    const ids = (await run('xdotool', ['search', '--onlyvisible', '--class', 'dino'], { env, timeoutMs: 10_000 }).catch(() => '')).split(/\s+/).filter(Boolean);
+    const ids = (
+      await run('xdotool', ['search', '--onlyvisible', '--class', 'dino'], { env, timeoutMs: 10_000 }).catch(() => '')
+    )
+      .split(/\s+/)
+      .filter(Boolean);
     let geo = { x: 0, y: 0, w: 1200, h: 700 };
     for (const id of ids) {
       const out = await run('xdotool', ['getwindowgeometry', '--shell', id], { env, timeoutMs: 10_000 });
-      const v = Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => l.split('=') as [string, string]));
+      const v = Object.fromEntries(
+        out
+          .split('\n')
+          .filter((l) => l.includes('='))
+          .map((l) => l.split('=') as [string, string]),
+      );
       const w = Number(v.WIDTH);
       const h = Number(v.HEIGHT);
       if (w > 200 && h > 200) {
@@ -339,7 +451,12 @@ export class DinoClient {
    * Waits for a new file (not in `before`) named <hex>_<name> to reach `size`
    * bytes; resolves with its path and SHA-256.
    */
-  async waitForFile(name: string, size: number, before: readonly string[], timeoutMs: number): Promise<{ path: string; sha256: string }> {
+  async waitForFile(
+    name: string,
+    size: number,
+    before: readonly string[],
+    timeoutMs: number,
+  ): Promise<{ path: string; sha256: string }> {
     let found: string | undefined;
     await this.until(
       async () => {
@@ -356,7 +473,9 @@ export class DinoClient {
       timeoutMs,
       `${name} (${size} bytes) in ${this.filesDir}`,
     );
-    const sha256 = createHash('sha256').update(await readFile(found!)).digest('hex');
+    const sha256 = createHash('sha256')
+      .update(await readFile(found!))
+      .digest('hex');
     return { path: found!, sha256 };
   }
 

@@ -14,6 +14,13 @@ import { createInterface } from 'node:readline';
 
 export type ReceiverEvent = { event: string; [k: string]: unknown };
 
+/** A field of a receiver event as text ('' when absent). */
+export function field(e: ReceiverEvent, key: string): string {
+  const v = e[key];
+  if (v === undefined || v === null) return '';
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
 /** What every receiving client (libpurple, slixmpp) is started with: the line protocol's shared options. */
 export interface CommonReceiverOptions {
   /** Full JID with resource, e.g. alice@example.com/purple. */
@@ -40,12 +47,18 @@ export interface CommonReceiverOptions {
 /** The command-line arguments of the shared options, the same for every receiving client. */
 export function commonReceiverArgs(opts: CommonReceiverOptions): string[] {
   const args = [
-    '--jid', opts.jid,
-    '--password', opts.password,
-    '--host', opts.host,
-    '--port', String(opts.port),
-    '--out', opts.outDir,
-    '--timeout', String(opts.timeoutSec ?? 120),
+    '--jid',
+    opts.jid,
+    '--password',
+    opts.password,
+    '--host',
+    opts.host,
+    '--port',
+    String(opts.port),
+    '--out',
+    opts.outDir,
+    '--timeout',
+    String(opts.timeoutSec ?? 120),
   ];
   if (opts.decline === true) args.push('--decline');
   if (opts.disconnectAfterBytes !== undefined) args.push('--disconnect-after-bytes', String(opts.disconnectAfterBytes));
@@ -78,10 +91,7 @@ interface Waiter {
 
 function isReceiverEvent(v: unknown): v is ReceiverEvent {
   return (
-    typeof v === 'object' &&
-    v !== null &&
-    !Array.isArray(v) &&
-    typeof (v as { event?: unknown }).event === 'string'
+    typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as { event?: unknown }).event === 'string'
   );
 }
 
@@ -111,11 +121,7 @@ export class ReceiverProcess {
    * with the events seen and the stderr tail when it exits first or the
    * timeout passes; the process is stopped in that case.
    */
-  static async start(
-    cmd: string,
-    args: string[],
-    opts: ReceiverStartOptions = {},
-  ): Promise<ReceiverProcess> {
+  static async start(cmd: string, args: string[], opts: ReceiverStartOptions = {}): Promise<ReceiverProcess> {
     const rp = new ReceiverProcess(cmd, args, opts);
     const ready = opts.ready ?? ((e: ReceiverEvent) => e.event === 'online');
     try {

@@ -32,14 +32,16 @@ export class ReportServer {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     this.requests.push({ url: req.url ?? '', headers: req.headers });
     const m = /^\/projects\/([^/]+)\/status\.pdf$/.exec(req.url ?? '');
-    const b = m ? this.projects.get(decodeURIComponent(m[1]!)) : undefined;
+    const b = m ? this.projects.get(decodeURIComponent(m[1])) : undefined;
     if (!b) {
       res.writeHead(404).end('not found');
       return;
     }
     switch (b.kind) {
       case 'file':
-        res.writeHead(200, { 'content-type': b.type ?? 'application/pdf', 'content-length': b.body.length }).end(b.body);
+        res
+          .writeHead(200, { 'content-type': b.type ?? 'application/pdf', 'content-length': b.body.length })
+          .end(b.body);
         return;
       case 'status':
         res.writeHead(b.status).end(`status ${b.status}`);
@@ -65,7 +67,12 @@ export class ReportServer {
         return;
       case 'stall':
         this.open.add(res);
-        res.writeHead(200, b.chunked ? { 'content-type': 'application/pdf' } : { 'content-type': 'application/pdf', 'content-length': b.body.length });
+        res.writeHead(
+          200,
+          b.chunked
+            ? { 'content-type': 'application/pdf' }
+            : { 'content-type': 'application/pdf', 'content-length': b.body.length },
+        );
         res.write(b.body.subarray(0, b.after));
         return;
     }

@@ -16,7 +16,10 @@ export function fileReport(path: string, size: number, meta: Partial<Omit<Spoole
     arrived: Promise.resolve(),
     open: async (): Promise<ReportReader> => {
       const fh = await open(path, 'r');
-      return { read: async (buf, offset, length, position) => (await fh.read(buf, offset, length, position)).bytesRead, close: () => fh.close() };
+      return {
+        read: async (buf, offset, length, position) => (await fh.read(buf, offset, length, position)).bytesRead,
+        close: () => fh.close(),
+      };
     },
     complete: async () => {
       const fh = await open(path, 'r');
@@ -31,7 +34,11 @@ export function fileReport(path: string, size: number, meta: Partial<Omit<Spoole
 }
 
 /** A report whose bytes are never read (choosing, limits, metrics). */
-export function stubReport(project: string, size: number, meta: Partial<Omit<SpooledReport, 'project' | 'size'>> = {}): SpooledReport {
+export function stubReport(
+  project: string,
+  size: number,
+  meta: Partial<Omit<SpooledReport, 'project' | 'size'>> = {},
+): SpooledReport {
   return fileReport('/nonexistent', size, { project, ...meta });
 }
 
@@ -40,7 +47,7 @@ export async function readReport(r: Pick<SpooledReport, 'open' | 'size'>): Promi
   const reader = await r.open();
   try {
     const buf = Buffer.alloc(r.size);
-    for (let pos = 0; pos < r.size; ) {
+    for (let pos = 0; pos < r.size;) {
       const n = await reader.read(buf, pos, r.size - pos, pos);
       if (n === 0) return buf.subarray(0, pos);
       pos += n;

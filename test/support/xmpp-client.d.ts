@@ -17,5 +17,11 @@ declare module '@xmpp/client' {
     stop(): Promise<unknown>;
     send(el: Element): Promise<void>;
   }
-  export function client(options: { service: string; domain: string; username: string; password: string; resource?: string }): Client;
+  export function client(options: {
+    service: string;
+    domain: string;
+    username: string;
+    password: string;
+    resource?: string;
+  }): Client;
 }

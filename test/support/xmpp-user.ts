@@ -12,8 +12,20 @@ export class XmppUser {
     readonly jid: string,
   ) {}
 
-  static async login(o: { port: number; domain: string; username: string; password: string; resource?: string }): Promise<XmppUser> {
-    const xmpp = client({ service: `xmpp://127.0.0.1:${o.port}`, domain: o.domain, username: o.username, password: o.password, resource: o.resource ?? 'test' });
+  static async login(o: {
+    port: number;
+    domain: string;
+    username: string;
+    password: string;
+    resource?: string;
+  }): Promise<XmppUser> {
+    const xmpp = client({
+      service: `xmpp://127.0.0.1:${o.port}`,
+      domain: o.domain,
+      username: o.username,
+      password: o.password,
+      resource: o.resource ?? 'test',
+    });
     xmpp.on('error', () => {});
     const user = new XmppUser(xmpp, '');
     xmpp.on('stanza', (el: Element) => {
@@ -51,19 +63,24 @@ export class XmppUser {
       };
       const timer = setTimeout(() => {
         this.waiters.delete(check);
-        reject(new Error(`timed out waiting for ${what}; received:\n${this.received.map((e) => e.toString()).join('\n')}`));
+        reject(
+          new Error(`timed out waiting for ${what}; received:\n${this.received.map((e) => e.toString()).join('\n')}`),
+        );
       }, timeoutMs);
       if (!check()) this.waiters.add(check);
     });
   }
 
   messagesFrom(jidPrefix: string): string[] {
-    return this.received.filter((e) => e.name === 'message' && (e.attrs.from ?? '').startsWith(jidPrefix)).map((e) => e.getChildText('body') ?? '');
+    return this.received
+      .filter((e) => e.name === 'message' && (e.attrs.from ?? '').startsWith(jidPrefix))
+      .map((e) => e.getChildText('body') ?? '');
   }
 
   waitForMessage(fromPrefix: string, body: RegExp, timeoutMs = 10000): Promise<Element> {
     return this.waitFor(
-      (e) => e.name === 'message' && (e.attrs.from ?? '').startsWith(fromPrefix) && body.test(e.getChildText('body') ?? ''),
+      (e) =>
+        e.name === 'message' && (e.attrs.from ?? '').startsWith(fromPrefix) && body.test(e.getChildText('body') ?? ''),
       timeoutMs,
       `message from ${fromPrefix} matching ${body}`,
     );
@@ -84,7 +101,11 @@ export class XmppUser {
   /** Sends an IQ and returns the reply, error replies included (not thrown). */
   async iq(to: string, type: 'get' | 'set', payload: Element, timeoutMs = 10000): Promise<Element> {
     const id = 't' + Math.random().toString(36).slice(2);
-    const p = this.waitFor((e) => e.name === 'iq' && e.attrs.id === id && (e.attrs.type === 'result' || e.attrs.type === 'error'), timeoutMs, `reply to ${id}`);
+    const p = this.waitFor(
+      (e) => e.name === 'iq' && e.attrs.id === id && (e.attrs.type === 'result' || e.attrs.type === 'error'),
+      timeoutMs,
+      `reply to ${id}`,
+    );
     await this.xmpp.send(xml('iq', { to, type, id }, payload));
     return p;
   }

@@ -113,20 +113,37 @@ describe('config', () => {
     });
 
     it('admin JIDs are bare, lower-cased; metrics port and metadata URL are checked', () => {
-      expect(loadConfig({ env: env({ XR_ADMIN_JIDS: 'Boss@Example.com, ops@example.com' }) }).admin.jids).to.deep.equal(['boss@example.com', 'ops@example.com']);
-      expect(() => loadConfig({ env: env({ XR_ADMIN_JIDS: 'example.com' }) })).to.throw(/admin.jids .*XR_ADMIN_JIDS.*bare JIDs/);
+      expect(loadConfig({ env: env({ XR_ADMIN_JIDS: 'Boss@Example.com, ops@example.com' }) }).admin.jids).to.deep.equal(
+        ['boss@example.com', 'ops@example.com'],
+      );
+      expect(() => loadConfig({ env: env({ XR_ADMIN_JIDS: 'example.com' }) })).to.throw(
+        /admin.jids .*XR_ADMIN_JIDS.*bare JIDs/,
+      );
       expect(() => loadConfig({ env: env({ XR_METRICS_BIND_PORT: '70000' }) })).to.throw(/metrics.bindPort/);
-      expect(() => loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://intranet/meta.json' }) })).to.throw(/metadataUrlTemplate.*\{project\}/);
-      expect(() => loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'ftp://intranet/{project}' }) })).to.throw(/metadataUrlTemplate.*http/);
-      expect(() => loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://u:p@intranet/{project}' }) })).to.throw(/metadataUrlTemplate.*credentials/);
-      expect(loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://intranet/p/{project}.json' }) }).reports.metadataUrlTemplate).to.equal('https://intranet/p/{project}.json');
+      expect(() =>
+        loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://intranet/meta.json' }) }),
+      ).to.throw(/metadataUrlTemplate.*\{project\}/);
+      expect(() => loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'ftp://intranet/{project}' }) })).to.throw(
+        /metadataUrlTemplate.*http/,
+      );
+      expect(() =>
+        loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://u:p@intranet/{project}' }) }),
+      ).to.throw(/metadataUrlTemplate.*credentials/);
+      expect(
+        loadConfig({ env: env({ XR_REPORTS_METADATA_URL_TEMPLATE: 'https://intranet/p/{project}.json' }) }).reports
+          .metadataUrlTemplate,
+      ).to.equal('https://intranet/p/{project}.json');
     });
 
     it('allow and deny lists take bare JIDs, lower-cased, and refuse anything else', () => {
-      const c2 = loadConfig({ env: env({ XR_ACCESS_ALLOW_JIDS: 'Guest@Partner.example', XR_ACCESS_DENY_JIDS: 'mallory@example.com' }) });
+      const c2 = loadConfig({
+        env: env({ XR_ACCESS_ALLOW_JIDS: 'Guest@Partner.example', XR_ACCESS_DENY_JIDS: 'mallory@example.com' }),
+      });
       expect(c2.access.allowJids).to.deep.equal(['guest@partner.example']);
       expect(c2.access.denyJids).to.deep.equal(['mallory@example.com']);
-      expect(() => loadConfig({ env: env({ XR_ACCESS_DENY_JIDS: 'mallory@example.com/res' }) })).to.throw(/access.denyJids .*XR_ACCESS_DENY_JIDS.*bare JIDs/);
+      expect(() => loadConfig({ env: env({ XR_ACCESS_DENY_JIDS: 'mallory@example.com/res' }) })).to.throw(
+        /access.denyJids .*XR_ACCESS_DENY_JIDS.*bare JIDs/,
+      );
     });
 
     it('allowedDomains defaults to the parent of the component domain', () => {
@@ -261,9 +278,13 @@ describe('config', () => {
 
     it('refuses invalid YAML and invalid JSON, naming the format', async () => {
       const y = await file('yaml', 'xmpp: [unclosed\n  secret: x');
-      expect(configError(() => loadConfig({ file: y, env: env() }))).to.include(y).and.include('not valid YAML');
+      expect(configError(() => loadConfig({ file: y, env: env() })))
+        .to.include(y)
+        .and.include('not valid YAML');
       const j = await file('json', '{"xmpp": ');
-      expect(configError(() => loadConfig({ file: j, env: env() }))).to.include(j).and.include('not valid JSON');
+      expect(configError(() => loadConfig({ file: j, env: env() })))
+        .to.include(j)
+        .and.include('not valid JSON');
     });
 
     it('refuses a file whose top is not a mapping', async () => {
@@ -328,7 +349,10 @@ describe('config', () => {
 
   describe('the environment', () => {
     it('overrides the file', async () => {
-      const path = await file('yaml', 'xmpp:\n  secret: file-secret\n  domain: file.example.com\nreports:\n  timeoutMs: 1000\ntransfer:\n  methods: [s5b]\n  proxy:\n    enabled: true\n');
+      const path = await file(
+        'yaml',
+        'xmpp:\n  secret: file-secret\n  domain: file.example.com\nreports:\n  timeoutMs: 1000\ntransfer:\n  methods: [s5b]\n  proxy:\n    enabled: true\n',
+      );
       const c = loadConfig({
         file: path,
         env: {
@@ -354,8 +378,10 @@ describe('config', () => {
     });
 
     it('parses booleans in the usual spellings', () => {
-      for (const v of ['true', 'TRUE', '1', 'yes', 'On']) expect(loadConfig({ env: env({ XR_PROXY_ENABLED: v }) }).transfer.proxy.enabled, v).to.equal(true);
-      for (const v of ['false', 'False', '0', 'no', 'OFF']) expect(loadConfig({ env: env({ XR_PROXY_ENABLED: v }) }).transfer.proxy.enabled, v).to.equal(false);
+      for (const v of ['true', 'TRUE', '1', 'yes', 'On'])
+        expect(loadConfig({ env: env({ XR_PROXY_ENABLED: v }) }).transfer.proxy.enabled, v).to.equal(true);
+      for (const v of ['false', 'False', '0', 'no', 'OFF'])
+        expect(loadConfig({ env: env({ XR_PROXY_ENABLED: v }) }).transfer.proxy.enabled, v).to.equal(false);
     });
 
     it('parses lists as comma-separated strings', () => {
@@ -364,7 +390,9 @@ describe('config', () => {
     });
 
     it('accepts an IPv6 service address', () => {
-      expect(loadConfig({ env: env({ XR_XMPP_SERVICE: 'xmpp://[::1]:5275' }) }).xmpp.service).to.equal('xmpp://[::1]:5275');
+      expect(loadConfig({ env: env({ XR_XMPP_SERVICE: 'xmpp://[::1]:5275' }) }).xmpp.service).to.equal(
+        'xmpp://[::1]:5275',
+      );
     });
   });
 
@@ -452,34 +480,99 @@ describe('config', () => {
 
     // Checks made after all values are read: message "<key> (environment <VAR>): <what was expected>".
     const validateCases: Array<[string, Record<string, string>, string, RegExp]> = [
-      ['a service that is not xmpp://host:port', { XR_XMPP_SERVICE: 'http://127.0.0.1:5275' }, 'xmpp.service', /expected xmpp:\/\/host:port/],
-      ['a service without a port', { XR_XMPP_SERVICE: 'xmpp://127.0.0.1' }, 'xmpp.service', /expected xmpp:\/\/host:port/],
+      [
+        'a service that is not xmpp://host:port',
+        { XR_XMPP_SERVICE: 'http://127.0.0.1:5275' },
+        'xmpp.service',
+        /expected xmpp:\/\/host:port/,
+      ],
+      [
+        'a service without a port',
+        { XR_XMPP_SERVICE: 'xmpp://127.0.0.1' },
+        'xmpp.service',
+        /expected xmpp:\/\/host:port/,
+      ],
       ['a service with a path', { XR_XMPP_SERVICE: 'xmpp://h:5275/x' }, 'xmpp.service', /expected xmpp:\/\/host:port/],
       ['a domain without a dot', { XR_XMPP_DOMAIN: 'localhost' }, 'xmpp.domain', /expected a domain name/],
       ['a domain with a space', { XR_XMPP_DOMAIN: 'reports example.com' }, 'xmpp.domain', /expected a domain name/],
       ['a domain with an @', { XR_XMPP_DOMAIN: 'x@reports.example.com' }, 'xmpp.domain', /expected a domain name/],
       ['a resource with a slash', { XR_XMPP_RESOURCE: 'a/b' }, 'xmpp.resource', /expected letters, digits/],
       ['a resource longer than 64', { XR_XMPP_RESOURCE: 'r'.repeat(65) }, 'xmpp.resource', /expected letters, digits/],
-      ['an id pattern that is not a regex', { XR_PROJECTS_ID_PATTERN: '^[0-9' }, 'projects.idPattern', /not a valid regular expression/],
-      ['an http source without a template', { XR_REPORTS_SOURCE: 'http' }, 'reports.urlTemplate', /URL template containing \{project\}/],
-      ['a template without {project}', { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: 'http://intranet/status.pdf' }, 'reports.urlTemplate', /containing \{project\}/],
-      ['a template that is not a URL', { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: 'intranet/{project}.pdf' }, 'reports.urlTemplate', /not a valid URL/],
-      ['a template that is not http', { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: 'ftp://intranet/{project}.pdf' }, 'reports.urlTemplate', /expected an http: or https: URL/],
+      [
+        'an id pattern that is not a regex',
+        { XR_PROJECTS_ID_PATTERN: '^[0-9' },
+        'projects.idPattern',
+        /not a valid regular expression/,
+      ],
+      [
+        'an http source without a template',
+        { XR_REPORTS_SOURCE: 'http' },
+        'reports.urlTemplate',
+        /URL template containing \{project\}/,
+      ],
+      [
+        'a template without {project}',
+        { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: 'http://intranet/status.pdf' },
+        'reports.urlTemplate',
+        /containing \{project\}/,
+      ],
+      [
+        'a template that is not a URL',
+        { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: 'intranet/{project}.pdf' },
+        'reports.urlTemplate',
+        /not a valid URL/,
+      ],
+      [
+        'a template that is not http',
+        { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: 'ftp://intranet/{project}.pdf' },
+        'reports.urlTemplate',
+        /expected an http: or https: URL/,
+      ],
       [
         'basic auth together with an auth header',
-        { XR_REPORTS_SOURCE: 'http', XR_REPORTS_URL_TEMPLATE: 'http://i/{project}', XR_REPORTS_AUTH_HEADER: 'Bearer x', XR_REPORTS_BASIC_USER: 'u' },
+        {
+          XR_REPORTS_SOURCE: 'http',
+          XR_REPORTS_URL_TEMPLATE: 'http://i/{project}',
+          XR_REPORTS_AUTH_HEADER: 'Bearer x',
+          XR_REPORTS_BASIC_USER: 'u',
+        },
         'reports.basicUser',
         /either basic auth or reports.authHeader/,
       ],
-      ['a file name without {project}', { XR_REPORTS_FILE_NAME: 'status' }, 'reports.fileName', /plain file name containing \{project\}/],
+      [
+        'a file name without {project}',
+        { XR_REPORTS_FILE_NAME: 'status' },
+        'reports.fileName',
+        /plain file name containing \{project\}/,
+      ],
       ['a file name with a slash', { XR_REPORTS_FILE_NAME: '../{project}' }, 'reports.fileName', /plain file name/],
       ['a file name with a backslash', { XR_REPORTS_FILE_NAME: 'a\\{project}' }, 'reports.fileName', /plain file name/],
-      ['an unknown transfer method', { XR_TRANSFER_METHODS: 's5b,jingle' }, 'transfer.methods', /unknown method "jingle"/],
+      [
+        'an unknown transfer method',
+        { XR_TRANSFER_METHODS: 's5b,jingle' },
+        'transfer.methods',
+        /unknown method "jingle"/,
+      ],
       ['no transfer method', { XR_TRANSFER_METHODS: ' , ' }, 'transfer.methods', /at least one method/],
       ['a bind port above 65535', { XR_PROXY_BIND_PORT: '65536' }, 'transfer.proxy.bindPort', /up to 65535/],
-      ['an advertised port above 65535', { XR_PROXY_ADVERTISE_PORT: '70000' }, 'transfer.proxy.advertisePort', /up to 65535/],
-      ['an external proxy without a port', { XR_EXTERNAL_PROXIES: 'proxy.example@proxy.example' }, 'transfer.externalProxies', /expected jid@host:port/],
-      ['an external proxy without a jid', { XR_EXTERNAL_PROXIES: 'proxy.example:7777' }, 'transfer.externalProxies', /expected jid@host:port/],
+      [
+        'an advertised port above 65535',
+        { XR_PROXY_ADVERTISE_PORT: '70000' },
+        'transfer.proxy.advertisePort',
+        /up to 65535/,
+      ],
+      [
+        'an external proxy without a port',
+        { XR_EXTERNAL_PROXIES: 'proxy.example@proxy.example' },
+        'transfer.externalProxies',
+        /expected jid@host:port/,
+      ],
+      [
+        'an external proxy without a jid',
+        { XR_EXTERNAL_PROXIES: 'proxy.example:7777' },
+        'transfer.externalProxies',
+        /expected jid@host:port/,
+      ],
       ['an IBB block size above 65535', { XR_IBB_BLOCK_SIZE: '65536' }, 'transfer.ibb.blockSize', /at most 65535/],
       ['an IBB window above 256', { XR_IBB_WINDOW: '257' }, 'transfer.ibb.window', /at most 256/],
     ];
@@ -494,7 +587,10 @@ describe('config', () => {
     it('the same checks apply to values from the file', async () => {
       const path = await file('yaml', 'xmpp:\n  secret: x\n  domain: nodots\n');
       const msg = configError(() => loadConfig({ file: path, env: {} }));
-      expect(msg).to.include('xmpp.domain (environment XR_XMPP_DOMAIN)').and.include('expected a domain name').and.include('"nodots"');
+      expect(msg)
+        .to.include('xmpp.domain (environment XR_XMPP_DOMAIN)')
+        .and.include('expected a domain name')
+        .and.include('"nodots"');
     });
 
     it('basic auth and an auth header together are fine for the folder source', () => {

@@ -6,9 +6,16 @@ import { stubReport } from '../support/reports.js';
 import { DeliveryError, type DeliveryRequest } from '../../src/transfer/delivery.js';
 
 const report: SpooledReport = stubReport('1', 1000);
-const req = { report, to: 'a@example.com/r', from: '1@reports.example.com/reports', log: pino({ level: 'silent' }) } as DeliveryRequest;
+const req = {
+  report,
+  to: 'a@example.com/r',
+  from: '1@reports.example.com/reports',
+  log: pino({ level: 'silent' }),
+} as DeliveryRequest;
 
-function probe(over: Partial<{ connected: boolean; listening: boolean | undefined; open: number; active: number }> = {}) {
+function probe(
+  over: Partial<{ connected: boolean; listening: boolean | undefined; open: number; active: number }> = {},
+) {
   const o = { connected: true, listening: true as boolean | undefined, open: 2, active: 1, ...over };
   return {
     xmppConnected: () => o.connected,
@@ -53,7 +60,10 @@ describe('metrics', () => {
 
   it('times the report source and counts its errors by kind', async () => {
     const m = new Metrics(probe());
-    const src = meteredSource({ kind: 'folder', fetch: async (p) => (p === 'x' ? Promise.reject(new ReportError('not-found', 'no')) : report) }, m);
+    const src = meteredSource(
+      { kind: 'folder', fetch: async (p) => (p === 'x' ? Promise.reject(new ReportError('not-found', 'no')) : report) },
+      m,
+    );
     expect(src.kind).to.equal('folder');
     expect(await src.fetch('1', { requester: 'a@example.com' })).to.equal(report);
     await src.fetch('x', { requester: 'a@example.com' }).then(
@@ -68,10 +78,19 @@ describe('metrics', () => {
   it('counts deliveries and links by method and outcome, with the bytes that went out', async () => {
     const m = new Metrics(probe());
     await meteredDelivery({ deliver: async () => ({ kind: 'delivered', method: 'ibb', bytes: 1000 }) }, m).deliver(req);
-    await meteredDelivery({ deliver: async () => Promise.reject(new DeliveryError('declined', 'declined')) }, m).deliver(req).catch(() => {});
-    await meteredDelivery({ deliver: async () => Promise.reject(new DeliveryError('lost', 'cut', 300, 's5b')) }, m).deliver(req).catch(() => {});
-    await meteredLinks({ kind: 'upload', publish: async () => ({ url: 'http://x/y', expiresAt: undefined, logId: 'x' }) }, m).publish(req);
-    await meteredLinks({ kind: 'link', publish: async () => Promise.reject(new Error('disk full')) }, m).publish(req).catch(() => {});
+    await meteredDelivery({ deliver: async () => Promise.reject(new DeliveryError('declined', 'declined')) }, m)
+      .deliver(req)
+      .catch(() => {});
+    await meteredDelivery({ deliver: async () => Promise.reject(new DeliveryError('lost', 'cut', 300, 's5b')) }, m)
+      .deliver(req)
+      .catch(() => {});
+    await meteredLinks(
+      { kind: 'upload', publish: async () => ({ url: 'http://x/y', expiresAt: undefined, logId: 'x' }) },
+      m,
+    ).publish(req);
+    await meteredLinks({ kind: 'link', publish: async () => Promise.reject(new Error('disk full')) }, m)
+      .publish(req)
+      .catch(() => {});
     const text = await m.text();
     expect(text).to.include('xmpp_reports_transfers_total{method="ibb",outcome="delivered"} 1');
     expect(text).to.include('xmpp_reports_transfers_total{method="none",outcome="declined"} 1');
@@ -90,7 +109,12 @@ describe('metrics', () => {
   it('serves /healthz (200/503) and /metrics over HTTP, nothing else', async () => {
     const state = { connected: true };
     const m = new Metrics({ ...probe(), xmppConnected: () => state.connected });
-    const srv = await MetricsServer.start({ bindHost: '127.0.0.1', bindPort: 0, metrics: m, log: pino({ level: 'silent' }) });
+    const srv = await MetricsServer.start({
+      bindHost: '127.0.0.1',
+      bindPort: 0,
+      metrics: m,
+      log: pino({ level: 'silent' }),
+    });
     try {
       const base = `http://127.0.0.1:${srv.port}`;
       let r = await fetch(`${base}/healthz`);

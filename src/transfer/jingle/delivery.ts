@@ -23,7 +23,15 @@ import type { ClientInfo } from '../../xmpp/caps.js';
 import type { Connection } from '../../xmpp/connection.js';
 import type { IqRouter } from '../../xmpp/router.js';
 import { buildActivate, parseProxySpec, type StreamhostInfo } from '../bytestreams.js';
-import { DeliveryError, offerRefusal, sourceFailure, type Delivery, type DeliveryOutcome, type DeliveryRequest, type FailureReason } from '../delivery.js';
+import {
+  DeliveryError,
+  offerRefusal,
+  sourceFailure,
+  type Delivery,
+  type DeliveryOutcome,
+  type DeliveryRequest,
+  type FailureReason,
+} from '../delivery.js';
 import { IbbError } from '../ibb.js';
 import type { Streamhost } from '../streamhost.js';
 import { IbbSenders, agreedBlockSize, ibbOffer } from './ibb-transport.js';
@@ -99,7 +107,10 @@ class Run {
   trigger(why: 'interrupted' | 'cancelled'): void {
     if (this.stopped) return;
     this.stopped = why;
-    const err = new DeliveryError(why, why === 'cancelled' ? 'cancelled by shutdown' : 'the connection to the XMPP server was lost');
+    const err = new DeliveryError(
+      why,
+      why === 'cancelled' ? 'cancelled by shutdown' : 'the connection to the XMPP server was lost',
+    );
     this.fire(err);
     this.session?.abort(err);
     if (why === 'cancelled') for (const s of this.sockets) s.destroy(new Error('cancelled by shutdown'));
@@ -146,10 +157,19 @@ export class JingleDelivery implements Delivery {
       // Nothing to terminate when the responder already did (Dino ends a session whose candidates all failed itself).
       const open = run.live && run.session?.state !== 'ended';
       if (stop.reason && open && !run.stopped) await this.terminate(env, stop.reason, log);
-      else if (run.stopped === 'cancelled' && open) await this.terminate(env, { condition: 'cancel', text: 'the report service is shutting down' }, log);
+      else if (run.stopped === 'cancelled' && open)
+        await this.terminate(env, { condition: 'cancel', text: 'the report service is shutting down' }, log);
       const e = stop.error;
       const level = e.reason === 'failed' || e.reason === 'lost' ? 'warn' : 'info';
-      log[level]({ method: e.method, err: e.message, bytes: e.sent, reason: stop.reason?.condition ?? run.session?.terminatedBy?.condition }, 'transfer failed');
+      log[level](
+        {
+          method: e.method,
+          err: e.message,
+          bytes: e.sent,
+          reason: stop.reason?.condition ?? run.session?.terminatedBy?.condition,
+        },
+        'transfer failed',
+      );
       throw e;
     } finally {
       req.signal?.removeEventListener('abort', onAbort);
@@ -181,8 +201,12 @@ export class JingleDelivery implements Delivery {
     const ibbTrusted = trustsIbb(req.client, cfg.jingle.noIbbClients);
     const allowIbb = cfg.methods.includes('ibb') && responderIbb;
     const tsid = 'xs' + hex(8);
-    const candidates = cfg.methods.includes('s5b') && responderS5b ? ourCandidates({ from, streamhost: this.deps.streamhost, proxies: this.proxies, newCid: () => 'c' + hex(6) }) : [];
-    const s5bPossible = cfg.methods.includes('s5b') && responderS5b && (candidates.length > 0 || this.policy.allowsAnything);
+    const candidates =
+      cfg.methods.includes('s5b') && responderS5b
+        ? ourCandidates({ from, streamhost: this.deps.streamhost, proxies: this.proxies, newCid: () => 'c' + hex(6) })
+        : [];
+    const s5bPossible =
+      cfg.methods.includes('s5b') && responderS5b && (candidates.length > 0 || this.policy.allowsAnything);
 
     let transport: S5bTransport | IbbTransport;
     if (s5bPossible) {
@@ -190,7 +214,13 @@ export class JingleDelivery implements Delivery {
     } else if (allowIbb && ibbTrusted) {
       transport = ibbOffer(tsid, cfg.ibb.blockSize);
     } else if (allowIbb) {
-      throw new DeliveryError('failed', 'no direct connection is possible and the client\'s in-band transfer is not trusted', 0, undefined, 'no-direct-connection');
+      throw new DeliveryError(
+        'failed',
+        "no direct connection is possible and the client's in-band transfer is not trusted",
+        0,
+        undefined,
+        'no-direct-connection',
+      );
     } else {
       throw new DeliveryError('unsupported', 'no Jingle transport in common');
     }
@@ -218,11 +248,17 @@ export class JingleDelivery implements Delivery {
     // Our streamhost learns the hash before the offer goes out: Dino connects before its session-accept.
     const own = this.deps.streamhost;
     const ownCandidate = candidates.find((c) => c.jid === from);
-    const expectation = transport.kind === 's5b' && own && ownCandidate ? own.expect(transport.dstaddr!, cfg.offerTimeoutMs + cfg.connectTimeoutMs) : undefined;
+    const expectation =
+      transport.kind === 's5b' && own && ownCandidate
+        ? own.expect(transport.dstaddr!, cfg.offerTimeoutMs + cfg.connectTimeoutMs)
+        : undefined;
     if (expectation) {
       run.cancelExpectation = () => {
         expectation.cancel();
-        void expectation.socket.then((s) => (run.sockets.has(s) ? undefined : s.destroy()), () => {});
+        void expectation.socket.then(
+          (s) => (run.sockets.has(s) ? undefined : s.destroy()),
+          () => {},
+        );
       };
     }
 
@@ -235,12 +271,27 @@ export class JingleDelivery implements Delivery {
       hashes: [{ algo: 'sha-256', value: hexToBase64(sha256) }],
     };
     await req.progress?.({ kind: 'offering' });
-    log.info({ bytes: report.size, transport: transport.kind, candidates: candidates.map((c) => `${c.type} ${c.host}:${c.port}`) }, 'file offered');
+    log.info(
+      {
+        bytes: report.size,
+        transport: transport.kind,
+        candidates: candidates.map((c) => `${c.type} ${c.host}:${c.port}`),
+      },
+      'file offered',
+    );
     try {
-      await run.race(this.deps.connection.request(buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }), cfg.connectTimeoutMs));
+      await run.race(
+        this.deps.connection.request(
+          buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }),
+          cfg.connectTimeoutMs,
+        ),
+      );
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
-      throw new Stop(undefined, offerRefusal(err, log, 'session-initiate', new DeliveryError('failed', 'your chat client did not answer')));
+      throw new Stop(
+        undefined,
+        offerRefusal(err, log, 'session-initiate', new DeliveryError('failed', 'your chat client did not answer')),
+      );
     }
     run.live = true;
 
@@ -251,7 +302,10 @@ export class JingleDelivery implements Delivery {
     } catch (err) {
       if (err instanceof SessionTimeout) {
         log.info('offer not answered in time');
-        throw new Stop({ condition: 'timeout', text: 'the file was not accepted in time' }, new DeliveryError('offer-timeout', 'offer not accepted in time'));
+        throw new Stop(
+          { condition: 'timeout', text: 'the file was not accepted in time' },
+          new DeliveryError('offer-timeout', 'offer not accepted in time'),
+        );
       }
       throw err;
     }
@@ -261,7 +315,10 @@ export class JingleDelivery implements Delivery {
     if (session.transport.kind === 's5b') {
       const r = await this.negotiateS5b({ req, run, log, env, session, accept, tsid, candidates, expectation });
       if ('socket' in r) {
-        log.info({ method: 's5b', candidate: `${r.candidate.type} ${r.candidate.host}:${r.candidate.port}`, side: r.side }, 'bytestream connected');
+        log.info(
+          { method: 's5b', candidate: `${r.candidate.type} ${r.candidate.host}:${r.candidate.port}`, side: r.side },
+          'bytestream connected',
+        );
         const bytes = await this.pump(r.socket, req, run, session, log);
         if (session.state !== 'ended') await this.terminate(env, { condition: 'success' }, log);
         run.live = false;
@@ -270,13 +327,22 @@ export class JingleDelivery implements Delivery {
       }
       log.info({ err: r.failed }, 'no direct connection');
       if (!allowIbb) {
-        throw new Stop({ condition: 'connectivity-error', text: r.failed }, new DeliveryError('failed', `no direct connection: ${r.failed}`, 0, 's5b'));
+        throw new Stop(
+          { condition: 'connectivity-error', text: r.failed },
+          new DeliveryError('failed', `no direct connection: ${r.failed}`, 0, 's5b'),
+        );
       }
       if (!ibbTrusted) {
         // Dino's Jingle IBB acknowledges every block and saves nothing: never call that delivered.
         throw new Stop(
           { condition: 'connectivity-error', text: r.failed },
-          new DeliveryError('failed', `no direct connection (${r.failed}), and in-band transfer to this client cannot be confirmed`, 0, 's5b', 'no-direct-connection'),
+          new DeliveryError(
+            'failed',
+            `no direct connection (${r.failed}), and in-band transfer to this client cannot be confirmed`,
+            0,
+            's5b',
+            'no-direct-connection',
+          ),
         );
       }
       const ibbT = ibbOffer('xi' + hex(8), cfg.ibb.blockSize);
@@ -285,22 +351,47 @@ export class JingleDelivery implements Delivery {
         await run.race(this.deps.connection.request(buildTransportReplace(env(), CONTENT, ibbT), cfg.connectTimeoutMs));
       } catch (err) {
         if (err instanceof DeliveryError) throw err;
-        throw new Stop({ condition: 'connectivity-error' }, new DeliveryError('failed', `transport-replace refused: ${(err as { condition?: string }).condition ?? (err as Error).message}`, 0, 's5b'));
+        throw new Stop(
+          { condition: 'connectivity-error' },
+          new DeliveryError(
+            'failed',
+            `transport-replace refused: ${(err as { condition?: string }).condition ?? (err as Error).message}`,
+            0,
+            's5b',
+          ),
+        );
       }
       let answer: SessionEvent;
       try {
-        answer = await run.race(session.wait((x) => x.kind === 'transport-accept' || x.kind === 'transport-reject', cfg.connectTimeoutMs, 'transport-accept'));
+        answer = await run.race(
+          session.wait(
+            (x) => x.kind === 'transport-accept' || x.kind === 'transport-reject',
+            cfg.connectTimeoutMs,
+            'transport-accept',
+          ),
+        );
       } catch (err) {
-        if (err instanceof SessionTimeout) throw new Stop({ condition: 'connectivity-error', text: 'transport-replace not answered' }, new DeliveryError('failed', 'in-band fallback not answered in time', 0, 's5b'));
+        if (err instanceof SessionTimeout)
+          throw new Stop(
+            { condition: 'connectivity-error', text: 'transport-replace not answered' },
+            new DeliveryError('failed', 'in-band fallback not answered in time', 0, 's5b'),
+          );
         throw err;
       }
-      if (answer.kind !== 'transport-accept') throw new Stop({ condition: 'connectivity-error' }, new DeliveryError('failed', 'the receiver refused the in-band fallback', 0, 's5b'));
+      if (answer.kind !== 'transport-accept')
+        throw new Stop(
+          { condition: 'connectivity-error' },
+          new DeliveryError('failed', 'the receiver refused the in-band fallback', 0, 's5b'),
+        );
       const blockSize = agreedBlockSize(ibbT.blockSize, answer.transport.kind === 'ibb' ? answer.transport : undefined);
       log.info({ method: 'ibb', blockSize }, 'falling back to in-band');
       return this.sendIbb(req, run, session, log, env, ibbT.sid, blockSize, started);
     }
     const accepted = accept.contents.find((c) => c.name === CONTENT_NAME)?.transport;
-    const blockSize = agreedBlockSize(transport.kind === 'ibb' ? transport.blockSize : cfg.ibb.blockSize, accepted?.kind === 'ibb' ? accepted : undefined);
+    const blockSize = agreedBlockSize(
+      transport.kind === 'ibb' ? transport.blockSize : cfg.ibb.blockSize,
+      accepted?.kind === 'ibb' ? accepted : undefined,
+    );
     return this.sendIbb(req, run, session, log, env, tsid, blockSize, started);
   }
 
@@ -327,7 +418,11 @@ export class JingleDelivery implements Delivery {
     let responderUsed: S5bCandidate | null | undefined;
     let responderSilent = false;
     const report = session
-      .wait((e) => e.kind === 's5b' && (e.info.kind === 'candidate-used' || e.info.kind === 'candidate-error'), cfg.connectTimeoutMs, 'candidate-used or candidate-error')
+      .wait(
+        (e) => e.kind === 's5b' && (e.info.kind === 'candidate-used' || e.info.kind === 'candidate-error'),
+        cfg.connectTimeoutMs,
+        'candidate-used or candidate-error',
+      )
       .then(
         (e) => {
           responderUsed = e.kind === 's5b' ? (e.candidate ?? null) : null;
@@ -345,7 +440,8 @@ export class JingleDelivery implements Delivery {
       policy: this.policy,
       timeoutMs: Math.min(cfg.connectTimeoutMs, 15000),
       stillWanted: (c) => !responderUsed || c.priority > responderUsed.priority,
-      onSkip: (c, why) => log.debug({ candidate: `${c.type} ${c.host}:${c.port}`, why }, 'responder candidate not used'),
+      onSkip: (c, why) =>
+        log.debug({ candidate: `${c.type} ${c.host}:${c.port}`, why }, 'responder candidate not used'),
     });
     // A connection that comes in after the delivery ended is closed at once.
     void attempts.then((m) => (run.stopped ? m?.socket.destroy() : undefined));
@@ -353,10 +449,15 @@ export class JingleDelivery implements Delivery {
     if (mine) run.sockets.add(mine.socket);
     const ours: S5bInfo = mine ? { kind: 'candidate-used', cid: mine.candidate.cid } : { kind: 'candidate-error' };
     try {
-      await run.race(this.deps.connection.request(buildTransportInfo(env(), CONTENT, tsid, ours), cfg.connectTimeoutMs));
+      await run.race(
+        this.deps.connection.request(buildTransportInfo(env(), CONTENT, tsid, ours), cfg.connectTimeoutMs),
+      );
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
-      log.warn({ err: (err as { condition?: string }).condition ?? (err as Error).message }, `${ours.kind} not acknowledged`);
+      log.warn(
+        { err: (err as { condition?: string }).condition ?? (err as Error).message },
+        `${ours.kind} not acknowledged`,
+      );
     }
     await run.race(report);
     if (responderSilent) {
@@ -364,10 +465,17 @@ export class JingleDelivery implements Delivery {
       return { failed: 'the receiver did not tell whether it could connect' };
     }
     const nom = nominate(responderUsed ?? null, mine?.candidate ?? null);
-    log.info({ responderUsed: responderUsed?.cid ?? null, initiatorUsed: mine?.candidate.cid ?? null, nominated: nom.kind }, 'candidates exchanged');
+    log.info(
+      { responderUsed: responderUsed?.cid ?? null, initiatorUsed: mine?.candidate.cid ?? null, nominated: nom.kind },
+      'candidates exchanged',
+    );
     switch (nom.kind) {
       case 'none':
-        return { failed: theirs.length ? 'neither side could connect to the other' : 'the receiver could not connect to our streamhost' };
+        return {
+          failed: theirs.length
+            ? 'neither side could connect to the other'
+            : 'the receiver could not connect to our streamhost',
+        };
       case 'ours': {
         if (mine) {
           run.sockets.delete(mine.socket);
@@ -376,7 +484,9 @@ export class JingleDelivery implements Delivery {
         const c = nom.candidate;
         if (c.jid === req.from && o.expectation) {
           try {
-            const socket = await run.race(withTimeout(o.expectation.socket, cfg.connectTimeoutMs, 'connection to our streamhost'));
+            const socket = await run.race(
+              withTimeout(o.expectation.socket, cfg.connectTimeoutMs, 'connection to our streamhost'),
+            );
             run.sockets.add(socket);
             return { socket, candidate: c, side: 'ours' };
           } catch (err) {
@@ -390,13 +500,27 @@ export class JingleDelivery implements Delivery {
         try {
           const socket = await run.race(socksConnect(c.host, c.port, hashes.ours, cfg.connectTimeoutMs));
           run.sockets.add(socket);
-          await run.race(this.deps.connection.request(buildActivate({ id: newId(), from: req.from, proxy: c.jid, sid: tsid, target: req.to }), cfg.connectTimeoutMs));
-          await run.race(this.deps.connection.request(buildTransportInfo(env(), CONTENT, tsid, { kind: 'activated', cid: c.cid }), cfg.connectTimeoutMs));
+          await run.race(
+            this.deps.connection.request(
+              buildActivate({ id: newId(), from: req.from, proxy: c.jid, sid: tsid, target: req.to }),
+              cfg.connectTimeoutMs,
+            ),
+          );
+          await run.race(
+            this.deps.connection.request(
+              buildTransportInfo(env(), CONTENT, tsid, { kind: 'activated', cid: c.cid }),
+              cfg.connectTimeoutMs,
+            ),
+          );
           return { socket, candidate: c, side: 'ours' };
         } catch (err) {
           if (err instanceof DeliveryError) throw err;
-          await this.deps.connection.request(buildTransportInfo(env(), CONTENT, tsid, { kind: 'proxy-error' }), cfg.connectTimeoutMs).catch(() => {});
-          return { failed: `proxy ${c.jid} did not work: ${(err as { condition?: string }).condition ?? (err as Error).message}` };
+          await this.deps.connection
+            .request(buildTransportInfo(env(), CONTENT, tsid, { kind: 'proxy-error' }), cfg.connectTimeoutMs)
+            .catch(() => {});
+          return {
+            failed: `proxy ${c.jid} did not work: ${(err as { condition?: string }).condition ?? (err as Error).message}`,
+          };
         }
       }
       case 'theirs': {
@@ -407,10 +531,18 @@ export class JingleDelivery implements Delivery {
           session.proxyNominated = true;
           session.awaitingActivation = c.cid;
           try {
-            const e = await run.race(session.wait((x) => x.kind === 's5b' && (x.info.kind === 'activated' || x.info.kind === 'proxy-error'), cfg.connectTimeoutMs, 'activated'));
-            if (e.kind === 's5b' && e.info.kind === 'proxy-error') return { failed: `the receiver could not activate its proxy ${c.jid}` };
+            const e = await run.race(
+              session.wait(
+                (x) => x.kind === 's5b' && (x.info.kind === 'activated' || x.info.kind === 'proxy-error'),
+                cfg.connectTimeoutMs,
+                'activated',
+              ),
+            );
+            if (e.kind === 's5b' && e.info.kind === 'proxy-error')
+              return { failed: `the receiver could not activate its proxy ${c.jid}` };
           } catch (err) {
-            if (err instanceof SessionTimeout) return { failed: `the receiver's proxy ${c.jid} was not activated in time` };
+            if (err instanceof SessionTimeout)
+              return { failed: `the receiver's proxy ${c.jid} was not activated in time` };
             throw err;
           }
         }
@@ -420,7 +552,13 @@ export class JingleDelivery implements Delivery {
   }
 
   /** Streams the file into the bytestream; resolves with the bytes once the receiver confirmed them. */
-  private async pump(socket: Socket, req: DeliveryRequest, run: Run, session: JingleSession, log: Logger): Promise<number> {
+  private async pump(
+    socket: Socket,
+    req: DeliveryRequest,
+    run: Run,
+    session: JingleSession,
+    log: Logger,
+  ): Promise<number> {
     const { size } = req.report;
     const stallMs = this.deps.config.stallTimeoutMs;
     // Dino closes its sending half as soon as it accepts: we must keep writing.
@@ -449,7 +587,11 @@ export class JingleDelivery implements Delivery {
         socket.destroy(new Error(`receiver ended the session (${e.reason.condition})`));
       }
     });
-    const lost = (why: string) => new Stop(endedBy ? undefined : { condition: 'failed-transport', text: why }, new DeliveryError(sent > 0 ? 'lost' : 'failed', why, sent, 's5b'));
+    const lost = (why: string) =>
+      new Stop(
+        endedBy ? undefined : { condition: 'failed-transport', text: why },
+        new DeliveryError(sent > 0 ? 'lost' : 'failed', why, sent, 's5b'),
+      );
     armStall();
     let reader: ReportReader | undefined;
     try {
@@ -459,19 +601,29 @@ export class JingleDelivery implements Delivery {
       } catch (err) {
         if (run.stopped === 'cancelled') throw new DeliveryError('cancelled', 'cancelled by shutdown', sent, 's5b');
         const broke = sourceFailure(err, sent, 's5b');
-        if (broke) throw new Stop(endedBy ? undefined : { condition: 'failed-application', text: broke.message }, broke);
+        if (broke)
+          throw new Stop(endedBy ? undefined : { condition: 'failed-application', text: broke.message }, broke);
         // A receiver that closes right after the last byte can beat our own 'finish'; judged below.
-        if ((err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE' || sent !== size) throw lost(`connection lost: ${(err as Error).message}`);
+        if ((err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE' || sent !== size)
+          throw lost(`connection lost: ${(err as Error).message}`);
       }
       if (sent !== size) throw lost(`stream ended after ${sent} of ${size} bytes`);
       armStall();
       // All bytes are out: now the receiver's word.
-      const confirmation = session.wait((e) => e.kind === 'received' || e.kind === 'session-terminate', stallMs, 'confirmation');
+      const confirmation = session.wait(
+        (e) => e.kind === 'received' || e.kind === 'session-terminate',
+        stallMs,
+        'confirmation',
+      );
       confirmation.catch(() => {});
-      const first = await Promise.race([confirmation.then((e) => ({ e })), closed.then((hadError) => ({ hadError }))]).catch((err: unknown) => ({ err }));
+      const first = await Promise.race([
+        confirmation.then((e) => ({ e })),
+        closed.then((hadError) => ({ hadError })),
+      ]).catch((err: unknown) => ({ err }));
       if ('err' in first) {
         if (first.err instanceof SessionEnded) throw lost(first.err.message);
-        if (run.stopped === 'cancelled' || !(first.err instanceof SessionTimeout || first.err instanceof DeliveryError)) throw first.err;
+        if (run.stopped === 'cancelled' || !(first.err instanceof SessionTimeout || first.err instanceof DeliveryError))
+          throw first.err;
         // The server link dropped (or no word within the stall time): a clean close still tells.
         const hadError = await withTimeout(closed, stallMs, 'close').catch(() => true);
         if (hadError) throw lost('the receiver did not confirm the file');
@@ -481,13 +633,19 @@ export class JingleDelivery implements Delivery {
       if ('hadError' in first) {
         if (first.hadError) throw lost('connection reset after the last byte');
         // Closed cleanly: a session-terminate normally follows at once.
-        const e = await withTimeout(confirmation, CLOSE_GRACE_MS, 'session-terminate').catch((err: unknown) => (err instanceof SessionEnded ? err : undefined));
+        const e = await withTimeout(confirmation, CLOSE_GRACE_MS, 'session-terminate').catch((err: unknown) =>
+          err instanceof SessionEnded ? err : undefined,
+        );
         if (e instanceof SessionEnded) throw lost(e.message);
-        log.info({ confirmedBy: e ? (e.kind === 'received' ? 'received' : 'session-terminate') : 'clean close' }, 'receiver confirmed');
+        log.info(
+          { confirmedBy: e ? (e.kind === 'received' ? 'received' : 'session-terminate') : 'clean close' },
+          'receiver confirmed',
+        );
         return sent;
       }
       const e = first.e;
-      if (e.kind === 'session-terminate' && e.reason.condition !== 'success') throw lost(`the receiver ended the session (${e.reason.condition})`);
+      if (e.kind === 'session-terminate' && e.reason.condition !== 'success')
+        throw lost(`the receiver ended the session (${e.reason.condition})`);
       log.info({ confirmedBy: e.kind === 'received' ? 'received' : 'session-terminate' }, 'receiver confirmed');
       return sent;
     } finally {
@@ -498,12 +656,22 @@ export class JingleDelivery implements Delivery {
     }
   }
 
-  private async sendIbb(req: DeliveryRequest, run: Run, session: JingleSession, log: Logger, env: () => Envelope, ibbSid: string, blockSize: number, started: number): Promise<DeliveryOutcome> {
+  private async sendIbb(
+    req: DeliveryRequest,
+    run: Run,
+    session: JingleSession,
+    log: Logger,
+    env: () => Envelope,
+    ibbSid: string,
+    blockSize: number,
+    started: number,
+  ): Promise<DeliveryOutcome> {
     const cfg = this.deps.config;
     let acked = 0;
     run.ibbSid = ibbSid;
     const unobserve = session.observe((e) => {
-      if (e.kind === 'session-terminate' && e.reason.condition !== 'success') this.ibb.abort(req.to, ibbSid, `receiver ended the session (${e.reason.condition})`);
+      if (e.kind === 'session-terminate' && e.reason.condition !== 'success')
+        this.ibb.abort(req.to, ibbSid, `receiver ended the session (${e.reason.condition})`);
     });
     try {
       acked = await this.ibb.send(
@@ -533,9 +701,14 @@ export class JingleDelivery implements Delivery {
       unobserve();
     }
     // Every block acknowledged: a receiver's terminate or <received/> normally follows; a failure reason would undo it.
-    const e = await session.wait((x) => x.kind === 'received' || x.kind === 'session-terminate', CLOSE_GRACE_MS, 'confirmation').catch((err: unknown) => (err instanceof SessionEnded ? err : undefined));
+    const e = await session
+      .wait((x) => x.kind === 'received' || x.kind === 'session-terminate', CLOSE_GRACE_MS, 'confirmation')
+      .catch((err: unknown) => (err instanceof SessionEnded ? err : undefined));
     if (e instanceof SessionEnded || (e?.kind === 'session-terminate' && e.reason.condition !== 'success')) {
-      const why = e instanceof SessionEnded ? e.message : `the receiver ended the session (${e?.kind === 'session-terminate' ? e.reason.condition : ''})`;
+      const why =
+        e instanceof SessionEnded
+          ? e.message
+          : `the receiver ended the session (${e?.kind === 'session-terminate' ? e.reason.condition : ''})`;
       throw new Stop(undefined, new DeliveryError('lost', why, acked, 'ibb'));
     }
     if (session.state !== 'ended') await this.terminate(env, { condition: 'success' }, log);
@@ -547,8 +720,10 @@ export class JingleDelivery implements Delivery {
   /** What the responder asked for that we do not do: answered after its IQ was acknowledged. */
   private async answerRequest(e: SessionEvent, env: () => Envelope, log: Logger): Promise<void> {
     try {
-      if (e.kind === 'transport-replace') await this.deps.connection.request(buildTransportReject(env(), CONTENT, e.transport), 10000);
-      else if (e.kind === 'content-add') await this.deps.connection.request(buildContentReject(env(), e.content), 10000);
+      if (e.kind === 'transport-replace')
+        await this.deps.connection.request(buildTransportReject(env(), CONTENT, e.transport), 10000);
+      else if (e.kind === 'content-add')
+        await this.deps.connection.request(buildContentReject(env(), e.content), 10000);
     } catch (err) {
       log.debug({ err: (err as Error).message, request: e.kind }, 'answer not acknowledged');
     }
@@ -557,11 +732,13 @@ export class JingleDelivery implements Delivery {
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new SessionTimeout(`no ${what} within ${ms} ms`)), ms)))]).finally(() =>
-    clearTimeout(timer),
-  );
+  return Promise.race([
+    p,
+    new Promise<never>(
+      (_r, reject) => (timer = setTimeout(() => reject(new SessionTimeout(`no ${what} within ${ms} ms`)), ms)),
+    ),
+  ]).finally(() => clearTimeout(timer));
 }
-
 
 /** Whatever ended a delivery, as a Stop: what to tell the responder and the user. */
 function toStop(err: unknown, run: Run): Stop {
@@ -569,7 +746,10 @@ function toStop(err: unknown, run: Run): Stop {
   if (err instanceof SessionEnded) return new Stop(undefined, endedError(err.reason));
   if (err instanceof DeliveryError) {
     if (err.reason === 'interrupted' || err.reason === 'cancelled') return new Stop(undefined, err);
-    return new Stop(err.linkWhy || err.reason === 'unsupported' ? undefined : { condition: 'general-error', text: err.message }, err);
+    return new Stop(
+      err.linkWhy || err.reason === 'unsupported' ? undefined : { condition: 'general-error', text: err.message },
+      err,
+    );
   }
   if (run.stopped) return new Stop(undefined, new DeliveryError(run.stopped, (err as Error).message));
   return new Stop({ condition: 'general-error' }, new DeliveryError('failed', (err as Error).message));
@@ -592,6 +772,9 @@ export function endedError(r: Reason): DeliveryError {
     expired: ['offer-timeout', 'not accepted in time'],
     gone: ['failed', 'your chat client went offline'],
   };
-  const [reason, text] = why[r.condition] ?? ['failed', `the receiver ended the session (${r.condition}${r.text ? `: ${r.text}` : ''})`];
+  const [reason, text] = why[r.condition] ?? [
+    'failed',
+    `the receiver ended the session (${r.condition}${r.text ? `: ${r.text}` : ''})`,
+  ];
   return new DeliveryError(reason, text);
 }

@@ -123,7 +123,11 @@ export interface Content {
 }
 
 /** XEP-0260 §2.3/2.4: what a transport-info carries. */
-export type S5bInfo = { kind: 'candidate-used'; cid: string } | { kind: 'candidate-error' } | { kind: 'activated'; cid: string } | { kind: 'proxy-error' };
+export type S5bInfo =
+  | { kind: 'candidate-used'; cid: string }
+  | { kind: 'candidate-error' }
+  | { kind: 'activated'; cid: string }
+  | { kind: 'proxy-error' };
 
 export interface Jingle {
   action: JingleAction;
@@ -168,11 +172,21 @@ export function descriptionElement(f: FileDesc): Element {
 }
 
 export function candidateElement(c: S5bCandidate): Element {
-  return xml('candidate', { cid: c.cid, host: c.host, jid: c.jid, port: String(c.port), priority: String(c.priority), type: c.type });
+  return xml('candidate', {
+    cid: c.cid,
+    host: c.host,
+    jid: c.jid,
+    port: String(c.port),
+    priority: String(c.priority),
+    type: c.type,
+  });
 }
 
 /** XEP-0260 <transport/>: the initiator gives mode, the responder must not (§2.2). */
-export function s5bTransportElement(t: Omit<S5bTransport, 'kind'>, children: Element[] = t.candidates.map(candidateElement)): Element {
+export function s5bTransportElement(
+  t: Omit<S5bTransport, 'kind'>,
+  children: Element[] = t.candidates.map(candidateElement),
+): Element {
   return xml('transport', { xmlns: NS_JINGLE_S5B, dstaddr: t.dstaddr, mode: t.mode, sid: t.sid }, ...children);
 }
 
@@ -198,7 +212,11 @@ export interface Envelope {
 }
 
 export function jingleIq(e: Envelope, action: JingleAction, ...children: Array<Element | undefined>): Element {
-  return xml('iq', { type: 'set', id: e.id, from: e.from, to: e.to }, xml('jingle', { xmlns: NS_JINGLE, action, initiator: e.initiator, sid: e.sid }, ...children));
+  return xml(
+    'iq',
+    { type: 'set', id: e.id, from: e.from, to: e.to },
+    xml('jingle', { xmlns: NS_JINGLE, action, initiator: e.initiator, sid: e.sid }, ...children),
+  );
 }
 
 export interface OfferContent {
@@ -209,28 +227,68 @@ export interface OfferContent {
 
 /** XEP-0234 §6.1 file offer: content senders='initiator'. */
 export function buildSessionInitiate(e: Envelope, c: OfferContent): Element {
-  return jingleIq(e, 'session-initiate', xml('content', { creator: 'initiator', name: c.name, senders: 'initiator' }, descriptionElement(c.file), transportElement(c.transport)));
+  return jingleIq(
+    e,
+    'session-initiate',
+    xml(
+      'content',
+      { creator: 'initiator', name: c.name, senders: 'initiator' },
+      descriptionElement(c.file),
+      transportElement(c.transport),
+    ),
+  );
 }
 
-export function buildTransportInfo(e: Envelope, content: { name: string; creator: 'initiator' | 'responder' }, tsid: string, info: S5bInfo): Element {
-  const child = info.kind === 'candidate-used' || info.kind === 'activated' ? xml(info.kind, { cid: info.cid }) : xml(info.kind);
-  return jingleIq(e, 'transport-info', xml('content', { creator: content.creator, name: content.name }, s5bTransportElement({ sid: tsid, candidates: [] }, [child])));
+export function buildTransportInfo(
+  e: Envelope,
+  content: { name: string; creator: 'initiator' | 'responder' },
+  tsid: string,
+  info: S5bInfo,
+): Element {
+  const child =
+    info.kind === 'candidate-used' || info.kind === 'activated' ? xml(info.kind, { cid: info.cid }) : xml(info.kind);
+  return jingleIq(
+    e,
+    'transport-info',
+    xml(
+      'content',
+      { creator: content.creator, name: content.name },
+      s5bTransportElement({ sid: tsid, candidates: [] }, [child]),
+    ),
+  );
 }
 
 /** XEP-0260 §3 fallback: the initiator replaces S5B by IBB. */
-export function buildTransportReplace(e: Envelope, content: { name: string; creator: 'initiator' | 'responder' }, t: S5bTransport | IbbTransport): Element {
-  return jingleIq(e, 'transport-replace', xml('content', { creator: content.creator, name: content.name }, transportElement(t)));
+export function buildTransportReplace(
+  e: Envelope,
+  content: { name: string; creator: 'initiator' | 'responder' },
+  t: S5bTransport | IbbTransport,
+): Element {
+  return jingleIq(
+    e,
+    'transport-replace',
+    xml('content', { creator: content.creator, name: content.name }, transportElement(t)),
+  );
 }
 
 /** Answers a transport-replace we do not take (XEP-0166 §7.2.15). */
-export function buildTransportReject(e: Envelope, content: { name: string; creator: 'initiator' | 'responder' }, transport: Element | undefined): Element {
+export function buildTransportReject(
+  e: Envelope,
+  content: { name: string; creator: 'initiator' | 'responder' },
+  transport: Element | undefined,
+): Element {
   return jingleIq(e, 'transport-reject', xml('content', { creator: content.creator, name: content.name }, transport));
 }
 
 /** Answers a content-add we do not take (XEP-0166 §7.2.1). */
 export function buildContentReject(e: Envelope, content: Element | undefined): Element {
   const c = content ? xml('content', { creator: content.attrs.creator, name: content.attrs.name }) : undefined;
-  return jingleIq(e, 'content-reject', c, reasonElement({ condition: 'failed-application', text: 'only the offered file is sent' }));
+  return jingleIq(
+    e,
+    'content-reject',
+    c,
+    reasonElement({ condition: 'failed-application', text: 'only the offered file is sent' }),
+  );
 }
 
 export function buildSessionTerminate(e: Envelope, reason: Reason): Element {
@@ -238,14 +296,31 @@ export function buildSessionTerminate(e: Envelope, reason: Reason): Element {
 }
 
 /** XEP-0234 §8.2: the checksum after the fact. */
-export function buildChecksumInfo(e: Envelope, content: { name: string; creator: 'initiator' | 'responder' }, hashes: Hash[]): Element {
-  return jingleIq(e, 'session-info', xml('checksum', { xmlns: NS_JINGLE_FT, creator: content.creator, name: content.name }, xml('file', {}, ...hashes.map(hashElement))));
+export function buildChecksumInfo(
+  e: Envelope,
+  content: { name: string; creator: 'initiator' | 'responder' },
+  hashes: Hash[],
+): Element {
+  return jingleIq(
+    e,
+    'session-info',
+    xml(
+      'checksum',
+      { xmlns: NS_JINGLE_FT, creator: content.creator, name: content.name },
+      xml('file', {}, ...hashes.map(hashElement)),
+    ),
+  );
 }
 
 /** XEP-0166 §10: a stanza error with an optional Jingle-specific condition. */
 export type JingleErrorCondition = 'out-of-order' | 'tie-break' | 'unknown-session' | 'unsupported-info';
 
-export function jingleError(type: ErrorType, condition: string, jingleCondition?: JingleErrorCondition, text?: string): Element {
+export function jingleError(
+  type: ErrorType,
+  condition: string,
+  jingleCondition?: JingleErrorCondition,
+  text?: string,
+): Element {
   return xml(
     'error',
     { type },
@@ -294,7 +369,12 @@ export function parseFile(file: Element): FileDesc {
     if (Number.isNaN(date.getTime())) throw new JingleParseError(`bad file date ${JSON.stringify(dateText)}`);
   }
   const rangeEl = file.getChild('range');
-  const range = rangeEl ? { offset: nonNegInt(rangeEl.attrs.offset, 'range offset') ?? 0, length: nonNegInt(rangeEl.attrs.length, 'range length') } : undefined;
+  const range = rangeEl
+    ? {
+        offset: nonNegInt(rangeEl.attrs.offset, 'range offset') ?? 0,
+        length: nonNegInt(rangeEl.attrs.length, 'range length'),
+      }
+    : undefined;
   if (range && range.length === undefined) delete range.length;
   const out: FileDesc = {
     name: text(file.getChild('name')),
@@ -332,7 +412,8 @@ export function parseTransport(t: Element): Transport {
     const sid = t.attrs.sid;
     if (!sid) throw new JingleParseError('s5b transport without sid');
     const mode = t.attrs.mode;
-    if (mode !== undefined && mode !== 'tcp' && mode !== 'udp') throw new JingleParseError(`bad s5b mode ${JSON.stringify(mode)}`);
+    if (mode !== undefined && mode !== 'tcp' && mode !== 'udp')
+      throw new JingleParseError(`bad s5b mode ${JSON.stringify(mode)}`);
     const out: S5bTransport = { kind: 's5b', sid, candidates: t.getChildren('candidate').map(parseCandidate) };
     if (t.attrs.dstaddr) out.dstaddr = t.attrs.dstaddr;
     if (mode) out.mode = mode;
@@ -383,14 +464,15 @@ export function parseContent(c: Element): Content {
   if (!name) throw new JingleParseError('content without name');
   const out: Content = { creator, name };
   const senders = c.attrs.senders;
-  if (senders === 'initiator' || senders === 'responder' || senders === 'both' || senders === 'none') out.senders = senders;
+  if (senders === 'initiator' || senders === 'responder' || senders === 'both' || senders === 'none')
+    out.senders = senders;
   const d = c.getChild('description');
   if (d) {
     out.descriptionNs = d.attrs.xmlns ?? '';
     if (d.attrs.xmlns === NS_JINGLE_FT) {
       const files = d.getChildren('file');
       if (files.length !== 1) throw new JingleParseError('file-transfer description needs exactly one <file/>');
-      out.file = parseFile(files[0]!);
+      out.file = parseFile(files[0]);
     }
   }
   const t = c.getChild('transport');
@@ -401,7 +483,8 @@ export function parseContent(c: Element): Content {
 /** Reads a <jingle/> element; throws JingleParseError for what XEP-0166 calls bad-request. */
 export function parseJingle(j: Element): Jingle {
   const action = j.attrs.action as JingleAction | undefined;
-  if (!action || !(ACTIONS as readonly string[]).includes(action)) throw new JingleParseError(`unknown action ${JSON.stringify(action)}`);
+  if (!action || !(ACTIONS as readonly string[]).includes(action))
+    throw new JingleParseError(`unknown action ${JSON.stringify(action)}`);
   const sid = j.attrs.sid;
   if (!sid) throw new JingleParseError('jingle without sid');
   const out: Jingle = { action, sid, contents: j.getChildren('content').map(parseContent) };
@@ -418,5 +501,8 @@ export function parseJingle(j: Element): Jingle {
 
 /** The transport element of a content (for transport-info parsing, which needs the raw element). */
 export function contentTransportElement(j: Element, name: string): Element | undefined {
-  return j.getChildren('content').find((c) => c.attrs.name === name)?.getChild('transport');
+  return j
+    .getChildren('content')
+    .find((c) => c.attrs.name === name)
+    ?.getChild('transport');
 }

@@ -23,10 +23,32 @@ export function candidatePriority(type: CandidateType, localPreference: number):
  * highest local preference (so a tie with a responder's candidate is rare),
  * then each configured proxy in config order.
  */
-export function ourCandidates(o: { from: string; streamhost?: { host: string; port: number }; proxies: readonly StreamhostInfo[]; newCid: () => string }): S5bCandidate[] {
+export function ourCandidates(o: {
+  from: string;
+  streamhost?: { host: string; port: number };
+  proxies: readonly StreamhostInfo[];
+  newCid: () => string;
+}): S5bCandidate[] {
   const out: S5bCandidate[] = [];
-  if (o.streamhost) out.push({ cid: o.newCid(), host: o.streamhost.host, jid: o.from, port: o.streamhost.port, priority: candidatePriority('direct', 65535), type: 'direct' });
-  o.proxies.forEach((p, i) => out.push({ cid: o.newCid(), host: p.host, jid: p.jid, port: p.port, priority: candidatePriority('proxy', 65535 - i), type: 'proxy' }));
+  if (o.streamhost)
+    out.push({
+      cid: o.newCid(),
+      host: o.streamhost.host,
+      jid: o.from,
+      port: o.streamhost.port,
+      priority: candidatePriority('direct', 65535),
+      type: 'direct',
+    });
+  o.proxies.forEach((p, i) =>
+    out.push({
+      cid: o.newCid(),
+      host: p.host,
+      jid: p.jid,
+      port: p.port,
+      priority: candidatePriority('proxy', 65535 - i),
+      type: 'proxy',
+    }),
+  );
   return out;
 }
 
@@ -35,12 +57,18 @@ export function ourCandidates(o: { from: string; streamhost?: { host: string; po
  * SHA1(tsid + initiator + responder); the responder's carry
  * SHA1(tsid + responder + initiator) unless its transport names a dstaddr.
  */
-export function dstAddrs(tsid: string, initiator: string, responder: string, responderDstaddr?: string): { ours: string; theirs: string } {
+export function dstAddrs(
+  tsid: string,
+  initiator: string,
+  responder: string,
+  responderDstaddr?: string,
+): { ours: string; theirs: string } {
   return { ours: dstAddr(tsid, initiator, responder), theirs: responderDstaddr ?? dstAddr(tsid, responder, initiator) };
 }
 
 /** The outcome of the candidate exchange (XEP-0260 §2.4). */
-export type Nomination = { kind: 'none' } | { kind: 'ours'; candidate: S5bCandidate } | { kind: 'theirs'; candidate: S5bCandidate };
+export type Nomination =
+  { kind: 'none' } | { kind: 'ours'; candidate: S5bCandidate } | { kind: 'theirs'; candidate: S5bCandidate };
 
 /**
  * Nominates from what each side reported: `responderUsed` is the candidate
@@ -65,7 +93,9 @@ export function nominate(responderUsed: S5bCandidate | null, initiatorUsed: S5bC
  * only candidates of a higher priority than that one).
  */
 export function candidatesToTry(theirs: readonly S5bCandidate[], peerUsedPriority?: number): S5bCandidate[] {
-  return [...theirs].filter((c) => peerUsedPriority === undefined || c.priority > peerUsedPriority).sort((a, b) => b.priority - a.priority);
+  return [...theirs]
+    .filter((c) => peerUsedPriority === undefined || c.priority > peerUsedPriority)
+    .sort((a, b) => b.priority - a.priority);
 }
 
 /**
@@ -85,12 +115,15 @@ export class NetworkPolicy {
       const neg = raw.startsWith('!');
       const spec = (neg ? raw.slice(1) : raw).trim();
       const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(spec);
-      const family = m ? isIP(m[1]!) : 0;
-      if (!m || family === 0) throw new Error(`bad network ${JSON.stringify(raw)}: expected an address or CIDR such as 10.0.0.0/8, optionally with a leading "!"`);
+      const family = m ? isIP(m[1]) : 0;
+      if (!m || family === 0)
+        throw new Error(
+          `bad network ${JSON.stringify(raw)}: expected an address or CIDR such as 10.0.0.0/8, optionally with a leading "!"`,
+        );
       const type = family === 6 ? 'ipv6' : 'ipv4';
       const prefix = m[2] === undefined ? (family === 6 ? 128 : 32) : Number(m[2]);
       if (prefix > (family === 6 ? 128 : 32)) throw new Error(`bad network ${JSON.stringify(raw)}: prefix too long`);
-      (neg ? this.deny : this.allow).addSubnet(m[1]!, prefix, type);
+      (neg ? this.deny : this.allow).addSubnet(m[1], prefix, type);
     }
     this.any = entries.some((e) => !e.startsWith('!') && e.trim().toLowerCase() !== 'none');
   }
@@ -172,7 +205,10 @@ export async function socksConnect(host: string, port: number, dstaddr: string, 
  * as XEP-0260 §4 suggests, and resolves with the first that connects (any
  * later one is closed), or undefined once every attempt failed or was skipped.
  */
-export function tryPeerCandidates(candidates: readonly S5bCandidate[], o: TryOptions): Promise<PeerConnection | undefined> {
+export function tryPeerCandidates(
+  candidates: readonly S5bCandidate[],
+  o: TryOptions,
+): Promise<PeerConnection | undefined> {
   const connect = o.connect ?? socksConnect;
   const ordered = candidatesToTry(candidates);
   const stagger = o.staggerMs ?? 200;

@@ -129,7 +129,8 @@ export class JingleSession {
         if (this.state !== 'pending') return outOfOrder('the session was already accepted');
         const c = j.contents.find((x) => x.name === this.contentName);
         if (!c) return badRequest(`no content named ${this.contentName}`);
-        if (c.transport && (c.transport.kind !== this.transport.kind || c.transport.sid !== this.transport.sid)) return badRequest('session-accept with another transport');
+        if (c.transport && (c.transport.kind !== this.transport.kind || c.transport.sid !== this.transport.sid))
+          return badRequest('session-accept with another transport');
         this.state = 'active';
         return ok({ kind: 'session-accept', jingle: j });
       }
@@ -157,7 +158,8 @@ export class JingleSession {
           return ok({ kind: 'transport-reject' });
         }
         const t = c.transport;
-        if (!t || t.kind !== this.replacing.kind || t.sid !== this.replacing.sid) return badRequest('transport-accept for another transport');
+        if (!t || t.kind !== this.replacing.kind || t.sid !== this.replacing.sid)
+          return badRequest('transport-accept for another transport');
         this.transport = this.replacing;
         this.replacing = undefined;
         return ok({ kind: 'transport-accept', transport: t });
@@ -174,7 +176,8 @@ export class JingleSession {
       case 'content-modify':
         return fail(errorElement('cancel', 'not-acceptable', 'the file offer cannot be modified'));
       case 'content-remove': {
-        if (!j.contents.some((x) => x.name === this.contentName)) return badRequest(`no content named ${this.contentName}`);
+        if (!j.contents.some((x) => x.name === this.contentName))
+          return badRequest(`no content named ${this.contentName}`);
         return ok(j.reason ? { kind: 'content-remove', reason: j.reason } : { kind: 'content-remove' });
       }
       case 'description-info':
@@ -188,9 +191,11 @@ export class JingleSession {
     const t = contentTransportElement(raw, this.contentName);
     if (!t) return badRequest(`no transport in content ${this.contentName}`);
     const ns = t.attrs.xmlns;
-    if (ns === NS_JINGLE_IBB) return fail(errorElement('cancel', 'feature-not-implemented', 'in-band transports have no transport-info'));
+    if (ns === NS_JINGLE_IBB)
+      return fail(errorElement('cancel', 'feature-not-implemented', 'in-band transports have no transport-info'));
     if (ns !== NS_JINGLE_S5B) return badRequest(`unknown transport ${ns ?? ''}`);
-    if (this.transport.kind !== 's5b' || t.attrs.sid !== this.transport.sid) return outOfOrder('that SOCKS5 transport is not in use');
+    if (this.transport.kind !== 's5b' || t.attrs.sid !== this.transport.sid)
+      return outOfOrder('that SOCKS5 transport is not in use');
     let info: S5bInfo | undefined;
     try {
       info = parseS5bInfo(t);
@@ -278,7 +283,7 @@ export class JingleSession {
   wait(pick: (e: SessionEvent) => boolean, timeoutMs: number, what: string): Promise<SessionEvent> {
     if (this.failure) return Promise.reject(this.failure);
     const i = this.queue.findIndex(pick);
-    if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0]!);
+    if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0]);
     const wantsTerminate = pick({ kind: 'session-terminate', reason: { condition: 'success' } });
     if (this.ending && !wantsTerminate) return Promise.reject(new SessionEnded(this.ending));
     return new Promise((resolve, reject) => {
@@ -317,7 +322,11 @@ export class JingleSession {
 /** The end a session event means: a terminate, or the removal of our only content (XEP-0166 §7.2.6). */
 function endOf(e: SessionEvent): Reason | undefined {
   if (e.kind === 'session-terminate') return e.reason;
-  if (e.kind === 'content-remove') return { condition: e.reason?.condition ?? 'cancel', text: e.reason?.text ?? 'the receiver removed the file from the session' };
+  if (e.kind === 'content-remove')
+    return {
+      condition: e.reason?.condition ?? 'cancel',
+      text: e.reason?.text ?? 'the receiver removed the file from the session',
+    };
   return undefined;
 }
 
@@ -368,7 +377,8 @@ export class JingleSessions {
     const s = this.sessions.get(JingleSessions.key(from.full, j.sid));
     // A session belongs to one pair of full JIDs: from another address, or to another project, it does not exist.
     if (!s || parseJid(iq.attrs.to)?.full !== parseJid(s.initiator)?.full) {
-      if (j.action === 'session-initiate') return errorElement('cancel', 'service-unavailable', 'this address sends files but does not take any');
+      if (j.action === 'session-initiate')
+        return errorElement('cancel', 'service-unavailable', 'this address sends files but does not take any');
       return jingleErrorOf('unknown-session', 'no such session');
     }
     const v = s.handle(j, payload);

@@ -57,7 +57,16 @@ describe('chat/commands', () => {
     });
 
     it('"report 1234" in any case, and its synonyms', () => {
-      for (const body of ['report 1234', 'REPORT 1234', 'Report   1234  ', '/report 1234', '!status 1234', 'get 1234', 'report\n1234', 'report\t1234']) {
+      for (const body of [
+        'report 1234',
+        'REPORT 1234',
+        'Report   1234  ',
+        '/report 1234',
+        '!status 1234',
+        'get 1234',
+        'report\n1234',
+        'report\t1234',
+      ]) {
         expect(parse(body), JSON.stringify(body)).to.deep.equal({ kind: 'report', project: '1234' });
       }
     });

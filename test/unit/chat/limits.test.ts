@@ -1,5 +1,12 @@
 import { expect } from 'chai';
-import { ConcurrencyGate, GateClosedError, QueueFullError, RateLimiter, SharedFetches, type Lease } from '../../../src/chat/limits.js';
+import {
+  ConcurrencyGate,
+  GateClosedError,
+  QueueFullError,
+  RateLimiter,
+  SharedFetches,
+  type Lease,
+} from '../../../src/chat/limits.js';
 
 /** A promise with its settle functions outside, to drive jobs by hand. */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
@@ -183,11 +190,11 @@ describe('chat/limits', () => {
 
     it('queues beyond the overall cap, tells 1-based positions, and starts in FIFO order', async () => {
       const h = harness({ maxTotal: 2, maxPerKey: 5, maxQueue: 10 });
-      h.submit('a', 'j1');
-      h.submit('b', 'j2');
-      h.submit('c', 'j3');
-      h.submit('d', 'j4');
-      h.submit('e', 'j5');
+      void h.submit('a', 'j1');
+      void h.submit('b', 'j2');
+      void h.submit('c', 'j3');
+      void h.submit('d', 'j4');
+      void h.submit('e', 'j5');
       await settle();
       expect(h.started).to.deep.equal(['j1', 'j2']);
       expect([...h.positions]).to.deep.equal([
@@ -222,9 +229,9 @@ describe('chat/limits', () => {
 
     it('caps per key, and a key at its cap does not hold up keys queued behind it', async () => {
       const h = harness({ maxTotal: 3, maxPerKey: 1, maxQueue: 10 });
-      h.submit('alice', 'a1');
-      h.submit('alice', 'a2'); // alice at her cap: waits although slots are free
-      h.submit('bob', 'b1'); // starts at once: the free slot is one alice cannot take
+      void h.submit('alice', 'a1');
+      void h.submit('alice', 'a2'); // alice at her cap: waits although slots are free
+      void h.submit('bob', 'b1'); // starts at once: the free slot is one alice cannot take
       await settle();
       expect(h.started).to.deep.equal(['a1', 'b1']);
       expect(h.positions.get('a2')).to.equal(1);
@@ -237,11 +244,11 @@ describe('chat/limits', () => {
 
     it('a freed slot goes to the first waiting job that may run, skipping keys at their cap', async () => {
       const h = harness({ maxTotal: 2, maxPerKey: 1, maxQueue: 10 });
-      h.submit('alice', 'a1');
-      h.submit('bob', 'b1');
-      h.submit('alice', 'a2'); // 1
-      h.submit('bob', 'b2'); // 2
-      h.submit('carol', 'c1'); // 3
+      void h.submit('alice', 'a1');
+      void h.submit('bob', 'b1');
+      void h.submit('alice', 'a2'); // 1
+      void h.submit('bob', 'b2'); // 2
+      void h.submit('carol', 'c1'); // 3
       expect([...h.positions.values()]).to.deep.equal([1, 2, 3]);
       await h.finish('b1'); // alice is still at her cap: bob's next goes first
       expect(h.started).to.deep.equal(['a1', 'b1', 'b2']);
@@ -253,22 +260,22 @@ describe('chat/limits', () => {
 
     it('never starves a key: a busy key cannot keep another waiting forever', async () => {
       const h = harness({ maxTotal: 1, maxPerKey: 1, maxQueue: 100 });
-      h.submit('busy', 'busy0');
-      h.submit('quiet', 'quiet');
+      void h.submit('busy', 'busy0');
+      void h.submit('quiet', 'quiet');
       // the busy key keeps asking; each of its jobs queues behind the quiet one
-      for (let i = 1; i <= 5; i++) h.submit('busy', `busy${i}`);
+      for (let i = 1; i <= 5; i++) void h.submit('busy', `busy${i}`);
       await h.finish('busy0');
       expect(h.started).to.deep.equal(['busy0', 'quiet']);
     });
 
     it('refuses with QueueFullError once the queue is full, overall and per key', async () => {
       const h = harness({ maxTotal: 1, maxPerKey: 1, maxQueue: 2, maxQueuedPerKey: 1 });
-      h.submit('a', 'a1');
-      h.submit('a', 'a2');
+      void h.submit('a', 'a1');
+      void h.submit('a', 'a2');
       const perKey = await rejection(h.submit('a', 'a3'));
       expect(perKey).to.be.instanceOf(QueueFullError);
       expect(perKey.message).to.match(/already have 1 request/);
-      h.submit('b', 'b1');
+      void h.submit('b', 'b1');
       const full = await rejection(h.submit('c', 'c1'));
       expect(full).to.be.instanceOf(QueueFullError);
       expect(full.message).to.match(/too many requests waiting/);
@@ -369,12 +376,12 @@ describe('chat/limits', () => {
         );
         await settle(); // started jobs run their fn
         if (rand(3) === 0 && ends.length > 0) {
-          ends.splice(rand(ends.length), 1)[0]!();
+          ends.splice(rand(ends.length), 1)[0]();
           await settle();
         }
       }
       while (ends.length > 0) {
-        ends.splice(rand(ends.length), 1)[0]!();
+        ends.splice(rand(ends.length), 1)[0]();
         await settle();
       }
       expect(await Promise.all(results)).to.deep.equal(Array.from({ length: 300 }, (_, i) => i));
@@ -409,7 +416,10 @@ describe('chat/limits', () => {
     it('with until(), a fetch stays joinable after it resolved, until until() settles or the last lease goes', async () => {
       const disposed: string[] = [];
       const arrived = deferred<void>();
-      const shared = new SharedFetches<string>(async (v) => void disposed.push(v), async () => arrived.promise);
+      const shared = new SharedFetches<string>(
+        async (v) => void disposed.push(v),
+        async () => arrived.promise,
+      );
       let fetches = 0;
       const fetch = async () => `file-${++fetches}`;
       const a = await shared.acquire('p', fetch);
@@ -424,7 +434,10 @@ describe('chat/limits', () => {
       await c.release();
       expect(disposed).to.deep.equal(['file-1', 'file-2']);
       // the last lease going ends the sharing even while until() is pending
-      const never = new SharedFetches<string>(async (v) => void disposed.push(v), () => new Promise(() => {}));
+      const never = new SharedFetches<string>(
+        async (v) => void disposed.push(v),
+        () => new Promise(() => {}),
+      );
       const d = await never.acquire('q', fetch);
       await d.release();
       expect(never.inFlight).to.equal(0);
@@ -440,7 +453,7 @@ describe('chat/limits', () => {
       const c = h.shared.acquire('p1', h.fetch);
       expect(h.fetches()).to.equal(1);
       expect(h.shared.inFlight).to.equal(1);
-      h.pending[0]!.resolve('file-1');
+      h.pending[0].resolve('file-1');
       const leases = await Promise.all([a, b, c]);
       expect(leases.map((l) => l.value)).to.deep.equal(['file-1', 'file-1', 'file-1']);
       expect(h.shared.inFlight).to.equal(0);
@@ -452,15 +465,15 @@ describe('chat/limits', () => {
       void h.shared.acquire('p2', h.fetch);
       expect(h.fetches()).to.equal(2);
       expect(h.shared.inFlight).to.equal(2);
-      h.pending[0]!.resolve('x');
-      h.pending[1]!.resolve('y');
+      h.pending[0].resolve('x');
+      h.pending[1].resolve('y');
       await settle();
     });
 
     it('disposes once, after the last user releases, whatever the order', async () => {
       const h = harness();
       const p = [h.shared.acquire('p1', h.fetch), h.shared.acquire('p1', h.fetch), h.shared.acquire('p1', h.fetch)];
-      h.pending[0]!.resolve('file-1');
+      h.pending[0].resolve('file-1');
       const [l1, l2, l3] = (await Promise.all(p)) as [Lease<string>, Lease<string>, Lease<string>];
       await l2.release();
       await l2.release(); // idempotent: does not count twice
@@ -476,7 +489,7 @@ describe('chat/limits', () => {
     it('a single user disposes on its release', async () => {
       const h = harness();
       const p = h.shared.acquire('p1', h.fetch);
-      h.pending[0]!.resolve('solo');
+      h.pending[0].resolve('solo');
       const lease = await p;
       await lease.release();
       expect(h.disposed).to.deep.equal(['solo']);
@@ -485,11 +498,11 @@ describe('chat/limits', () => {
     it('after a fetch settled, the next request fetches anew (no stale report), even while the old value is held', async () => {
       const h = harness();
       const first = h.shared.acquire('p1', h.fetch);
-      h.pending[0]!.resolve('old');
+      h.pending[0].resolve('old');
       const l1 = await first;
       const second = h.shared.acquire('p1', h.fetch);
       expect(h.fetches()).to.equal(2);
-      h.pending[1]!.resolve('new');
+      h.pending[1].resolve('new');
       const l2 = await second;
       expect(l2.value).to.equal('new');
       await l1.release();
@@ -503,14 +516,14 @@ describe('chat/limits', () => {
       const a = h.shared.acquire('p1', h.fetch);
       const b = h.shared.acquire('p1', h.fetch);
       const boom = new Error('intranet unreachable');
-      h.pending[0]!.reject(boom);
+      h.pending[0].reject(boom);
       expect(await rejection(a)).to.equal(boom);
       expect(await rejection(b)).to.equal(boom);
       expect(h.shared.inFlight).to.equal(0);
       expect(h.disposed).to.deep.equal([]);
       const retry = h.shared.acquire('p1', h.fetch);
       expect(h.fetches()).to.equal(2);
-      h.pending[1]!.resolve('ok');
+      h.pending[1].resolve('ok');
       expect((await retry).value).to.equal('ok');
     });
 
@@ -528,7 +541,7 @@ describe('chat/limits', () => {
     it('a request joining in the same tick as the fetch settles still shares and is counted', async () => {
       const h = harness();
       const a = h.shared.acquire('p1', h.fetch);
-      h.pending[0]!.resolve('v');
+      h.pending[0].resolve('v');
       const b = h.shared.acquire('p1', h.fetch); // the flight has not been forgotten yet
       expect(h.fetches()).to.equal(1);
       const [la, lb] = await Promise.all([a, b]);

@@ -45,7 +45,7 @@ describe('chat/replies', () => {
     it('shortens long text to 40 characters ending in …', () => {
       const long = 'x'.repeat(500);
       const msg = replies.invalidId(long, '1234');
-      const quoted = /^'(.*)' is not a project id/.exec(msg)![1]!;
+      const quoted = /^'(.*)' is not a project id/.exec(msg)![1];
       expect(quoted).to.have.length(40);
       expect(quoted).to.equal('x'.repeat(39) + '…');
       expect(msg).not.to.include('x'.repeat(40));
@@ -77,14 +77,18 @@ describe('chat/replies', () => {
     });
 
     it('unknown() quotes the same way', () => {
-      expect(replies.unknown('hello\nthere', '1234')).to.equal("I did not understand 'hello there'. Send a project id such as 1234, or \"help\".");
+      expect(replies.unknown('hello\nthere', '1234')).to.equal(
+        'I did not understand \'hello there\'. Send a project id such as 1234, or "help".',
+      );
       expect(replies.unknown('z'.repeat(100), '1234')).to.include(`'${'z'.repeat(39)}…'`);
     });
   });
 
   describe('delivered', () => {
     it('says "by direct connection" for s5b', () => {
-      expect(replies.delivered('status-1234.pdf', 1_200_000, 's5b')).to.equal('Delivered status-1234.pdf (1.2 MB) by direct connection.');
+      expect(replies.delivered('status-1234.pdf', 1_200_000, 's5b')).to.equal(
+        'Delivered status-1234.pdf (1.2 MB) by direct connection.',
+      );
     });
     it('says "in-band" for ibb', () => {
       expect(replies.delivered('status-1234.pdf', 1, 'ibb')).to.equal('Delivered status-1234.pdf (1 byte) in-band.');
@@ -100,14 +104,24 @@ describe('chat/replies', () => {
     });
 
     it('size-bearing replies use formatSize', () => {
-      expect(replies.tooLarge('1234', 100 * 1024 * 1024)).to.include('105 MB').and.include('project 1234');
+      expect(replies.tooLarge('1234', 100 * 1024 * 1024))
+        .to.include('105 MB')
+        .and.include('project 1234');
       expect(replies.ready('r.pdf', 2048)).to.equal('The report r.pdf (2.0 kB) is ready.');
       expect(replies.sending('r.pdf', 0)).to.include('(0 bytes)');
       expect(replies.lost('r.pdf', 1000, 2_000_000)).to.include('after 1.0 kB of 2.0 MB');
     });
 
     it('names the project in every error about it', () => {
-      for (const f of [replies.notFound, replies.forbidden, replies.unavailable, replies.empty, replies.internal, replies.fetching, replies.status]) {
+      for (const f of [
+        replies.notFound,
+        replies.forbidden,
+        replies.unavailable,
+        replies.empty,
+        replies.internal,
+        replies.fetching,
+        replies.status,
+      ]) {
         expect(f('98765')).to.include('98765');
       }
       expect(replies.missingId('1234')).to.include('report 1234');

@@ -7,7 +7,12 @@ import { CommandParser } from '../../../src/chat/commands.js';
 import { Requests, type RequestDeps } from '../../../src/chat/requests.js';
 import { ReportError, type FetchContext, type ReportSource, type SpooledReport } from '../../../src/reports/source.js';
 import { stubReport } from '../../support/reports.js';
-import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest } from '../../../src/transfer/delivery.js';
+import {
+  DeliveryError,
+  type Delivery,
+  type DeliveryOutcome,
+  type DeliveryRequest,
+} from '../../../src/transfer/delivery.js';
 import { Addresses, parseJid } from '../../../src/xmpp/addresses.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -66,7 +71,11 @@ function setup(table: Record<string, 'ok' | 'empty' | 'missing' | 'slow'>) {
   };
   const requests = new Requests(deps);
   const ask = (project: string, from = 'alice@example.com/pc') =>
-    requests.handleMessage(xml('message', { from, to: `${project}@reports.example.com`, type: 'chat' }, xml('body', {}, 'report')), parseJid(from)!, { kind: 'project', project });
+    requests.handleMessage(
+      xml('message', { from, to: `${project}@reports.example.com`, type: 'chat' }, xml('body', {}, 'report')),
+      parseJid(from)!,
+      { kind: 'project', project },
+    );
   const bodies = () => sent.map((e) => e.getChildText('body') ?? '');
   return { requests, delivery, ask, bodies, outcomes };
 }
@@ -87,7 +96,7 @@ describe('chat/requests: admin and metrics hooks', () => {
     const list = t.requests.list();
     expect(list).to.have.length(1);
     expect(list[0]).to.include({ jid: 'alice@example.com/pc', project: '1234', stage: 'sending' });
-    expect(list[0]!.file).to.deep.equal({ name: 'status-1234.pdf', size: 10 });
+    expect(list[0].file).to.deep.equal({ name: 'status-1234.pdf', size: 10 });
     expect(t.requests.transferCount).to.equal(1);
     t.delivery.finish();
     await until(() => t.outcomes.length === 1);
@@ -105,7 +114,9 @@ describe('chat/requests: admin and metrics hooks', () => {
     expect(t.requests.cancel(one.id)).to.include({ project: '1', jid: 'alice@example.com/a' });
     await until(() => t.outcomes.length === 1);
     expect(t.outcomes).to.deep.equal(['cancelled']);
-    expect(t.bodies().at(-1)).to.equal('An administrator cancelled sending status-1.pdf. Send me another message to ask again.');
+    expect(t.bodies().at(-1)).to.equal(
+      'An administrator cancelled sending status-1.pdf. Send me another message to ask again.',
+    );
     expect(t.requests.list().map((r) => r.project)).to.deep.equal(['2']);
     expect(t.requests.cancel(one.id), 'cancelling twice').to.equal(undefined);
     expect(t.requests.cancel('no-such-id')).to.equal(undefined);
@@ -118,8 +129,8 @@ describe('chat/requests: admin and metrics hooks', () => {
     const t = setup({ '7': 'slow' });
     t.ask('7');
     await until(() => t.requests.list().length === 1);
-    expect(t.requests.list()[0]!.stage).to.equal('fetching');
-    t.requests.cancel(t.requests.list()[0]!.id);
+    expect(t.requests.list()[0].stage).to.equal('fetching');
+    t.requests.cancel(t.requests.list()[0].id);
     // a download possibly shared with other requesters is not aborted; the request ends when it is in
     await until(() => t.outcomes.length === 1);
     expect(t.outcomes).to.deep.equal(['cancelled']);
@@ -132,7 +143,15 @@ describe('chat/requests: admin and metrics hooks', () => {
     t.ask('404');
     t.ask('5');
     t.ask('6', 'eve@elsewhere.example/x');
-    t.requests.handleMessage(xml('message', { from: 'alice@example.com/pc', to: 'reports.example.com', type: 'chat' }, xml('body', {}, 'help')), parseJid('alice@example.com/pc')!, { kind: 'domain' });
+    t.requests.handleMessage(
+      xml(
+        'message',
+        { from: 'alice@example.com/pc', to: 'reports.example.com', type: 'chat' },
+        xml('body', {}, 'help'),
+      ),
+      parseJid('alice@example.com/pc')!,
+      { kind: 'domain' },
+    );
     await until(() => t.outcomes.length === 3);
     await sleep(20);
     expect([...t.outcomes].sort()).to.deep.equal(['empty', 'not-found', 'refused']);
@@ -140,7 +159,10 @@ describe('chat/requests: admin and metrics hooks', () => {
 
   it('applies a reload: access lists and the source change for new requests', async () => {
     const t = setup({});
-    t.requests.update({ access: { allowedDomains: ['elsewhere.example'], allowJids: [], denyJids: [] }, source: new FakeSource({ '9': 'empty' }) });
+    t.requests.update({
+      access: { allowedDomains: ['elsewhere.example'], allowJids: [], denyJids: [] },
+      source: new FakeSource({ '9': 'empty' }),
+    });
     t.ask('9');
     t.ask('9', 'eve@elsewhere.example/x');
     await until(() => t.outcomes.length === 2);
@@ -149,7 +171,9 @@ describe('chat/requests: admin and metrics hooks', () => {
 
   it('applies new limits from a reload to later requests', async () => {
     const t = setup({ '1': 'ok' });
-    t.requests.update({ limits: { requestsPerMinute: 1, maxConcurrent: 10, maxConcurrentPerUser: 10, maxQueue: 10, maxQueuedPerUser: 10 } });
+    t.requests.update({
+      limits: { requestsPerMinute: 1, maxConcurrent: 10, maxConcurrentPerUser: 10, maxQueue: 10, maxQueuedPerUser: 10 },
+    });
     t.ask('1');
     t.ask('1');
     await until(() => t.outcomes.length === 1);

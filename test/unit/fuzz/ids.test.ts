@@ -17,14 +17,43 @@ const permissive = new CommandParser('^[^\\s]{1,64}$');
 const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
 const WHITESPACE = [' ', '\t', '\n', '\r', '\u00a0', '\u2003', '\u3000', '\u2028', '\ufeff'];
 /** Pieces that have broken path and URL handling elsewhere. */
-const TRICKY = ['.', '..', '/', '\\', '%', '%2e', '%2E', '%2f', '%00', '?', '#', ';', '@', ':', '&', '=', '+', '~', '\u200b', '\u0130', 'ﬀ', '．', '／', 'a', '1'];
+const TRICKY = [
+  '.',
+  '..',
+  '/',
+  '\\',
+  '%',
+  '%2e',
+  '%2E',
+  '%2f',
+  '%00',
+  '?',
+  '#',
+  ';',
+  '@',
+  ':',
+  '&',
+  '=',
+  '+',
+  '~',
+  '\u200b',
+  '\u0130',
+  'ﬀ',
+  '．',
+  '／',
+  'a',
+  '1',
+];
 const trickyId = fc.array(fc.constantFrom(...TRICKY), { minLength: 1, maxLength: 6 }).map((p) => p.join(''));
 
 const unicodeBody = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.string({ unit: 'grapheme', maxLength: 20 }),
   fc.string({ unit: codeUnit, maxLength: 30 }),
-  fc.string({ unit: fc.constantFrom(...WHITESPACE, ...TRICKY, 'report', 'status', 'get', 'help', '/', '!'), maxLength: 12 }),
+  fc.string({
+    unit: fc.constantFrom(...WHITESPACE, ...TRICKY, 'report', 'status', 'get', 'help', '/', '!'),
+    maxLength: 12,
+  }),
 );
 
 const commandBody = fc.record({
@@ -32,13 +61,17 @@ const commandBody = fc.record({
   prefix: fc.constantFrom('', '/', '!'),
   verb: fc.constantFrom('report', 'status', 'get', 'REPORT', 'Status', 'gEt'),
   gap: fc.string({ unit: fc.constantFrom(...WHITESPACE), minLength: 1, maxLength: 3 }),
-  id: fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 20 }), trickyId, fc.stringMatching(/^[0-9]{1,14}$/)).filter((s) => !/\s/.test(s)),
+  id: fc
+    .oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 20 }), trickyId, fc.stringMatching(/^[0-9]{1,14}$/))
+    .filter((s) => !/\s/.test(s)),
   tail: fc.string({ unit: fc.constantFrom(...WHITESPACE), maxLength: 2 }),
 });
 
 const target: fc.Arbitrary<Target> = fc.oneof(
   fc.constant<Target>({ kind: 'domain' }),
-  fc.oneof(fc.string({ unit: 'binary', maxLength: 20 }), trickyId, fc.stringMatching(/^[0-9]{1,12}$/)).map((project): Target => ({ kind: 'project', project })),
+  fc
+    .oneof(fc.string({ unit: 'binary', maxLength: 20 }), trickyId, fc.stringMatching(/^[0-9]{1,12}$/))
+    .map((project): Target => ({ kind: 'project', project })),
 );
 
 /** What may never be a project id, whatever the configured pattern says. */
@@ -46,6 +79,7 @@ function assertSafeId(id: string): void {
   expect(id.length).to.be.within(1, 256);
   expect(id).not.to.equal('.');
   expect(id).not.to.equal('..');
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what must not pass
   expect(id).not.to.match(/[\s/\\@:<>&'"\u0000-\u001f\u007f]/);
 }
 
@@ -56,7 +90,7 @@ describe('fuzz: project ids and report URLs', () => {
     it('never throws on arbitrary unicode (lone surrogates too), to any target; every report id is safe and deterministic', () => {
       fc.assert(
         fc.property(unicodeBody, target, fc.integer({ min: 0, max: PATTERNS.length - 1 }), (body, t, p) => {
-          const parser = parsers[p]!;
+          const parser = parsers[p];
           const cmd = parser.parse(body, t);
           expect(['help', 'report', 'invalid-id', 'missing-id', 'unknown']).to.include(cmd.kind);
           if (cmd.kind === 'report') {
@@ -73,7 +107,7 @@ describe('fuzz: project ids and report URLs', () => {
     it('"<verb> <id>" to the domain asks for exactly that id, or says it is not one', () => {
       fc.assert(
         fc.property(commandBody, fc.integer({ min: 0, max: PATTERNS.length - 1 }), (c, p) => {
-          const parser = parsers[p]!;
+          const parser = parsers[p];
           const body = `${c.lead}${c.prefix}${c.verb}${c.gap}${c.id}${c.tail}`;
           const cmd = parser.parse(body, { kind: 'domain' });
           if (parser.isProjectId(c.id)) expect(cmd).to.deep.equal({ kind: 'report', project: c.id });
@@ -87,10 +121,14 @@ describe('fuzz: project ids and report URLs', () => {
       fc.assert(
         fc.property(unicodeBody, target, fc.integer({ min: 0, max: PATTERNS.length - 1 }), (body, t, p) => {
           if (t.kind !== 'project') return;
-          const parser = parsers[p]!;
+          const parser = parsers[p];
           const cmd = parser.parse(body, t);
           if (cmd.kind === 'help') return;
-          expect(cmd).to.deep.equal(parser.isProjectId(t.project) ? { kind: 'report', project: t.project } : { kind: 'invalid-id', text: t.project });
+          expect(cmd).to.deep.equal(
+            parser.isProjectId(t.project)
+              ? { kind: 'report', project: t.project }
+              : { kind: 'invalid-id', text: t.project },
+          );
         }),
         { numRuns: RUNS },
       );
@@ -134,7 +172,11 @@ describe('fuzz: project ids and report URLs', () => {
       expect(url.hash).to.equal('');
     }
 
-    const wellFormedId = fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 64 }), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 16 }), trickyId);
+    const wellFormedId = fc.oneof(
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 64 }),
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 16 }),
+      trickyId,
+    );
 
     it('for every id a permissive pattern accepts, the URL stays under the template path, with the id in one segment', () => {
       let checked = 0;
@@ -152,7 +194,7 @@ describe('fuzz: project ids and report URLs', () => {
 
     it('"." and ".." (which URL parsing would resolve) are refused with a ReportError, not built', () => {
       for (const id of ['', '.', '..']) {
-        expect(() => reportUrl(PATH_TEMPLATES[0]!, id)).to.throw(/not a project id/);
+        expect(() => reportUrl(PATH_TEMPLATES[0], id)).to.throw(/not a project id/);
       }
     });
 
@@ -163,7 +205,7 @@ describe('fuzz: project ids and report URLs', () => {
       fc.assert(
         fc.property(fc.string({ unit: codeUnit, minLength: 1, maxLength: 12 }), (id) => {
           if (!permissive.isProjectId(id)) return;
-          checkPath(PATH_TEMPLATES[0]!, id);
+          checkPath(PATH_TEMPLATES[0], id);
         }),
         { numRuns: RUNS },
       );

@@ -4,7 +4,13 @@
 // parses exactly as if it came whole.
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { MAX_HANDSHAKE_BYTES, connectReply, parseConnect, parseGreeting, type Parse } from '../../../src/transfer/socks5.js';
+import {
+  MAX_HANDSHAKE_BYTES,
+  connectReply,
+  parseConnect,
+  parseGreeting,
+  type Parse,
+} from '../../../src/transfer/socks5.js';
 
 const RUNS = 2000;
 
@@ -32,17 +38,25 @@ const bytes = (maxLength = 600) => fc.uint8Array({ maxLength }).map((a) => Buffe
 /** Bytes that start like a handshake often enough to reach the deeper branches. */
 const handshakeish = fc.oneof(
   bytes(),
-  fc.tuple(fc.constantFrom([5], [5, 1], [5, 1, 0], [5, 1, 0, 3], [5, 2, 0, 1]), bytes(300)).map(([p, rest]) => Buffer.concat([Buffer.from(p), rest])),
+  fc
+    .tuple(fc.constantFrom([5], [5, 1], [5, 1, 0], [5, 1, 0, 3], [5, 2, 0, 1]), bytes(300))
+    .map(([p, rest]) => Buffer.concat([Buffer.from(p), rest])),
 );
 
-const greeting = fc.uint8Array({ minLength: 1, maxLength: 255 }).map((methods) => ({ methods: [...methods], buf: Buffer.from([5, methods.length, ...methods]) }));
+const greeting = fc
+  .uint8Array({ minLength: 1, maxLength: 255 })
+  .map((methods) => ({ methods: [...methods], buf: Buffer.from([5, methods.length, ...methods]) }));
 
 const request = fc
   .record({ addr: fc.uint8Array({ minLength: 1, maxLength: 255 }), port: fc.integer({ min: 0, max: 65535 }) })
   .map(({ addr, port }) => ({
     addr: Buffer.from(addr).toString('latin1'),
     port,
-    buf: Buffer.concat([Buffer.from([5, 1, 0, 3, addr.length]), Buffer.from(addr), Buffer.from([port >> 8, port & 0xff])]),
+    buf: Buffer.concat([
+      Buffer.from([5, 1, 0, 3, addr.length]),
+      Buffer.from(addr),
+      Buffer.from([port >> 8, port & 0xff]),
+    ]),
   }));
 
 function checkShape<T>(r: Parse<T>, len: number): void {
@@ -59,7 +73,7 @@ describe('fuzz: SOCKS5 handshake parsers', () => {
         checkShape(r, buf.length);
         if (r.status === 'ok') {
           expect(buf[0]).to.equal(5);
-          expect(r.consumed).to.equal(2 + buf[1]!);
+          expect(r.consumed).to.equal(2 + buf[1]);
           expect(r.methods).to.deep.equal([...buf.subarray(2, r.consumed)]);
         }
         if (buf.length > 0 && buf[0] !== 5) expect(r.status).to.equal('bad');
@@ -75,7 +89,7 @@ describe('fuzz: SOCKS5 handshake parsers', () => {
         checkShape(r, buf.length);
         if (r.status === 'ok') {
           expect([...buf.subarray(0, 4)]).to.deep.equal([5, 1, 0, 3]);
-          const len = buf[4]!;
+          const len = buf[4];
           expect(len).to.be.greaterThan(0);
           expect(r.consumed).to.equal(7 + len);
           expect(r.addr).to.equal(buf.subarray(5, 5 + len).toString('latin1'));
@@ -108,7 +122,8 @@ describe('fuzz: SOCKS5 handshake parsers', () => {
           const expected = { status: 'ok', consumed: g.buf.length, methods: g.methods };
           expect(parseGreeting(whole)).to.deep.equal(expected);
           expect(feed(parseGreeting, whole, cuts)).to.deep.equal(expected);
-          for (let i = 0; i < g.buf.length; i++) expect(parseGreeting(g.buf.subarray(0, i)).status).to.equal('need-more');
+          for (let i = 0; i < g.buf.length; i++)
+            expect(parseGreeting(g.buf.subarray(0, i)).status).to.equal('need-more');
         },
       ),
       { numRuns: RUNS },
@@ -124,7 +139,8 @@ describe('fuzz: SOCKS5 handshake parsers', () => {
           const expected = { status: 'ok', consumed: q.buf.length, addr: q.addr, port: q.port };
           expect(parseConnect(whole)).to.deep.equal(expected);
           expect(feed(parseConnect, whole, cuts)).to.deep.equal(expected);
-          for (let i = 0; i < q.buf.length; i++) expect(parseConnect(q.buf.subarray(0, i)).status).to.equal('need-more');
+          for (let i = 0; i < q.buf.length; i++)
+            expect(parseConnect(q.buf.subarray(0, i)).status).to.equal('need-more');
         },
       ),
       { numRuns: RUNS },

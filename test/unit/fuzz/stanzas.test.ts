@@ -33,7 +33,26 @@ interface Node {
 }
 
 const NAMESPACES = Object.values(NS);
-const NAMES = ['iq', 'si', 'feature', 'x', 'field', 'value', 'option', 'query', 'streamhost-used', 'streamhost', 'open', 'close', 'data', 'error', 'ping', 'activate', 'file', 'desc'];
+const NAMES = [
+  'iq',
+  'si',
+  'feature',
+  'x',
+  'field',
+  'value',
+  'option',
+  'query',
+  'streamhost-used',
+  'streamhost',
+  'open',
+  'close',
+  'data',
+  'error',
+  'ping',
+  'activate',
+  'file',
+  'desc',
+];
 
 const anyText = fc.string({ unit: 'binary', maxLength: 16 });
 const name = fc.oneof(
@@ -44,7 +63,21 @@ const name = fc.oneof(
 );
 // Keys from a regular expression cannot be "__proto__" and friends.
 const attrKey = fc.oneof(
-  fc.constantFrom('xmlns', 'xmlns:p', 'var', 'jid', 'sid', 'type', 'id', 'node', 'seq', 'block-size', 'stanza', 'from', 'to'),
+  fc.constantFrom(
+    'xmlns',
+    'xmlns:p',
+    'var',
+    'jid',
+    'sid',
+    'type',
+    'id',
+    'node',
+    'seq',
+    'block-size',
+    'stanza',
+    'from',
+    'to',
+  ),
   fc.stringMatching(/^[a-z][a-z:-]{0,5}$/),
 );
 const attrVal = fc.oneof(
@@ -52,7 +85,9 @@ const attrVal = fc.oneof(
   { weight: 1, arbitrary: anyText },
 );
 const text = fc.oneof(fc.constantFrom(...NAMESPACES, ` ${NS.BYTESTREAMS}\n`, '', ' '), anyText);
-const attrs = fc.array(fc.tuple(attrKey, attrVal), { maxLength: 4 }).map((kv) => Object.fromEntries(kv) as Record<string, string>);
+const attrs = fc
+  .array(fc.tuple(attrKey, attrVal), { maxLength: 4 })
+  .map((kv) => Object.fromEntries(kv) as Record<string, string>);
 
 const { node: tree } = fc.letrec<{ node: Node; child: Node | string }>((tie) => ({
   node: fc.record({ name, attrs, children: fc.array(tie('child'), { maxLength: 3 }) }),
@@ -70,15 +105,24 @@ function* walk(el: Element): Generator<Element> {
 }
 
 /** Noise that cannot be taken for a step of the path being looked up: another name, whatever is inside. */
-const noise = fc.array(tree.map((n) => ({ ...n, name: `noise-${n.name.replace(/:/g, '')}` })), { maxLength: 2 });
+const noise = fc.array(
+  tree.map((n) => ({ ...n, name: `noise-${n.name.replace(/:/g, '')}` })),
+  { maxLength: 2 },
+);
 /** Same name as the step, in another (non-empty, so not inherited) namespace. */
 const decoy = (stepName: string, ns: string) =>
   fc.array(
-    fc.tuple(attrVal.filter((v) => v !== '' && v !== ns), fc.array(tree, { maxLength: 2 })).map(([xmlns, children]): Node => ({ name: stepName, attrs: { xmlns }, children })),
+    fc
+      .tuple(
+        attrVal.filter((v) => v !== '' && v !== ns),
+        fc.array(tree, { maxLength: 2 }),
+      )
+      .map(([xmlns, children]): Node => ({ name: stepName, attrs: { xmlns }, children })),
     { maxLength: 1 },
   );
 
-const mostly = <T>(usual: T, other: fc.Arbitrary<T>) => fc.oneof({ weight: 5, arbitrary: fc.constant(usual) }, { weight: 1, arbitrary: other });
+const mostly = <T>(usual: T, other: fc.Arbitrary<T>) =>
+  fc.oneof({ weight: 5, arbitrary: fc.constant(usual) }, { weight: 1, arbitrary: other });
 const optionalAttr = (key: string, v: string | null): Record<string, string> => (v === null ? {} : { [key]: v });
 
 /** Effective namespace: an empty or missing xmlns attribute inherits the parent's. */
@@ -89,7 +133,11 @@ const nsOf = (attr: string | null, parent: string | undefined) => (attr ? attr :
 function appRouter(): IqRouter {
   const config = loadConfig({ env: { XR_XMPP_SECRET: 'fuzz' } });
   const router = new IqRouter();
-  const disco = new Disco([NS.VERSION, NS.PING, NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB], () => ({ category: 'component', type: 'generic', name: 'x' }));
+  const disco = new Disco([NS.VERSION, NS.PING, NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB], () => ({
+    category: 'component',
+    type: 'generic',
+    name: 'x',
+  }));
   router
     .on('get', NS.DISCO_INFO, 'query', (_iq, q, _f, t) => disco.info(q, t))
     .on('get', NS.DISCO_ITEMS, 'query', (_iq, q) => disco.items(q))
@@ -129,18 +177,39 @@ function expectedIqReply(iq: Element): { payload: string } | { error: string; ty
       return { error: 'not-acceptable', type: 'cancel' }; // we only send
   }
   const spoken: string[] = [NS.DISCO_INFO, NS.DISCO_ITEMS, NS.VERSION, NS.PING, NS.IBB];
-  return spoken.includes(ns) ? { error: 'feature-not-implemented', type: 'cancel' } : { error: 'service-unavailable', type: 'cancel' };
+  return spoken.includes(ns)
+    ? { error: 'feature-not-implemented', type: 'cancel' }
+    : { error: 'service-unavailable', type: 'cancel' };
 }
 
 const jidText = fc.oneof(
-  fc.constantFrom('alice@example.com/phone', 'Alice@Example.COM/Res', 'bob@example.com', 'example.com', 'a@b/c/d', '', '@', '/', 'x@', '@y', 'a@b@c'),
-  fc.tuple(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 })).map(([l, d, r]) => `${l}@${d}/${r}`),
+  fc.constantFrom(
+    'alice@example.com/phone',
+    'Alice@Example.COM/Res',
+    'bob@example.com',
+    'example.com',
+    'a@b/c/d',
+    '',
+    '@',
+    '/',
+    'x@',
+    '@y',
+    'a@b@c',
+  ),
+  fc
+    .tuple(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }))
+    .map(([l, d, r]) => `${l}@${d}/${r}`),
   fc.string({ unit: 'binary', maxLength: 24 }),
 );
 
 const target: fc.Arbitrary<Target> = fc.oneof(
   fc.constant<Target>({ kind: 'domain' }),
-  fc.oneof(fc.constantFrom('1234', '42', '..', '.', 'ABC', 'a/b', 'a@b', ''), fc.string({ unit: 'binary', maxLength: 20 })).map((project): Target => ({ kind: 'project', project })),
+  fc
+    .oneof(
+      fc.constantFrom('1234', '42', '..', '.', 'ABC', 'a/b', 'a@b', ''),
+      fc.string({ unit: 'binary', maxLength: 20 }),
+    )
+    .map((project): Target => ({ kind: 'project', project })),
 );
 
 describe('fuzz: stanza readers', function () {
@@ -180,24 +249,52 @@ describe('fuzz: stanza readers', function () {
         hasValue: mostly(true, fc.boolean()),
         noise: fc.array(noise, { minLength: 5, maxLength: 5 }),
         decoys: fc.tuple(decoy('si', NS.SI), decoy('feature', NS.FEATURE_NEG), decoy('x', NS.DATA_FORMS)),
-        otherFields: fc.array(fc.record({ var: attrVal.filter((v) => v !== 'stream-method'), children: fc.array(tree, { maxLength: 2 }) }), { maxLength: 2 }),
+        otherFields: fc.array(
+          fc.record({ var: attrVal.filter((v) => v !== 'stream-method'), children: fc.array(tree, { maxLength: 2 }) }),
+          { maxLength: 2 },
+        ),
         offered: offeredArb,
       });
       fc.assert(
         fc.property(answerArb, (a) => {
           const [n0, n1, n2, n3, n4] = a.noise as [Node[], Node[], Node[], Node[], Node[]];
           const value: Node = { name: 'value', attrs: {}, children: [a.value] };
-          const field: Node = { name: 'field', attrs: { ...optionalAttr('var', a.fieldVar), type: 'list-single' }, children: [...n4, ...(a.hasValue ? [value] : [])] };
-          const others = a.otherFields.map((f): Node => ({ name: 'field', attrs: { var: f.var }, children: f.children }));
-          const x: Node = { name: 'x', attrs: { ...optionalAttr('xmlns', a.xNs), type: 'submit' }, children: [...n3, ...others, field] };
-          const feature: Node = { name: 'feature', attrs: optionalAttr('xmlns', a.featNs), children: [...n2, ...a.decoys[2], x] };
-          const si: Node = { name: 'si', attrs: optionalAttr('xmlns', a.siNs), children: [...n1, ...a.decoys[1], feature] };
+          const field: Node = {
+            name: 'field',
+            attrs: { ...optionalAttr('var', a.fieldVar), type: 'list-single' },
+            children: [...n4, ...(a.hasValue ? [value] : [])],
+          };
+          const others = a.otherFields.map((f): Node => ({
+            name: 'field',
+            attrs: { var: f.var },
+            children: f.children,
+          }));
+          const x: Node = {
+            name: 'x',
+            attrs: { ...optionalAttr('xmlns', a.xNs), type: 'submit' },
+            children: [...n3, ...others, field],
+          };
+          const feature: Node = {
+            name: 'feature',
+            attrs: optionalAttr('xmlns', a.featNs),
+            children: [...n2, ...a.decoys[2], x],
+          };
+          const si: Node = {
+            name: 'si',
+            attrs: optionalAttr('xmlns', a.siNs),
+            children: [...n1, ...a.decoys[1], feature],
+          };
           const iq: Node = { name: 'iq', attrs: { type: 'result', id: 'o1' }, children: [...n0, ...a.decoys[0], si] };
 
           const siNs = nsOf(a.siNs, undefined);
           const featNs = nsOf(a.featNs, siNs);
           const xNs = nsOf(a.xNs, featNs);
-          const reachable = siNs === NS.SI && featNs === NS.FEATURE_NEG && xNs === NS.DATA_FORMS && a.fieldVar === 'stream-method' && a.hasValue;
+          const reachable =
+            siNs === NS.SI &&
+            featNs === NS.FEATURE_NEG &&
+            xNs === NS.DATA_FORMS &&
+            a.fieldVar === 'stream-method' &&
+            a.hasValue;
           const expected = reachable ? a.offered.find((m) => METHOD_NS[m] === a.value.trim()) : undefined;
           expect(chosenMethod(toElement(iq), a.offered)).to.equal(expected);
         }),
@@ -246,16 +343,35 @@ describe('fuzz: stanza readers', function () {
     const from: Jid = parseJid('alice@example.com/phone')!;
 
     const payload = fc.record({
-      name: fc.oneof({ weight: 3, arbitrary: fc.constantFrom('query', 'ping', 'open', 'close', 'data', 'si', 'p:ping') }, { weight: 1, arbitrary: name }),
-      xmlns: fc.option(fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...NAMESPACES) }, { weight: 1, arbitrary: attrVal }), { freq: 6 }),
+      name: fc.oneof(
+        { weight: 3, arbitrary: fc.constantFrom('query', 'ping', 'open', 'close', 'data', 'si', 'p:ping') },
+        { weight: 1, arbitrary: name },
+      ),
+      xmlns: fc.option(
+        fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...NAMESPACES) }, { weight: 1, arbitrary: attrVal }),
+        { freq: 6 },
+      ),
       extra: attrs,
       children: fc.array(fc.oneof(tree, text), { maxLength: 3 }),
     });
     const iqArb = fc.record({
-      type: fc.option(fc.oneof({ weight: 4, arbitrary: fc.constantFrom('get', 'set', 'result', 'error') }, { weight: 1, arbitrary: attrVal }), { freq: 10 }),
+      type: fc.option(
+        fc.oneof(
+          { weight: 4, arbitrary: fc.constantFrom('get', 'set', 'result', 'error') },
+          { weight: 1, arbitrary: attrVal },
+        ),
+        { freq: 10 },
+      ),
       children: fc.array(
         fc.oneof(
-          { weight: 3, arbitrary: payload.map((p): Node => ({ name: p.name, attrs: { ...p.extra, ...optionalAttr('xmlns', p.xmlns) }, children: p.children })) },
+          {
+            weight: 3,
+            arbitrary: payload.map((p): Node => ({
+              name: p.name,
+              attrs: { ...p.extra, ...optionalAttr('xmlns', p.xmlns) },
+              children: p.children,
+            })),
+          },
           { weight: 1, arbitrary: tree },
           { weight: 1, arbitrary: text },
         ),
@@ -266,7 +382,11 @@ describe('fuzz: stanza readers', function () {
     it('never throws; exactly one well-formed answer, as the routing table says', async () => {
       await fc.assert(
         fc.asyncProperty(iqArb, target, async (q, t) => {
-          const iq = toElement({ name: 'iq', attrs: { ...optionalAttr('type', q.type), id: 'f1', from: from.full, to: 'reports.example.com' }, children: q.children });
+          const iq = toElement({
+            name: 'iq',
+            attrs: { ...optionalAttr('type', q.type), id: 'f1', from: from.full, to: 'reports.example.com' },
+            children: q.children,
+          });
           const reply = await router.handle(iq, from, t);
           const expected = expectedIqReply(iq);
           if (expected === true) {
@@ -294,42 +414,79 @@ describe('fuzz: stanza readers', function () {
   describe('handlePresence', () => {
     const addresses = new Addresses('reports.example.com', 'reports');
     const parsers = [new CommandParser('^[0-9]{1,12}$'), new CommandParser('^[^\\s]{1,64}$')];
-    const typeArb = fc.option(fc.oneof({ weight: 4, arbitrary: fc.constantFrom('subscribe', 'subscribed', 'unsubscribe', 'unsubscribed', 'probe', 'unavailable', 'error', 'available') }, { weight: 1, arbitrary: attrVal }), {
-      freq: 8,
-    });
+    const typeArb = fc.option(
+      fc.oneof(
+        {
+          weight: 4,
+          arbitrary: fc.constantFrom(
+            'subscribe',
+            'subscribed',
+            'unsubscribe',
+            'unsubscribed',
+            'probe',
+            'unavailable',
+            'error',
+            'available',
+          ),
+        },
+        { weight: 1, arbitrary: attrVal },
+      ),
+      {
+        freq: 8,
+      },
+    );
     const fromArb = jidText.map((s) => parseJid(s)).filter((j): j is Jid => j !== undefined);
 
     it('never throws; answers only the sender, from our own address, with the stanzas RFC 6121 asks for', async () => {
       await fc.assert(
-        fc.asyncProperty(typeArb, fromArb, target, fc.integer({ min: 0, max: 1 }), fc.array(tree, { maxLength: 2 }), async (type, from, t, p, children) => {
-          const parser = parsers[p]!;
-          const sent: Element[] = [];
-          const deps: PresenceDeps = {
-            addresses,
-            send: async (el) => {
-              sent.push(el);
-            },
-            log,
-            checkProject: (id) => (parser.isProjectId(id) ? null : 'not a project id'),
-            statusText: () => 'status',
-          };
-          const el = toElement({ name: 'presence', attrs: { ...optionalAttr('type', type), from: from.full, to: 'x@reports.example.com' }, children });
-          await handlePresence(el, from, t, deps);
+        fc.asyncProperty(
+          typeArb,
+          fromArb,
+          target,
+          fc.integer({ min: 0, max: 1 }),
+          fc.array(tree, { maxLength: 2 }),
+          async (type, from, t, p, children) => {
+            const parser = parsers[p];
+            const sent: Element[] = [];
+            const deps: PresenceDeps = {
+              addresses,
+              send: async (el) => {
+                sent.push(el);
+              },
+              log,
+              checkProject: (id) => (parser.isProjectId(id) ? null : 'not a project id'),
+              statusText: () => 'status',
+            };
+            const el = toElement({
+              name: 'presence',
+              attrs: { ...optionalAttr('type', type), from: from.full, to: 'x@reports.example.com' },
+              children,
+            });
+            await handlePresence(el, from, t, deps);
 
-          const ours = t.kind === 'project' ? [addresses.projectBare(t.project), addresses.projectFull(t.project)] : [addresses.domain];
-          for (const s of sent) {
-            expect(s.name).to.equal('presence');
-            expect(s.attrs.to).to.equal(from.bare);
-            expect(ours).to.include(s.attrs.from);
-          }
-          const valid = t.kind === 'domain' || parser.isProjectId(t.project);
-          const types = sent.map((s) => s.attrs.type ?? 'available');
-          const expected: Record<string, string[]> = valid
-            ? { subscribe: ['subscribed', 'subscribe', 'available'], probe: ['available'], unsubscribe: ['unsubscribed', 'unavailable'], unsubscribed: ['unavailable'] }
-            : { subscribe: ['unsubscribed'] };
-          const key = type ?? 'available';
-          expect(types).to.deep.equal(Object.hasOwn(expected, key) ? expected[key] : []);
-        }),
+            const ours =
+              t.kind === 'project'
+                ? [addresses.projectBare(t.project), addresses.projectFull(t.project)]
+                : [addresses.domain];
+            for (const s of sent) {
+              expect(s.name).to.equal('presence');
+              expect(s.attrs.to).to.equal(from.bare);
+              expect(ours).to.include(s.attrs.from);
+            }
+            const valid = t.kind === 'domain' || parser.isProjectId(t.project);
+            const types = sent.map((s) => s.attrs.type ?? 'available');
+            const expected: Record<string, string[]> = valid
+              ? {
+                  subscribe: ['subscribed', 'subscribe', 'available'],
+                  probe: ['available'],
+                  unsubscribe: ['unsubscribed', 'unavailable'],
+                  unsubscribed: ['unavailable'],
+                }
+              : { subscribe: ['unsubscribed'] };
+            const key = type ?? 'available';
+            expect(types).to.deep.equal(Object.hasOwn(expected, key) ? expected[key] : []);
+          },
+        ),
         { numRuns: RUNS },
       );
     });

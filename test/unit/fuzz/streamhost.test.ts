@@ -15,7 +15,8 @@ import { Streamhost } from '../../../src/transfer/streamhost.js';
 const MIXED_RUNS = 250;
 const VALID_RUNS = 100;
 
-type Outcome = { kind: 'handover'; hash: string; reply: number[] } | { kind: 'refused'; reply: number[] } | { kind: 'pending' };
+type Outcome =
+  { kind: 'handover'; hash: string; reply: number[] } | { kind: 'refused'; reply: number[] } | { kind: 'pending' };
 
 const reply = (rep: number, addr: Buffer) => [5, rep, 0, 3, addr.length, ...addr, 0, 0];
 
@@ -28,7 +29,7 @@ function model(b: Buffer, expected: ReadonlySet<string>): Outcome {
   if (b.length < 1) return { kind: 'pending' };
   if (b[0] !== 5) return { kind: 'refused', reply: [] };
   if (b.length < 2) return { kind: 'pending' };
-  const n = b[1]!;
+  const n = b[1];
   if (n === 0) return { kind: 'refused', reply: [] };
   if (b.length < 2 + n) return { kind: 'pending' };
   if (!b.subarray(2, 2 + n).includes(0)) return { kind: 'refused', reply: [5, 0xff] };
@@ -41,7 +42,7 @@ function model(b: Buffer, expected: ReadonlySet<string>): Outcome {
   if (r.length < 4) return { kind: 'pending' };
   if (r[2] !== 0 || r[3] !== 3) return bad;
   if (r.length < 5) return { kind: 'pending' };
-  const len = r[4]!;
+  const len = r[4];
   if (len === 0) return bad;
   if (r.length < 7 + len) return { kind: 'pending' };
   const addr = r.subarray(5, 5 + len);
@@ -65,14 +66,22 @@ interface Scenario {
   cuts: number[]; // chunk boundaries, as fractions of the length in 1/1000
 }
 
-const mostly = <T>(usual: T, other: fc.Arbitrary<T>) => fc.oneof({ weight: 12, arbitrary: fc.constant(usual) }, { weight: 1, arbitrary: other });
+const mostly = <T>(usual: T, other: fc.Arbitrary<T>) =>
+  fc.oneof({ weight: 12, arbitrary: fc.constant(usual) }, { weight: 1, arbitrary: other });
 const byte = fc.integer({ min: 0, max: 255 });
 
 const scenario: fc.Arbitrary<Scenario> = fc.record({
   kind: fc.constantFrom('raw', 'structured', 'structured', 'structured'),
-  raw: fc.oneof(fc.uint8Array({ maxLength: 700 }), fc.uint8Array({ maxLength: 60 }).map((a) => Uint8Array.from([5, 1, 0, 5, 1, 0, 3, ...a]))),
+  raw: fc.oneof(
+    fc.uint8Array({ maxLength: 700 }),
+    fc.uint8Array({ maxLength: 60 }).map((a) => Uint8Array.from([5, 1, 0, 5, 1, 0, 3, ...a])),
+  ),
   ver: mostly(5, byte),
-  methods: fc.oneof(fc.constant<number[]>([]), fc.array(byte, { maxLength: 6 }), fc.array(byte, { minLength: 200, maxLength: 255 })),
+  methods: fc.oneof(
+    fc.constant<number[]>([]),
+    fc.array(byte, { maxLength: 6 }),
+    fc.array(byte, { minLength: 200, maxLength: 255 }),
+  ),
   withNoAuth: fc.option(fc.nat(), { freq: 4 }),
   req: fc.record({
     ver: mostly(5, byte),
@@ -86,7 +95,10 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
     ),
     port: mostly(0, fc.integer({ min: 0, max: 65535 })),
   }),
-  trailing: fc.oneof({ weight: 3, arbitrary: fc.constant(new Uint8Array(0)) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }) }),
+  trailing: fc.oneof(
+    { weight: 3, arbitrary: fc.constant(new Uint8Array(0)) },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }) },
+  ),
   cutAt: fc.oneof({ weight: 3, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.nat() }),
   cuts: fc.uniqueArray(fc.integer({ min: 1, max: 999 }), { maxLength: 6 }),
 });
@@ -124,7 +136,9 @@ function bytesOf(s: Scenario, hashes: readonly [string, string], used: string | 
 }
 
 function chunks(b: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => Math.floor((c * b.length) / 1000)))].filter((p) => p > 0 && p < b.length).sort((x, y) => x - y);
+  const points = [...new Set(cuts.map((c) => Math.floor((c * b.length) / 1000)))]
+    .filter((p) => p > 0 && p < b.length)
+    .sort((x, y) => x - y);
   const out: Buffer[] = [];
   let from = 0;
   for (const p of [...points, b.length]) {
@@ -164,7 +178,10 @@ async function client(port: number, parts: Buffer[]) {
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_r, reject) => (t = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)))]).finally(() => clearTimeout(t));
+  return Promise.race([
+    p,
+    new Promise<T>((_r, reject) => (t = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
+  ]).finally(() => clearTimeout(t));
 }
 
 describe('fuzz: streamhost over loopback TCP', function () {
@@ -178,7 +195,15 @@ describe('fuzz: streamhost over loopback TCP', function () {
   before(async () => {
     process.on('unhandledRejection', onUnhandled);
     sh = await Streamhost.listen(
-      { bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 5000, maxConnections: 1000, maxPerAddress: 1000 },
+      {
+        bindHost: '127.0.0.1',
+        bindPort: 0,
+        advertiseHost: '',
+        advertisePort: 0,
+        handshakeTimeoutMs: 5000,
+        maxConnections: 1000,
+        maxPerAddress: 1000,
+      },
       log,
     );
   });
@@ -190,7 +215,9 @@ describe('fuzz: streamhost over loopback TCP', function () {
 
   /** Two fresh expected hashes; reports which of them was handed a socket. */
   function expectTwo() {
-    const hashes = [0, 1].map(() => dstAddr(`sid${++sessions}`, 'p@reports.example.com/reports', 'alice@example.com/fuzz')) as [string, string];
+    const hashes = [0, 1].map(() =>
+      dstAddr(`sid${++sessions}`, 'p@reports.example.com/reports', 'alice@example.com/fuzz'),
+    ) as [string, string];
     const handed: Array<{ hash: string; sock: Socket }> = [];
     let onHanded: () => void = () => {};
     const firstHandover = new Promise<void>((r) => (onHanded = r));
@@ -242,7 +269,7 @@ describe('fuzz: streamhost over loopback TCP', function () {
             expect(handed.map((h) => h.hash)).to.deep.equal([predicted.hash]);
             seen.handover++;
             used = predicted.hash;
-            const server = handed[0]!.sock;
+            const server = handed[0].sock;
             server.resume();
             server.end();
             await within(c.closedP, 3000, 'close after handover');
@@ -282,12 +309,17 @@ describe('fuzz: streamhost over loopback TCP', function () {
             methods.splice(at % (methods.length + 1), 0, 0);
             const hash = hashes[second ? 1 : 0];
             const addr = Buffer.from(hash, 'latin1');
-            const b = Buffer.concat([Buffer.from([5, methods.length, ...methods]), Buffer.from([5, 1, 0, 3, addr.length]), addr, Buffer.from([0, 0])]);
+            const b = Buffer.concat([
+              Buffer.from([5, methods.length, ...methods]),
+              Buffer.from([5, 1, 0, 3, addr.length]),
+              addr,
+              Buffer.from([0, 0]),
+            ]);
             const c = await client(sh.port, chunks(b, cuts));
             await within(firstHandover, 3000, 'handover');
             expect(handed.map((h) => h.hash)).to.deep.equal([hash]);
-            handed[0]!.sock.resume();
-            handed[0]!.sock.end();
+            handed[0].sock.resume();
+            handed[0].sock.end();
             await within(c.closedP, 3000, 'close after handover');
             expect([...c.data()]).to.deep.equal([5, 0, ...reply(0, addr)]);
             // the same hash again: refused, never a second handover

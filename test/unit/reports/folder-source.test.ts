@@ -67,7 +67,10 @@ describe('reports/folder-source', () => {
       expect(r.date.toISOString()).to.equal('2024-01-02T03:04:05.000Z');
       expect((await readReport(r)).equals(body)).to.equal(true);
       // read where it lies: no copy
-      expect(await r.complete()).to.deep.equal({ path: join(folder, '1234.pdf'), sha256: createHash('sha256').update(body).digest('hex') });
+      expect(await r.complete()).to.deep.equal({
+        path: join(folder, '1234.pdf'),
+        sha256: createHash('sha256').update(body).digest('hex'),
+      });
     } finally {
       await r.release();
     }
@@ -83,7 +86,10 @@ describe('reports/folder-source', () => {
     expect((await readReport(r)).toString()).to.equal('first version');
     await r.release();
     await r.release(); // twice is harmless
-    const err = await r.open().then(() => undefined, (e: unknown) => e);
+    const err = await r.open().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(ReportError);
     await rm(path);
   });
@@ -124,7 +130,24 @@ describe('reports/folder-source', () => {
   });
 
   it('ids that look like paths never read outside the folder', async () => {
-    const ids = ['../outside', '../passwd', '../etc/passwd', '..', '.', '', '1234/..', '/', `${root}/outside`, '..\\outside', '../reports/1234', './1234', '1234/', '1234.pdf/..', '%2e%2e/outside', '\0'];
+    const ids = [
+      '../outside',
+      '../passwd',
+      '../etc/passwd',
+      '..',
+      '.',
+      '',
+      '1234/..',
+      '/',
+      `${root}/outside`,
+      '..\\outside',
+      '../reports/1234',
+      './1234',
+      '1234/',
+      '1234.pdf/..',
+      '%2e%2e/outside',
+      '\0',
+    ];
     for (const id of ids) {
       let body: Buffer | undefined;
       try {

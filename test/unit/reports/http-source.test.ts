@@ -27,7 +27,7 @@ class TestServer {
     this.server = createServer((req, res) => {
       this.requests.push({ url: req.url ?? '', headers: req.headers });
       res.on('close', () => this.closedRequests.push(req.url ?? ''));
-      const path = (req.url ?? '').split('?')[0]!;
+      const path = (req.url ?? '').split('?')[0];
       const route = [...this.routes.entries()].find(([prefix]) => path.startsWith(prefix))?.[1];
       if (route) route(req, res);
       else res.writeHead(404, { 'content-type': 'text/plain' }).end('no such route');
@@ -128,14 +128,20 @@ describe('reports/http-source', function () {
 
   describe('reportUrl', () => {
     it('substitutes the project id, percent-encoded', () => {
-      expect(reportUrl('http://i.example/projects/{project}/status.pdf', '1234')).to.equal('http://i.example/projects/1234/status.pdf');
-      expect(reportUrl('http://i.example/projects/{project}/status.pdf', 'a b/../c?x')).to.equal('http://i.example/projects/a%20b%2F..%2Fc%3Fx/status.pdf');
+      expect(reportUrl('http://i.example/projects/{project}/status.pdf', '1234')).to.equal(
+        'http://i.example/projects/1234/status.pdf',
+      );
+      expect(reportUrl('http://i.example/projects/{project}/status.pdf', 'a b/../c?x')).to.equal(
+        'http://i.example/projects/a%20b%2F..%2Fc%3Fx/status.pdf',
+      );
       expect(reportUrl('http://i.example/p/{project}', '#%&=+')).to.equal('http://i.example/p/%23%25%26%3D%2B');
       expect(reportUrl('http://i.example/p/{project}', 'ü')).to.equal('http://i.example/p/%C3%BC');
     });
 
     it('substitutes every occurrence', () => {
-      expect(reportUrl('http://i.example/{project}/{project}.pdf?id={project}', 'a/b')).to.equal('http://i.example/a%2Fb/a%2Fb.pdf?id=a%2Fb');
+      expect(reportUrl('http://i.example/{project}/{project}.pdf?id={project}', 'a/b')).to.equal(
+        'http://i.example/a%2Fb/a%2Fb.pdf?id=a%2Fb',
+      );
     });
 
     it('keeps an encoded id inside one path segment once parsed as a URL', () => {
@@ -163,7 +169,13 @@ describe('reports/http-source', function () {
       const body = randomBytes(200_000);
       const lastModified = new Date('2024-03-01T12:00:00Z');
       server.routes.set('/projects/', (_req, res) => {
-        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': body.length, 'last-modified': lastModified.toUTCString() }).end(body);
+        res
+          .writeHead(200, {
+            'content-type': 'application/pdf',
+            'content-length': body.length,
+            'last-modified': lastModified.toUTCString(),
+          })
+          .end(body);
       });
       const r = await within(source(server.url('/projects/{project}/status')).fetch('1234', CTX), 5000);
       let path: string;
@@ -188,8 +200,13 @@ describe('reports/http-source', function () {
     });
 
     it('takes the extension from Content-Type with parameters', async () => {
-      server.routes.set('/t/', (_req, res) => res.writeHead(200, { 'content-type': 'Text/Plain; charset=utf-8' }).end('hello'));
-      const r = await within(source(server.url('/t/{project}'), { fileName: 'report-{project}' }).fetch('42', CTX), 5000);
+      server.routes.set('/t/', (_req, res) =>
+        res.writeHead(200, { 'content-type': 'Text/Plain; charset=utf-8' }).end('hello'),
+      );
+      const r = await within(
+        source(server.url('/t/{project}'), { fileName: 'report-{project}' }).fetch('42', CTX),
+        5000,
+      );
       await r.release();
       expect(r.name).to.equal('report-42.txt');
       expect(r.mime).to.equal('text/plain');
@@ -208,7 +225,9 @@ describe('reports/http-source', function () {
     });
 
     it('offers no extension when neither type nor URL tells one', async () => {
-      server.routes.set('/v/', (_req, res) => res.writeHead(200, { 'content-type': 'application/x-unknown' }).end('data'));
+      server.routes.set('/v/', (_req, res) =>
+        res.writeHead(200, { 'content-type': 'application/x-unknown' }).end('data'),
+      );
       const r = await within(source(server.url('/v/{project}')).fetch('7', CTX), 5000);
       await r.release();
       expect(r.name).to.equal('status-7');
@@ -216,7 +235,9 @@ describe('reports/http-source', function () {
     });
 
     it('accepts an empty body (size 0)', async () => {
-      server.routes.set('/empty/', (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 0 }).end());
+      server.routes.set('/empty/', (_req, res) =>
+        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 0 }).end(),
+      );
       const r = await within(source(server.url('/empty/{project}')).fetch('1', CTX), 5000);
       expect(r.size).to.equal(0);
       expect((await r.complete()).sha256).to.equal(hex('sha256', Buffer.alloc(0)));
@@ -253,7 +274,9 @@ describe('reports/http-source', function () {
 
     it('decompresses gzip and hashes what it spooled', async () => {
       const body = Buffer.from('report '.repeat(1000));
-      server.routes.set('/gz/', (_req, res) => res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' }).end(gzipSync(body)));
+      server.routes.set('/gz/', (_req, res) =>
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' }).end(gzipSync(body)),
+      );
       const r = await within(source(server.url('/gz/{project}')).fetch('1', CTX), 5000);
       // the Content-Length of a compressed body is not the report's size: known only at the end
       expect(r.size).to.equal(body.length);
@@ -269,7 +292,7 @@ describe('reports/http-source', function () {
       const r = await within(source(server.url('/enc/{project}/status.pdf')).fetch(id, CTX), 5000);
       await r.release();
       expect(server.requests.map((q) => q.url)).to.deep.equal(['/enc/a%20b%2F..%2Fc%3Fx/status.pdf']);
-      expect(decodeURIComponent(server.requests[0]!.url.split('/')[2]!)).to.equal(id);
+      expect(decodeURIComponent(server.requests[0].url.split('/')[2])).to.equal(id);
     });
 
     it('ids with # % and unicode reach the server encoded', async () => {
@@ -286,18 +309,27 @@ describe('reports/http-source', function () {
     });
 
     it('sends the configured Authorization header (bearer) and the requester header', async () => {
-      const r = await within(source(server.url('/h/{project}'), { authHeader: 'Bearer tok-123', requesterHeader: 'X-Requested-By' }).fetch('1', { requester: 'bob@example.com' }), 5000);
+      const r = await within(
+        source(server.url('/h/{project}'), { authHeader: 'Bearer tok-123', requesterHeader: 'X-Requested-By' }).fetch(
+          '1',
+          { requester: 'bob@example.com' },
+        ),
+        5000,
+      );
       await r.release();
-      const h = server.requests[0]!.headers;
+      const h = server.requests[0].headers;
       expect(h.authorization).to.equal('Bearer tok-123');
       expect(h['x-requested-by']).to.equal('bob@example.com');
       expect(h['user-agent']).to.equal('xmpp-reports');
     });
 
     it('sends basic auth built from user and password', async () => {
-      const r = await within(source(server.url('/h/{project}'), { basicUser: 'bot', basicPassword: 'p:ss wörd' }).fetch('1', CTX), 5000);
+      const r = await within(
+        source(server.url('/h/{project}'), { basicUser: 'bot', basicPassword: 'p:ss wörd' }).fetch('1', CTX),
+        5000,
+      );
       await r.release();
-      const h = server.requests[0]!.headers;
+      const h = server.requests[0].headers;
       expect(h.authorization).to.equal('Basic ' + Buffer.from('bot:p:ss wörd').toString('base64'));
       expect(Buffer.from(h.authorization!.slice(6), 'base64').toString()).to.equal('bot:p:ss wörd');
     });
@@ -305,7 +337,7 @@ describe('reports/http-source', function () {
     it('sends no Authorization and no requester header when none is configured', async () => {
       const r = await within(source(server.url('/h/{project}')).fetch('1', CTX), 5000);
       await r.release();
-      const h = server.requests[0]!.headers;
+      const h = server.requests[0].headers;
       expect(h).not.to.have.property('authorization');
       expect(Object.values(h)).not.to.include('alice@example.com');
     });
@@ -324,7 +356,9 @@ describe('reports/http-source', function () {
     ];
     for (const [status, kind] of statuses) {
       it(`${status} → ${kind}`, async () => {
-        server.routes.set('/s/', (_req, res) => res.writeHead(status, { 'content-type': 'text/html' }).end(`<h1>${status}</h1>`));
+        server.routes.set('/s/', (_req, res) =>
+          res.writeHead(status, { 'content-type': 'text/html' }).end(`<h1>${status}</h1>`),
+        );
         const err = await reportError(source(server.url('/s/{project}')).fetch('1234', CTX), kind);
         expect(err.detail.status).to.equal(status);
         expect(err.detail.url).to.equal(server.url('/s/1234'));
@@ -338,7 +372,10 @@ describe('reports/http-source', function () {
     it('keeps credentials embedded in the URL out of the error detail', async () => {
       server.routes.set('/s/', (_req, res) => res.writeHead(200).end('x'));
       // node-fetch 3 refuses such URLs outright, so this is always unavailable.
-      const err = await reportError(source(`http://user:pw-1234@127.0.0.1:${server.port}/s/{project}`).fetch('1', CTX), 'unavailable');
+      const err = await reportError(
+        source(`http://user:pw-1234@127.0.0.1:${server.port}/s/{project}`).fetch('1', CTX),
+        'unavailable',
+      );
       expect(String(err.detail.url)).to.equal(`http://127.0.0.1:${server.port}/s/1`);
       expect(server.requests).to.have.length(0);
     });
@@ -350,7 +387,10 @@ describe('reports/http-source', function () {
     // cover it. (Also: config.ts accepts such a urlTemplate although every
     // fetch with it fails; it should be refused, pointing to basicUser.)
     it('never puts credentials from the URL in the error message', async () => {
-      const err = await reportError(source(`http://user:pw-1234@127.0.0.1:${server.port}/s/{project}`).fetch('1', CTX), 'unavailable');
+      const err = await reportError(
+        source(`http://user:pw-1234@127.0.0.1:${server.port}/s/{project}`).fetch('1', CTX),
+        'unavailable',
+      );
       expect(err.message).not.to.include('pw-1234');
     });
   });
@@ -370,7 +410,11 @@ describe('reports/http-source', function () {
         /* never answers */
       });
       const start = Date.now();
-      const err = await reportError(source(server.url('/hang/{project}'), { timeoutMs: 200 }).fetch('1', CTX), 'unavailable', 3000);
+      const err = await reportError(
+        source(server.url('/hang/{project}'), { timeoutMs: 200 }).fetch('1', CTX),
+        'unavailable',
+        3000,
+      );
       const took = Date.now() - start;
       expect(err.detail.cause).to.equal('timeout');
       expect(err.message).to.include('200 ms');
@@ -392,7 +436,9 @@ describe('reports/http-source', function () {
           await r.release();
         }
       };
-      const head = declared ? { 'content-type': 'application/pdf', 'content-length': 10_000 } : { 'content-type': 'application/pdf' };
+      const head = declared
+        ? { 'content-type': 'application/pdf', 'content-length': 10_000 }
+        : { 'content-type': 'application/pdf' };
 
       it(`a body that stalls mid-way → unavailable, no spool file left (${how})`, async () => {
         server.routes.set('/stall/', (_req, res) => {
@@ -457,7 +503,10 @@ describe('reports/http-source', function () {
         /* never answers */
       });
       const ac = new AbortController();
-      const p = source(server.url('/hang/{project}'), { timeoutMs: 5000 }).fetch('1', { requester: 'a@b.c', signal: ac.signal });
+      const p = source(server.url('/hang/{project}'), { timeoutMs: 5000 }).fetch('1', {
+        requester: 'a@b.c',
+        signal: ac.signal,
+      });
       setTimeout(() => ac.abort(), 50);
       await reportError(p, 'unavailable', 2000);
     });
@@ -465,8 +514,13 @@ describe('reports/http-source', function () {
 
   describe('size limit', () => {
     it('a Content-Length above maxBytes → too-large before reading the body', async () => {
-      server.routes.set('/big/', (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 5000 }).end(Buffer.alloc(5000)));
-      const err = await reportError(source(server.url('/big/{project}'), { maxBytes: 4999 }).fetch('1', CTX), 'too-large');
+      server.routes.set('/big/', (_req, res) =>
+        res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 5000 }).end(Buffer.alloc(5000)),
+      );
+      const err = await reportError(
+        source(server.url('/big/{project}'), { maxBytes: 4999 }).fetch('1', CTX),
+        'too-large',
+      );
       expect(err.detail).to.include({ size: 5000, maxBytes: 4999 });
     });
 
@@ -484,15 +538,26 @@ describe('reports/http-source', function () {
           sent += 16 * 1024;
         }, 1);
       });
-      const err = await reportError(source(server.url('/chunked/{project}'), { maxBytes: 50_000 }).fetch('1', CTX), 'too-large');
+      const err = await reportError(
+        source(server.url('/chunked/{project}'), { maxBytes: 50_000 }).fetch('1', CTX),
+        'too-large',
+      );
       expect(err.detail).to.include({ maxBytes: 50_000 });
-      expect(server.requests[0]!.headers['content-length']).to.equal(undefined);
+      expect(server.requests[0].headers['content-length']).to.equal(undefined);
       expect((await readdir(spoolDir)).filter((e) => e.startsWith('spool-'))).to.deep.equal([]);
     });
 
     it('a gzip body that inflates above maxBytes → too-large', async () => {
       const packed = gzipSync(Buffer.alloc(2_000_000));
-      server.routes.set('/bomb/', (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-encoding': 'gzip', 'content-length': packed.length }).end(packed));
+      server.routes.set('/bomb/', (_req, res) =>
+        res
+          .writeHead(200, {
+            'content-type': 'application/pdf',
+            'content-encoding': 'gzip',
+            'content-length': packed.length,
+          })
+          .end(packed),
+      );
       expect(packed.length).to.be.below(100_000);
       await reportError(source(server.url('/bomb/{project}'), { maxBytes: 100_000 }).fetch('1', CTX), 'too-large');
     });
@@ -512,7 +577,10 @@ describe('reports/http-source', function () {
         }, 5);
       });
       await reportError(source(server.url('/huge/{project}'), { maxBytes: 1000 }).fetch('1', CTX), 'too-large');
-      expect(await waitFor(() => server.closedRequests.some((u) => u.startsWith('/huge/')), 1500), 'server saw the request closed').to.equal(true);
+      expect(
+        await waitFor(() => server.closedRequests.some((u) => u.startsWith('/huge/')), 1500),
+        'server saw the request closed',
+      ).to.equal(true);
     });
   });
 

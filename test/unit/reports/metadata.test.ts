@@ -14,7 +14,8 @@ describe('reports/metadata (project names for vCards)', () => {
       const m = /^\/meta\/([^/]+)\.json$/.exec(req.url ?? '');
       const id = decodeURIComponent(m?.[1] ?? '');
       setTimeout(() => {
-        if (id === '1234') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: ' Apollo\n(moon) ' }));
+        if (id === '1234')
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: ' Apollo\n(moon) ' }));
         else if (id === 'bad') res.writeHead(200).end('not json');
         else if (id === 'noname') res.writeHead(200).end('{"title": 3}');
         else res.writeHead(404).end();
@@ -30,7 +31,14 @@ describe('reports/metadata (project names for vCards)', () => {
   });
 
   const names = (now?: () => number) =>
-    new ProjectNames({ urlTemplate: `${base}/meta/{project}.json`, authHeader: 'Bearer t', basicUser: '', basicPassword: '', timeoutMs: 2000, ...(now ? { now } : {}) });
+    new ProjectNames({
+      urlTemplate: `${base}/meta/{project}.json`,
+      authHeader: 'Bearer t',
+      basicUser: '',
+      basicPassword: '',
+      timeoutMs: 2000,
+      ...(now ? { now } : {}),
+    });
 
   it('reads {name} with the intranet credentials, cleaned to one line, and caches it', async () => {
     const n = names();
@@ -65,7 +73,7 @@ describe('reports/metadata (project names for vCards)', () => {
 
   it('percent-encodes the project id into the URL', async () => {
     await names().get('a b', 1000);
-    expect(hits[0]!.url).to.equal('/meta/a%20b.json');
+    expect(hits[0].url).to.equal('/meta/a%20b.json');
   });
 
   it('cleans names: control characters, length, non-strings', () => {

@@ -26,9 +26,13 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   expect.fail('expected a rejection');
 }
 
-
 /** Spools input whole: the path and the final size. */
-async function write(spool: Spool, input: Readable, maxBytes: number, signal?: AbortSignal): Promise<{ path: string; size: number }> {
+async function write(
+  spool: Spool,
+  input: Readable,
+  maxBytes: number,
+  signal?: AbortSignal,
+): Promise<{ path: string; size: number }> {
   const file = spool.begin(input, { maxBytes, ...(signal ? { signal } : {}) });
   return { path: file.path, size: await file.done };
 }
@@ -116,7 +120,13 @@ describe('reports/spool', () => {
     });
 
     it('gives every write its own file', async () => {
-      const [a, b] = await within(Promise.all([write(spool, Readable.from([Buffer.from('a')]), 10), write(spool, Readable.from([Buffer.from('b')]), 10)]), 5000);
+      const [a, b] = await within(
+        Promise.all([
+          write(spool, Readable.from([Buffer.from('a')]), 10),
+          write(spool, Readable.from([Buffer.from('b')]), 10),
+        ]),
+        5000,
+      );
       expect(a.path).not.to.equal(b.path);
       expect((await readFile(a.path)).toString()).to.equal('a');
       expect((await readFile(b.path)).toString()).to.equal('b');
@@ -175,7 +185,6 @@ describe('reports/spool', () => {
       expect((err as Error).name).to.equal('AbortError');
       expect(await readdir(dir)).to.deep.equal([]);
     });
-
   });
 
   describe('begin: read while it is written', () => {
@@ -242,7 +251,10 @@ describe('reports/spool', () => {
 
     it('describe() words the failure readers see', async () => {
       const src = new PassThrough();
-      const file = spool.begin(src, { maxBytes: 100, describe: (e) => new ReportError('unavailable', `download failed: ${e.message}`) });
+      const file = spool.begin(src, {
+        maxBytes: 100,
+        describe: (e) => new ReportError('unavailable', `download failed: ${e.message}`),
+      });
       src.write('ab');
       const r = await file.open();
       const waiting = r.read(Buffer.alloc(4), 0, 4, 2);

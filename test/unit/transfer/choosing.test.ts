@@ -5,26 +5,47 @@ import { loadConfig, ConfigError } from '../../../src/config.js';
 import { createLogger } from '../../../src/log.js';
 import type { SpooledReport } from '../../../src/reports/source.js';
 import { stubReport } from '../../support/reports.js';
-import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryProgress, type DeliveryRequest } from '../../../src/transfer/delivery.js';
+import {
+  DeliveryError,
+  type Delivery,
+  type DeliveryOutcome,
+  type DeliveryProgress,
+  type DeliveryRequest,
+} from '../../../src/transfer/delivery.js';
 import { ChoosingDelivery, type LinkPublisher, type TransferMethod } from '../../../src/transfer/link.js';
 import { xml, type Element } from '@xmpp/component';
 import { Capabilities, type ClientInfo } from '../../../src/xmpp/caps.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
 
 const SI = [NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB];
-const JINGLE = ['urn:xmpp:jingle:1', 'urn:xmpp:jingle:apps:file-transfer:5', 'urn:xmpp:jingle:transports:s5b:1', 'urn:xmpp:jingle:transports:ibb:1'];
+const JINGLE = [
+  'urn:xmpp:jingle:1',
+  'urn:xmpp:jingle:apps:file-transfer:5',
+  'urn:xmpp:jingle:transports:s5b:1',
+  'urn:xmpp:jingle:transports:ibb:1',
+];
 const clients: Record<string, ClientInfo | 'unknown'> = {
   pidgin: { features: new Set(SI), identities: [{ category: 'client', type: 'pc', name: 'Pidgin' }] },
   psi: { features: new Set([...SI, ...JINGLE]), identities: [{ category: 'client', type: 'pc', name: 'Psi' }] },
   dino: { features: new Set(JINGLE), identities: [{ category: 'client', type: 'pc', name: 'Dino' }] },
-  conversations: { features: new Set([...JINGLE, 'urn:xmpp:http:upload:0']), identities: [{ category: 'client', type: 'phone', name: 'Conversations' }] },
-  gajim: { features: new Set(['urn:xmpp:http:upload:0']), identities: [{ category: 'client', type: 'pc', name: 'Gajim' }] },
+  conversations: {
+    features: new Set([...JINGLE, 'urn:xmpp:http:upload:0']),
+    identities: [{ category: 'client', type: 'phone', name: 'Conversations' }],
+  },
+  gajim: {
+    features: new Set(['urn:xmpp:http:upload:0']),
+    identities: [{ category: 'client', type: 'pc', name: 'Gajim' }],
+  },
   silent: 'unknown',
 };
 
 const report: SpooledReport = stubReport('1', 10, { name: 'r.pdf' });
 
-function fake(name: string, calls: string[], result: () => Promise<DeliveryOutcome>): Delivery & { seen: DeliveryRequest[] } {
+function fake(
+  name: string,
+  calls: string[],
+  result: () => Promise<DeliveryOutcome>,
+): Delivery & { seen: DeliveryRequest[] } {
   const seen: DeliveryRequest[] = [];
   return {
     seen,
@@ -36,7 +57,15 @@ function fake(name: string, calls: string[], result: () => Promise<DeliveryOutco
   };
 }
 
-function setup(client: string, o: { order?: TransferMethod[]; si?: () => Promise<DeliveryOutcome>; jingle?: () => Promise<DeliveryOutcome>; links?: boolean } = {}) {
+function setup(
+  client: string,
+  o: {
+    order?: TransferMethod[];
+    si?: () => Promise<DeliveryOutcome>;
+    jingle?: () => Promise<DeliveryOutcome>;
+    links?: boolean;
+  } = {},
+) {
   const calls: string[] = [];
   const progress: DeliveryProgress[] = [];
   const ok = (m: 's5b' | 'ibb') => async (): Promise<DeliveryOutcome> => ({ kind: 'delivered', method: m, bytes: 10 });
@@ -52,15 +81,28 @@ function setup(client: string, o: { order?: TransferMethod[]; si?: () => Promise
             return { url: 'http://l/x', expiresAt: undefined, logId: 'x' };
           },
         };
-  const caps = { info: async () => clients[client]! };
+  const caps = { info: async () => clients[client] };
   const choosing = new ChoosingDelivery(si, links, caps, { jingle, ...(o.order ? { order: o.order } : {}) });
-  const req: DeliveryRequest = { report, to: 'u@e/r', from: 'p@r/x', log: createLogger('silent'), progress: async (p) => void progress.push(p) };
+  const req: DeliveryRequest = {
+    report,
+    to: 'u@e/r',
+    from: 'p@r/x',
+    log: createLogger('silent'),
+    progress: async (p) => void progress.push(p),
+  };
   return { choosing, calls, progress, req, si, jingle };
 }
 
 describe('transfer/ChoosingDelivery', () => {
   it('gives each well-known client its method by default (si, jingle, link)', async () => {
-    const want: Record<string, string[]> = { pidgin: ['si'], psi: ['si'], dino: ['jingle'], conversations: ['jingle'], gajim: ['link'], silent: ['si'] };
+    const want: Record<string, string[]> = {
+      pidgin: ['si'],
+      psi: ['si'],
+      dino: ['jingle'],
+      conversations: ['jingle'],
+      gajim: ['link'],
+      silent: ['si'],
+    };
     for (const [c, calls] of Object.entries(want)) {
       const s = setup(c);
       await s.choosing.deliver(s.req);
@@ -68,10 +110,10 @@ describe('transfer/ChoosingDelivery', () => {
     }
   });
 
-  it('hands the client\'s disco#info to the delivery (Jingle needs its identity)', async () => {
+  it("hands the client's disco#info to the delivery (Jingle needs its identity)", async () => {
     const s = setup('dino');
     await s.choosing.deliver(s.req);
-    expect(s.jingle.seen[0]!.client).to.equal(clients.dino);
+    expect(s.jingle.seen[0].client).to.equal(clients.dino);
   });
 
   it('follows transfer.order', async () => {
@@ -101,7 +143,9 @@ describe('transfer/ChoosingDelivery', () => {
   });
 
   it('sends the link with "no-direct-connection" when Jingle could not be confirmed (Dino without S5B)', async () => {
-    const s = setup('dino', { jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')) });
+    const s = setup('dino', {
+      jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')),
+    });
     const out = await s.choosing.deliver(s.req);
     expect(out).to.include({ kind: 'linked', why: 'no-direct-connection' });
     expect(s.progress).to.deep.equal([{ kind: 'link-instead', why: 'no-direct-connection' }]);
@@ -113,11 +157,17 @@ describe('transfer/ChoosingDelivery', () => {
     await declined.choosing.deliver(declined.req).catch((e: unknown) => (err = e));
     expect((err as DeliveryError).reason).to.equal('declined');
     expect(declined.calls).to.deep.equal(['jingle']);
-    const noLinks = setup('dino', { links: false, jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')) });
+    const noLinks = setup('dino', {
+      links: false,
+      jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')),
+    });
     await noLinks.choosing.deliver(noLinks.req).catch((e: unknown) => (err = e));
     expect((err as DeliveryError).linkWhy).to.equal('no-direct-connection');
     // No link, no SI, no Jingle: an SI offer still tells the user the client takes no files.
-    const gajim = setup('gajim', { links: false, si: async () => Promise.reject(new DeliveryError('unsupported', 'service-unavailable')) });
+    const gajim = setup('gajim', {
+      links: false,
+      si: async () => Promise.reject(new DeliveryError('unsupported', 'service-unavailable')),
+    });
     await gajim.choosing.deliver(gajim.req).catch((e: unknown) => (err = e));
     expect(gajim.calls).to.deep.equal(['si']);
     expect((err as DeliveryError).reason).to.equal('unsupported');
@@ -130,7 +180,12 @@ describe('xmpp/caps: identities for the method choice', () => {
       xml(
         'iq',
         { type: 'result' },
-        xml('query', { xmlns: NS.DISCO_INFO }, xml('identity', { category: 'client', type: 'pc', name: 'Dino' }), ...JINGLE.map((v) => xml('feature', { var: v }))),
+        xml(
+          'query',
+          { xmlns: NS.DISCO_INFO },
+          xml('identity', { category: 'client', type: 'pc', name: 'Dino' }),
+          ...JINGLE.map((v) => xml('feature', { var: v })),
+        ),
       );
     const caps = new Capabilities(request, 1000);
     const info = await caps.info('p@r/x', 'dave@localhost/dino');
@@ -143,7 +198,7 @@ describe('xmpp/caps: identities for the method choice', () => {
 
 describe('config: transfer.order and transfer.jingle.*', () => {
   const load = (env: Record<string, string>) => loadConfig({ env: { XR_XMPP_SECRET: 'x', ...env } });
-  it('defaults to si, jingle, link; Dino\'s IBB untrusted; the receiver\'s candidates off loopback and link-local', () => {
+  it("defaults to si, jingle, link; Dino's IBB untrusted; the receiver's candidates off loopback and link-local", () => {
     const c = load({});
     expect(c.transfer.order).to.deep.equal(['si', 'jingle', 'link']);
     expect(c.transfer.jingle.noIbbClients).to.deep.equal(['Dino']);
@@ -154,6 +209,9 @@ describe('config: transfer.order and transfer.jingle.*', () => {
   it('refuses unknown methods, repeats and bad networks, naming the key', () => {
     expect(() => load({ XR_TRANSFER_ORDER: 'si,ftp' })).to.throw(ConfigError, /transfer\.order .*ftp/);
     expect(() => load({ XR_TRANSFER_ORDER: 'si,si' })).to.throw(ConfigError, /transfer\.order/);
-    expect(() => load({ XR_JINGLE_PEER_NETWORKS: '10.0.0.0/99' })).to.throw(ConfigError, /transfer\.jingle\.peerNetworks/);
+    expect(() => load({ XR_JINGLE_PEER_NETWORKS: '10.0.0.0/99' })).to.throw(
+      ConfigError,
+      /transfer\.jingle\.peerNetworks/,
+    );
   });
 });

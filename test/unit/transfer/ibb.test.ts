@@ -28,7 +28,8 @@ function fakeReceiver(opts: { refuseBlockAbove?: number; failAtSeq?: number; nev
     const data = iq.getChild('data', NS.IBB);
     if (open) {
       const bs = Number(open.attrs['block-size']);
-      if (opts.refuseBlockAbove && bs > opts.refuseBlockAbove) return Promise.reject(new StanzaFail('resource-constraint'));
+      if (opts.refuseBlockAbove && bs > opts.refuseBlockAbove)
+        return Promise.reject(new StanzaFail('resource-constraint'));
       return Promise.resolve(xml('iq', { type: 'result' }));
     }
     if (data) {
@@ -48,7 +49,15 @@ function fakeReceiver(opts: { refuseBlockAbove?: number; failAtSeq?: number; nev
     // close: libpurple never answers it
     return opts.neverAnswerClose ? new Promise(() => {}) : Promise.resolve(xml('iq', { type: 'result' }));
   };
-  return { sent, received, seqs, request, get maxInFlight() { return maxInFlight; } };
+  return {
+    sent,
+    received,
+    seqs,
+    request,
+    get maxInFlight() {
+      return maxInFlight;
+    },
+  };
 }
 
 describe('transfer/ibb', () => {
@@ -68,7 +77,13 @@ describe('transfer/ibb', () => {
   }
 
   let ids = 0;
-  const base = { from: 'p@r.example.com/reports', to: 'a@example.com/x', sid: 's1', ackTimeoutMs: 1000, newId: () => `id${ids++}` };
+  const base = {
+    from: 'p@r.example.com/reports',
+    to: 'a@example.com/x',
+    sid: 's1',
+    ackTimeoutMs: 1000,
+    newId: () => `id${ids++}`,
+  };
 
   it('wraps sequence numbers at 65535 (XEP-0047 §2.2)', () => {
     expect(nextSeq(0)).to.equal(1);
@@ -78,7 +93,9 @@ describe('transfer/ibb', () => {
 
   it('builds open, data and close as in XEP-0047 examples', () => {
     const o = buildOpen({ id: 'i1', from: 'a@b/c', to: 'd@e/f', sid: 'x', blockSize: 4096 });
-    expect(o.toString()).to.equal(`<iq type="set" id="i1" from="a@b/c" to="d@e/f"><open xmlns="${NS.IBB}" sid="x" block-size="4096" stanza="iq"/></iq>`);
+    expect(o.toString()).to.equal(
+      `<iq type="set" id="i1" from="a@b/c" to="d@e/f"><open xmlns="${NS.IBB}" sid="x" block-size="4096" stanza="iq"/></iq>`,
+    );
     const d = buildData({ id: 'i2', from: 'a@b/c', to: 'd@e/f', sid: 'x', seq: 0, data: 'qANQR1DBwU4DX7jmYZnncm==' });
     expect(d.getChild('data', NS.IBB)?.attrs.seq).to.equal('0');
     expect(d.getChild('data', NS.IBB)?.text()).to.equal('qANQR1DBwU4DX7jmYZnncm==');
@@ -94,30 +111,56 @@ describe('transfer/ibb', () => {
     it(`sends ${label} byte-exact with consecutive sequence numbers`, async () => {
       const f = await file(size);
       const r = fakeReceiver({ neverAnswerClose: true });
-      const acked = await new IbbSender({ ...base, report: fileReport(f.path, size), blockSize: block, window: 4, request: r.request }).send();
+      const acked = await new IbbSender({
+        ...base,
+        report: fileReport(f.path, size),
+        blockSize: block,
+        window: 4,
+        request: r.request,
+      }).send();
       expect(acked).to.equal(size);
       const got = Buffer.concat(r.received);
-      expect(createHash('sha256').update(got).digest('hex')).to.equal(createHash('sha256').update(f.data).digest('hex'));
+      expect(createHash('sha256').update(got).digest('hex')).to.equal(
+        createHash('sha256').update(f.data).digest('hex'),
+      );
       expect(r.seqs).to.deep.equal(r.seqs.map((_, i) => i));
       expect(r.received.every((b) => b.length <= block)).to.equal(true);
-      expect(r.sent[r.sent.length - 1]!.getChild('close', NS.IBB)).to.not.equal(undefined);
+      expect(r.sent[r.sent.length - 1].getChild('close', NS.IBB)).to.not.equal(undefined);
     });
   }
 
   it('keeps up to the window of blocks in flight, and 1 means stop-and-wait', async () => {
     const f = await file(64 * 1024);
     const r8 = fakeReceiver();
-    await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 8, request: r8.request }).send();
+    await new IbbSender({
+      ...base,
+      report: fileReport(f.path, f.data.length),
+      blockSize: 1024,
+      window: 8,
+      request: r8.request,
+    }).send();
     expect(r8.maxInFlight).to.equal(8);
     const r1 = fakeReceiver();
-    await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 1, request: r1.request }).send();
+    await new IbbSender({
+      ...base,
+      report: fileReport(f.path, f.data.length),
+      blockSize: 1024,
+      window: 1,
+      request: r1.request,
+    }).send();
     expect(r1.maxInFlight).to.equal(1);
   });
 
   it('wraps seq past 65535 on a long stream', async () => {
     const f = await file(65537 * 2);
     const r = fakeReceiver();
-    await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 2, window: 128, request: r.request }).send();
+    await new IbbSender({
+      ...base,
+      report: fileReport(f.path, f.data.length),
+      blockSize: 2,
+      window: 128,
+      request: r.request,
+    }).send();
     expect(r.seqs[65535]).to.equal(65535);
     expect(r.seqs[65536]).to.equal(0);
     expect(Buffer.concat(r.received).equals(f.data)).to.equal(true);
@@ -126,7 +169,13 @@ describe('transfer/ibb', () => {
   it('retries the open with 4096-byte blocks after resource-constraint', async () => {
     const f = await file(10000);
     const r = fakeReceiver({ refuseBlockAbove: 4096 });
-    const s = new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 65535, window: 2, request: r.request });
+    const s = new IbbSender({
+      ...base,
+      report: fileReport(f.path, f.data.length),
+      blockSize: 65535,
+      window: 2,
+      request: r.request,
+    });
     await s.send();
     expect(s.blockSize).to.equal(4096);
     const opens = r.sent.filter((e) => e.getChild('open', NS.IBB));
@@ -138,7 +187,13 @@ describe('transfer/ibb', () => {
     const r = fakeReceiver({ failAtSeq: 5 });
     let err: unknown;
     try {
-      await new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 1, request: r.request }).send();
+      await new IbbSender({
+        ...base,
+        report: fileReport(f.path, f.data.length),
+        blockSize: 1024,
+        window: 1,
+        request: r.request,
+      }).send();
     } catch (e) {
       err = e;
     }
@@ -150,10 +205,16 @@ describe('transfer/ibb', () => {
   it('stops when aborted (receiver closed early)', async () => {
     const f = await file(50 * 1024);
     const r = fakeReceiver();
-    const s = new IbbSender({ ...base, report: fileReport(f.path, f.data.length), blockSize: 1024, window: 1, request: (iq, t) => {
-      if (iq.getChild('data', NS.IBB)?.attrs.seq === '3') s.abort('receiver closed the in-band stream early');
-      return r.request(iq, t);
-    } });
+    const s = new IbbSender({
+      ...base,
+      report: fileReport(f.path, f.data.length),
+      blockSize: 1024,
+      window: 1,
+      request: (iq, t) => {
+        if (iq.getChild('data', NS.IBB)?.attrs.seq === '3') s.abort('receiver closed the in-band stream early');
+        return r.request(iq, t);
+      },
+    });
     let err: unknown;
     try {
       await s.send();
@@ -193,6 +254,6 @@ describe('transfer/ibb', () => {
     expect(got.length % 4096).to.equal(0);
     expect(got.length).to.be.below(20_000);
     expect(got.equals(f.data.subarray(0, got.length))).to.equal(true);
-    expect(r.sent[r.sent.length - 1]!.getChild('close', NS.IBB)).to.not.equal(undefined);
+    expect(r.sent[r.sent.length - 1].getChild('close', NS.IBB)).to.not.equal(undefined);
   });
 });

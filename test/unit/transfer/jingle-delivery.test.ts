@@ -18,9 +18,24 @@ import type { SpooledReport } from '../../../src/reports/source.js';
 import { fileReport } from '../../support/reports.js';
 import { DeliveryError, type DeliveryRequest } from '../../../src/transfer/delivery.js';
 import { JingleDelivery, trustsIbb } from '../../../src/transfer/jingle/delivery.js';
-import { NS_JINGLE, NS_JINGLE_FT, NS_JINGLE_IBB, NS_JINGLE_S5B, parseJingle, type Jingle, type S5bTransport } from '../../../src/transfer/jingle/jingle.js';
+import {
+  NS_JINGLE,
+  NS_JINGLE_FT,
+  NS_JINGLE_IBB,
+  NS_JINGLE_S5B,
+  parseJingle,
+  type Jingle,
+  type S5bTransport,
+} from '../../../src/transfer/jingle/jingle.js';
 import { socksConnect } from '../../../src/transfer/jingle/s5b-transport.js';
-import { METHOD_NO_AUTH, REPLY, connectReply, greetingReply, parseConnect, parseGreeting } from '../../../src/transfer/socks5.js';
+import {
+  METHOD_NO_AUTH,
+  REPLY,
+  connectReply,
+  greetingReply,
+  parseConnect,
+  parseGreeting,
+} from '../../../src/transfer/socks5.js';
 import { Streamhost } from '../../../src/transfer/streamhost.js';
 import type { ClientInfo } from '../../../src/xmpp/caps.js';
 import { parseJid } from '../../../src/xmpp/addresses.js';
@@ -151,7 +166,7 @@ class Responder {
   }
 
   private content(...children: Element[]): Element {
-    return xml('content', { creator: 'initiator', name: this.initiate!.contents[0]!.name }, ...children);
+    return xml('content', { creator: 'initiator', name: this.initiate!.contents[0].name }, ...children);
   }
 
   /** The component's request(): the responder's answer, and what it does next. */
@@ -167,21 +182,36 @@ class Responder {
       switch (j.action) {
         case 'session-initiate':
           this.initiate = j;
-          if (this.b.initiate === 'service-unavailable') throw Object.assign(new Error('service-unavailable'), { condition: 'service-unavailable' });
+          if (this.b.initiate === 'service-unavailable')
+            throw Object.assign(new Error('service-unavailable'), { condition: 'service-unavailable' });
           if (this.b.initiate === 'silent') return new Promise<Element>(() => {});
           setTimeout(() => void this.afterInitiate(), 5);
           return ok;
         case 'transport-replace':
           setTimeout(() => {
-            const t = j.contents[0]!.transport!;
-            if (this.b.replace === 'reject' || !this.b.replace) void this.send(this.j('transport-reject', this.content()));
-            else void this.send(this.j('transport-accept', this.content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: t.kind === 'ibb' ? t.sid : '', 'block-size': String(this.b.replace.accept) }))));
+            const t = j.contents[0].transport!;
+            if (this.b.replace === 'reject' || !this.b.replace)
+              void this.send(this.j('transport-reject', this.content()));
+            else
+              void this.send(
+                this.j(
+                  'transport-accept',
+                  this.content(
+                    xml('transport', {
+                      xmlns: NS_JINGLE_IBB,
+                      sid: t.kind === 'ibb' ? t.sid : '',
+                      'block-size': String(this.b.replace.accept),
+                    }),
+                  ),
+                ),
+              );
           }, 5);
           return ok;
         case 'transport-info': {
           // The initiator connected to our proxy: with our candidate-error, that proxy is nominated.
           const tr = jingle.getChild('content')?.getChild('transport', NS_JINGLE_S5B);
-          if (tr?.getChild('candidate-used')?.attrs.cid === 'their-proxy') setTimeout(() => void this.activateOwnProxy(this.initiate!.contents[0]!.transport as S5bTransport), 5);
+          if (tr?.getChild('candidate-used')?.attrs.cid === 'their-proxy')
+            setTimeout(() => void this.activateOwnProxy(this.initiate!.contents[0].transport as S5bTransport), 5);
           return ok;
         }
         default:
@@ -203,8 +233,10 @@ class Responder {
     if (data) {
       this.ibbBlocks++;
       this.received.push(Buffer.from(data.text(), 'base64'));
-      if (this.b.holdAcksAfter !== undefined && this.ibbBlocks > this.b.holdAcksAfter) return new Promise<never>(() => {});
-      if (this.b.cancelAfter !== undefined && this.bytes.length >= this.b.cancelAfter) setTimeout(() => void this.send(this.j('session-terminate', xml('reason', {}, xml('cancel')))), 1);
+      if (this.b.holdAcksAfter !== undefined && this.ibbBlocks > this.b.holdAcksAfter)
+        return new Promise<never>(() => {});
+      if (this.b.cancelAfter !== undefined && this.bytes.length >= this.b.cancelAfter)
+        setTimeout(() => void this.send(this.j('session-terminate', xml('reason', {}, xml('cancel')))), 1);
       return ok;
     }
     if (iq.getChild('close', NS.IBB)) {
@@ -215,7 +247,7 @@ class Responder {
   }
 
   private async afterInitiate(): Promise<void> {
-    const t = this.initiate!.contents[0]!.transport!;
+    const t = this.initiate!.contents[0].transport!;
     if (this.b.answer === 'none') return;
     if (this.b.answer === 'decline') {
       await this.send(this.j('session-terminate', xml('reason', {}, xml('decline'))));
@@ -224,32 +256,77 @@ class Responder {
     const own = this.b.ownProxy;
     const transport =
       t.kind === 's5b'
-        ? xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, own ? xml('candidate', { cid: 'their-proxy', host: own.host, port: String(own.port), jid: own.jid, priority: String(10 * 65536 + 7), type: 'proxy' }) : undefined)
+        ? xml(
+            'transport',
+            { xmlns: NS_JINGLE_S5B, sid: t.sid },
+            own
+              ? xml('candidate', {
+                  cid: 'their-proxy',
+                  host: own.host,
+                  port: String(own.port),
+                  jid: own.jid,
+                  priority: String(10 * 65536 + 7),
+                  type: 'proxy',
+                })
+              : undefined,
+          )
         : xml('transport', { xmlns: NS_JINGLE_IBB, sid: t.kind === 'ibb' ? t.sid : '', 'block-size': '4096' });
-    expect(await this.send(this.j('session-accept', this.content(xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))), transport)))).to.equal(true);
+    expect(
+      await this.send(
+        this.j(
+          'session-accept',
+          this.content(
+            xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
+            transport,
+          ),
+        ),
+      ),
+    ).to.equal(true);
     if (t.kind !== 's5b') return;
-    const c = (t as S5bTransport).candidates[this.b.useOurs ?? 0];
+    const c = t.candidates[this.b.useOurs ?? 0];
     if (this.b.s5b === 'connect' && c) {
-      this.socket = await socksConnect(c.host, c.port, (t as S5bTransport).dstaddr!, 2000);
+      this.socket = await socksConnect(c.host, c.port, t.dstaddr!, 2000);
       this.listen(this.socket);
-      await this.send(this.j('transport-info', this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('candidate-used', { cid: c.cid })))));
+      await this.send(
+        this.j(
+          'transport-info',
+          this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('candidate-used', { cid: c.cid }))),
+        ),
+      );
     } else {
-      await this.send(this.j('transport-info', this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('candidate-error')))));
+      await this.send(
+        this.j(
+          'transport-info',
+          this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('candidate-error'))),
+        ),
+      );
     }
   }
 
   /** The initiator nominated our proxy: connect to it as well, activate it, say so (XEP-0260 §2.4). */
   private async activateOwnProxy(t: S5bTransport): Promise<void> {
     const own = this.b.ownProxy!;
-    const hash = createHash('sha1').update(t.sid + THEM + US).digest('hex'); // SHA1(sid + responder + initiator)
+    const hash = createHash('sha1')
+      .update(t.sid + THEM + US)
+      .digest('hex'); // SHA1(sid + responder + initiator)
     if (this.b.proxyFails) {
-      await this.send(this.j('transport-info', this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('proxy-error')))));
+      await this.send(
+        this.j(
+          'transport-info',
+          this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('proxy-error'))),
+        ),
+      );
       return;
     }
     this.socket = await socksConnect(own.host, own.port, hash, 2000);
     this.listen(this.socket);
     this.onActivate();
-    await this.send(this.j('transport-info', this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('activated', { cid: 'their-proxy' })))));
+    await this.send(
+      this.j(
+        'transport-info',
+        this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('activated', { cid: 'their-proxy' }))),
+      ),
+    );
   }
 
   private listen(socket: Socket): void {
@@ -264,10 +341,17 @@ class Responder {
   }
 
   private async confirm(): Promise<void> {
-    const size = this.initiate!.contents[0]!.file!.size!;
+    const size = this.initiate!.contents[0].file!.size!;
     if (this.bytes.length !== size) return;
-    if (this.b.confirm === 'received') await this.send(this.j('session-info', xml('received', { xmlns: NS_JINGLE_FT, creator: 'initiator', name: this.initiate!.contents[0]!.name })));
-    if (this.b.confirm === 'terminate' || this.b.confirm === undefined) await this.send(this.j('session-terminate', xml('reason', {}, xml('success'))));
+    if (this.b.confirm === 'received')
+      await this.send(
+        this.j(
+          'session-info',
+          xml('received', { xmlns: NS_JINGLE_FT, creator: 'initiator', name: this.initiate!.contents[0].name }),
+        ),
+      );
+    if (this.b.confirm === 'terminate' || this.b.confirm === undefined)
+      await this.send(this.j('session-terminate', xml('reason', {}, xml('success'))));
     if (this.b.confirm !== 'nothing') this.socket?.end();
   }
 
@@ -288,7 +372,18 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     dir = await mkdtemp(join(tmpdir(), 'xr-jingle-'));
     await writeFile(join(dir, 'r.pdf'), body);
     report = fileReport(join(dir, 'r.pdf'), body.length, { project: '1234', name: 'status-1234.pdf' });
-    streamhost = await Streamhost.listen({ bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 2000, maxConnections: 50, maxPerAddress: 50 }, log);
+    streamhost = await Streamhost.listen(
+      {
+        bindHost: '127.0.0.1',
+        bindPort: 0,
+        advertiseHost: '',
+        advertisePort: 0,
+        handshakeTimeoutMs: 2000,
+        maxConnections: 50,
+        maxPerAddress: 50,
+      },
+      log,
+    );
   });
   after(async () => {
     await streamhost.close();
@@ -296,12 +391,22 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
   });
 
   function setup(b: Behaviour, env: Record<string, string> = {}, sh: Streamhost | undefined = streamhost) {
-    const config: Config = loadConfig({ env: { XR_XMPP_SECRET: 'x', XR_TRANSFER_OFFER_TIMEOUT_MS: '1000', XR_TRANSFER_CONNECT_TIMEOUT_MS: '2000', XR_TRANSFER_STALL_TIMEOUT_MS: '2000', XR_IBB_BLOCK_SIZE: '8192', XR_JINGLE_PEER_NETWORKS: 'none', ...env } });
+    const config: Config = loadConfig({
+      env: {
+        XR_XMPP_SECRET: 'x',
+        XR_TRANSFER_OFFER_TIMEOUT_MS: '1000',
+        XR_TRANSFER_CONNECT_TIMEOUT_MS: '2000',
+        XR_TRANSFER_STALL_TIMEOUT_MS: '2000',
+        XR_IBB_BLOCK_SIZE: '8192',
+        XR_JINGLE_PEER_NETWORKS: 'none',
+        ...env,
+      },
+    });
     const router = new IqRouter();
-    let responder!: Responder;
-    const connection = { request: (iq: Element) => responder.request(iq), send: async () => {} };
+    const peer: { responder?: Responder } = {};
+    const connection = { request: (iq: Element) => peer.responder!.request(iq), send: async () => {} };
     const jingle = new JingleDelivery({ connection, streamhost: sh, config: config.transfer, router });
-    responder = new Responder(router, b);
+    const responder = (peer.responder = new Responder(router, b));
     return { jingle, responder };
   }
 
@@ -320,14 +425,20 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     throw new Error('expected the delivery to fail');
   };
 
-  it('sends by S5B through our streamhost and counts it delivered on the receiver\'s session-terminate', async () => {
+  it("sends by S5B through our streamhost and counts it delivered on the receiver's session-terminate", async () => {
     const { jingle, responder } = setup({ s5b: 'connect', confirm: 'terminate' });
     const out = await jingle.deliver(req(client('Conversations')));
     expect(out).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
     expect(sha256(responder.bytes)).to.equal(sha256(body));
     expect(responder.actions()).to.deep.equal(['session-initiate', 'transport-info']); // the receiver terminated itself
-    const offer = responder.fromUs[0]!.contents[0]!;
-    expect(offer.file).to.deep.include({ name: 'status-1234.pdf', size: body.length, mediaType: 'application/pdf', desc: 'Status report of project 1234', hashes: [{ algo: 'sha-256', value: Buffer.from(sha256(body), 'hex').toString('base64') }] });
+    const offer = responder.fromUs[0].contents[0];
+    expect(offer.file).to.deep.include({
+      name: 'status-1234.pdf',
+      size: body.length,
+      mediaType: 'application/pdf',
+      desc: 'Status report of project 1234',
+      hashes: [{ algo: 'sha-256', value: Buffer.from(sha256(body), 'hex').toString('base64') }],
+    });
     const t = offer.transport as S5bTransport;
     expect(t.candidates).to.have.length(1);
     expect(t.candidates[0]).to.include({ type: 'direct', jid: US, host: '127.0.0.1', port: streamhost.port });
@@ -341,17 +452,25 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       ...report,
       open: async () => {
         const r = await report.open();
-        return { read: (buf, off, len, pos) => (pos >= 65536 ? Promise.resolve(0) : r.read(buf, off, Math.min(len, 65536 - pos), pos)), close: () => r.close() };
+        return {
+          read: (buf, off, len, pos) =>
+            pos >= 65536 ? Promise.resolve(0) : r.read(buf, off, Math.min(len, 65536 - pos), pos),
+          close: () => r.close(),
+        };
       },
     };
     const err = await failure(jingle.deliver({ ...req(client('Conversations')), report: cut }));
     expect(err.reason).to.equal('source');
     expect(err.message).to.equal(`the report ended after 65536 of ${body.length} bytes`);
-    expect(responder.actions()).to.deep.equal(['session-initiate', 'transport-info', 'session-terminate(failed-application)']);
+    expect(responder.actions()).to.deep.equal([
+      'session-initiate',
+      'transport-info',
+      'session-terminate(failed-application)',
+    ]);
     expect(responder.bytes.length).to.be.at.most(65536);
   });
 
-  it('takes session-info <received/>, or a clean close, as the receiver\'s word; then terminates with success itself', async () => {
+  it("takes session-info <received/>, or a clean close, as the receiver's word; then terminates with success itself", async () => {
     for (const confirm of ['received', 'close'] as const) {
       const { jingle, responder } = setup({ s5b: 'connect', confirm });
       const out = await jingle.deliver(req(client('Conversations')));
@@ -367,7 +486,7 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     expect(sha256(responder.bytes)).to.equal(sha256(body));
     expect(responder.ibbBlockSize).to.equal(4096);
     expect(responder.actions()).to.deep.equal(['session-initiate', 'transport-info', 'transport-replace']);
-    const replace = responder.fromUs[2]!.contents[0]!.transport!;
+    const replace = responder.fromUs[2].contents[0].transport!;
     expect(replace).to.include({ kind: 'ibb', blockSize: 8192 });
     // The IBB stream uses the transport's sid (XEP-0261).
     const open = responder.sent.find((iq) => iq.getChild('open', NS.IBB))!;
@@ -379,7 +498,11 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     const err = await failure(jingle.deliver(req(client('Dino'))));
     expect(err.linkWhy).to.equal('no-direct-connection');
     expect(err.reason).to.equal('failed');
-    expect(responder.actions()).to.deep.equal(['session-initiate', 'transport-info', 'session-terminate(connectivity-error)']);
+    expect(responder.actions()).to.deep.equal([
+      'session-initiate',
+      'transport-info',
+      'session-terminate(connectivity-error)',
+    ]);
     expect(responder.ibbBlocks).to.equal(0);
     expect(trustsIbb(client('dino'), ['Dino'])).to.equal(false);
     expect(trustsIbb(client('Conversations'), ['Dino'])).to.equal(true);
@@ -394,7 +517,7 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     const ibb = setup({ confirm: 'terminate' }, { XR_TRANSFER_METHODS: 'ibb' });
     const out = await ibb.jingle.deliver(req(client('Conversations')));
     expect(out).to.deep.include({ method: 'ibb', bytes: body.length });
-    expect(ibb.responder.fromUs[0]!.contents[0]!.transport).to.include({ kind: 'ibb' });
+    expect(ibb.responder.fromUs[0].contents[0].transport).to.include({ kind: 'ibb' });
   });
 
   it('ends with connectivity-error when neither S5B nor IBB is possible', async () => {
@@ -407,7 +530,9 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
 
   it('tells a refused transport-replace and a declined offer apart', async () => {
     const rej = setup({ s5b: 'error', replace: 'reject' });
-    expect((await failure(rej.jingle.deliver(req(client('Conversations'))))).message).to.equal('the receiver refused the in-band fallback');
+    expect((await failure(rej.jingle.deliver(req(client('Conversations'))))).message).to.equal(
+      'the receiver refused the in-band fallback',
+    );
     expect(rej.responder.actions().pop()).to.equal('session-terminate(connectivity-error)');
     const dec = setup({ answer: 'decline' });
     const err = await failure(dec.jingle.deliver(req(client('Conversations'))));
@@ -438,12 +563,20 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     expect(e2.reason).to.equal('lost');
   });
 
-  it('answers the receiver\'s own transport-replace with transport-reject', async () => {
+  it("answers the receiver's own transport-replace with transport-reject", async () => {
     const { jingle, responder } = setup({ answer: 'none' });
     const p = failure(jingle.deliver(req(client('Conversations'))));
     await sleep(30);
-    const sid = responder.fromUs[0]!.sid;
-    const replace = xml('jingle', { xmlns: NS_JINGLE, action: 'transport-replace', sid }, xml('content', { creator: 'initiator', name: 'a-file-offer' }, xml('transport', { xmlns: NS_JINGLE_IBB, sid: 'theirs', 'block-size': '4096' })));
+    const sid = responder.fromUs[0].sid;
+    const replace = xml(
+      'jingle',
+      { xmlns: NS_JINGLE, action: 'transport-replace', sid },
+      xml(
+        'content',
+        { creator: 'initiator', name: 'a-file-offer' },
+        xml('transport', { xmlns: NS_JINGLE_IBB, sid: 'theirs', 'block-size': '4096' }),
+      ),
+    );
     expect(await responder.send(replace)).to.equal(true);
     await sleep(30);
     expect(responder.actions()).to.deep.equal(['session-initiate', 'transport-reject']);
@@ -460,48 +593,88 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     });
 
     it('activates our own configured proxy when the receiver chose it, and says so with <activated/>', async () => {
-      const { jingle, responder } = setup({ s5b: 'connect', useOurs: 1, confirm: 'terminate' }, { XR_EXTERNAL_PROXIES: `proxy.example.com@127.0.0.1:${proxy.port}` });
+      const { jingle, responder } = setup(
+        { s5b: 'connect', useOurs: 1, confirm: 'terminate' },
+        { XR_EXTERNAL_PROXIES: `proxy.example.com@127.0.0.1:${proxy.port}` },
+      );
       responder.onActivate = () => proxy.activateAll() === 1;
       const out = await jingle.deliver(req(client('Conversations')));
       expect(out).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
       expect(sha256(responder.bytes)).to.equal(sha256(body));
-      const offered = (responder.fromUs[0]!.contents[0]!.transport as S5bTransport).candidates;
-      expect(offered.map((c) => [c.type, c.jid])).to.deep.equal([['direct', US], ['proxy', 'proxy.example.com']]);
-      const infos = responder.sent.filter((iq) => iq.getChild('jingle', NS_JINGLE)?.attrs.action === 'transport-info').map((iq) => iq.getChild('jingle', NS_JINGLE)!.getChild('content')!.getChild('transport', NS_JINGLE_S5B)!.getChildElements()[0]!.name);
+      const offered = (responder.fromUs[0].contents[0].transport as S5bTransport).candidates;
+      expect(offered.map((c) => [c.type, c.jid])).to.deep.equal([
+        ['direct', US],
+        ['proxy', 'proxy.example.com'],
+      ]);
+      const infos = responder.sent
+        .filter((iq) => iq.getChild('jingle', NS_JINGLE)?.attrs.action === 'transport-info')
+        .map(
+          (iq) =>
+            iq
+              .getChild('jingle', NS_JINGLE)!
+              .getChild('content')!
+              .getChild('transport', NS_JINGLE_S5B)!
+              .getChildElements()[0].name,
+        );
       expect(infos).to.deep.equal(['candidate-error', 'activated']);
       // The activation went to the proxy, naming the receiver.
       const act = responder.sent.find((iq) => iq.getChild('query', NS.BYTESTREAMS))!;
       expect(act.attrs.to).to.equal('proxy.example.com');
     });
 
-    it('uses the receiver\'s own proxy candidate once the receiver activated it', async () => {
-      const { jingle, responder } = setup({ s5b: 'error', ownProxy: { host: '127.0.0.1', port: proxy.port, jid: 'proxy.example.net' }, confirm: 'terminate' }, { XR_JINGLE_PEER_NETWORKS: '127.0.0.0/8' });
+    it("uses the receiver's own proxy candidate once the receiver activated it", async () => {
+      const { jingle, responder } = setup(
+        {
+          s5b: 'error',
+          ownProxy: { host: '127.0.0.1', port: proxy.port, jid: 'proxy.example.net' },
+          confirm: 'terminate',
+        },
+        { XR_JINGLE_PEER_NETWORKS: '127.0.0.0/8' },
+      );
       responder.onActivate = () => proxy.activateAll() === 1;
       const out = await jingle.deliver(req(client('Dino')));
       expect(out).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
       expect(sha256(responder.bytes)).to.equal(sha256(body));
       const used = responder.sent.find((iq) => iq.getChild('jingle', NS_JINGLE)?.attrs.action === 'transport-info')!;
-      expect(used.getChild('jingle', NS_JINGLE)!.getChild('content')!.getChild('transport', NS_JINGLE_S5B)!.getChild('candidate-used')!.attrs.cid).to.equal('their-proxy');
+      expect(
+        used
+          .getChild('jingle', NS_JINGLE)!
+          .getChild('content')!
+          .getChild('transport', NS_JINGLE_S5B)!
+          .getChild('candidate-used')!.attrs.cid,
+      ).to.equal('their-proxy');
     });
 
-    it('gives up on the receiver\'s proxy on <proxy-error/> (and, for Dino, sends the link)', async () => {
-      const { jingle } = setup({ s5b: 'error', ownProxy: { host: '127.0.0.1', port: proxy.port, jid: 'proxy.example.net' }, proxyFails: true }, { XR_JINGLE_PEER_NETWORKS: '127.0.0.0/8' });
+    it("gives up on the receiver's proxy on <proxy-error/> (and, for Dino, sends the link)", async () => {
+      const { jingle } = setup(
+        { s5b: 'error', ownProxy: { host: '127.0.0.1', port: proxy.port, jid: 'proxy.example.net' }, proxyFails: true },
+        { XR_JINGLE_PEER_NETWORKS: '127.0.0.0/8' },
+      );
       const err = await failure(jingle.deliver(req(client('Dino'))));
       expect(err.linkWhy).to.equal('no-direct-connection');
       expect(err.message).to.match(/could not activate its proxy/);
     });
 
-    it('never connects to the receiver\'s candidates outside transfer.jingle.peerNetworks', async () => {
-      const { jingle, responder } = setup({ s5b: 'error', ownProxy: { host: '127.0.0.1', port: proxy.port, jid: 'proxy.example.net' } }, { XR_JINGLE_PEER_NETWORKS: '10.0.0.0/8' });
+    it("never connects to the receiver's candidates outside transfer.jingle.peerNetworks", async () => {
+      const { jingle, responder } = setup(
+        { s5b: 'error', ownProxy: { host: '127.0.0.1', port: proxy.port, jid: 'proxy.example.net' } },
+        { XR_JINGLE_PEER_NETWORKS: '10.0.0.0/8' },
+      );
       const err = await failure(jingle.deliver(req(client('Dino'))));
       expect(err.linkWhy).to.equal('no-direct-connection');
       expect(proxy.pairs.size).to.equal(0);
       const used = responder.sent.find((iq) => iq.getChild('jingle', NS_JINGLE)?.attrs.action === 'transport-info')!;
-      expect(used.getChild('jingle', NS_JINGLE)!.getChild('content')!.getChild('transport', NS_JINGLE_S5B)!.getChild('candidate-error')).to.not.equal(undefined);
+      expect(
+        used
+          .getChild('jingle', NS_JINGLE)!
+          .getChild('content')!
+          .getChild('transport', NS_JINGLE_S5B)!
+          .getChild('candidate-error'),
+      ).to.not.equal(undefined);
     });
   });
 
-  it('aborts a Jingle IBB transfer on the receiver\'s <close/>, and leaves other IBB closes to SI', async () => {
+  it("aborts a Jingle IBB transfer on the receiver's <close/>, and leaves other IBB closes to SI", async () => {
     const config = loadConfig({ env: { XR_XMPP_SECRET: 'x' } });
     const router = new IqRouter();
     const previous: string[] = [];
@@ -509,9 +682,19 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       previous.push(p.attrs.sid ?? '');
       return true;
     });
-    new JingleDelivery({ connection: { request: async () => xml('iq'), send: async () => {} }, streamhost: undefined, config: config.transfer, router });
+    new JingleDelivery({
+      connection: { request: async () => xml('iq'), send: async () => {} },
+      streamhost: undefined,
+      config: config.transfer,
+      router,
+    });
     const close = xml('close', { xmlns: NS.IBB, sid: 'si-stream' });
-    expect(await router.handle(xml('iq', { type: 'set', from: THEM, to: US }, close), parseJid(THEM)!, { kind: 'project', project: '1234' })).to.equal(true);
+    expect(
+      await router.handle(xml('iq', { type: 'set', from: THEM, to: US }, close), parseJid(THEM)!, {
+        kind: 'project',
+        project: '1234',
+      }),
+    ).to.equal(true);
     expect(previous).to.deep.equal(['si-stream']);
     // A close for a running Jingle IBB stream ends it as broken off.
     const s = setup({ s5b: 'error', replace: { accept: 1024 }, holdAcksAfter: 2 }, { XR_IBB_WINDOW: '1' });

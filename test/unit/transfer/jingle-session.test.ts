@@ -5,8 +5,23 @@
 // terminate ending every other wait).
 import { expect } from 'chai';
 import { xml, type Element } from '@xmpp/component';
-import { ACTIONS, NS_JINGLE, NS_JINGLE_ERRORS, NS_JINGLE_FT, NS_JINGLE_IBB, NS_JINGLE_S5B, type JingleAction, type S5bCandidate } from '../../../src/transfer/jingle/jingle.js';
-import { JingleSession, JingleSessions, SessionEnded, SessionTimeout, type SessionEvent } from '../../../src/transfer/jingle/session.js';
+import {
+  ACTIONS,
+  NS_JINGLE,
+  NS_JINGLE_ERRORS,
+  NS_JINGLE_FT,
+  NS_JINGLE_IBB,
+  NS_JINGLE_S5B,
+  type JingleAction,
+  type S5bCandidate,
+} from '../../../src/transfer/jingle/jingle.js';
+import {
+  JingleSession,
+  JingleSessions,
+  SessionEnded,
+  SessionTimeout,
+  type SessionEvent,
+} from '../../../src/transfer/jingle/session.js';
 import { parseJid } from '../../../src/xmpp/addresses.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
 
@@ -16,20 +31,45 @@ const SID = 'xjsession1';
 const TSID = 'xs-transport';
 const IBB_SID = 'xi-replacement';
 const CONTENT = 'a-file-offer';
-const OURS: S5bCandidate[] = [{ cid: 'c-own', host: '127.0.0.1', jid: US, port: 7625, priority: 126 * 65536 + 65535, type: 'direct' }, { cid: 'c-proxy', host: '127.0.0.1', jid: 'proxy.example.com', port: 7777, priority: 10 * 65536 + 65535, type: 'proxy' }];
+const OURS: S5bCandidate[] = [
+  { cid: 'c-own', host: '127.0.0.1', jid: US, port: 7625, priority: 126 * 65536 + 65535, type: 'direct' },
+  {
+    cid: 'c-proxy',
+    host: '127.0.0.1',
+    jid: 'proxy.example.com',
+    port: 7777,
+    priority: 10 * 65536 + 65535,
+    type: 'proxy',
+  },
+];
 
 type State = 'pending' | 'active' | 'replacing' | 'ended';
 const STATES: State[] = ['pending', 'active', 'replacing', 'ended'];
 
 function session(): JingleSession {
-  return new JingleSession({ sid: SID, initiator: US, responder: THEM, contentName: CONTENT, transport: { kind: 's5b', sid: TSID, candidates: OURS } });
+  return new JingleSession({
+    sid: SID,
+    initiator: US,
+    responder: THEM,
+    contentName: CONTENT,
+    transport: { kind: 's5b', sid: TSID, candidates: OURS },
+  });
 }
 
 /** A session brought into a state by the actions that lead there. */
 function inState(state: State): JingleSession {
   const s = session();
   if (state === 'pending') return s;
-  expect(s.handle({ action: 'session-accept', sid: SID, contents: [{ creator: 'initiator', name: CONTENT, transport: { kind: 's5b', sid: TSID, candidates: [] } }] }, jingle('session-accept')).ok).to.equal(true);
+  expect(
+    s.handle(
+      {
+        action: 'session-accept',
+        sid: SID,
+        contents: [{ creator: 'initiator', name: CONTENT, transport: { kind: 's5b', sid: TSID, candidates: [] } }],
+      },
+      jingle('session-accept'),
+    ).ok,
+  ).to.equal(true);
   if (state === 'active') return s;
   if (state === 'replacing') {
     // Both sides reported candidate-error; we sent transport-replace.
@@ -37,7 +77,10 @@ function inState(state: State): JingleSession {
     s.replacing = { kind: 'ibb', sid: IBB_SID };
     return s;
   }
-  s.handle({ action: 'session-terminate', sid: SID, contents: [], reason: { condition: 'success' } }, jingle('session-terminate'));
+  s.handle(
+    { action: 'session-terminate', sid: SID, contents: [], reason: { condition: 'success' } },
+    jingle('session-terminate'),
+  );
   expect(s.state).to.equal('ended');
   return s;
 }
@@ -50,9 +93,21 @@ function jingle(action: JingleAction, sid = SID): Element {
   const j = (...children: Element[]) => xml('jingle', { xmlns: NS_JINGLE, action, sid }, ...children);
   switch (action) {
     case 'session-initiate':
-      return j(xml('content', { creator: 'initiator', name: 'their-offer', senders: 'initiator' }, xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))), s5b()));
+      return j(
+        xml(
+          'content',
+          { creator: 'initiator', name: 'their-offer', senders: 'initiator' },
+          xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
+          s5b(),
+        ),
+      );
     case 'session-accept':
-      return j(content(xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))), s5b()));
+      return j(
+        content(
+          xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
+          s5b(),
+        ),
+      );
     case 'session-info':
       return j();
     case 'session-terminate':
@@ -63,7 +118,13 @@ function jingle(action: JingleAction, sid = SID): Element {
     case 'transport-replace':
       return j(content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })));
     case 'content-add':
-      return j(xml('content', { creator: 'responder', name: 'another' }, xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'y'), xml('size', {}, '2')))));
+      return j(
+        xml(
+          'content',
+          { creator: 'responder', name: 'another' },
+          xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'y'), xml('size', {}, '2'))),
+        ),
+      );
     case 'content-remove':
       return j(content(), xml('reason', {}, xml('cancel')));
     default:
@@ -104,7 +165,12 @@ const EXPECTED: Record<JingleAction, [pending: string, active: string, replacing
   'content-modify': ['cancel not-acceptable', 'cancel not-acceptable', 'cancel not-acceptable', UNKNOWN],
   'content-remove': ['ok', 'ok', 'ok', UNKNOWN],
   'description-info': ['ok', 'ok', 'ok', UNKNOWN],
-  'security-info': ['cancel feature-not-implemented', 'cancel feature-not-implemented', 'cancel feature-not-implemented', UNKNOWN],
+  'security-info': [
+    'cancel feature-not-implemented',
+    'cancel feature-not-implemented',
+    'cancel feature-not-implemented',
+    UNKNOWN,
+  ],
 };
 
 /** The event each accepted action hands to the delivery. */
@@ -126,7 +192,7 @@ describe('transfer/jingle session state machine', () => {
 
   for (const action of ACTIONS) {
     for (const [i, state] of STATES.entries()) {
-      const want = EXPECTED[action][i]!;
+      const want = EXPECTED[action][i];
       it(`${action} in ${state}: ${want}`, () => {
         const s = inState(state);
         const emitted: SessionEvent[] = [];
@@ -148,7 +214,8 @@ describe('transfer/jingle session state machine', () => {
           expect(sessions.get(THEM, SID)).to.equal(undefined); // forgotten: later actions are unknown-session
         }
         if (action === 'session-accept' && want === 'ok') expect(s.state).to.equal('active');
-        if (action === 'transport-accept' && want === 'ok') expect(s.transport).to.deep.equal({ kind: 'ibb', sid: IBB_SID });
+        if (action === 'transport-accept' && want === 'ok')
+          expect(s.transport).to.deep.equal({ kind: 'ibb', sid: IBB_SID });
       });
     }
   }
@@ -158,12 +225,22 @@ describe('transfer/jingle session state machine', () => {
       const sessions = new JingleSessions((fn) => fn());
       sessions.add(session());
       const j = jingle('session-info');
-      expect(answer(sessions.handle(iq(jingle('session-info', 'nope')), jingle('session-info', 'nope'), parseJid(THEM)!))).to.equal(UNKNOWN);
-      expect(answer(sessions.handle(iq(j, { from: 'eve@example.com/x' }), j, parseJid('eve@example.com/x')!))).to.equal(UNKNOWN);
-      expect(answer(sessions.handle(iq(j, { from: 'dave@example.com/other' }), j, parseJid('dave@example.com/other')!))).to.equal(UNKNOWN);
-      expect(answer(sessions.handle(iq(j, { to: '5678@reports.example.com/reports' }), j, parseJid(THEM)!))).to.equal(UNKNOWN);
+      expect(
+        answer(sessions.handle(iq(jingle('session-info', 'nope')), jingle('session-info', 'nope'), parseJid(THEM)!)),
+      ).to.equal(UNKNOWN);
+      expect(answer(sessions.handle(iq(j, { from: 'eve@example.com/x' }), j, parseJid('eve@example.com/x')!))).to.equal(
+        UNKNOWN,
+      );
+      expect(
+        answer(sessions.handle(iq(j, { from: 'dave@example.com/other' }), j, parseJid('dave@example.com/other')!)),
+      ).to.equal(UNKNOWN);
+      expect(answer(sessions.handle(iq(j, { to: '5678@reports.example.com/reports' }), j, parseJid(THEM)!))).to.equal(
+        UNKNOWN,
+      );
       // JIDs compare as JIDs: the sender's domain in capitals is still the same sender.
-      expect(answer(sessions.handle(iq(j, { from: 'Dave@EXAMPLE.com/dino' }), j, parseJid('Dave@EXAMPLE.com/dino')!))).to.equal('ok');
+      expect(
+        answer(sessions.handle(iq(j, { from: 'Dave@EXAMPLE.com/dino' }), j, parseJid('Dave@EXAMPLE.com/dino')!)),
+      ).to.equal('ok');
       // A new session offered to us: we only send files.
       const si = jingle('session-initiate', 'theirs');
       expect(answer(sessions.handle(iq(si), si, parseJid(THEM)!))).to.equal('cancel service-unavailable');
@@ -193,7 +270,8 @@ describe('transfer/jingle session state machine', () => {
   });
 
   describe('the S5B candidate exchange (XEP-0260)', () => {
-    const info = (...children: Element[]) => xml('jingle', { xmlns: NS_JINGLE, action: 'transport-info', sid: SID }, content(s5b(...children)));
+    const info = (...children: Element[]) =>
+      xml('jingle', { xmlns: NS_JINGLE, action: 'transport-info', sid: SID }, content(s5b(...children)));
     const run = (s: JingleSession, el: Element) => {
       const sessions = new JingleSessions((fn) => fn());
       sessions.add(s);
@@ -206,7 +284,11 @@ describe('transfer/jingle session state machine', () => {
       s.observe((e) => seen.push(e));
       expect(run(s, info(xml('candidate-used', { cid: 'unknown' })))).to.equal('modify bad-request');
       expect(run(s, info(xml('candidate-used', { cid: 'c-own' })))).to.equal('ok');
-      expect(seen[0]).to.deep.include({ kind: 's5b', info: { kind: 'candidate-used', cid: 'c-own' }, candidate: OURS[0] });
+      expect(seen[0]).to.deep.include({
+        kind: 's5b',
+        info: { kind: 'candidate-used', cid: 'c-own' },
+        candidate: OURS[0],
+      });
       expect(run(s, info(xml('candidate-used', { cid: 'c-own' })))).to.equal(OUT_OF_ORDER);
       expect(run(s, info(xml('candidate-error')))).to.equal(OUT_OF_ORDER);
     });
@@ -228,21 +310,37 @@ describe('transfer/jingle session state machine', () => {
     });
 
     it('refuses transport-info for another or a replaced transport', () => {
-      const other = xml('jingle', { xmlns: NS_JINGLE, action: 'transport-info', sid: SID }, content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: 'other' }, xml('candidate-error'))));
+      const other = xml(
+        'jingle',
+        { xmlns: NS_JINGLE, action: 'transport-info', sid: SID },
+        content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: 'other' }, xml('candidate-error'))),
+      );
       expect(run(inState('active'), other)).to.equal(OUT_OF_ORDER);
       const s = inState('replacing');
       s.transport = { kind: 'ibb', sid: IBB_SID };
       s.replacing = undefined;
       expect(run(s, info(xml('candidate-error')))).to.equal(OUT_OF_ORDER);
-      const ibbInfo = xml('jingle', { xmlns: NS_JINGLE, action: 'transport-info', sid: SID }, content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })));
+      const ibbInfo = xml(
+        'jingle',
+        { xmlns: NS_JINGLE, action: 'transport-info', sid: SID },
+        content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })),
+      );
       expect(run(s, ibbInfo)).to.equal('cancel feature-not-implemented');
-      const wrongContent = xml('jingle', { xmlns: NS_JINGLE, action: 'transport-info', sid: SID }, xml('content', { creator: 'initiator', name: 'other' }, s5b(xml('candidate-error'))));
+      const wrongContent = xml(
+        'jingle',
+        { xmlns: NS_JINGLE, action: 'transport-info', sid: SID },
+        xml('content', { creator: 'initiator', name: 'other' }, s5b(xml('candidate-error'))),
+      );
       expect(run(inState('active'), wrongContent)).to.equal('modify bad-request');
     });
 
     it('refuses a transport-accept for another transport than the one offered', () => {
       const s = inState('replacing');
-      const wrong = xml('jingle', { xmlns: NS_JINGLE, action: 'transport-accept', sid: SID }, content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: 'not-ours', 'block-size': '4096' })));
+      const wrong = xml(
+        'jingle',
+        { xmlns: NS_JINGLE, action: 'transport-accept', sid: SID },
+        content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: 'not-ours', 'block-size': '4096' })),
+      );
       expect(run(s, wrong)).to.equal('modify bad-request');
       expect(s.replacing).to.deep.equal({ kind: 'ibb', sid: IBB_SID });
     });
@@ -260,7 +358,9 @@ describe('transfer/jingle session state machine', () => {
       expect(h(infoWith())).to.equal('ok');
       expect(h(infoWith(xml('received', { xmlns: NS_JINGLE_FT, creator: 'initiator', name: CONTENT })))).to.equal('ok');
       expect(h(infoWith(xml('checksum', { xmlns: NS_JINGLE_FT, creator: 'initiator', name: CONTENT })))).to.equal('ok');
-      expect(h(infoWith(xml('ringing', { xmlns: 'urn:xmpp:jingle:apps:rtp:info:1' })))).to.equal('modify feature-not-implemented unsupported-info');
+      expect(h(infoWith(xml('ringing', { xmlns: 'urn:xmpp:jingle:apps:rtp:info:1' })))).to.equal(
+        'modify feature-not-implemented unsupported-info',
+      );
       expect(seen).to.deep.equal(['received']);
     });
   });

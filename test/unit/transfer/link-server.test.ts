@@ -7,7 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { contentDisposition, LinkServer, linkId, parseRange, safeFileName, type LinkServerOptions } from '../../../src/transfer/link-server.js';
+import {
+  contentDisposition,
+  LinkServer,
+  linkId,
+  parseRange,
+  safeFileName,
+  type LinkServerOptions,
+} from '../../../src/transfer/link-server.js';
 
 /** Rejects if p takes longer than ms: no test may hang. */
 function within<T>(p: Promise<T>, ms: number, what = 'operation'): Promise<T> {
@@ -39,15 +46,24 @@ interface Reply {
 }
 
 /** One HTTP request over loopback, no keep-alive; bounded. */
-function http(port: number, path: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+function http(
+  port: number,
+  path: string,
+  o: { method?: string; headers?: Record<string, string> } = {},
+): Promise<Reply> {
   return within(
     new Promise<Reply>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', headers: o.headers, agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      });
+      const req = request(
+        { host: '127.0.0.1', port, path, method: o.method ?? 'GET', headers: o.headers, agent: false },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+          );
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end();
     }),
@@ -92,7 +108,7 @@ function pathOf(url: string): string {
 }
 
 function tokenOf(url: string): string {
-  return pathOf(url).split('/').slice(-2)[0]!;
+  return pathOf(url).split('/').slice(-2)[0];
 }
 
 /** Captures log lines, to check the token never appears in them. */
@@ -180,17 +196,34 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       expect(parseRange('bytes=100-', 100)).to.deep.equal({ kind: 'unsatisfiable' });
       expect(parseRange('bytes=-0', 100)).to.deep.equal({ kind: 'unsatisfiable' });
       expect(parseRange('bytes=0-', 0)).to.deep.equal({ kind: 'unsatisfiable' });
-      for (const ignored of ['bytes=5-1', 'bytes=0-1,5-6', 'items=0-1', 'bytes=a-b', 'bytes=', 'bytes=-', 'bytes=1-2-3', '0-1']) {
+      for (const ignored of [
+        'bytes=5-1',
+        'bytes=0-1,5-6',
+        'items=0-1',
+        'bytes=a-b',
+        'bytes=',
+        'bytes=-',
+        'bytes=1-2-3',
+        '0-1',
+      ]) {
         expect(parseRange(ignored, 100), ignored).to.deep.equal({ kind: 'none' });
       }
     });
 
     it('contentDisposition quotes safely, with an RFC 8187 UTF-8 form', () => {
-      expect(contentDisposition('status-1234.pdf')).to.equal(`attachment; filename="status-1234.pdf"; filename*=UTF-8''status-1234.pdf`);
-      expect(contentDisposition('a "b" \\c%.pdf')).to.equal(`attachment; filename="a _b_ _c_.pdf"; filename*=UTF-8''a%20%22b%22%20%5Cc%25.pdf`);
-      expect(contentDisposition("Bericht (ü)*'.pdf")).to.equal(`attachment; filename="Bericht (_)*'.pdf"; filename*=UTF-8''Bericht%20%28%C3%BC%29%2A%27.pdf`);
+      expect(contentDisposition('status-1234.pdf')).to.equal(
+        `attachment; filename="status-1234.pdf"; filename*=UTF-8''status-1234.pdf`,
+      );
+      expect(contentDisposition('a "b" \\c%.pdf')).to.equal(
+        `attachment; filename="a _b_ _c_.pdf"; filename*=UTF-8''a%20%22b%22%20%5Cc%25.pdf`,
+      );
+      expect(contentDisposition("Bericht (ü)*'.pdf")).to.equal(
+        `attachment; filename="Bericht (_)*'.pdf"; filename*=UTF-8''Bericht%20%28%C3%BC%29%2A%27.pdf`,
+      );
       // one emoji is one placeholder, never half a surrogate pair; lone surrogates do not throw
-      expect(contentDisposition('r😀.txt')).to.equal(`attachment; filename="r_.txt"; filename*=UTF-8''r%F0%9F%98%80.txt`);
+      expect(contentDisposition('r😀.txt')).to.equal(
+        `attachment; filename="r_.txt"; filename*=UTF-8''r%F0%9F%98%80.txt`,
+      );
       expect(contentDisposition('x\uD800.txt')).to.contain(`filename*=UTF-8''x%EF%BF%BD.txt`);
     });
 
@@ -212,8 +245,12 @@ describe('transfer/link-server (real loopback HTTP)', function () {
         expect(p.url.startsWith('https://reports.example.com/files/')).to.equal(true);
         expect(p.url).to.equal(`https://reports.example.com/files/${p.token}/status-1234.pdf`);
         expect(p.token).to.match(/^[A-Za-z0-9_-]{43}$/);
-        expect(Buffer.from(p.token, 'base64url').length * 8).to.be.at.least(128).and.to.equal(256);
-        expect(p.link).to.equal(linkId(p.token)).and.to.match(/^[0-9a-f]{8}$/);
+        expect(Buffer.from(p.token, 'base64url').length * 8)
+          .to.be.at.least(128)
+          .and.to.equal(256);
+        expect(p.link)
+          .to.equal(linkId(p.token))
+          .and.to.match(/^[0-9a-f]{8}$/);
         expect(p.expiresAt.getTime()).to.equal(clock + 24 * HOUR);
         tokens.add(p.token);
       }
@@ -270,7 +307,9 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       expect(sha(r.body)).to.equal(file.sha256);
       expect(r.headers['content-type']).to.equal('application/pdf');
       expect(r.headers['content-length']).to.equal(String(data.length));
-      expect(r.headers['content-disposition']).to.equal(`attachment; filename="Status _Q1_ _.pdf"; filename*=UTF-8''Status%20%22Q1%22%20%C3%BC.pdf`);
+      expect(r.headers['content-disposition']).to.equal(
+        `attachment; filename="Status _Q1_ _.pdf"; filename*=UTF-8''Status%20%22Q1%22%20%C3%BC.pdf`,
+      );
       expect(r.headers.etag).to.equal(`"${file.sha256}"`);
       expect(r.headers['accept-ranges']).to.equal('bytes');
       expect(r.headers['cache-control']).to.equal('private, no-store');
@@ -304,7 +343,8 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       const { data, file } = await spooled(10_000);
       const p = await s.publish(file, { maxDownloads: 0 });
       const path = pathOf(p.url);
-      const ranged = async (range: string, extra: Record<string, string> = {}) => http(s.port, path, { headers: { Range: range, ...extra } });
+      const ranged = async (range: string, extra: Record<string, string> = {}) =>
+        http(s.port, path, { headers: { Range: range, ...extra } });
 
       let r = await ranged('bytes=100-199');
       expect(r.status).to.equal(206);
@@ -379,7 +419,8 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       const { file } = await spooled(1000);
       const p = await s.publish(file, { maxDownloads: 2 });
       const path = pathOf(p.url);
-      for (let i = 0; i < 5; i++) expect((await http(s.port, path, { headers: { Range: 'bytes=0-499' } })).status).to.equal(206);
+      for (let i = 0; i < 5; i++)
+        expect((await http(s.port, path, { headers: { Range: 'bytes=0-499' } })).status).to.equal(206);
       expect(s.stats().downloads).to.equal(0);
       expect((await http(s.port, path)).status).to.equal(200);
       expect(await waitFor(() => s.stats().downloads === 1, 3000)).to.equal(true);
@@ -406,7 +447,12 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       const { file } = await spooled(100);
       const p = await s.publish(file, { maxDownloads: 0 });
       const token = tokenOf(p.url);
-      for (const path of [`/files/${token}/status-1234.pdf`, `/${token}/status-1234.pdf`, `/${token}/other-name.bin`, `/files/${token}/x?download=1`]) {
+      for (const path of [
+        `/files/${token}/status-1234.pdf`,
+        `/${token}/status-1234.pdf`,
+        `/${token}/other-name.bin`,
+        `/files/${token}/x?download=1`,
+      ]) {
         const r = await http(s.port, path);
         expect(r.status, path).to.equal(200);
         expect(r.headers['content-disposition'], path).to.contain('filename="status-1234.pdf"');
@@ -455,13 +501,21 @@ describe('transfer/link-server (real loopback HTTP)', function () {
         `/files/${token}x/status-1234.pdf`,
       ];
       const answers = await Promise.all(paths.map((path) => http(s.port, path)));
-      const strip = (r: Reply) => ({ status: r.status, body: r.body.toString('utf8'), type: r.headers['content-type'], length: r.headers['content-length'], cache: r.headers['cache-control'], etag: r.headers.etag, disp: r.headers['content-disposition'] });
+      const strip = (r: Reply) => ({
+        status: r.status,
+        body: r.body.toString('utf8'),
+        type: r.headers['content-type'],
+        length: r.headers['content-length'],
+        cache: r.headers['cache-control'],
+        etag: r.headers.etag,
+        disp: r.headers['content-disposition'],
+      });
       for (let i = 0; i < paths.length; i++) {
-        expect(strip(answers[i]!), paths[i]).to.deep.equal(strip(answers[0]!));
+        expect(strip(answers[i]), paths[i]).to.deep.equal(strip(answers[0]));
       }
-      expect(answers[0]!.status).to.equal(404);
-      expect(answers[0]!.body.toString()).to.equal('Not Found\n');
-      expect(Object.keys(answers[0]!.headers).sort()).to.deep.equal(Object.keys(answers[1]!.headers).sort());
+      expect(answers[0].status).to.equal(404);
+      expect(answers[0].body.toString()).to.equal('Not Found\n');
+      expect(Object.keys(answers[0].headers).sort()).to.deep.equal(Object.keys(answers[1].headers).sort());
       expect((await http(s.port, pathOf(live.url))).status).to.equal(200);
     });
   });
@@ -482,7 +536,9 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       clock += 1;
       expect((await http(s.port, pathOf(first.url))).status).to.equal(404);
       expect(await s.sweep()).to.equal(1);
-      expect(await filesHeld(), 'the second link still needs the file').to.deep.equal([file.sha256, other.file.sha256].sort());
+      expect(await filesHeld(), 'the second link still needs the file').to.deep.equal(
+        [file.sha256, other.file.sha256].sort(),
+      );
       expect((await http(s.port, pathOf(second.url))).status).to.equal(200);
 
       clock += 5 * 60_000;
@@ -517,7 +573,15 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       const saved = JSON.parse(state) as { version: number; links: Array<Record<string, unknown>> };
       expect(saved.version).to.equal(1);
       expect(saved.links).to.have.length(1);
-      expect(saved.links[0]).to.include({ name: 'status-1234.pdf', mime: 'application/pdf', size: 70_000, sha256: file.sha256, downloads: 1, maxDownloads: 2, expiresAt: p.expiresAt.getTime() });
+      expect(saved.links[0]).to.include({
+        name: 'status-1234.pdf',
+        mime: 'application/pdf',
+        size: 70_000,
+        sha256: file.sha256,
+        downloads: 1,
+        maxDownloads: 2,
+        expiresAt: p.expiresAt.getTime(),
+      });
 
       s = await start();
       const r = await http(s.port, pathOf(p.url));
@@ -614,7 +678,17 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       await http(s.port, pathOf(p.url));
       await http(s.port, '/nope');
       await idle(s);
-      expect(s.stats()).to.deep.equal({ links: 1, files: 1, storedBytes: 1234, published: 1, downloads: 1, requests: 2, notFound: 1, bytesSent: 1234, activeResponses: 0 });
+      expect(s.stats()).to.deep.equal({
+        links: 1,
+        files: 1,
+        storedBytes: 1234,
+        published: 1,
+        downloads: 1,
+        requests: 2,
+        notFound: 1,
+        bytesSent: 1234,
+        activeResponses: 0,
+      });
     });
 
     it('close() ends a stalled download after the grace time and refuses new connections; back-pressure holds', async () => {
@@ -660,7 +734,10 @@ describe('transfer/link-server (real loopback HTTP)', function () {
       await expectRejection(LinkServer.start(options({ publicBaseUrl: 'ftp://x/' })), /http/);
       await expectRejection(LinkServer.start(options({ publicBaseUrl: 'https://u:p@x/' })), /credentials/);
       const s = await start();
-      await expectRejection(LinkServer.start(options({ bindPort: s.port, stateDir: join(root, `busy-${n}`) })), /cannot listen/);
+      await expectRejection(
+        LinkServer.start(options({ bindPort: s.port, stateDir: join(root, `busy-${n}`) })),
+        /cannot listen/,
+      );
     });
   });
 });

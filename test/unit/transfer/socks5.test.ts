@@ -1,5 +1,13 @@
 import { expect } from 'chai';
-import { MAX_HANDSHAKE_BYTES, REPLY, connectReply, dstAddr, greetingReply, parseConnect, parseGreeting } from '../../../src/transfer/socks5.js';
+import {
+  MAX_HANDSHAKE_BYTES,
+  REPLY,
+  connectReply,
+  dstAddr,
+  greetingReply,
+  parseConnect,
+  parseGreeting,
+} from '../../../src/transfer/socks5.js';
 
 function connectRequest(addr: string, port = 0, cmd = 1, atyp = 3): Buffer {
   const a = Buffer.from(addr, 'latin1');
@@ -59,7 +67,7 @@ describe('transfer/socks5', () => {
 
   it('never throws on random bytes (2000 cases)', () => {
     let seed = 42;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 256);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 256;
     for (let i = 0; i < 2000; i++) {
       const len = rnd() % 64;
       const b = Buffer.from(Array.from({ length: len }, rnd));

@@ -37,7 +37,15 @@ describe('transfer/streamhost (real loopback TCP)', () => {
   let sh: Streamhost;
   beforeEach(async () => {
     sh = await Streamhost.listen(
-      { bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 300, maxConnections: 5, maxPerAddress: 100 },
+      {
+        bindHost: '127.0.0.1',
+        bindPort: 0,
+        advertiseHost: '',
+        advertisePort: 0,
+        handshakeTimeoutMs: 300,
+        maxConnections: 5,
+        maxPerAddress: 100,
+      },
       log,
     );
   });
@@ -113,7 +121,15 @@ describe('transfer/streamhost (real loopback TCP)', () => {
 
   it('caps connections from one remote address', async () => {
     const capped = await Streamhost.listen(
-      { bindHost: '127.0.0.1', bindPort: 0, advertiseHost: '', advertisePort: 0, handshakeTimeoutMs: 2000, maxConnections: 100, maxPerAddress: 3 },
+      {
+        bindHost: '127.0.0.1',
+        bindPort: 0,
+        advertiseHost: '',
+        advertisePort: 0,
+        handshakeTimeoutMs: 2000,
+        maxConnections: 100,
+        maxPerAddress: 3,
+      },
       log,
     );
     const socks: Socket[] = [];

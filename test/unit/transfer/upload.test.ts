@@ -118,18 +118,37 @@ const DISCO_INFO = `
 /** What a StanzaError from @xmpp/iq's caller looks like. */
 function stanzaError(iqText: string): Error & { condition: string; element: Element } {
   const error = parse(iqText).getChild('error')!;
-  const condition = error.getChildElements()[0]!.name;
+  const condition = error.getChildElements()[0].name;
   return Object.assign(new Error(condition), { name: 'StanzaError', condition, element: error });
 }
 
 describe('transfer/upload (XEP-0363)', () => {
   describe('stanzas', () => {
     it('builds the slot request of §4', () => {
-      const iq = buildSlotRequest({ id: 'step_03', from: '1234@reports.example.com/reports', service: 'upload.example.com', name: 'très cool.jpg', size: 23456, mime: 'image/jpeg' });
-      expect(iq.attrs).to.deep.equal({ type: 'get', id: 'step_03', from: '1234@reports.example.com/reports', to: 'upload.example.com' });
+      const iq = buildSlotRequest({
+        id: 'step_03',
+        from: '1234@reports.example.com/reports',
+        service: 'upload.example.com',
+        name: 'très cool.jpg',
+        size: 23456,
+        mime: 'image/jpeg',
+      });
+      expect(iq.attrs).to.deep.equal({
+        type: 'get',
+        id: 'step_03',
+        from: '1234@reports.example.com/reports',
+        to: 'upload.example.com',
+      });
       const req = iq.getChild('request', NS_HTTP_UPLOAD)!;
-      expect(req.attrs).to.deep.equal({ xmlns: NS_HTTP_UPLOAD, filename: 'très cool.jpg', size: '23456', 'content-type': 'image/jpeg' });
-      expect(iq.toString()).to.contain(`<request xmlns="urn:xmpp:http:upload:0" filename="très cool.jpg" size="23456" content-type="image/jpeg"/>`);
+      expect(req.attrs).to.deep.equal({
+        xmlns: NS_HTTP_UPLOAD,
+        filename: 'très cool.jpg',
+        size: '23456',
+        'content-type': 'image/jpeg',
+      });
+      expect(iq.toString()).to.contain(
+        `<request xmlns="urn:xmpp:http:upload:0" filename="très cool.jpg" size="23456" content-type="image/jpeg"/>`,
+      );
       const noType = buildSlotRequest({ id: 'x', from: 'a@b/c', service: 'u', name: 'n', size: 0, mime: '' });
       expect(noType.getChild('request')!.attrs).to.not.have.property('content-type');
     });
@@ -145,7 +164,7 @@ describe('transfer/upload (XEP-0363)', () => {
       expect(parseSlot(parse(SLOT_EXAMPLE).getChild('slot')!).get).to.equal(slot.get);
     });
 
-    it('ignores headers other than Authorization, Cookie and Expires (the older example\'s Host)', () => {
+    it("ignores headers other than Authorization, Cookie and Expires (the older example's Host)", () => {
       expect(parseSlot(parse(SLOT_EXAMPLE_HOST)).headers).to.deep.equal({ Authorization: 'Basic Base64String==' });
     });
 
@@ -163,20 +182,39 @@ describe('transfer/upload (XEP-0363)', () => {
           { name: 'Auth\norization', value: 'ok' },
         ]),
       ).to.deep.equal({ Authorization: 'ok', Expires: 'Wed, 21 Oct 2026 07:28:00 GMT', Cookie: 'a=1; b=2' });
-      expect(filterPutHeaders([{ name: 'Cookie', value: 'a\u0000b' }, { name: 'Expires', value: '' }])).to.deep.equal({});
+      expect(
+        filterPutHeaders([
+          { name: 'Cookie', value: 'a\u0000b' },
+          { name: 'Expires', value: '' },
+        ]),
+      ).to.deep.equal({});
     });
 
     it('refuses slots without a slot, without URLs or with non-HTTP URLs', () => {
       const slot = (put: string | undefined, get: string | undefined) =>
-        xml('iq', { type: 'result' }, xml('slot', { xmlns: NS_HTTP_UPLOAD }, put === undefined ? null : xml('put', { url: put }), get === undefined ? null : xml('get', { url: get })));
+        xml(
+          'iq',
+          { type: 'result' },
+          xml(
+            'slot',
+            { xmlns: NS_HTTP_UPLOAD },
+            put === undefined ? null : xml('put', { url: put }),
+            get === undefined ? null : xml('get', { url: get }),
+          ),
+        );
       expect(() => parseSlot(xml('iq', { type: 'result' }))).to.throw(UploadError, /without a slot/);
-      expect(() => parseSlot(xml('iq', { type: 'result' }, xml('slot', { xmlns: 'urn:xmpp:http:upload' })))).to.throw(UploadError, /without a slot/);
+      expect(() => parseSlot(xml('iq', { type: 'result' }, xml('slot', { xmlns: 'urn:xmpp:http:upload' })))).to.throw(
+        UploadError,
+        /without a slot/,
+      );
       expect(() => parseSlot(slot(undefined, 'https://x/g'))).to.throw(UploadError, /no PUT URL/);
       expect(() => parseSlot(slot('https://x/p', undefined))).to.throw(UploadError, /no GET URL/);
       expect(() => parseSlot(slot('ftp://x/p', 'https://x/g'))).to.throw(UploadError, /PUT URL is not http/);
       expect(() => parseSlot(slot('https://x/p', 'javascript:alert(1)'))).to.throw(UploadError, /GET URL is not http/);
       expect(() => parseSlot(slot('not a url', 'https://x/g'))).to.throw(UploadError, /not a URL/);
-      expect(parseSlot(slot('http://127.0.0.1:5280/upload/a/b', 'http://127.0.0.1:5280/upload/a/b')).headers).to.deep.equal({});
+      expect(
+        parseSlot(slot('http://127.0.0.1:5280/upload/a/b', 'http://127.0.0.1:5280/upload/a/b')).headers,
+      ).to.deep.equal({});
     });
 
     it('reads the §5 errors: too large with its limit, quota with its retry time, refusal', () => {
@@ -197,12 +235,23 @@ describe('transfer/upload (XEP-0363)', () => {
     it('reads support and max-file-size from the §3 disco#info example', () => {
       const query = parse(DISCO_INFO).getChild('query')!;
       expect(parseServiceInfo(query)).to.deep.equal({ supported: true, maxFileSize: 5242880 });
-      expect(parseServiceInfo(xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }, xml('feature', { var: 'urn:xmpp:ping' })))).to.deep.equal({ supported: false });
+      expect(
+        parseServiceInfo(
+          xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }, xml('feature', { var: 'urn:xmpp:ping' })),
+        ),
+      ).to.deep.equal({ supported: false });
     });
   });
 
   describe('requestSlot', () => {
-    const o = { from: '1234@reports.example.com/reports', service: 'upload.example.com', name: 'status-1234.pdf', size: 1000, mime: 'application/pdf', timeoutMs: 1500 };
+    const o = {
+      from: '1234@reports.example.com/reports',
+      service: 'upload.example.com',
+      name: 'status-1234.pdf',
+      size: 1000,
+      mime: 'application/pdf',
+      timeoutMs: 1500,
+    };
 
     it('sends the request with the timeout and returns the slot', async () => {
       let sent: Element | undefined;
@@ -215,20 +264,42 @@ describe('transfer/upload (XEP-0363)', () => {
       expect(timeout).to.equal(1500);
       expect(sent!.attrs).to.include({ type: 'get', from: o.from, to: 'upload.example.com' });
       expect(sent!.attrs.id).to.match(/^xr-/);
-      expect(sent!.getChild('request', NS_HTTP_UPLOAD)!.attrs).to.include({ filename: 'status-1234.pdf', size: '1000', 'content-type': 'application/pdf' });
+      expect(sent!.getChild('request', NS_HTTP_UPLOAD)!.attrs).to.include({
+        filename: 'status-1234.pdf',
+        size: '1000',
+        'content-type': 'application/pdf',
+      });
       expect(slot.headers.Authorization).to.equal('Basic Base64String==');
     });
 
     it('turns IQ errors and timeouts into UploadErrors', async () => {
-      const big = await uploadError(requestSlot(() => Promise.reject(stanzaError(TOO_LARGE)), o), 'too-large');
+      const big = await uploadError(
+        requestSlot(() => Promise.reject(stanzaError(TOO_LARGE)), o),
+        'too-large',
+      );
       expect(big.detail.maxFileSize).to.equal(20000);
-      await uploadError(requestSlot(() => Promise.reject(stanzaError(QUOTA)), o), 'quota');
-      await uploadError(requestSlot(() => Promise.reject(stanzaError(NOT_ALLOWED)), o), 'refused');
+      await uploadError(
+        requestSlot(() => Promise.reject(stanzaError(QUOTA)), o),
+        'quota',
+      );
+      await uploadError(
+        requestSlot(() => Promise.reject(stanzaError(NOT_ALLOWED)), o),
+        'refused',
+      );
       const timeout = Object.assign(new Error('timeout'), { name: 'TimeoutError' });
-      const t = await uploadError(requestSlot(() => Promise.reject(timeout), o), 'timeout');
+      const t = await uploadError(
+        requestSlot(() => Promise.reject(timeout), o),
+        'timeout',
+      );
       expect(t.message).to.contain('1500 ms');
-      await uploadError(requestSlot(() => Promise.reject(new Error('offline')), o), 'refused');
-      await uploadError(requestSlot(async () => xml('iq', { type: 'result' }), o), 'bad-slot');
+      await uploadError(
+        requestSlot(() => Promise.reject(new Error('offline')), o),
+        'refused',
+      );
+      await uploadError(
+        requestSlot(async () => xml('iq', { type: 'result' }), o),
+        'bad-slot',
+      );
     });
   });
 
@@ -266,14 +337,21 @@ describe('transfer/upload (XEP-0363)', () => {
     }
 
     /** Receives one upload like mod_http_upload would, checking method, length and type. */
-    function receiver(status = 201): Promise<{ method: string; headers: IncomingMessage['headers']; body: Buffer; url: string }> {
+    function receiver(
+      status = 201,
+    ): Promise<{ method: string; headers: IncomingMessage['headers']; body: Buffer; url: string }> {
       return new Promise((resolve) => {
         handler = (req, res) => {
           const chunks: Buffer[] = [];
           req.on('data', (c: Buffer) => chunks.push(c));
           req.on('end', () => {
             res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 201 ? '' : 'denied by test');
-            resolve({ method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks), url: req.url ?? '' });
+            resolve({
+              method: req.method ?? '',
+              headers: req.headers,
+              body: Buffer.concat(chunks),
+              url: req.url ?? '',
+            });
           });
         };
       });
@@ -282,7 +360,18 @@ describe('transfer/upload (XEP-0363)', () => {
     it('PUTs the bytes with Content-Length, Content-Type and the slot headers', async () => {
       const { path, data } = await file(3 * 1024 * 1024 + 7);
       const got = receiver();
-      await within(uploadFile(`http://127.0.0.1:${port}/upload/abc/status%201234.pdf`, { Authorization: 'Basic QQ==', Cookie: 'c=1' }, path, data.length, 'application/pdf', 3000), 5000, 'upload');
+      await within(
+        uploadFile(
+          `http://127.0.0.1:${port}/upload/abc/status%201234.pdf`,
+          { Authorization: 'Basic QQ==', Cookie: 'c=1' },
+          path,
+          data.length,
+          'application/pdf',
+          3000,
+        ),
+        5000,
+        'upload',
+      );
       const r = await got;
       expect(r.method).to.equal('PUT');
       expect(r.url).to.equal('/upload/abc/status%201234.pdf');
@@ -307,7 +396,10 @@ describe('transfer/upload (XEP-0363)', () => {
     it('fails on a status other than 2xx, with the status and without the URL path', async () => {
       const { path, data } = await file(1000);
       void receiver(403);
-      const err = await uploadError(uploadFile(`http://127.0.0.1:${port}/secret-slot-id/x.pdf`, {}, path, data.length, 'application/pdf', 3000), 'http');
+      const err = await uploadError(
+        uploadFile(`http://127.0.0.1:${port}/secret-slot-id/x.pdf`, {}, path, data.length, 'application/pdf', 3000),
+        'http',
+      );
       expect(err.detail.status).to.equal(403);
       expect(err.message).to.contain('HTTP 403').and.to.contain('denied by test');
       expect(err.message).not.to.contain('secret-slot-id');
@@ -318,7 +410,10 @@ describe('transfer/upload (XEP-0363)', () => {
       handler = (_req, res) => {
         res.writeHead(413, { connection: 'close' }).end('too big');
       };
-      const err = await uploadError(uploadFile(`http://127.0.0.1:${port}/big`, {}, path, data.length, 'application/pdf', 3000), 'http');
+      const err = await uploadError(
+        uploadFile(`http://127.0.0.1:${port}/big`, {}, path, data.length, 'application/pdf', 3000),
+        'http',
+      );
       expect(err.detail.status).to.equal(413);
     });
 
@@ -326,7 +421,11 @@ describe('transfer/upload (XEP-0363)', () => {
       const { path, data } = await file(100);
       handler = () => {}; // reads nothing, answers nothing
       const t0 = Date.now();
-      const err = await uploadError(uploadFile(`http://127.0.0.1:${port}/stall`, {}, path, data.length, 'application/pdf', 300), 'timeout', 5000);
+      const err = await uploadError(
+        uploadFile(`http://127.0.0.1:${port}/stall`, {}, path, data.length, 'application/pdf', 300),
+        'timeout',
+        5000,
+      );
       expect(Date.now() - t0).to.be.within(250, 3000);
       expect(err.message).to.contain('no progress for 300 ms');
     });
@@ -339,7 +438,10 @@ describe('transfer/upload (XEP-0363)', () => {
       await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', () => resolve()));
       const deadPort = (closed.address() as AddressInfo).port;
       await new Promise<void>((resolve) => closed.close(() => resolve()));
-      const err = await uploadError(uploadFile(`http://127.0.0.1:${deadPort}/x`, {}, path, 100, 'text/plain', 1000), 'io');
+      const err = await uploadError(
+        uploadFile(`http://127.0.0.1:${deadPort}/x`, {}, path, 100, 'text/plain', 1000),
+        'io',
+      );
       expect(err.message).to.contain('ECONNREFUSED');
     });
   });

@@ -12,9 +12,21 @@ const admin = parseJid('boss@example.com/laptop')!;
 const user = parseJid('alice@example.com/phone')!;
 const domain: Target = { kind: 'domain' };
 
-function setup(reloadResult: () => Promise<{ applied: string[]; needsRestart: string[] }> = async () => ({ applied: ['access.denyJids'], needsRestart: ['xmpp.service'] })) {
+function setup(
+  reloadResult: () => Promise<{ applied: string[]; needsRestart: string[] }> = async () => ({
+    applied: ['access.denyJids'],
+    needsRestart: ['xmpp.service'],
+  }),
+) {
   const running: ActiveRequestInfo[] = [
-    { id: '3', jid: 'alice@example.com/phone', project: '1234', stage: 'sending', file: { name: 'status-1234.pdf', size: 1_200_000 }, startedAt: new Date(Date.now() - 12_000) },
+    {
+      id: '3',
+      jid: 'alice@example.com/phone',
+      project: '1234',
+      stage: 'sending',
+      file: { name: 'status-1234.pdf', size: 1_200_000 },
+      startedAt: new Date(Date.now() - 12_000),
+    },
   ];
   const cancelled: string[] = [];
   const cmds = adminCommands({
@@ -26,7 +38,10 @@ function setup(reloadResult: () => Promise<{ applied: string[]; needsRestart: st
         return r;
       },
     },
-    metrics: { summary: async () => ['requests_total{outcome=delivered} 4'], health: () => ({ ok: true, xmpp: 'connected', streamhost: 'listening', activeTransfers: 1, uptimeSeconds: 5 }) },
+    metrics: {
+      summary: async () => ['requests_total{outcome=delivered} 4'],
+      health: () => ({ ok: true, xmpp: 'connected', streamhost: 'listening', activeTransfers: 1, uptimeSeconds: 5 }),
+    },
     reload: reloadResult,
     instance: 'host-a pid 1',
   });
@@ -36,7 +51,13 @@ function setup(reloadResult: () => Promise<{ applied: string[]; needsRestart: st
 
 const run = (a: AdhocCommands, from = admin, attrs: Record<string, string> = {}, ...children: Element[]) =>
   a.execute(xml('command', { xmlns: NS.COMMANDS, ...attrs }, ...children), from, domain);
-const fieldValues = (cmd: Element, v: string) => cmd.getChild('x', NS.DATA_FORMS)!.getChildren('field').find((f) => f.attrs.var === v)!.getChildren('value').map((x) => x.text());
+const fieldValues = (cmd: Element, v: string) =>
+  cmd
+    .getChild('x', NS.DATA_FORMS)!
+    .getChildren('field')
+    .find((f) => f.attrs.var === v)!
+    .getChildren('value')
+    .map((x) => x.text());
 const condition = (err: Element) => err.getChildElements().map((c) => c.name);
 
 describe('xmpp/adhoc with the admin commands', () => {
@@ -48,7 +69,9 @@ describe('xmpp/adhoc with the admin commands', () => {
     expect(forAdmin.getChildren('item').every((i) => i.attrs.jid === DOMAIN)).to.equal(true);
     expect(adhoc.discoItems(q, user, domain)!.getChildren('item')).to.deep.equal([]);
     expect(adhoc.discoItems(q, admin, { kind: 'project', project: '1' })!.getChildren('item')).to.deep.equal([]);
-    expect(adhoc.discoItems(xml('query', { xmlns: NS.DISCO_ITEMS }), admin, domain), 'not the commands node').to.equal(undefined);
+    expect(adhoc.discoItems(xml('query', { xmlns: NS.DISCO_ITEMS }), admin, domain), 'not the commands node').to.equal(
+      undefined,
+    );
   });
 
   it('describes a command node to admins, and hides it from others', () => {
@@ -67,7 +90,12 @@ describe('xmpp/adhoc with the admin commands', () => {
     const e = await run(adhoc, user, { node: ADMIN_NODES.cancel, action: 'execute' });
     expect(e.name).to.equal('error');
     expect(condition(e)).to.include('forbidden');
-    const e2 = await run(adhoc, user, { node: ADMIN_NODES.cancel, action: 'execute' }, xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'id' }, xml('value', {}, '3'))));
+    const e2 = await run(
+      adhoc,
+      user,
+      { node: ADMIN_NODES.cancel, action: 'execute' },
+      xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'id' }, xml('value', {}, '3'))),
+    );
     expect(condition(e2)).to.include('forbidden');
     expect(cancelled).to.deep.equal([]);
     expect(condition(await run(adhoc, admin, { node: 'nope' }))).to.include('item-not-found');
@@ -78,7 +106,9 @@ describe('xmpp/adhoc with the admin commands', () => {
     const r = await run(adhoc, admin, { node: ADMIN_NODES.list, action: 'execute' });
     expect(r.attrs).to.include({ status: 'completed', node: ADMIN_NODES.list });
     expect(fieldValues(r, 'count')).to.deep.equal(['1']);
-    expect(fieldValues(r, 'transfers')[0]).to.match(/^#3 alice@example\.com\/phone: sending status-1234\.pdf \(1\.2 MB\), for 1\d s$/);
+    expect(fieldValues(r, 'transfers')[0]).to.match(
+      /^#3 alice@example\.com\/phone: sending status-1234\.pdf \(1\.2 MB\), for 1\d s$/,
+    );
     expect(fieldValues(r, 'instance')).to.deep.equal(['host-a pid 1']);
   });
 
@@ -91,9 +121,18 @@ describe('xmpp/adhoc with the admin commands', () => {
     expect(options.map((o) => o.getChildText('value'))).to.deep.equal(['3']);
     const sid = first.attrs.sessionid!;
     // another resource of the same admin cannot continue the session
-    const other = await run(adhoc, parseJid('boss@example.com/desk')!, { node: ADMIN_NODES.cancel, sessionid: sid, action: 'complete' });
+    const other = await run(adhoc, parseJid('boss@example.com/desk'), {
+      node: ADMIN_NODES.cancel,
+      sessionid: sid,
+      action: 'complete',
+    });
     expect(condition(other)).to.include.members(['bad-request', 'bad-sessionid']);
-    const done = await run(adhoc, admin, { node: ADMIN_NODES.cancel, sessionid: sid, action: 'complete' }, xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'id' }, xml('value', {}, '3'))));
+    const done = await run(
+      adhoc,
+      admin,
+      { node: ADMIN_NODES.cancel, sessionid: sid, action: 'complete' },
+      xml('x', { xmlns: NS.DATA_FORMS, type: 'submit' }, xml('field', { var: 'id' }, xml('value', {}, '3'))),
+    );
     expect(done.attrs.status).to.equal('completed');
     expect(done.getChild('note')!.text()).to.equal('Cancelled #3: project 1234 for alice@example.com/phone.');
     expect(cancelled).to.deep.equal(['3']);
@@ -105,7 +144,11 @@ describe('xmpp/adhoc with the admin commands', () => {
   it('lets the admin cancel the command itself', async () => {
     const { adhoc, cancelled } = setup();
     const first = await run(adhoc, admin, { node: ADMIN_NODES.cancel });
-    const c = await run(adhoc, admin, { node: ADMIN_NODES.cancel, sessionid: first.attrs.sessionid!, action: 'cancel' });
+    const c = await run(adhoc, admin, {
+      node: ADMIN_NODES.cancel,
+      sessionid: first.attrs.sessionid!,
+      action: 'cancel',
+    });
     expect(c.attrs.status).to.equal('canceled');
     expect(cancelled).to.deep.equal([]);
   });
@@ -120,9 +163,13 @@ describe('xmpp/adhoc with the admin commands', () => {
       'info: Reloaded on host-a pid 1; now in effect: access.denyJids.',
       'warn: Changed but only in effect after a restart: xmpp.service.',
     ]);
-    const bad = setup(async () => Promise.reject(new Error('limits.maxQueue (environment XR_LIMITS_MAX_QUEUE): expected a whole number')));
+    const bad = setup(async () =>
+      Promise.reject(new Error('limits.maxQueue (environment XR_LIMITS_MAX_QUEUE): expected a whole number')),
+    );
     const f = await run(bad.adhoc, admin, { node: ADMIN_NODES.reload });
     expect(f.getChild('note')!.attrs.type).to.equal('error');
-    expect(f.getChild('note')!.text()).to.match(/^Not reloaded; the running configuration is unchanged\. limits\.maxQueue/);
+    expect(f.getChild('note')!.text()).to.match(
+      /^Not reloaded; the running configuration is unchanged\. limits\.maxQueue/,
+    );
   });
 });

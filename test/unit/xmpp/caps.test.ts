@@ -57,7 +57,8 @@ describe('xmpp/caps (XEP-0115)', () => {
       return xml('iq', { type: 'result' }, simple);
     };
     const caps = new Capabilities(request, 1000);
-    const presence = (from: string, ver: string) => xml('presence', { from }, xml('c', { xmlns: NS_CAPS, hash: 'sha-1', node: 'http://exodus', ver }));
+    const presence = (from: string, ver: string) =>
+      xml('presence', { from }, xml('c', { xmlns: NS_CAPS, hash: 'sha-1', node: 'http://exodus', ver }));
     caps.notePresence(presence('a@example.com/x', 'QgayPKawpkPSDYmwT/WM94uAlu0='));
     caps.notePresence(presence('b@example.com/y', 'QgayPKawpkPSDYmwT/WM94uAlu0='));
     const fa = await caps.features('p@r/x', 'a@example.com/x');

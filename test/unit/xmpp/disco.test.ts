@@ -22,16 +22,29 @@ describe('xmpp/disco', () => {
       expect(q.attrs.xmlns).to.equal(NS.DISCO_INFO);
       const ids = q.getChildren('identity');
       expect(ids).to.have.length(1);
-      expect(ids[0]!.attrs).to.deep.equal({ category: 'component', type: 'generic', name: 'Project status reports' });
+      expect(ids[0].attrs).to.deep.equal({ category: 'component', type: 'generic', name: 'Project status reports' });
       const vars = features(q);
       expect(vars).to.deep.equal([...vars].sort());
       expect(new Set(vars).size).to.equal(vars.length);
-      expect(vars).to.have.members([NS.DISCO_INFO, NS.DISCO_ITEMS, NS.VERSION, NS.PING, NS.SI, NS.SI_FILE, NS.IBB, NS.BYTESTREAMS]);
+      expect(vars).to.have.members([
+        NS.DISCO_INFO,
+        NS.DISCO_ITEMS,
+        NS.VERSION,
+        NS.PING,
+        NS.SI,
+        NS.SI_FILE,
+        NS.IBB,
+        NS.BYTESTREAMS,
+      ]);
     });
 
     it('answers a project JID with its own identity', () => {
       const q = disco.info(xml('query', { xmlns: NS.DISCO_INFO }), { kind: 'project', project: '1234' });
-      expect(q.getChild('identity')!.attrs).to.deep.equal({ category: 'client', type: 'bot', name: 'Project 1234 status report' });
+      expect(q.getChild('identity')!.attrs).to.deep.equal({
+        category: 'client',
+        type: 'bot',
+        name: 'Project 1234 status report',
+      });
       expect(features(q)).to.include(NS.SI_FILE);
     });
 
@@ -41,7 +54,9 @@ describe('xmpp/disco', () => {
     });
 
     it('a node is item-not-found', () => {
-      const e = disco.info(xml('query', { xmlns: NS.DISCO_INFO, node: 'http://jabber.org/protocol/commands' }), { kind: 'domain' });
+      const e = disco.info(xml('query', { xmlns: NS.DISCO_INFO, node: 'http://jabber.org/protocol/commands' }), {
+        kind: 'domain',
+      });
       expect(e.name).to.equal('error');
       expect(e.attrs.type).to.equal('cancel');
       expect(errorCondition(xml('iq', {}, e))).to.equal('item-not-found');

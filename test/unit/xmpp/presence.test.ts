@@ -27,13 +27,19 @@ function setup() {
       checked.push(p);
       return /^[0-9]{1,12}$/.test(p) ? null : `'${p}' is not a project id`;
     },
-    statusText: (t) => (t.kind === 'project' ? `Send me a message to get the status report of project ${t.project}` : 'Send me a project id'),
+    statusText: (t) =>
+      t.kind === 'project'
+        ? `Send me a message to get the status report of project ${t.project}`
+        : 'Send me a project id',
   };
   return { sent, checked, deps };
 }
 
 /** A stanza as plain data, for deep comparisons. */
-function shape(el: Element): { attrs: Record<string, string | undefined>; children: Array<{ name: string; text: string }> } {
+function shape(el: Element): {
+  attrs: Record<string, string | undefined>;
+  children: Array<{ name: string; text: string }>;
+} {
   return { attrs: { ...el.attrs }, children: el.getChildElements().map((c) => ({ name: c.name, text: c.text() })) };
 }
 
@@ -63,7 +69,7 @@ describe('xmpp/presence', () => {
   it('answers to the bare JID of the sender, lower-cased, without its resource', async () => {
     const { sent, deps } = setup();
     await handlePresence(presence('probe'), FROM, PROJECT, deps);
-    expect(sent[0]!.attrs.to).to.equal('alice@example.com');
+    expect(sent[0].attrs.to).to.equal('alice@example.com');
   });
 
   it('probe → available from the full project JID', async () => {
@@ -78,7 +84,7 @@ describe('xmpp/presence', () => {
         ],
       },
     ]);
-    expect(sent[0]!.attrs.type).to.equal(undefined);
+    expect(sent[0].attrs.type).to.equal(undefined);
   });
 
   it('unsubscribe → unsubscribed, then unavailable', async () => {
@@ -100,7 +106,9 @@ describe('xmpp/presence', () => {
     const { sent, checked, deps } = setup();
     await handlePresence(presence('subscribe'), FROM, { kind: 'project', project: 'abc' }, deps);
     expect(checked).to.deep.equal(['abc']);
-    expect(sent.map(shape)).to.deep.equal([{ attrs: { from: 'abc@reports.example.com', to: user, type: 'unsubscribed' }, children: [] }]);
+    expect(sent.map(shape)).to.deep.equal([
+      { attrs: { from: 'abc@reports.example.com', to: user, type: 'unsubscribed' }, children: [] },
+    ]);
   });
 
   it('a probe to an invalid project id → nothing (the contact stays offline)', async () => {
@@ -147,7 +155,7 @@ describe('xmpp/presence', () => {
       const { sent, deps } = setup();
       await handlePresence(presence('probe'), FROM, DOMAIN_TARGET, deps);
       expect(sent).to.have.length(1);
-      expect(sent[0]!.attrs.from).to.equal(DOMAIN);
+      expect(sent[0].attrs.from).to.equal(DOMAIN);
     });
   });
 
@@ -155,7 +163,7 @@ describe('xmpp/presence', () => {
     const { sent, deps } = setup();
     const a = new Addresses(DOMAIN, 'bot');
     await handlePresence(presence('probe'), FROM, { kind: 'project', project: '1234' }, { ...deps, addresses: a });
-    expect(sent[0]!.attrs.from).to.equal('1234@reports.example.com/bot');
+    expect(sent[0].attrs.from).to.equal('1234@reports.example.com/bot');
     expect(a.projectBare('AB-12')).to.equal('ab-12@reports.example.com');
   });
 

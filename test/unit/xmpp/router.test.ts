@@ -45,16 +45,18 @@ describe('xmpp/router', () => {
     const reply = await router.handle(stanza, FROM, TARGET);
     expect(reply).to.equal(versionReply);
     expect(calls).to.have.length(1);
-    expect(calls[0]!.iq).to.equal(stanza);
-    expect(calls[0]!.payload.name).to.equal('query');
-    expect(calls[0]!.payload.attrs.xmlns).to.equal(NS.VERSION);
-    expect(calls[0]!.from).to.equal(FROM);
-    expect(calls[0]!.target).to.equal(TARGET);
+    expect(calls[0].iq).to.equal(stanza);
+    expect(calls[0].payload.name).to.equal('query');
+    expect(calls[0].payload.attrs.xmlns).to.equal(NS.VERSION);
+    expect(calls[0].from).to.equal(FROM);
+    expect(calls[0].target).to.equal(TARGET);
   });
 
   it('returns true (empty result) and awaits async handlers', async () => {
     expect(await router.handle(iq('get', xml('ping', { xmlns: NS.PING })), FROM, TARGET)).to.equal(true);
-    expect(await router.handle(iq('set', xml('open', { xmlns: NS.IBB, sid: 's', 'block-size': '4096' })), FROM, TARGET)).to.equal(true);
+    expect(
+      await router.handle(iq('set', xml('open', { xmlns: NS.IBB, sid: 's', 'block-size': '4096' })), FROM, TARGET),
+    ).to.equal(true);
   });
 
   it('passes undefined from a handler through', async () => {
@@ -82,59 +84,99 @@ describe('xmpp/router', () => {
 
   describe('feature-not-implemented for a namespace we speak', () => {
     it('with the wrong type', async () => {
-      expect(asError(await router.handle(iq('set', xml('query', { xmlns: NS.VERSION })), FROM, TARGET))).to.deep.equal({ type: 'cancel', condition: 'feature-not-implemented' });
-      expect(asError(await router.handle(iq('get', xml('open', { xmlns: NS.IBB })), FROM, TARGET))).to.deep.equal({ type: 'cancel', condition: 'feature-not-implemented' });
-    });
-
-    it('with an element we do not handle', async () => {
-      expect(asError(await router.handle(iq('set', xml('data', { xmlns: NS.IBB, sid: 's', seq: '0' }, 'AAAA')), FROM, TARGET))).to.deep.equal({
+      expect(asError(await router.handle(iq('set', xml('query', { xmlns: NS.VERSION })), FROM, TARGET))).to.deep.equal({
         type: 'cancel',
         condition: 'feature-not-implemented',
       });
-      expect(asError(await router.handle(iq('get', xml('pong', { xmlns: NS.PING })), FROM, TARGET))).to.deep.equal({ type: 'cancel', condition: 'feature-not-implemented' });
+      expect(asError(await router.handle(iq('get', xml('open', { xmlns: NS.IBB })), FROM, TARGET))).to.deep.equal({
+        type: 'cancel',
+        condition: 'feature-not-implemented',
+      });
+    });
+
+    it('with an element we do not handle', async () => {
+      expect(
+        asError(
+          await router.handle(iq('set', xml('data', { xmlns: NS.IBB, sid: 's', seq: '0' }, 'AAAA')), FROM, TARGET),
+        ),
+      ).to.deep.equal({
+        type: 'cancel',
+        condition: 'feature-not-implemented',
+      });
+      expect(asError(await router.handle(iq('get', xml('pong', { xmlns: NS.PING })), FROM, TARGET))).to.deep.equal({
+        type: 'cancel',
+        condition: 'feature-not-implemented',
+      });
     });
   });
 
   describe('service-unavailable for a namespace we do not speak', () => {
     it('an unknown namespace', async () => {
-      expect(asError(await router.handle(iq('get', xml('query', { xmlns: 'jabber:iq:roster' })), FROM, TARGET))).to.deep.equal({ type: 'cancel', condition: 'service-unavailable' });
-      expect(asError(await router.handle(iq('get', xml('vCard', { xmlns: 'vcard-temp' })), FROM, TARGET))).to.deep.equal({ type: 'cancel', condition: 'service-unavailable' });
+      expect(
+        asError(await router.handle(iq('get', xml('query', { xmlns: 'jabber:iq:roster' })), FROM, TARGET)),
+      ).to.deep.equal({ type: 'cancel', condition: 'service-unavailable' });
+      expect(
+        asError(await router.handle(iq('get', xml('vCard', { xmlns: 'vcard-temp' })), FROM, TARGET)),
+      ).to.deep.equal({ type: 'cancel', condition: 'service-unavailable' });
     });
 
     it('a known element name without a namespace', async () => {
-      expect(asError(await router.handle(iq('get', xml('ping')), FROM, TARGET))).to.deep.equal({ type: 'cancel', condition: 'service-unavailable' });
+      expect(asError(await router.handle(iq('get', xml('ping')), FROM, TARGET))).to.deep.equal({
+        type: 'cancel',
+        condition: 'service-unavailable',
+      });
     });
 
     it('an empty router answers service-unavailable to everything', async () => {
-      expect(asError(await new IqRouter().handle(iq('get', xml('ping', { xmlns: NS.PING })), FROM, TARGET))).to.deep.equal({ type: 'cancel', condition: 'service-unavailable' });
+      expect(
+        asError(await new IqRouter().handle(iq('get', xml('ping', { xmlns: NS.PING })), FROM, TARGET)),
+      ).to.deep.equal({ type: 'cancel', condition: 'service-unavailable' });
     });
   });
 
   describe('bad-request', () => {
     it('an IQ get/set without a payload', async () => {
-      expect(asError(await router.handle(iq('get'), FROM, TARGET))).to.deep.equal({ type: 'modify', condition: 'bad-request' });
-      expect(asError(await router.handle(iq('set'), FROM, TARGET))).to.deep.equal({ type: 'modify', condition: 'bad-request' });
+      expect(asError(await router.handle(iq('get'), FROM, TARGET))).to.deep.equal({
+        type: 'modify',
+        condition: 'bad-request',
+      });
+      expect(asError(await router.handle(iq('set'), FROM, TARGET))).to.deep.equal({
+        type: 'modify',
+        condition: 'bad-request',
+      });
     });
 
     it('an IQ with only text inside', async () => {
       const stanza = xml('iq', { type: 'get', id: 'x' }, 'just text');
-      expect(asError(await router.handle(stanza, FROM, TARGET))).to.deep.equal({ type: 'modify', condition: 'bad-request' });
+      expect(asError(await router.handle(stanza, FROM, TARGET))).to.deep.equal({
+        type: 'modify',
+        condition: 'bad-request',
+      });
     });
 
     it('an IQ without a type or with an unknown type', async () => {
-      expect(asError(await router.handle(xml('iq', { id: 'x' }, xml('ping', { xmlns: NS.PING })), FROM, TARGET))).to.deep.equal({ type: 'modify', condition: 'bad-request' });
-      expect(asError(await router.handle(iq('fetch', xml('ping', { xmlns: NS.PING })), FROM, TARGET))).to.deep.equal({ type: 'modify', condition: 'bad-request' });
+      expect(
+        asError(await router.handle(xml('iq', { id: 'x' }, xml('ping', { xmlns: NS.PING })), FROM, TARGET)),
+      ).to.deep.equal({ type: 'modify', condition: 'bad-request' });
+      expect(asError(await router.handle(iq('fetch', xml('ping', { xmlns: NS.PING })), FROM, TARGET))).to.deep.equal({
+        type: 'modify',
+        condition: 'bad-request',
+      });
     });
   });
 
   it('routes by the first child element only', async () => {
-    const reply = await router.handle(iq('get', xml('ping', { xmlns: NS.PING }), xml('query', { xmlns: NS.VERSION })), FROM, TARGET);
+    const reply = await router.handle(
+      iq('get', xml('ping', { xmlns: NS.PING }), xml('query', { xmlns: NS.VERSION })),
+      FROM,
+      TARGET,
+    );
     expect(reply).to.equal(true);
     expect(calls).to.have.length(0);
   });
 
   it('the domain target reaches handlers too', async () => {
     await router.handle(iq('get', xml('query', { xmlns: NS.VERSION })), FROM, { kind: 'domain' });
-    expect(calls[0]!.target).to.deep.equal({ kind: 'domain' });
+    expect(calls[0].target).to.deep.equal({ kind: 'domain' });
   });
 });
