@@ -8,19 +8,24 @@ import { adminCommands, type ReloadResult } from './admin.js';
 import { CommandParser } from './chat/commands.js';
 import { replies } from './chat/replies.js';
 import { Requests } from './chat/requests.js';
-import { SETTINGS, loadConfig, redacted, type Config } from './config.js';
+import { changedSettings, loadConfig, redacted, withSettings, type Config } from './config.js';
 import { Metrics, MetricsServer, meteredDelivery, meteredLinks, meteredSource } from './metrics.js';
 import { FolderSource } from './reports/folder-source.js';
 import { HttpSource } from './reports/http-source.js';
 import { ProjectNames } from './reports/metadata.js';
 import type { ReportSource } from './reports/source.js';
 import { Spool } from './reports/spool.js';
-import { ChoosingDelivery, ServerLinks, UploadLinks } from './transfer/link.js';
-import { LinkServer } from './transfer/link-server.js';
-import { SiDelivery, TRANSFER_FEATURES } from './transfer/si-delivery.js';
+import { NetworkPolicy } from './networks.js';
+import { ChoosingDelivery } from './transfer/choose.js';
+import { IbbStreams } from './transfer/ibb/streams.js';
 import { JingleDelivery } from './transfer/jingle/delivery.js';
+import { ServerLinks, UploadLinks } from './transfer/links/publishers.js';
+import { LinkServer } from './transfer/links/server.js';
+import { S5bSender } from './transfer/s5b/send.js';
+import { parseProxySpec } from './transfer/s5b/stanzas.js';
+import { SiDelivery, type SiOptions } from './transfer/si/delivery.js';
 import { Capabilities } from './xmpp/caps.js';
-import { Streamhost } from './transfer/streamhost.js';
+import { Streamhost } from './transfer/s5b/streamhost.js';
 import { AdhocCommands } from './xmpp/adhoc.js';
 import { Addresses, parseJid, type Target } from './xmpp/addresses.js';
 import { vcardResult, versionResult } from './xmpp/basics.js';
@@ -29,7 +34,7 @@ import { Disco } from './xmpp/disco.js';
 import { errorElement } from './xmpp/errors.js';
 import { NS } from './xmpp/namespaces.js';
 import { handlePresence } from './xmpp/presence.js';
-import { IqRouter } from './xmpp/router.js';
+import { IqRouter, type ComponentModule } from './xmpp/router.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   name: string;
@@ -44,6 +49,8 @@ export class App {
 
   readonly linkServer: LinkServer | undefined;
   readonly metrics: Metrics;
+  /** Every IQ the component answers, as the protocol modules declared them. */
+  readonly router: IqRouter;
   private metricsServer: MetricsServer | undefined;
   private configLoader: () => Config = () => loadConfig();
   private names: ProjectNames | undefined;
@@ -78,17 +85,10 @@ export class App {
     });
     const source = meteredSource(reportSource(config, spool), this.metrics);
     this.names = projectNames(config);
-    const iqs = new IqRouter();
-    const si = new SiDelivery({ connection: this.connection, streamhost, config: config.transfer, router: iqs });
-    this.connection.onLost(() => si.connectionLost());
-    const jingle = new JingleDelivery({
-      connection: this.connection,
-      streamhost,
-      config: config.transfer,
-      router: iqs,
-    });
-    this.connection.onLost(() => jingle.connectionLost());
     const request = (iq: Element, t: number) => this.connection.request(iq, t);
+    const t = config.transfer;
+    const { si, jingle, s5b, ibb, connectionLost } = transferModules(t, request, streamhost);
+    this.connection.onLost(connectionLost);
     const caps = new Capabilities(request, config.caps.timeoutMs);
     const links = config.links.uploadService
       ? new UploadLinks(request, config.links.uploadService, config.reports.timeoutMs)
@@ -101,7 +101,7 @@ export class App {
       caps,
       {
         jingle: meteredDelivery(jingle, this.metrics),
-        order: config.transfer.order,
+        order: t.order,
       },
     );
     this.requests = new Requests({
@@ -125,22 +125,52 @@ export class App {
       adminCommands({ requests: this.requests, metrics: this.metrics, reload: () => this.reload(), instance }),
       (bare) => this.config.admin.jids.includes(bare),
     );
-    const disco = new Disco([NS.VERSION, NS.PING, NS.VCARD, NS.COMMANDS, ...TRANSFER_FEATURES], (t) =>
-      t.kind === 'project'
-        ? { category: 'client', type: 'bot', name: `Project ${t.project} status report` }
-        : { category: 'component', type: 'generic', name: 'Project status reports' },
+    const basics: ComponentModule = {
+      features: [NS.VERSION, NS.PING, NS.VCARD, NS.COMMANDS],
+      routes: [
+        {
+          type: 'get',
+          ns: NS.DISCO_INFO,
+          name: 'query',
+          handler: (_iq, q, f, to) => adhoc.discoInfo(q, f, to) ?? disco.info(q, to),
+        },
+        {
+          type: 'get',
+          ns: NS.DISCO_ITEMS,
+          name: 'query',
+          handler: (_iq, q, f, to) => adhoc.discoItems(q, f, to) ?? disco.items(q),
+        },
+        { type: 'set', ns: NS.COMMANDS, name: 'command', handler: (_iq, c, f, to) => adhoc.execute(c, f, to) },
+        {
+          type: 'get',
+          ns: NS.VCARD,
+          name: 'vCard',
+          handler: (_iq, _q, _f, to) =>
+            to.kind === 'project' && !parser.isProjectId(to.project)
+              ? errorElement('cancel', 'item-not-found')
+              : this.vcard(to),
+        },
+        { type: 'get', ns: NS.VERSION, name: 'query', handler: () => versionResult(pkg.name, pkg.version) },
+        { type: 'get', ns: NS.PING, name: 'ping', handler: () => true },
+      ],
+    };
+    // A protocol is advertised only when a request can use it (transfer.order).
+    const modules: ComponentModule[] = [
+      basics,
+      ...(t.order.includes('si') ? [si, s5b] : []),
+      ...(t.order.includes('jingle') ? [jingle] : []),
+      ...(t.order.includes('si') || t.order.includes('jingle') ? [ibb] : []),
+    ];
+    this.router = new IqRouter();
+    for (const m of modules) this.router.add(m.routes);
+    const disco = new Disco(
+      modules.flatMap((m) => m.features),
+      (t) =>
+        t.kind === 'project'
+          ? { category: 'client', type: 'bot', name: `Project ${t.project} status report` }
+          : { category: 'component', type: 'generic', name: 'Project status reports' },
     );
-    iqs
-      .on('get', NS.DISCO_INFO, 'query', (_iq, q, f, t) => adhoc.discoInfo(q, f, t) ?? disco.info(q, t))
-      .on('get', NS.DISCO_ITEMS, 'query', (_iq, q, f, t) => adhoc.discoItems(q, f, t) ?? disco.items(q))
-      .on('set', NS.COMMANDS, 'command', (_iq, c, f, t) => adhoc.execute(c, f, t))
-      .on('get', NS.VCARD, 'vCard', (_iq, _q, _f, t) =>
-        t.kind === 'project' && !parser.isProjectId(t.project)
-          ? errorElement('cancel', 'item-not-found')
-          : this.vcard(t),
-      )
-      .on('get', NS.VERSION, 'query', () => versionResult(pkg.name, pkg.version))
-      .on('get', NS.PING, 'ping', () => true);
+    const iqs = this.router;
 
     const checkProject = (p: string) => (parser.isProjectId(p) ? null : replies.invalidId(p, example));
     this.connection.onStanza(async (el) => {
@@ -227,13 +257,10 @@ export class App {
   private applyReload(): ReloadResult {
     const next = this.configLoader();
     const old = this.config;
-    const changed = SETTINGS.map((s) => s.key).filter(
-      (k) => JSON.stringify(valueAt(old, k)) !== JSON.stringify(valueAt(next, k)),
-    );
+    const changed = changedSettings(old, next);
     const applied = changed.filter(reloadable);
     const needsRestart = changed.filter((k) => !reloadable(k));
-    const effective = structuredClone(old);
-    for (const k of applied) setValueAt(effective, k, valueAt(next, k));
+    const effective = withSettings(old, next, applied);
     this.config = effective;
     const c = effective;
     this.requests.update({
@@ -266,6 +293,36 @@ export class App {
   }
 }
 
+/** The transfer modules, sharing one S5B sender and one registry of in-band streams. */
+export function transferModules(
+  t: Config['transfer'],
+  request: (iq: Element, timeoutMs: number) => Promise<Element>,
+  streamhost: Streamhost | undefined,
+): { si: SiDelivery; jingle: JingleDelivery; s5b: S5bSender; ibb: IbbStreams; connectionLost: () => void } {
+  const si: SiOptions = {
+    methods: t.methods,
+    offerTimeoutMs: t.offerTimeoutMs,
+    connectTimeoutMs: t.connectTimeoutMs,
+    stallTimeoutMs: t.stallTimeoutMs,
+    ibb: t.ibb,
+  };
+  const s5b = new S5bSender({ stallTimeoutMs: t.stallTimeoutMs });
+  const ibb = new IbbStreams(request);
+  const deps = { request, streamhost, proxies: t.externalProxies.map(parseProxySpec), s5b, ibb };
+  const siDelivery = new SiDelivery(deps, si);
+  const jingle = new JingleDelivery(deps, {
+    ...si,
+    peerNetworks: new NetworkPolicy(t.jingle.peerNetworks),
+    noIbbClients: t.jingle.noIbbClients,
+  });
+  const connectionLost = () => {
+    siDelivery.connectionLost();
+    jingle.connectionLost();
+    ibb.abortAll('the connection to the XMPP server was lost');
+  };
+  return { si: siDelivery, jingle, s5b, ibb, connectionLost };
+}
+
 function reportSource(config: Config, spool: Spool): ReportSource {
   return config.reports.source === 'http'
     ? new HttpSource(spool, config.reports)
@@ -288,19 +345,4 @@ function reloadable(key: string): boolean {
     key === 'admin.jids' ||
     key === 'log.level'
   );
-}
-
-function valueAt(c: Config, key: string): unknown {
-  return key.split('.').reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], c);
-}
-
-function setValueAt(c: Config, key: string, value: unknown): void {
-  const parts = key.split('.');
-  const parent = parts
-    .slice(0, -1)
-    .reduce<Record<string, unknown>>(
-      (node, part) => node[part] as Record<string, unknown>,
-      c as unknown as Record<string, unknown>,
-    );
-  parent[parts[parts.length - 1]] = structuredClone(value);
 }

@@ -2,7 +2,7 @@
 // variable, its type, default and meaning. The README's reference is this table.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { NetworkPolicy } from './transfer/jingle/s5b-transport.js';
+import { NetworkPolicy } from './networks.js';
 
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'enum';
 
@@ -10,14 +10,14 @@ export interface Setting {
   key: string; // dotted path in the config file
   env: string;
   kind: Kind;
-  def?: string | number | boolean | string[];
+  def?: string | number | boolean | readonly string[];
   values?: readonly string[]; // for enum
   min?: number;
   secret?: boolean;
   doc: string;
 }
 
-export const SETTINGS: readonly Setting[] = [
+const DECLARED = [
   {
     key: 'xmpp.service',
     env: 'XR_XMPP_SERVICE',
@@ -456,7 +456,9 @@ export const SETTINGS: readonly Setting[] = [
     def: 'info',
     doc: 'log level',
   },
-];
+] as const satisfies readonly Setting[];
+
+export const SETTINGS: readonly Setting[] = DECLARED;
 
 export interface Config {
   xmpp: { service: string; domain: string; secret: string; resource: string; reconnectMaxMs: number };
@@ -516,8 +518,44 @@ export interface Config {
     maxQueuedPerUser: number;
   };
   shutdown: { graceMs: number };
-  log: { level: string };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }
+
+// The settings table and the Config type describe one shape: every leaf of
+// Config is one setting, of the matching kind (enum settings list exactly
+// the type's values). tsc fails here when they drift apart.
+type Leaves<T, P extends string = ''> = {
+  [K in keyof T & string]: T[K] extends string | number | boolean | readonly unknown[]
+    ? `${P}${K}`
+    : Leaves<T[K], `${P}${K}.`>;
+}[keyof T & string];
+type ValueAt<T, K extends string> = K extends `${infer H}.${infer R}`
+  ? H extends keyof T
+    ? ValueAt<T[H], R>
+    : never
+  : K extends keyof T
+    ? T[K]
+    : never;
+type KindOf<V> = V extends boolean
+  ? 'bool'
+  : V extends number
+    ? 'int'
+    : V extends readonly unknown[]
+      ? 'list'
+      : string extends V
+        ? 'string'
+        : 'enum';
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Declared = (typeof DECLARED)[number];
+type Agrees<S> = S extends { key: infer K extends string; kind: infer D }
+  ? Same<D, KindOf<ValueAt<Config, K>>> extends true
+    ? S extends { values: readonly (infer E)[] }
+      ? Same<E, ValueAt<Config, K>>
+      : true
+    : false
+  : false;
+type Check<T extends true> = T;
+export type SettingsMatchConfig = [Check<Same<Declared['key'], Leaves<Config>>>, Check<Same<Agrees<Declared>, true>>];
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -749,6 +787,19 @@ function validate(c: Config): Config {
       );
   }
   return c;
+}
+
+/** The settings whose values differ between two configurations. */
+export function changedSettings(a: Config, b: Config): string[] {
+  const at = (c: Config, key: string) => JSON.stringify(getPath(c as unknown as Tree, key));
+  return SETTINGS.map((s) => s.key).filter((k) => at(a, k) !== at(b, k));
+}
+
+/** A copy of `base` with the given settings taken from `from`. */
+export function withSettings(base: Config, from: Config, keys: readonly string[]): Config {
+  const out = structuredClone(base);
+  for (const k of keys) setPath(out as unknown as Tree, k, structuredClone(getPath(from as unknown as Tree, k)));
+  return out;
 }
 
 /** The config with secrets masked, safe to log. */

@@ -7,10 +7,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { FetchContext, ReportSource, SpooledReport } from './reports/source.js';
+import type { FetchContext, ReportSource, Report } from './reports/source.js';
 import { ReportError } from './reports/source.js';
 import { DeliveryError, type Delivery, type DeliveryOutcome, type DeliveryRequest } from './transfer/delivery.js';
-import type { LinkPublisher } from './transfer/link.js';
+import type { LinkPublisher } from './transfer/links/publishers.js';
 
 const PREFIX = 'xmpp_reports_';
 
@@ -183,7 +183,7 @@ const seconds = (since: number) => (performance.now() - since) / 1000;
 export function meteredSource(source: ReportSource, metrics: Metrics): ReportSource {
   return {
     kind: source.kind,
-    async fetch(project: string, ctx: FetchContext): Promise<SpooledReport> {
+    async fetch(project: string, ctx: FetchContext): Promise<Report> {
       const t0 = performance.now();
       try {
         const report = await source.fetch(project, ctx);

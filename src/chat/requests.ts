@@ -2,9 +2,9 @@
 import { xml, type Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import type { Addresses, Jid, Target } from '../xmpp/addresses.js';
-import { ReportError, type ReportSource, type SpooledReport } from '../reports/source.js';
+import { ReportError, type ReportSource, type Report } from '../reports/source.js';
 import { DeliveryError, type Delivery, type DeliveryProgress } from '../transfer/delivery.js';
-import { oobMessage } from '../transfer/link.js';
+import { oobMessage } from '../transfer/links/message.js';
 import { ActiveRequests, type ActiveRequest, type ActiveRequestInfo } from './active.js';
 import type { CommandParser } from './commands.js';
 import { ConcurrencyGate, GateClosedError, QueueFullError, RateLimiter, SharedFetches, type Lease } from './limits.js';
@@ -52,7 +52,7 @@ export class Requests {
   private retiredGates: ConcurrencyGate[] = []; // replaced by a reload, still running or queueing requests
   private readonly jobs = new ActiveRequests();
   // A download is shared until its last byte has arrived (reports are handed on at their headers).
-  private readonly shared = new SharedFetches<SpooledReport>(
+  private readonly shared = new SharedFetches<Report>(
     (r) => r.release(),
     (r) => r.arrived,
   );
@@ -207,7 +207,7 @@ export class Requests {
     const started = Date.now();
     // With a per-user intranet header, users may see different reports: share only per user then.
     const key = this.deps.perUserReports ? `${project} ${from.bare}` : project;
-    let lease: Lease<SpooledReport>;
+    let lease: Lease<Report>;
     try {
       lease = await this.shared.acquire(key, () =>
         this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
@@ -255,7 +255,7 @@ export class Requests {
 
   /** Hands the report over; returns the closing line for the user. */
   private async deliver(
-    report: SpooledReport,
+    report: Report,
     from: Jid,
     project: string,
     out: Output,
@@ -338,7 +338,7 @@ export class Requests {
   }
 }
 
-function failureText(err: DeliveryError, report: SpooledReport): string {
+function failureText(err: DeliveryError, report: Report): string {
   switch (err.reason) {
     case 'declined':
       return replies.declined(report.name);

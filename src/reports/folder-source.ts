@@ -13,7 +13,7 @@ import {
   type FetchContext,
   type ReportMeta,
   type ReportSource,
-  type SpooledReport,
+  type Report,
 } from './source.js';
 
 export class FolderSource implements ReportSource {
@@ -23,7 +23,7 @@ export class FolderSource implements ReportSource {
     private readonly opts: { maxBytes: number; fileName: string },
   ) {}
 
-  async fetch(project: string, _ctx: FetchContext): Promise<SpooledReport> {
+  async fetch(project: string, _ctx: FetchContext): Promise<Report> {
     let entries: string[];
     try {
       entries = await readdir(this.folder);
@@ -65,7 +65,7 @@ export class FolderSource implements ReportSource {
  * once, so a report replaced (renamed over) while it is sent still goes out
  * as it was when offered; release() closes it.
  */
-async function localReport(meta: Omit<ReportMeta, 'size'>, path: string): Promise<SpooledReport> {
+async function localReport(meta: Omit<ReportMeta, 'size'>, path: string): Promise<Report> {
   const fh = await open(path, 'r');
   let size: number;
   try {

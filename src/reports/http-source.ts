@@ -13,7 +13,7 @@ import {
   reportFileName,
   type FetchContext,
   type ReportSource,
-  type SpooledReport,
+  type Report,
 } from './source.js';
 
 export interface HttpSourceOptions {
@@ -60,7 +60,7 @@ export class HttpSource implements ReportSource {
     return h;
   }
 
-  async fetch(project: string, ctx: FetchContext): Promise<SpooledReport> {
+  async fetch(project: string, ctx: FetchContext): Promise<Report> {
     const url = reportUrl(this.opts.urlTemplate, project);
     const abort = new AbortController();
     const onOuterAbort = () => abort.abort();

@@ -5,7 +5,6 @@
 // reported as delivered.
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
 
 /** Positional reads of a report, as FileHandle.read. */
 export interface ReportReader {
@@ -22,7 +21,7 @@ export interface ReportMeta {
   date: Date;
 }
 
-export interface SpooledReport extends ReportMeta {
+export interface Report extends ReportMeta {
   open(): Promise<ReportReader>;
   /** Settles when the last byte is on local disk; rejects when the download failed. */
   readonly arrived: Promise<void>;
@@ -54,28 +53,6 @@ export function once<T>(f: () => Promise<T>): () => Promise<T> {
   return () => (p ??= f());
 }
 
-/** A report as a readable stream of its bytes (reads of up to chunkSize). */
-export function reportStream(reader: ReportReader, size: number, chunkSize: number): Readable {
-  let pos = 0;
-  return new Readable({
-    highWaterMark: chunkSize,
-    read(this: Readable, n: number) {
-      const want = Math.min(Math.max(n, chunkSize), size - pos);
-      if (want <= 0) return void this.push(null);
-      const buf = Buffer.allocUnsafe(want);
-      reader.read(buf, 0, want, pos).then(
-        (got) => {
-          if (got === 0)
-            return void this.destroy(new ReportError('unavailable', `the report ended after ${pos} of ${size} bytes`));
-          pos += got;
-          this.push(buf.subarray(0, got));
-        },
-        (err: Error) => this.destroy(err),
-      );
-    },
-  });
-}
-
 export type ReportErrorKind = 'not-found' | 'forbidden' | 'unavailable' | 'too-large';
 
 /** A failure the chat user should hear about in plain words. */
@@ -97,7 +74,7 @@ export interface FetchContext {
 
 export interface ReportSource {
   readonly kind: string;
-  fetch(project: string, ctx: FetchContext): Promise<SpooledReport>;
+  fetch(project: string, ctx: FetchContext): Promise<Report>;
 }
 
 const MIME_BY_EXT: Record<string, string> = {

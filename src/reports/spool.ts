@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ReportError, once, sha256File, type ReportMeta, type ReportReader, type SpooledReport } from './source.js';
+import { ReportError, once, sha256File, type ReportMeta, type ReportReader, type Report } from './source.js';
 
 export interface SpoolOptions {
   maxBytes: number;
@@ -209,7 +209,7 @@ export class Spool {
 }
 
 /** A report being written into the spool (see SpoolFile); release() stops the download if it still runs and removes the file. */
-export function spooledReport(meta: ReportMeta, file: SpoolFile): SpooledReport {
+export function spooledReport(meta: ReportMeta, file: SpoolFile): Report {
   const arrived = file.done.then(() => {});
   arrived.catch(() => {}); // seen by readers; nobody need wait for it
   return {

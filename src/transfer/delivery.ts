@@ -1,13 +1,14 @@
 // How a spooled report reaches the user. requests.ts hands every report to a
 // Delivery and turns its outcome into a chat reply.
 import type { Logger } from 'pino';
-import { ReportError, type SpooledReport } from '../reports/source.js';
+import { ReportError, type Report } from '../reports/source.js';
 import type { ClientInfo } from '../xmpp/caps.js';
+import { requestCondition, requestFailure } from '../xmpp/errors.js';
 
 export type Method = 's5b' | 'ibb';
 
 export interface DeliveryRequest {
-  report: SpooledReport;
+  report: Report;
   to: string; // the requester's full JID
   from: string; // the project's full JID, used for every stanza of the transfer
   log: Logger;
@@ -39,18 +40,22 @@ export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; wh
 export type FailureReason =
   'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled' | 'source';
 
-/** A delivery that did not complete; `sent` counts bytes written before it broke. */
+/** A delivery that did not complete. */
 export class DeliveryError extends Error {
   override name = 'DeliveryError';
-  constructor(
-    readonly reason: FailureReason,
-    message: string,
-    readonly sent = 0,
-    readonly method?: Method,
-    /** set when a link is the right way on (see LinkReason) */
-    readonly linkWhy?: LinkReason,
-  ) {
-    super(message);
+  readonly reason: FailureReason;
+  /** bytes written (S5B) or acknowledged (IBB) before it broke */
+  readonly sent: number;
+  readonly method: Method | undefined;
+  /** set when a link is the right way on (see LinkReason) */
+  readonly linkWhy: LinkReason | undefined;
+
+  constructor(o: { reason: FailureReason; message: string; sent?: number; method?: Method; linkWhy?: LinkReason }) {
+    super(o.message);
+    this.reason = o.reason;
+    this.sent = o.sent ?? 0;
+    this.method = o.method;
+    this.linkWhy = o.linkWhy;
   }
 }
 
@@ -58,9 +63,11 @@ export interface Delivery {
   deliver(req: DeliveryRequest): Promise<DeliveryOutcome>;
 }
 
-/** The report's own download failed under a transfer (see SpooledReport.open): no other method can help. */
+/** The report's own download failed under a transfer (see Report.open): no other method can help. */
 export function sourceFailure(err: unknown, sent: number, method?: Method): DeliveryError | undefined {
-  return err instanceof ReportError ? new DeliveryError('source', err.message, sent, method) : undefined;
+  return err instanceof ReportError
+    ? new DeliveryError({ reason: 'source', message: err.message, sent, method })
+    : undefined;
 }
 
 /**
@@ -68,11 +75,11 @@ export function sourceFailure(err: unknown, sent: number, method?: Method): Deli
  * in the user's terms. onTimeout says what silence means for this offer.
  */
 export function offerRefusal(err: unknown, log: Logger, what: string, onTimeout: DeliveryError): DeliveryError {
-  const condition = (err as { condition?: string }).condition;
+  const condition = requestCondition(err);
   // ejabberd answers for a resource that went away: "User session not found".
   if (/session not found/i.test((err as { text?: string }).text ?? '')) {
     log.info({ condition }, 'receiver went offline');
-    return new DeliveryError('failed', 'your chat client went offline');
+    return new DeliveryError({ reason: 'failed', message: 'your chat client went offline' });
   }
   if ((err as Error).name === 'TimeoutError') {
     log.info(`${what} not answered in time`);
@@ -82,15 +89,15 @@ export function offerRefusal(err: unknown, log: Logger, what: string, onTimeout:
   switch (condition) {
     case 'forbidden':
     case 'not-acceptable':
-      return new DeliveryError('declined', 'declined');
+      return new DeliveryError({ reason: 'declined', message: 'declined' });
     case 'bad-request':
     case 'service-unavailable':
     case 'feature-not-implemented':
-      return new DeliveryError('unsupported', condition);
+      return new DeliveryError({ reason: 'unsupported', message: condition });
     case 'item-not-found':
     case 'recipient-unavailable':
-      return new DeliveryError('failed', 'your chat client went offline');
+      return new DeliveryError({ reason: 'failed', message: 'your chat client went offline' });
     default:
-      return new DeliveryError('failed', condition ?? (err as Error).message);
+      return new DeliveryError({ reason: 'failed', message: requestFailure(err) });
   }
 }

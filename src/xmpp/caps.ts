@@ -5,8 +5,6 @@ import { createHash } from 'node:crypto';
 import { xml, type Element } from '@xmpp/component';
 import { NS } from './namespaces.js';
 
-export const NS_CAPS = 'http://jabber.org/protocol/caps';
-
 export type Features = ReadonlySet<string> | 'unknown';
 
 export interface Identity {
@@ -89,7 +87,7 @@ export class Capabilities {
       return;
     }
     if (presence.attrs.type) return;
-    const c = presence.getChild('c', NS_CAPS);
+    const c = presence.getChild('c', NS.CAPS);
     if (!c?.attrs.ver || !c.attrs.hash) return;
     if (this.adByJid.size >= this.maxEntries) this.adByJid.delete(this.adByJid.keys().next().value!);
     this.adByJid.set(from, { hash: c.attrs.hash, ver: c.attrs.ver, node: c.attrs.node ?? '' });

@@ -26,13 +26,21 @@ export function iqResult(iq: Element, child?: Element): Element {
   return xml('iq', { to: iq.attrs.from, from: iq.attrs.to, id: iq.attrs.id, type: 'result' }, child);
 }
 
-/** The defined condition of an error stanza (e.g. "item-not-found"), or undefined. */
-export function errorCondition(stanza: Element): string | undefined {
-  const err = stanza.getChild('error');
-  if (!err) return undefined;
-  return err.getChildElements().find((c) => c.attrs.xmlns === NS.STANZAS && c.name !== 'text')?.name;
+/** The defined condition of an <error/> element (e.g. "item-not-found"), or undefined. */
+export function conditionOf(error: Element | undefined): string | undefined {
+  return error?.getChildElements().find((c) => c.attrs.xmlns === NS.STANZAS && c.name !== 'text')?.name;
 }
 
-export function errorText(stanza: Element): string | undefined {
-  return stanza.getChild('error')?.getChildText('text', NS.STANZAS) ?? undefined;
+/**
+ * The condition of a failed IQ request (xmpp.js rejects with a StanzaError
+ * carrying `condition` and `text`), or undefined for a timeout or a local error.
+ */
+export function requestCondition(err: unknown): string | undefined {
+  const c = (err as { condition?: unknown } | null)?.condition;
+  return typeof c === 'string' ? c : undefined;
+}
+
+/** Why a request failed, in a few words: its condition, else its message. */
+export function requestFailure(err: unknown): string {
+  return requestCondition(err) ?? (err instanceof Error ? err.message : String(err));
 }

@@ -14,4 +14,13 @@ export const NS = {
   CHATSTATES: 'http://jabber.org/protocol/chatstates',
   COMMANDS: 'http://jabber.org/protocol/commands',
   VCARD: 'vcard-temp',
+  CAPS: 'http://jabber.org/protocol/caps',
+  OOB: 'jabber:x:oob',
+  HTTP_UPLOAD: 'urn:xmpp:http:upload:0',
+  HASHES: 'urn:xmpp:hashes:2',
+  JINGLE: 'urn:xmpp:jingle:1',
+  JINGLE_ERRORS: 'urn:xmpp:jingle:errors:1',
+  JINGLE_FT: 'urn:xmpp:jingle:apps:file-transfer:5',
+  JINGLE_S5B: 'urn:xmpp:jingle:transports:s5b:1',
+  JINGLE_IBB: 'urn:xmpp:jingle:transports:ibb:1',
 } as const;

@@ -7,19 +7,40 @@ import { errorElement } from './errors.js';
 export type IqReply = Element | true | undefined;
 export type IqHandler = (iq: Element, payload: Element, from: Jid, target: Target) => IqReply | Promise<IqReply>;
 
+export interface IqRoute {
+  type: 'get' | 'set';
+  ns: string;
+  name: string;
+  handler: IqHandler;
+}
+
+/** What a protocol module adds to the component: its disco#info features and the IQs it answers. */
+export interface ComponentModule {
+  readonly features: readonly string[];
+  readonly routes: readonly IqRoute[];
+}
+
 export class IqRouter {
-  private readonly routes = new Map<string, IqHandler>();
+  private readonly table = new Map<string, IqHandler>();
   private readonly namespaces = new Set<string>();
 
+  /** Adds one route; a payload has one owner, so a second registration is a wiring error. */
   on(type: 'get' | 'set', ns: string, name: string, handler: IqHandler): this {
-    this.routes.set(`${type} ${ns} ${name}`, handler);
+    const key = `${type} ${ns} ${name}`;
+    if (this.table.has(key)) throw new Error(`IQ route registered twice: ${key}`);
+    this.table.set(key, handler);
     this.namespaces.add(ns);
     return this;
   }
 
-  /** The handler registered for this payload, e.g. to chain a new one in front of it. */
-  handler(type: 'get' | 'set', ns: string, name: string): IqHandler | undefined {
-    return this.routes.get(`${type} ${ns} ${name}`);
+  add(routes: readonly IqRoute[]): this {
+    for (const r of routes) this.on(r.type, r.ns, r.name, r.handler);
+    return this;
+  }
+
+  /** Every route as "type namespace name". */
+  get routes(): string[] {
+    return [...this.table.keys()];
   }
 
   async handle(iq: Element, from: Jid, target: Target): Promise<IqReply> {
@@ -27,7 +48,7 @@ export class IqRouter {
     const payload = iq.getChildElements()[0];
     if (!payload || (type !== 'get' && type !== 'set')) return errorElement('modify', 'bad-request');
     const ns = payload.attrs.xmlns ?? '';
-    const handler = this.routes.get(`${type} ${ns} ${payload.name}`);
+    const handler = this.table.get(`${type} ${ns} ${payload.name}`);
     if (handler) return handler(iq, payload, from, target);
     // A namespace we speak, asked for something we do not do (RFC 6120 §8.3.3.7),
     // else a service we do not offer (§8.3.3.19).

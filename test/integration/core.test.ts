@@ -140,6 +140,8 @@ describe('integration: component core (real ejabberd)', function () {
         .map((f) => f.attrs.var);
       for (const f of [NS.DISCO_INFO, NS.VERSION, NS.PING, NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB])
         expect(features, to).to.include(f);
+      // XEP-0166 §11: Jingle, its file-transfer application and both transports (jingle is in the default transfer.order)
+      for (const f of [NS.JINGLE, NS.JINGLE_FT, NS.JINGLE_S5B, NS.JINGLE_IBB]) expect(features, to).to.include(f);
       expect(r.getChild('query', NS.DISCO_INFO)!.getChild('identity')).to.not.equal(undefined);
     }
   });

@@ -163,7 +163,7 @@ describe('integration: ejabberd restarts under a direct (S5B) transfer', functio
     const { XmppUser } = await import('../support/xmpp-user.js');
     const { xml } = await import('@xmpp/client');
     const { connect } = await import('node:net');
-    const { dstAddr } = await import('../../src/transfer/socks5.js');
+    const { dstAddr } = await import('../../src/transfer/s5b/socks5.js');
     const { NS } = await import('../../src/xmpp/namespaces.js');
     const ej = await getEjabberd();
     const intranet = await getIntranet();

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { xml } from '@xmpp/client';
 import type { Element } from '@xmpp/component';
-import { dstAddr } from '../../src/transfer/socks5.js';
+import { dstAddr } from '../../src/transfer/s5b/socks5.js';
 import { NS } from '../../src/xmpp/namespaces.js';
 import { XmppUser } from '../support/xmpp-user.js';
 import { getEjabberd, getIntranet, sleep, startComponent, user } from './harness.js';

@@ -1,11 +1,11 @@
 // Reports for unit tests: over a file on disk, or stand-ins without bytes.
 import { open } from 'node:fs/promises';
-import { sha256File, type ReportReader, type SpooledReport } from '../../src/reports/source.js';
+import { sha256File, type ReportReader, type Report } from '../../src/reports/source.js';
 
 const META = { mime: 'application/pdf', date: new Date('2026-11-25T10:00:00Z') };
 
 /** A report over an existing file; every open() opens it anew. */
-export function fileReport(path: string, size: number, meta: Partial<Omit<SpooledReport, 'size'>> = {}): SpooledReport {
+export function fileReport(path: string, size: number, meta: Partial<Omit<Report, 'size'>> = {}): Report {
   const project = meta.project ?? '1';
   return {
     project,
@@ -37,13 +37,13 @@ export function fileReport(path: string, size: number, meta: Partial<Omit<Spoole
 export function stubReport(
   project: string,
   size: number,
-  meta: Partial<Omit<SpooledReport, 'project' | 'size'>> = {},
-): SpooledReport {
+  meta: Partial<Omit<Report, 'project' | 'size'>> = {},
+): Report {
   return fileReport('/nonexistent', size, { project, ...meta });
 }
 
 /** Every byte of a report, read as a transfer would. */
-export async function readReport(r: Pick<SpooledReport, 'open' | 'size'>): Promise<Buffer> {
+export async function readReport(r: Pick<Report, 'open' | 'size'>): Promise<Buffer> {
   const reader = await r.open();
   try {
     const buf = Buffer.alloc(r.size);

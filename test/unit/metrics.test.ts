@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
 import { Metrics, MetricsServer, meteredDelivery, meteredLinks, meteredSource } from '../../src/metrics.js';
-import { ReportError, type SpooledReport } from '../../src/reports/source.js';
+import { ReportError, type Report } from '../../src/reports/source.js';
 import { stubReport } from '../support/reports.js';
 import { DeliveryError, type DeliveryRequest } from '../../src/transfer/delivery.js';
 
-const report: SpooledReport = stubReport('1', 1000);
+const report: Report = stubReport('1', 1000);
 const req = {
   report,
   to: 'a@example.com/r',
@@ -78,10 +78,19 @@ describe('metrics', () => {
   it('counts deliveries and links by method and outcome, with the bytes that went out', async () => {
     const m = new Metrics(probe());
     await meteredDelivery({ deliver: async () => ({ kind: 'delivered', method: 'ibb', bytes: 1000 }) }, m).deliver(req);
-    await meteredDelivery({ deliver: async () => Promise.reject(new DeliveryError('declined', 'declined')) }, m)
+    await meteredDelivery(
+      { deliver: async () => Promise.reject(new DeliveryError({ reason: 'declined', message: 'declined' })) },
+      m,
+    )
       .deliver(req)
       .catch(() => {});
-    await meteredDelivery({ deliver: async () => Promise.reject(new DeliveryError('lost', 'cut', 300, 's5b')) }, m)
+    await meteredDelivery(
+      {
+        deliver: async () =>
+          Promise.reject(new DeliveryError({ reason: 'lost', message: 'cut', sent: 300, method: 's5b' })),
+      },
+      m,
+    )
       .deliver(req)
       .catch(() => {});
     await meteredLinks(

@@ -11,18 +11,14 @@
 // session-info <received/>) after the last byte, or, for S5B, closed the
 // stream cleanly after it; for IBB every block was acknowledged by a client
 // not listed in transfer.jingle.noIbbClients.
-import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
-import type { Config } from '../../config.js';
-import { reportStream, type ReportReader } from '../../reports/source.js';
 import type { ClientInfo } from '../../xmpp/caps.js';
-import type { Connection } from '../../xmpp/connection.js';
-import type { IqRouter } from '../../xmpp/router.js';
-import { buildActivate, parseProxySpec, type StreamhostInfo } from '../bytestreams.js';
+import { requestFailure } from '../../xmpp/errors.js';
+import { newId, newSid } from '../../xmpp/ids.js';
+import { NS } from '../../xmpp/namespaces.js';
+import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
 import {
   DeliveryError,
   offerRefusal,
@@ -31,14 +27,20 @@ import {
   type DeliveryOutcome,
   type DeliveryRequest,
   type FailureReason,
+  type Method,
 } from '../delivery.js';
-import { IbbError } from '../ibb.js';
-import type { Streamhost } from '../streamhost.js';
-import { IbbSenders, agreedBlockSize, ibbOffer } from './ibb-transport.js';
+import { IbbError } from '../ibb/sender.js';
+import type { IbbStreams } from '../ibb/streams.js';
+import { Interruption } from '../interruption.js';
+import { connectProxy } from '../s5b/proxy.js';
+import { StreamError, type S5bSender } from '../s5b/send.js';
+import type { StreamhostInfo } from '../s5b/stanzas.js';
+import type { Streamhost } from '../s5b/streamhost.js';
+import { agreedBlockSize, ibbOffer } from './ibb-transport.js';
+import type { NetworkPolicy } from '../../networks.js';
+import { dstAddrs, nominate, ourCandidates, tryPeerCandidates } from './s5b-transport.js';
+import { JingleSession, JingleSessions, SessionEnded, SessionTimeout, type SessionEvent } from './session.js';
 import {
-  NS_JINGLE,
-  NS_JINGLE_IBB,
-  NS_JINGLE_S5B,
   buildContentReject,
   buildSessionInitiate,
   buildSessionTerminate,
@@ -54,15 +56,31 @@ import {
   type S5bCandidate,
   type S5bInfo,
   type S5bTransport,
-} from './jingle.js';
-import { NetworkPolicy, dstAddrs, nominate, ourCandidates, socksConnect, tryPeerCandidates } from './s5b-transport.js';
-import { JingleSession, JingleSessions, SessionEnded, SessionTimeout, type SessionEvent } from './session.js';
+} from './stanzas.js';
 
-export interface JingleDeliveryDeps {
-  connection: Pick<Connection, 'request' | 'send'>;
+export interface JingleOptions {
+  /** bytestreams offered: S5B candidates and/or the in-band transport */
+  methods: readonly Method[];
+  /** how long the user has to accept */
+  offerTimeoutMs: number;
+  /** how long each step of the transport negotiation may take */
+  connectTimeoutMs: number;
+  /** a stream that takes no bytes (or in-band acks) for this long ends */
+  stallTimeoutMs: number;
+  ibb: { blockSize: number; window: number };
+  /** networks where the responder's own candidates may be tried */
+  peerNetworks: NetworkPolicy;
+  /** disco#info identity names whose Jingle IBB cannot be trusted with a file */
+  noIbbClients: readonly string[];
+}
+
+export interface JingleDeps {
+  request: (iq: Element, timeoutMs: number) => Promise<Element>;
   streamhost: Streamhost | undefined;
-  config: Config['transfer'];
-  router: IqRouter;
+  /** third-party XEP-0065 proxies, offered as `proxy` candidates */
+  proxies: readonly StreamhostInfo[];
+  s5b: S5bSender;
+  ibb: IbbStreams;
 }
 
 /** The one content of our sessions (XEP-0234's examples call it 'a-file-offer'). */
@@ -70,9 +88,6 @@ export const CONTENT_NAME = 'a-file-offer';
 const CONTENT = { name: CONTENT_NAME, creator: 'initiator' as const };
 /** After the last byte and a clean close, how long a receiver's session-terminate may still take. */
 const CLOSE_GRACE_MS = 3000;
-
-const hex = (n: number) => randomBytes(n).toString('hex');
-const newId = () => 'xj-' + randomBytes(9).toString('base64url');
 
 /** Whether a client's Jingle IBB may be trusted with a file (Dino acks in-band data without saving it). */
 export function trustsIbb(client: ClientInfo | undefined, noIbbClients: readonly string[]): boolean {
@@ -92,62 +107,55 @@ class Stop extends Error {
 
 /** One delivery: its session, the sockets to close, and the interruption that ends every wait. */
 class Run {
-  readonly sid = 'xj' + hex(12);
+  readonly sid = newSid('xj');
+  readonly stop = new Interruption();
   session: JingleSession | undefined;
   live = false; // the responder knows the session (session-initiate acknowledged, not terminated)
   readonly sockets = new Set<Socket>();
   cancelExpectation: () => void = () => {};
-  ibbSid: string | undefined; // the in-band stream, once one runs
-  stopped: 'interrupted' | 'cancelled' | undefined;
-  private fire!: (e: Error) => void;
-  readonly stop: Promise<never> = new Promise<never>((_r, reject) => (this.fire = reject));
   constructor() {
-    this.stop.catch(() => {});
+    this.stop.onTrigger((why, err) => {
+      this.session?.abort(err);
+      if (why === 'cancelled') for (const s of this.sockets) s.destroy(new Error('cancelled by shutdown'));
+    });
   }
-  trigger(why: 'interrupted' | 'cancelled'): void {
-    if (this.stopped) return;
-    this.stopped = why;
-    const err = new DeliveryError(
-      why,
-      why === 'cancelled' ? 'cancelled by shutdown' : 'the connection to the XMPP server was lost',
-    );
-    this.fire(err);
-    this.session?.abort(err);
-    if (why === 'cancelled') for (const s of this.sockets) s.destroy(new Error('cancelled by shutdown'));
+  get stopped(): 'interrupted' | 'cancelled' | undefined {
+    return this.stop.stopped;
   }
   race<T>(p: Promise<T>): Promise<T> {
-    return Promise.race([p, this.stop]);
+    return this.stop.race(p);
   }
 }
 
-export class JingleDelivery implements Delivery {
+export class JingleDelivery implements Delivery, ComponentModule {
+  /** XEP-0166 §11: an entity that speaks Jingle says so, with its application and transports. */
+  readonly features = [NS.JINGLE, NS.JINGLE_FT, NS.JINGLE_S5B, NS.JINGLE_IBB];
+  readonly routes: readonly IqRoute[] = [
+    {
+      type: 'set',
+      ns: NS.JINGLE,
+      name: 'jingle',
+      handler: (iq, payload, from) => this.sessions.handle(iq, payload, from),
+    },
+  ];
   readonly sessions = new JingleSessions();
-  private readonly ibb: IbbSenders;
-  private readonly proxies: StreamhostInfo[];
-  private readonly policy: NetworkPolicy;
   private readonly running = new Set<Run>();
 
-  constructor(private readonly deps: JingleDeliveryDeps) {
-    this.proxies = deps.config.externalProxies.map(parseProxySpec);
-    this.policy = new NetworkPolicy(deps.config.jingle.peerNetworks);
-    deps.router.on('set', NS_JINGLE, 'jingle', (iq, payload, from) => this.sessions.handle(iq, payload, from));
-    this.ibb = new IbbSenders(deps.router);
-  }
+  constructor(
+    private readonly deps: JingleDeps,
+    private readonly o: JingleOptions,
+  ) {}
 
-  /** The server connection dropped: pending negotiations and in-band transfers end now. */
+  /** The server connection dropped: pending negotiations end now (the in-band streams end with IbbStreams). */
   connectionLost(): void {
-    for (const r of this.running) r.trigger('interrupted');
-    this.ibb.abortAll('the connection to the XMPP server was lost');
+    for (const r of this.running) r.stop.trigger('interrupted');
   }
 
   async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
     const run = new Run();
     this.running.add(run);
     const log = req.log.child({ sid: run.sid, protocol: 'jingle' });
-    const onAbort = () => {
-      run.trigger('cancelled');
-      if (run.ibbSid) this.ibb.abort(req.to, run.ibbSid, 'cancelled by shutdown');
-    };
+    const onAbort = () => run.stop.trigger('cancelled');
     req.signal?.addEventListener('abort', onAbort, { once: true });
     const env = (): Envelope => ({ id: newId(), from: req.from, to: req.to, sid: run.sid, initiator: req.from });
     try {
@@ -185,7 +193,7 @@ export class JingleDelivery implements Delivery {
 
   private async terminate(env: () => Envelope, reason: Reason, log: Logger): Promise<void> {
     try {
-      await this.deps.connection.request(buildSessionTerminate(env(), reason), 10000);
+      await this.deps.request(buildSessionTerminate(env(), reason), 10000);
     } catch (err) {
       log.debug({ err: (err as Error).message }, 'session-terminate not acknowledged');
     }
@@ -193,20 +201,25 @@ export class JingleDelivery implements Delivery {
 
   private async negotiate(req: DeliveryRequest, run: Run, log: Logger, env: () => Envelope): Promise<DeliveryOutcome> {
     const { report, to, from } = req;
-    const cfg = this.deps.config;
+    const cfg = this.o;
     const features = req.client?.features;
     // Without disco#info we assume S5B (XEP-0260 is what every Jingle FT client has) but not IBB.
-    const responderS5b = features ? features.has(NS_JINGLE_S5B) : true;
-    const responderIbb = features?.has(NS_JINGLE_IBB) ?? false;
-    const ibbTrusted = trustsIbb(req.client, cfg.jingle.noIbbClients);
+    const responderS5b = features ? features.has(NS.JINGLE_S5B) : true;
+    const responderIbb = features?.has(NS.JINGLE_IBB) ?? false;
+    const ibbTrusted = trustsIbb(req.client, cfg.noIbbClients);
     const allowIbb = cfg.methods.includes('ibb') && responderIbb;
-    const tsid = 'xs' + hex(8);
+    const tsid = newSid('xs', 8);
     const candidates =
       cfg.methods.includes('s5b') && responderS5b
-        ? ourCandidates({ from, streamhost: this.deps.streamhost, proxies: this.proxies, newCid: () => 'c' + hex(6) })
+        ? ourCandidates({
+            from,
+            streamhost: this.deps.streamhost,
+            proxies: this.deps.proxies,
+            newCid: () => newSid('c', 6),
+          })
         : [];
     const s5bPossible =
-      cfg.methods.includes('s5b') && responderS5b && (candidates.length > 0 || this.policy.allowsAnything);
+      cfg.methods.includes('s5b') && responderS5b && (candidates.length > 0 || cfg.peerNetworks.allowsAnything);
 
     let transport: S5bTransport | IbbTransport;
     if (s5bPossible) {
@@ -214,15 +227,13 @@ export class JingleDelivery implements Delivery {
     } else if (allowIbb && ibbTrusted) {
       transport = ibbOffer(tsid, cfg.ibb.blockSize);
     } else if (allowIbb) {
-      throw new DeliveryError(
-        'failed',
-        "no direct connection is possible and the client's in-band transfer is not trusted",
-        0,
-        undefined,
-        'no-direct-connection',
-      );
+      throw new DeliveryError({
+        reason: 'failed',
+        message: "no direct connection is possible and the client's in-band transfer is not trusted",
+        linkWhy: 'no-direct-connection',
+      });
     } else {
-      throw new DeliveryError('unsupported', 'no Jingle transport in common');
+      throw new DeliveryError({ reason: 'unsupported', message: 'no Jingle transport in common' });
     }
 
     // XEP-0234 §8: the hash lets the receiver check the file; it waits for the whole report,
@@ -281,16 +292,18 @@ export class JingleDelivery implements Delivery {
     );
     try {
       await run.race(
-        this.deps.connection.request(
-          buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }),
-          cfg.connectTimeoutMs,
-        ),
+        this.deps.request(buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }), cfg.connectTimeoutMs),
       );
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
       throw new Stop(
         undefined,
-        offerRefusal(err, log, 'session-initiate', new DeliveryError('failed', 'your chat client did not answer')),
+        offerRefusal(
+          err,
+          log,
+          'session-initiate',
+          new DeliveryError({ reason: 'failed', message: 'your chat client did not answer' }),
+        ),
       );
     }
     run.live = true;
@@ -304,7 +317,7 @@ export class JingleDelivery implements Delivery {
         log.info('offer not answered in time');
         throw new Stop(
           { condition: 'timeout', text: 'the file was not accepted in time' },
-          new DeliveryError('offer-timeout', 'offer not accepted in time'),
+          new DeliveryError({ reason: 'offer-timeout', message: 'offer not accepted in time' }),
         );
       }
       throw err;
@@ -329,36 +342,34 @@ export class JingleDelivery implements Delivery {
       if (!allowIbb) {
         throw new Stop(
           { condition: 'connectivity-error', text: r.failed },
-          new DeliveryError('failed', `no direct connection: ${r.failed}`, 0, 's5b'),
+          new DeliveryError({ reason: 'failed', message: `no direct connection: ${r.failed}`, method: 's5b' }),
         );
       }
       if (!ibbTrusted) {
         // Dino's Jingle IBB acknowledges every block and saves nothing: never call that delivered.
         throw new Stop(
           { condition: 'connectivity-error', text: r.failed },
-          new DeliveryError(
-            'failed',
-            `no direct connection (${r.failed}), and in-band transfer to this client cannot be confirmed`,
-            0,
-            's5b',
-            'no-direct-connection',
-          ),
+          new DeliveryError({
+            reason: 'failed',
+            message: `no direct connection (${r.failed}), and in-band transfer to this client cannot be confirmed`,
+            method: 's5b',
+            linkWhy: 'no-direct-connection',
+          }),
         );
       }
-      const ibbT = ibbOffer('xi' + hex(8), cfg.ibb.blockSize);
-      session.replacing = { kind: 'ibb', sid: ibbT.sid };
+      const ibbT = ibbOffer(newSid('xi', 8), cfg.ibb.blockSize);
+      session.replaceTransport({ kind: 'ibb', sid: ibbT.sid });
       try {
-        await run.race(this.deps.connection.request(buildTransportReplace(env(), CONTENT, ibbT), cfg.connectTimeoutMs));
+        await run.race(this.deps.request(buildTransportReplace(env(), CONTENT, ibbT), cfg.connectTimeoutMs));
       } catch (err) {
         if (err instanceof DeliveryError) throw err;
         throw new Stop(
           { condition: 'connectivity-error' },
-          new DeliveryError(
-            'failed',
-            `transport-replace refused: ${(err as { condition?: string }).condition ?? (err as Error).message}`,
-            0,
-            's5b',
-          ),
+          new DeliveryError({
+            reason: 'failed',
+            message: `transport-replace refused: ${requestFailure(err)}`,
+            method: 's5b',
+          }),
         );
       }
       let answer: SessionEvent;
@@ -374,14 +385,14 @@ export class JingleDelivery implements Delivery {
         if (err instanceof SessionTimeout)
           throw new Stop(
             { condition: 'connectivity-error', text: 'transport-replace not answered' },
-            new DeliveryError('failed', 'in-band fallback not answered in time', 0, 's5b'),
+            new DeliveryError({ reason: 'failed', message: 'in-band fallback not answered in time', method: 's5b' }),
           );
         throw err;
       }
       if (answer.kind !== 'transport-accept')
         throw new Stop(
           { condition: 'connectivity-error' },
-          new DeliveryError('failed', 'the receiver refused the in-band fallback', 0, 's5b'),
+          new DeliveryError({ reason: 'failed', message: 'the receiver refused the in-band fallback', method: 's5b' }),
         );
       const blockSize = agreedBlockSize(ibbT.blockSize, answer.transport.kind === 'ibb' ? answer.transport : undefined);
       log.info({ method: 'ibb', blockSize }, 'falling back to in-band');
@@ -408,7 +419,7 @@ export class JingleDelivery implements Delivery {
     expectation: { socket: Promise<Socket>; cancel: () => void } | undefined;
   }): Promise<{ socket: Socket; candidate: S5bCandidate; side: 'ours' | 'theirs' } | { failed: string }> {
     const { req, run, log, env, session, tsid } = o;
-    const cfg = this.deps.config;
+    const cfg = this.o;
     const accepted = o.accept.contents.find((c) => c.name === CONTENT_NAME)?.transport;
     const t = accepted?.kind === 's5b' ? accepted : undefined;
     const theirs = t?.candidates ?? [];
@@ -437,7 +448,7 @@ export class JingleDelivery implements Delivery {
 
     const attempts = tryPeerCandidates(theirs, {
       dstaddr: hashes.theirs,
-      policy: this.policy,
+      policy: this.o.peerNetworks,
       timeoutMs: Math.min(cfg.connectTimeoutMs, 15000),
       stillWanted: (c) => !responderUsed || c.priority > responderUsed.priority,
       onSkip: (c, why) =>
@@ -449,15 +460,10 @@ export class JingleDelivery implements Delivery {
     if (mine) run.sockets.add(mine.socket);
     const ours: S5bInfo = mine ? { kind: 'candidate-used', cid: mine.candidate.cid } : { kind: 'candidate-error' };
     try {
-      await run.race(
-        this.deps.connection.request(buildTransportInfo(env(), CONTENT, tsid, ours), cfg.connectTimeoutMs),
-      );
+      await run.race(this.deps.request(buildTransportInfo(env(), CONTENT, tsid, ours), cfg.connectTimeoutMs));
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
-      log.warn(
-        { err: (err as { condition?: string }).condition ?? (err as Error).message },
-        `${ours.kind} not acknowledged`,
-      );
+      log.warn({ err: requestFailure(err) }, `${ours.kind} not acknowledged`);
     }
     await run.race(report);
     if (responderSilent) {
@@ -496,18 +502,22 @@ export class JingleDelivery implements Delivery {
         }
         // One of our configured proxies: connect, activate, tell the responder (XEP-0260 §2.4).
         o.expectation?.cancel();
-        session.proxyNominated = true;
+        session.nominateProxy();
         try {
-          const socket = await run.race(socksConnect(c.host, c.port, hashes.ours, cfg.connectTimeoutMs));
-          run.sockets.add(socket);
-          await run.race(
-            this.deps.connection.request(
-              buildActivate({ id: newId(), from: req.from, proxy: c.jid, sid: tsid, target: req.to }),
-              cfg.connectTimeoutMs,
-            ),
+          const socket = await run.race(
+            connectProxy({
+              proxy: c,
+              hash: hashes.ours,
+              sid: tsid,
+              from: req.from,
+              target: req.to,
+              timeoutMs: cfg.connectTimeoutMs,
+              request: this.deps.request,
+              track: (s) => run.sockets.add(s),
+            }),
           );
           await run.race(
-            this.deps.connection.request(
+            this.deps.request(
               buildTransportInfo(env(), CONTENT, tsid, { kind: 'activated', cid: c.cid }),
               cfg.connectTimeoutMs,
             ),
@@ -515,12 +525,10 @@ export class JingleDelivery implements Delivery {
           return { socket, candidate: c, side: 'ours' };
         } catch (err) {
           if (err instanceof DeliveryError) throw err;
-          await this.deps.connection
+          await this.deps
             .request(buildTransportInfo(env(), CONTENT, tsid, { kind: 'proxy-error' }), cfg.connectTimeoutMs)
             .catch(() => {});
-          return {
-            failed: `proxy ${c.jid} did not work: ${(err as { condition?: string }).condition ?? (err as Error).message}`,
-          };
+          return { failed: `proxy ${c.jid} did not work: ${requestFailure(err)}` };
         }
       }
       case 'theirs': {
@@ -528,8 +536,7 @@ export class JingleDelivery implements Delivery {
         const c = nom.candidate;
         if (c.type === 'proxy') {
           // The responder activates its proxy and says so (XEP-0260 §2.4).
-          session.proxyNominated = true;
-          session.awaitingActivation = c.cid;
+          session.awaitActivation(c.cid);
           try {
             const e = await run.race(
               session.wait(
@@ -560,25 +567,7 @@ export class JingleDelivery implements Delivery {
     log: Logger,
   ): Promise<number> {
     const { size } = req.report;
-    const stallMs = this.deps.config.stallTimeoutMs;
-    // Dino closes its sending half as soon as it accepts: we must keep writing.
-    socket.allowHalfOpen = true;
-    let sent = 0;
-    let stall: NodeJS.Timeout | undefined;
-    const armStall = () => {
-      clearTimeout(stall);
-      stall = setTimeout(() => socket.destroy(new Error(`no progress for ${stallMs} ms`)), stallMs);
-    };
-    const meter = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        sent += chunk.length;
-        armStall();
-        cb(null, chunk);
-      },
-    });
-    const closed = new Promise<boolean>((resolve) => socket.once('close', (hadError) => resolve(hadError)));
-    socket.on('data', () => {}); // nothing is expected from the receiver
-    socket.resume();
+    const stallMs = this.o.stallTimeoutMs;
     // The receiver giving up mid-way ends the stream at once.
     let endedBy: Reason | undefined;
     const unobserve = session.observe((e) => {
@@ -587,29 +576,13 @@ export class JingleDelivery implements Delivery {
         socket.destroy(new Error(`receiver ended the session (${e.reason.condition})`));
       }
     });
-    const lost = (why: string) =>
+    const lost = (why: string, sent: number) =>
       new Stop(
         endedBy ? undefined : { condition: 'failed-transport', text: why },
-        new DeliveryError(sent > 0 ? 'lost' : 'failed', why, sent, 's5b'),
+        new DeliveryError({ reason: sent > 0 ? 'lost' : 'failed', message: why, sent, method: 's5b' }),
       );
-    armStall();
-    let reader: ReportReader | undefined;
-    try {
-      try {
-        reader = await req.report.open();
-        await pipeline(reportStream(reader, size, 1 << 20), meter, socket);
-      } catch (err) {
-        if (run.stopped === 'cancelled') throw new DeliveryError('cancelled', 'cancelled by shutdown', sent, 's5b');
-        const broke = sourceFailure(err, sent, 's5b');
-        if (broke)
-          throw new Stop(endedBy ? undefined : { condition: 'failed-application', text: broke.message }, broke);
-        // A receiver that closes right after the last byte can beat our own 'finish'; judged below.
-        if ((err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE' || sent !== size)
-          throw lost(`connection lost: ${(err as Error).message}`);
-      }
-      if (sent !== size) throw lost(`stream ended after ${sent} of ${size} bytes`);
-      armStall();
-      // All bytes are out: now the receiver's word.
+    // All bytes are out: the receiver's session-terminate, <received/> or clean close says it has them.
+    const confirm = async (closed: Promise<boolean>): Promise<void> => {
       const confirmation = session.wait(
         (e) => e.kind === 'received' || e.kind === 'session-terminate',
         stallMs,
@@ -621,38 +594,47 @@ export class JingleDelivery implements Delivery {
         closed.then((hadError) => ({ hadError })),
       ]).catch((err: unknown) => ({ err }));
       if ('err' in first) {
-        if (first.err instanceof SessionEnded) throw lost(first.err.message);
+        if (first.err instanceof SessionEnded) throw lost(first.err.message, size);
         if (run.stopped === 'cancelled' || !(first.err instanceof SessionTimeout || first.err instanceof DeliveryError))
           throw first.err;
         // The server link dropped (or no word within the stall time): a clean close still tells.
         const hadError = await withTimeout(closed, stallMs, 'close').catch(() => true);
-        if (hadError) throw lost('the receiver did not confirm the file');
+        if (hadError) throw lost('the receiver did not confirm the file', size);
         log.info({ confirmedBy: 'clean close' }, 'receiver closed the stream after the last byte');
-        return sent;
+        return;
       }
       if ('hadError' in first) {
-        if (first.hadError) throw lost('connection reset after the last byte');
+        if (first.hadError) throw lost('connection reset after the last byte', size);
         // Closed cleanly: a session-terminate normally follows at once.
         const e = await withTimeout(confirmation, CLOSE_GRACE_MS, 'session-terminate').catch((err: unknown) =>
           err instanceof SessionEnded ? err : undefined,
         );
-        if (e instanceof SessionEnded) throw lost(e.message);
+        if (e instanceof SessionEnded) throw lost(e.message, size);
         log.info(
           { confirmedBy: e ? (e.kind === 'received' ? 'received' : 'session-terminate') : 'clean close' },
           'receiver confirmed',
         );
-        return sent;
+        return;
       }
       const e = first.e;
       if (e.kind === 'session-terminate' && e.reason.condition !== 'success')
-        throw lost(`the receiver ended the session (${e.reason.condition})`);
+        throw lost(`the receiver ended the session (${e.reason.condition})`, size);
       log.info({ confirmedBy: e.kind === 'received' ? 'received' : 'session-terminate' }, 'receiver confirmed');
-      return sent;
+    };
+    try {
+      return await this.deps.s5b.send(socket, req.report, confirm);
+    } catch (err) {
+      const sent = err instanceof StreamError ? err.sent : 0;
+      const cause = (err as Error).cause;
+      if (run.stopped === 'cancelled') {
+        throw new DeliveryError({ reason: 'cancelled', message: 'cancelled by shutdown', sent, method: 's5b' });
+      }
+      if (cause instanceof Stop || cause instanceof DeliveryError) throw cause;
+      const broke = sourceFailure(cause, sent, 's5b');
+      if (broke) throw new Stop(endedBy ? undefined : { condition: 'failed-application', text: broke.message }, broke);
+      throw lost((err as Error).message, sent);
     } finally {
       unobserve();
-      clearTimeout(stall);
-      socket.destroy();
-      await reader?.close();
     }
   }
 
@@ -666,36 +648,39 @@ export class JingleDelivery implements Delivery {
     blockSize: number,
     started: number,
   ): Promise<DeliveryOutcome> {
-    const cfg = this.deps.config;
     let acked = 0;
-    run.ibbSid = ibbSid;
+    run.stop.onTrigger((why) => {
+      if (why === 'cancelled') this.deps.ibb.abort(req.to, ibbSid, 'cancelled by shutdown');
+    });
     const unobserve = session.observe((e) => {
       if (e.kind === 'session-terminate' && e.reason.condition !== 'success')
-        this.ibb.abort(req.to, ibbSid, `receiver ended the session (${e.reason.condition})`);
+        this.deps.ibb.abort(req.to, ibbSid, `receiver ended the session (${e.reason.condition})`);
     });
     try {
-      acked = await this.ibb.send(
-        {
-          from: req.from,
-          to: req.to,
-          sid: ibbSid,
-          report: req.report,
-          blockSize,
-          window: cfg.ibb.window,
-          ackTimeoutMs: cfg.stallTimeoutMs,
-          request: (iq: Element, t: number) => this.deps.connection.request(iq, t),
-          newId,
-          onProgress: (n) => (acked = n),
-        },
-        req.to,
-      );
+      acked = await this.deps.ibb.send({
+        from: req.from,
+        to: req.to,
+        sid: ibbSid,
+        report: req.report,
+        blockSize,
+        window: this.o.ibb.window,
+        ackTimeoutMs: this.o.stallTimeoutMs,
+        onProgress: (n) => (acked = n),
+      });
     } catch (err) {
       const sent = err instanceof IbbError ? err.acked : acked;
-      if (run.stopped) throw new DeliveryError(run.stopped, (err as Error).message, sent, 'ibb');
+      // Our own stop first: a shutdown also ends the download, which is not the intranet's fault.
+      if (run.stopped)
+        throw new DeliveryError({ reason: run.stopped, message: (err as Error).message, sent, method: 'ibb' });
       const ended = session.terminatedBy;
-      const broke = sourceFailure(err, sent, 'ibb');
+      const broke = sourceFailure((err as Error).cause, sent, 'ibb');
       if (broke) throw new Stop(ended ? undefined : { condition: 'failed-application', text: broke.message }, broke);
-      const error = new DeliveryError(sent > 0 ? 'lost' : 'failed', (err as Error).message, sent, 'ibb');
+      const error = new DeliveryError({
+        reason: sent > 0 ? 'lost' : 'failed',
+        message: (err as Error).message,
+        sent,
+        method: 'ibb',
+      });
       throw new Stop(ended ? undefined : { condition: 'failed-transport', text: (err as Error).message }, error);
     } finally {
       unobserve();
@@ -709,7 +694,7 @@ export class JingleDelivery implements Delivery {
         e instanceof SessionEnded
           ? e.message
           : `the receiver ended the session (${e?.kind === 'session-terminate' ? e.reason.condition : ''})`;
-      throw new Stop(undefined, new DeliveryError('lost', why, acked, 'ibb'));
+      throw new Stop(undefined, new DeliveryError({ reason: 'lost', message: why, sent: acked, method: 'ibb' }));
     }
     if (session.state !== 'ended') await this.terminate(env, { condition: 'success' }, log);
     run.live = false;
@@ -721,9 +706,8 @@ export class JingleDelivery implements Delivery {
   private async answerRequest(e: SessionEvent, env: () => Envelope, log: Logger): Promise<void> {
     try {
       if (e.kind === 'transport-replace')
-        await this.deps.connection.request(buildTransportReject(env(), CONTENT, e.transport), 10000);
-      else if (e.kind === 'content-add')
-        await this.deps.connection.request(buildContentReject(env(), e.content), 10000);
+        await this.deps.request(buildTransportReject(env(), CONTENT, e.transport), 10000);
+      else if (e.kind === 'content-add') await this.deps.request(buildContentReject(env(), e.content), 10000);
     } catch (err) {
       log.debug({ err: (err as Error).message, request: e.kind }, 'answer not acknowledged');
     }
@@ -751,8 +735,12 @@ function toStop(err: unknown, run: Run): Stop {
       err,
     );
   }
-  if (run.stopped) return new Stop(undefined, new DeliveryError(run.stopped, (err as Error).message));
-  return new Stop({ condition: 'general-error' }, new DeliveryError('failed', (err as Error).message));
+  if (run.stopped)
+    return new Stop(undefined, new DeliveryError({ reason: run.stopped, message: (err as Error).message }));
+  return new Stop(
+    { condition: 'general-error' },
+    new DeliveryError({ reason: 'failed', message: (err as Error).message }),
+  );
 }
 
 /** The receiver's session-terminate, before any data flowed, in the user's terms. */
@@ -776,5 +764,5 @@ export function endedError(r: Reason): DeliveryError {
     'failed',
     `the receiver ended the session (${r.condition}${r.text ? `: ${r.text}` : ''})`,
   ];
-  return new DeliveryError(reason, text);
+  return new DeliveryError({ reason, message: text });
 }

@@ -3,12 +3,12 @@
 // networks allow), and the nomination rules of §2.4. The component's own
 // streamhost (streamhost.ts) is our `direct` candidate; configured
 // XEP-0065 proxies are `proxy` candidates.
-import { lookup } from 'node:dns/promises';
-import { BlockList, isIP, type Socket } from 'node:net';
-import { SocksClient } from 'socks';
-import type { StreamhostInfo } from '../bytestreams.js';
-import { dstAddr } from '../socks5.js';
-import type { CandidateType, S5bCandidate } from './jingle.js';
+import type { Socket } from 'node:net';
+import type { NetworkPolicy } from '../../networks.js';
+import { socksConnect } from '../s5b/proxy.js';
+import type { StreamhostInfo } from '../s5b/stanzas.js';
+import { dstAddr } from '../s5b/socks5.js';
+import type { CandidateType, S5bCandidate } from './stanzas.js';
 
 /** XEP-0260 §2.2 type preferences. */
 export const TYPE_PREFERENCE: Record<CandidateType, number> = { direct: 126, assisted: 120, tunnel: 110, proxy: 10 };
@@ -98,78 +98,6 @@ export function candidatesToTry(theirs: readonly S5bCandidate[], peerUsedPriorit
     .sort((a, b) => b.priority - a.priority);
 }
 
-/**
- * Networks the component may connect to for a responder's candidates:
- * CIDR entries, "!" excludes (e.g. `0.0.0.0/0, ::/0, !127.0.0.0/8`). An
- * address is allowed when some entry includes it and none excludes it. An
- * empty list (or "none") allows nothing: the responder's candidates are never tried.
- */
-export class NetworkPolicy {
-  private readonly allow = new BlockList();
-  private readonly deny = new BlockList();
-  private readonly any: boolean;
-
-  constructor(entries: readonly string[]) {
-    for (const raw of entries) {
-      if (raw.trim().toLowerCase() === 'none') continue;
-      const neg = raw.startsWith('!');
-      const spec = (neg ? raw.slice(1) : raw).trim();
-      const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(spec);
-      const family = m ? isIP(m[1]) : 0;
-      if (!m || family === 0)
-        throw new Error(
-          `bad network ${JSON.stringify(raw)}: expected an address or CIDR such as 10.0.0.0/8, optionally with a leading "!"`,
-        );
-      const type = family === 6 ? 'ipv6' : 'ipv4';
-      const prefix = m[2] === undefined ? (family === 6 ? 128 : 32) : Number(m[2]);
-      if (prefix > (family === 6 ? 128 : 32)) throw new Error(`bad network ${JSON.stringify(raw)}: prefix too long`);
-      (neg ? this.deny : this.allow).addSubnet(m[1], prefix, type);
-    }
-    this.any = entries.some((e) => !e.startsWith('!') && e.trim().toLowerCase() !== 'none');
-  }
-
-  static validate(entries: readonly string[]): string | undefined {
-    try {
-      new NetworkPolicy(entries);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  }
-
-  get allowsAnything(): boolean {
-    return this.any;
-  }
-
-  allows(address: string): boolean {
-    const family = isIP(address);
-    if (family === 0) return false;
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    return this.allow.check(address, type) && !this.deny.check(address, type);
-  }
-
-  /** The address to connect to for a candidate host (resolved when it is a name), or why not. */
-  async resolve(host: string, timeoutMs: number): Promise<{ address: string } | { refused: string }> {
-    if (!this.any) return { refused: 'no networks allowed' };
-    let address = host;
-    if (isIP(host) === 0) {
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const r = await Promise.race([
-          lookup(host),
-          new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error('DNS timeout')), timeoutMs))),
-        ]);
-        address = r.address;
-      } catch (err) {
-        return { refused: `cannot resolve ${host}: ${(err as Error).message}` };
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-    return this.allows(address) ? { address } : { refused: `${address} is outside transfer.jingle.peerNetworks` };
-  }
-}
-
 export interface PeerConnection {
   candidate: S5bCandidate;
   socket: Socket;
@@ -186,18 +114,6 @@ export interface TryOptions {
   stillWanted?: (c: S5bCandidate) => boolean;
   onSkip?: (c: S5bCandidate, why: string) => void;
   connect?: (host: string, port: number, dstaddr: string, timeoutMs: number) => Promise<Socket>;
-}
-
-/** SOCKS5 CONNECT to a candidate with DST.ADDR = the hash, port 0 (XEP-0065 §5.3.2). */
-export async function socksConnect(host: string, port: number, dstaddr: string, timeoutMs: number): Promise<Socket> {
-  const { socket } = await SocksClient.createConnection({
-    proxy: { host, port, type: 5 },
-    command: 'connect',
-    destination: { host: dstaddr, port: 0 },
-    timeout: timeoutMs,
-    set_tcp_nodelay: true,
-  });
-  return socket;
 }
 
 /**

@@ -7,15 +7,13 @@
 //      └────────────────session-terminate───────────────────────┘
 //   plus a transport sub-state: s5b, or (after our transport-replace and the
 //   responder's transport-accept) ibb; and the S5B candidate exchange.
+import { NS } from '../../xmpp/namespaces.js';
 import type { Element } from '@xmpp/component';
 import { errorElement } from '../../xmpp/errors.js';
 import type { Jid } from '../../xmpp/addresses.js';
 import { parseJid } from '../../xmpp/addresses.js';
 import type { IqReply } from '../../xmpp/router.js';
 import {
-  NS_JINGLE_FT,
-  NS_JINGLE_IBB,
-  NS_JINGLE_S5B,
   JingleParseError,
   contentTransportElement,
   jingleErrorOf,
@@ -26,7 +24,7 @@ import {
   type S5bCandidate,
   type S5bInfo,
   type Transport,
-} from './jingle.js';
+} from './stanzas.js';
 
 export type SessionState = 'pending' | 'active' | 'ended';
 
@@ -84,19 +82,19 @@ export class JingleSession {
   readonly initiator: string;
   readonly responder: string;
   readonly contentName: string;
-  state: SessionState = 'pending';
+  private _state: SessionState = 'pending';
   /** the transport in use */
-  transport: { kind: 's5b' | 'ibb'; sid: string };
+  private _transport: { kind: 's5b' | 'ibb'; sid: string };
   /** a transport-replace we sent, until transport-accept/-reject */
-  replacing: { kind: 'ibb' | 's5b'; sid: string } | undefined;
+  private replacing: { kind: 'ibb' | 's5b'; sid: string } | undefined;
   private readonly ours: readonly S5bCandidate[];
   /** the responder sent candidate-used or candidate-error */
-  responderReported = false;
+  private responderReported = false;
   /** the cid of the responder's proxy candidate we wait to see activated */
-  awaitingActivation: string | undefined;
+  private awaitingActivation: string | undefined;
   /** a proxy candidate was nominated, so proxy-error may come */
-  proxyNominated = false;
-  endReason: Reason | undefined;
+  private proxyNominated = false;
+  private endReason: Reason | undefined;
   private readonly queue: SessionEvent[] = [];
   private readonly waiters = new Set<Waiter>();
   private readonly observers = new Set<(e: SessionEvent) => void>();
@@ -111,8 +109,37 @@ export class JingleSession {
     this.initiator = o.initiator;
     this.responder = o.responder;
     this.contentName = o.contentName;
-    this.transport = { kind: o.transport.kind, sid: o.transport.sid };
+    this._transport = { kind: o.transport.kind, sid: o.transport.sid };
     this.ours = o.transport.kind === 's5b' ? o.transport.candidates : [];
+  }
+
+  get state(): SessionState {
+    return this._state;
+  }
+
+  get transport(): { kind: 's5b' | 'ibb'; sid: string } {
+    return this._transport;
+  }
+
+  /** Our transport-replace that awaits its answer, if any. */
+  get pendingReplace(): { kind: 'ibb' | 's5b'; sid: string } | undefined {
+    return this.replacing;
+  }
+
+  /** We sent a transport-replace (XEP-0260 §3 fallback): its transport-accept or -reject is now expected. */
+  replaceTransport(t: { kind: 'ibb' | 's5b'; sid: string }): void {
+    this.replacing = t;
+  }
+
+  /** One of our proxy candidates was nominated: the responder may answer with proxy-error (XEP-0260 §2.4). */
+  nominateProxy(): void {
+    this.proxyNominated = true;
+  }
+
+  /** The responder's proxy candidate was nominated: it activates it and says so (XEP-0260 §2.4). */
+  awaitActivation(cid: string): void {
+    this.proxyNominated = true;
+    this.awaitingActivation = cid;
   }
 
   /**
@@ -120,29 +147,29 @@ export class JingleSession {
    * for the state change: the event, if any, is for the caller to emit().
    */
   handle(j: Jingle, raw: Element): Verdict {
-    if (this.state === 'ended') return fail(jingleErrorOf('unknown-session', 'the session has ended'));
+    if (this._state === 'ended') return fail(jingleErrorOf('unknown-session', 'the session has ended'));
     switch (j.action) {
       case 'session-initiate':
         // The same sid from the other side: a collision (XEP-0166 §7.2.10).
         return fail(jingleErrorOf('tie-break', 'this session already exists'));
       case 'session-accept': {
-        if (this.state !== 'pending') return outOfOrder('the session was already accepted');
+        if (this._state !== 'pending') return outOfOrder('the session was already accepted');
         const c = j.contents.find((x) => x.name === this.contentName);
         if (!c) return badRequest(`no content named ${this.contentName}`);
         if (c.transport && (c.transport.kind !== this.transport.kind || c.transport.sid !== this.transport.sid))
           return badRequest('session-accept with another transport');
-        this.state = 'active';
+        this._state = 'active';
         return ok({ kind: 'session-accept', jingle: j });
       }
       case 'session-info': {
         if (!j.info) return ok(); // a ping (XEP-0166 §7.2.9)
-        if (j.info.attrs.xmlns === NS_JINGLE_FT && j.info.name === 'received') return ok({ kind: 'received' });
-        if (j.info.attrs.xmlns === NS_JINGLE_FT && j.info.name === 'checksum') return ok();
+        if (j.info.attrs.xmlns === NS.JINGLE_FT && j.info.name === 'received') return ok({ kind: 'received' });
+        if (j.info.attrs.xmlns === NS.JINGLE_FT && j.info.name === 'checksum') return ok();
         return fail(jingleErrorOf('unsupported-info', `session-info <${j.info.name}/> not understood`));
       }
       case 'session-terminate': {
         const reason = j.reason ?? { condition: 'general-error', text: 'no reason given' };
-        this.state = 'ended';
+        this._state = 'ended';
         this.endReason = reason;
         return ok({ kind: 'session-terminate', reason });
       }
@@ -160,7 +187,7 @@ export class JingleSession {
         const t = c.transport;
         if (!t || t.kind !== this.replacing.kind || t.sid !== this.replacing.sid)
           return badRequest('transport-accept for another transport');
-        this.transport = this.replacing;
+        this._transport = this.replacing;
         this.replacing = undefined;
         return ok({ kind: 'transport-accept', transport: t });
       }
@@ -191,9 +218,9 @@ export class JingleSession {
     const t = contentTransportElement(raw, this.contentName);
     if (!t) return badRequest(`no transport in content ${this.contentName}`);
     const ns = t.attrs.xmlns;
-    if (ns === NS_JINGLE_IBB)
+    if (ns === NS.JINGLE_IBB)
       return fail(errorElement('cancel', 'feature-not-implemented', 'in-band transports have no transport-info'));
-    if (ns !== NS_JINGLE_S5B) return badRequest(`unknown transport ${ns ?? ''}`);
+    if (ns !== NS.JINGLE_S5B) return badRequest(`unknown transport ${ns ?? ''}`);
     if (this.transport.kind !== 's5b' || t.attrs.sid !== this.transport.sid)
       return outOfOrder('that SOCKS5 transport is not in use');
     let info: S5bInfo | undefined;
@@ -315,7 +342,7 @@ export class JingleSession {
 
   /** Why the responder ended the session, once it did. */
   get terminatedBy(): Reason | undefined {
-    return this.state === 'ended' ? this.endReason : undefined;
+    return this._state === 'ended' ? this.endReason : undefined;
   }
 }
 

@@ -5,7 +5,7 @@ import { xml, type Element } from '@xmpp/component';
 import { pino } from 'pino';
 import { CommandParser } from '../../../src/chat/commands.js';
 import { Requests, type RequestDeps } from '../../../src/chat/requests.js';
-import { ReportError, type FetchContext, type ReportSource, type SpooledReport } from '../../../src/reports/source.js';
+import { ReportError, type FetchContext, type ReportSource, type Report } from '../../../src/reports/source.js';
 import { stubReport } from '../../support/reports.js';
 import {
   DeliveryError,
@@ -17,7 +17,7 @@ import { Addresses, parseJid } from '../../../src/xmpp/addresses.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function report(project: string, size = 10): SpooledReport {
+function report(project: string, size = 10): Report {
   return stubReport(project, size);
 }
 
@@ -25,7 +25,7 @@ function report(project: string, size = 10): SpooledReport {
 class FakeSource implements ReportSource {
   readonly kind = 'fake';
   constructor(private readonly table: Record<string, 'ok' | 'empty' | 'missing' | 'slow'>) {}
-  async fetch(project: string, ctx: FetchContext): Promise<SpooledReport> {
+  async fetch(project: string, ctx: FetchContext): Promise<Report> {
     const what = this.table[project] ?? 'missing';
     if (what === 'missing') throw new ReportError('not-found', 'no');
     if (what === 'slow') await new Promise((r) => setTimeout(r, 100));
@@ -42,7 +42,9 @@ class FakeDelivery implements Delivery {
     this.started.push(req);
     await new Promise<void>((resolve, reject) => {
       this.release = resolve;
-      req.signal?.addEventListener('abort', () => reject(new DeliveryError('cancelled', 'cancelled', 3, 'ibb')));
+      req.signal?.addEventListener('abort', () =>
+        reject(new DeliveryError({ reason: 'cancelled', message: 'cancelled', sent: 3, method: 'ibb' })),
+      );
     });
     return { kind: 'delivered', method: 's5b', bytes: req.report.size };
   }

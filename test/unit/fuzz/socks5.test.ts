@@ -10,7 +10,7 @@ import {
   parseConnect,
   parseGreeting,
   type Parse,
-} from '../../../src/transfer/socks5.js';
+} from '../../../src/transfer/s5b/socks5.js';
 
 const RUNS = 2000;
 

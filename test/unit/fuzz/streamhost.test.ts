@@ -8,8 +8,8 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
-import { MAX_HANDSHAKE_BYTES, dstAddr } from '../../../src/transfer/socks5.js';
-import { Streamhost } from '../../../src/transfer/streamhost.js';
+import { MAX_HANDSHAKE_BYTES, dstAddr } from '../../../src/transfer/s5b/socks5.js';
+import { Streamhost } from '../../../src/transfer/s5b/streamhost.js';
 
 // Each case is a TCP connection: bounded so the whole fuzz folder stays fast.
 const MIXED_RUNS = 250;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { xml, type Element } from '@xmpp/component';
-import { Capabilities, NS_CAPS, capsHash, capsVerificationString } from '../../../src/xmpp/caps.js';
+import { Capabilities, capsHash, capsVerificationString } from '../../../src/xmpp/caps.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
 
 // XEP-0115 §5.2, the simple example.
@@ -58,7 +58,7 @@ describe('xmpp/caps (XEP-0115)', () => {
     };
     const caps = new Capabilities(request, 1000);
     const presence = (from: string, ver: string) =>
-      xml('presence', { from }, xml('c', { xmlns: NS_CAPS, hash: 'sha-1', node: 'http://exodus', ver }));
+      xml('presence', { from }, xml('c', { xmlns: NS.CAPS, hash: 'sha-1', node: 'http://exodus', ver }));
     caps.notePresence(presence('a@example.com/x', 'QgayPKawpkPSDYmwT/WM94uAlu0='));
     caps.notePresence(presence('b@example.com/y', 'QgayPKawpkPSDYmwT/WM94uAlu0='));
     const fa = await caps.features('p@r/x', 'a@example.com/x');

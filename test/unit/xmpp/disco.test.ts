@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { xml, type Element } from '@xmpp/component';
 import type { Target } from '../../../src/xmpp/addresses.js';
 import { Disco, type DiscoIdentity } from '../../../src/xmpp/disco.js';
-import { errorCondition } from '../../../src/xmpp/errors.js';
+import { conditionOf } from '../../../src/xmpp/errors.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
 
 const identity = (t: Target): DiscoIdentity =>
@@ -59,7 +59,7 @@ describe('xmpp/disco', () => {
       });
       expect(e.name).to.equal('error');
       expect(e.attrs.type).to.equal('cancel');
-      expect(errorCondition(xml('iq', {}, e))).to.equal('item-not-found');
+      expect(conditionOf(e)).to.equal('item-not-found');
     });
   });
 
@@ -74,7 +74,7 @@ describe('xmpp/disco', () => {
     it('a node is item-not-found', () => {
       const e = disco.items(xml('query', { xmlns: NS.DISCO_ITEMS, node: 'x' }));
       expect(e.name).to.equal('error');
-      expect(errorCondition(xml('iq', {}, e))).to.equal('item-not-found');
+      expect(conditionOf(e)).to.equal('item-not-found');
     });
   });
 });

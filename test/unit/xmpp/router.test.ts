@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { xml, type Element } from '@xmpp/component';
 import { parseJid, type Jid, type Target } from '../../../src/xmpp/addresses.js';
-import { errorCondition } from '../../../src/xmpp/errors.js';
+import { conditionOf } from '../../../src/xmpp/errors.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
 import { IqRouter, type IqReply } from '../../../src/xmpp/router.js';
 
@@ -17,7 +17,7 @@ function asError(reply: IqReply): { type: string | undefined; condition: string 
   expect(reply, 'an element').to.be.an('object');
   const el = reply as Element;
   expect(el.name).to.equal('error');
-  return { type: el.attrs.type, condition: errorCondition(xml('iq', {}, el)) };
+  return { type: el.attrs.type, condition: conditionOf(el) };
 }
 
 describe('xmpp/router', () => {
@@ -63,19 +63,35 @@ describe('xmpp/router', () => {
     expect(await router.handle(iq('set', xml('close', { xmlns: NS.IBB, sid: 's' })), FROM, TARGET)).to.equal(undefined);
   });
 
-  it('the last handler registered for a route wins', async () => {
-    router.on('get', NS.PING, 'ping', () => xml('pong'));
-    const reply = (await router.handle(iq('get', xml('ping', { xmlns: NS.PING })), FROM, TARGET)) as Element;
-    expect(reply.name).to.equal('pong');
+  it('a second registration of a route throws and leaves the first in place', async () => {
+    expect(() => router.on('get', NS.PING, 'ping', () => xml('pong'))).to.throw(
+      /registered twice: get urn:xmpp:ping ping/,
+    );
+    expect(() =>
+      new IqRouter().add([
+        { type: 'set', ns: NS.IBB, name: 'close', handler: () => true },
+        { type: 'set', ns: NS.IBB, name: 'close', handler: () => undefined },
+      ]),
+    ).to.throw(/registered twice/);
+    expect(await router.handle(iq('get', xml('ping', { xmlns: NS.PING })), FROM, TARGET)).to.equal(true);
+  });
+
+  it('lists its routes', () => {
+    expect(router.routes).to.have.members([
+      `get ${NS.VERSION} query`,
+      `get ${NS.PING} ping`,
+      `set ${NS.IBB} open`,
+      `set ${NS.IBB} close`,
+    ]);
   });
 
   it('a handler that throws rejects (the connection turns that into internal-server-error)', async () => {
-    router.on('get', NS.PING, 'ping', () => {
+    router.on('get', NS.VCARD, 'vCard', () => {
       throw new Error('boom');
     });
     let caught: unknown;
     try {
-      await router.handle(iq('get', xml('ping', { xmlns: NS.PING })), FROM, TARGET);
+      await router.handle(iq('get', xml('vCard', { xmlns: NS.VCARD })), FROM, TARGET);
     } catch (err) {
       caught = err;
     }

@@ -5,16 +5,6 @@ import { xml, type Element } from '@xmpp/component';
 import { NS } from '../../xmpp/namespaces.js';
 import type { ErrorType } from '../../xmpp/errors.js';
 
-export const NS_JINGLE = 'urn:xmpp:jingle:1';
-export const NS_JINGLE_ERRORS = 'urn:xmpp:jingle:errors:1';
-export const NS_JINGLE_FT = 'urn:xmpp:jingle:apps:file-transfer:5';
-export const NS_JINGLE_S5B = 'urn:xmpp:jingle:transports:s5b:1';
-export const NS_JINGLE_IBB = 'urn:xmpp:jingle:transports:ibb:1';
-export const NS_HASHES = 'urn:xmpp:hashes:2';
-
-/** What a client must advertise (disco#info) to be sent a file by Jingle. */
-export const JINGLE_FT_FEATURES = [NS_JINGLE, NS_JINGLE_FT] as const;
-
 /** XEP-0166 §7.2: every action. */
 export const ACTIONS = [
   'content-accept',
@@ -148,7 +138,7 @@ export function hexToBase64(hex: string): string {
 }
 
 export function hashElement(h: Hash): Element {
-  return xml('hash', { xmlns: NS_HASHES, algo: h.algo }, h.value);
+  return xml('hash', { xmlns: NS.HASHES, algo: h.algo }, h.value);
 }
 
 /** XEP-0234 <file/>, children in the order of the XEP's examples. */
@@ -163,12 +153,12 @@ export function fileElement(f: FileDesc): Element {
     f.range ? xml('range', { offset: f.range.offset || undefined, length: f.range.length }) : undefined,
     f.size !== undefined ? xml('size', {}, String(f.size)) : undefined,
     ...f.hashes.map(hashElement),
-    ...(f.hashUsed ?? []).map((algo) => xml('hash-used', { xmlns: NS_HASHES, algo })),
+    ...(f.hashUsed ?? []).map((algo) => xml('hash-used', { xmlns: NS.HASHES, algo })),
   );
 }
 
 export function descriptionElement(f: FileDesc): Element {
-  return xml('description', { xmlns: NS_JINGLE_FT }, fileElement(f));
+  return xml('description', { xmlns: NS.JINGLE_FT }, fileElement(f));
 }
 
 export function candidateElement(c: S5bCandidate): Element {
@@ -187,11 +177,11 @@ export function s5bTransportElement(
   t: Omit<S5bTransport, 'kind'>,
   children: Element[] = t.candidates.map(candidateElement),
 ): Element {
-  return xml('transport', { xmlns: NS_JINGLE_S5B, dstaddr: t.dstaddr, mode: t.mode, sid: t.sid }, ...children);
+  return xml('transport', { xmlns: NS.JINGLE_S5B, dstaddr: t.dstaddr, mode: t.mode, sid: t.sid }, ...children);
 }
 
 export function ibbTransportElement(t: Omit<IbbTransport, 'kind'>): Element {
-  return xml('transport', { xmlns: NS_JINGLE_IBB, 'block-size': String(t.blockSize), sid: t.sid, stanza: t.stanza });
+  return xml('transport', { xmlns: NS.JINGLE_IBB, 'block-size': String(t.blockSize), sid: t.sid, stanza: t.stanza });
 }
 
 export function transportElement(t: S5bTransport | IbbTransport): Element {
@@ -215,7 +205,7 @@ export function jingleIq(e: Envelope, action: JingleAction, ...children: Array<E
   return xml(
     'iq',
     { type: 'set', id: e.id, from: e.from, to: e.to },
-    xml('jingle', { xmlns: NS_JINGLE, action, initiator: e.initiator, sid: e.sid }, ...children),
+    xml('jingle', { xmlns: NS.JINGLE, action, initiator: e.initiator, sid: e.sid }, ...children),
   );
 }
 
@@ -306,7 +296,7 @@ export function buildChecksumInfo(
     'session-info',
     xml(
       'checksum',
-      { xmlns: NS_JINGLE_FT, creator: content.creator, name: content.name },
+      { xmlns: NS.JINGLE_FT, creator: content.creator, name: content.name },
       xml('file', {}, ...hashes.map(hashElement)),
     ),
   );
@@ -326,7 +316,7 @@ export function jingleError(
     { type },
     xml(condition, { xmlns: NS.STANZAS }),
     text ? xml('text', { xmlns: NS.STANZAS, 'xml:lang': 'en' }, text) : undefined,
-    jingleCondition ? xml(jingleCondition, { xmlns: NS_JINGLE_ERRORS }) : undefined,
+    jingleCondition ? xml(jingleCondition, { xmlns: NS.JINGLE_ERRORS }) : undefined,
   );
 }
 
@@ -382,9 +372,9 @@ export function parseFile(file: Element): FileDesc {
     date,
     mediaType: text(file.getChild('media-type')),
     desc: text(file.getChild('desc')),
-    hashes: file.getChildren('hash', NS_HASHES).map((h) => ({ algo: h.attrs.algo ?? '', value: h.text().trim() })),
+    hashes: file.getChildren('hash', NS.HASHES).map((h) => ({ algo: h.attrs.algo ?? '', value: h.text().trim() })),
   };
-  const used = file.getChildren('hash-used', NS_HASHES).map((h) => h.attrs.algo ?? '');
+  const used = file.getChildren('hash-used', NS.HASHES).map((h) => h.attrs.algo ?? '');
   if (used.length) out.hashUsed = used;
   if (range) out.range = range;
   for (const k of Object.keys(out) as Array<keyof FileDesc>) if (out[k] === undefined) delete out[k];
@@ -408,7 +398,7 @@ export function parseCandidate(c: Element): S5bCandidate {
 
 export function parseTransport(t: Element): Transport {
   const ns = t.attrs.xmlns ?? '';
-  if (ns === NS_JINGLE_S5B) {
+  if (ns === NS.JINGLE_S5B) {
     const sid = t.attrs.sid;
     if (!sid) throw new JingleParseError('s5b transport without sid');
     const mode = t.attrs.mode;
@@ -419,7 +409,7 @@ export function parseTransport(t: Element): Transport {
     if (mode) out.mode = mode;
     return out;
   }
-  if (ns === NS_JINGLE_IBB) {
+  if (ns === NS.JINGLE_IBB) {
     const sid = t.attrs.sid;
     if (!sid) throw new JingleParseError('ibb transport without sid');
     const blockSize = nonNegInt(t.attrs['block-size'], 'block-size');
@@ -469,7 +459,7 @@ export function parseContent(c: Element): Content {
   const d = c.getChild('description');
   if (d) {
     out.descriptionNs = d.attrs.xmlns ?? '';
-    if (d.attrs.xmlns === NS_JINGLE_FT) {
+    if (d.attrs.xmlns === NS.JINGLE_FT) {
       const files = d.getChildren('file');
       if (files.length !== 1) throw new JingleParseError('file-transfer description needs exactly one <file/>');
       out.file = parseFile(files[0]);

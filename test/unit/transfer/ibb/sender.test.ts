@@ -4,10 +4,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { xml, type Element } from '@xmpp/component';
-import { IbbError, IbbSender, buildClose, buildData, buildOpen, nextSeq } from '../../../src/transfer/ibb.js';
-import { ReportError } from '../../../src/reports/source.js';
-import { NS } from '../../../src/xmpp/namespaces.js';
-import { fileReport } from '../../support/reports.js';
+import { IbbError, IbbSender } from '../../../../src/transfer/ibb/sender.js';
+import { buildClose, buildData, buildOpen, nextSeq } from '../../../../src/transfer/ibb/stanzas.js';
+import { ReportError } from '../../../../src/reports/source.js';
+import { NS } from '../../../../src/xmpp/namespaces.js';
+import { fileReport } from '../../../support/reports.js';
 
 class StanzaFail extends Error {
   constructor(readonly condition: string) {
@@ -76,13 +77,11 @@ describe('transfer/ibb', () => {
     return { path, data };
   }
 
-  let ids = 0;
   const base = {
     from: 'p@r.example.com/reports',
     to: 'a@example.com/x',
     sid: 's1',
     ackTimeoutMs: 1000,
-    newId: () => `id${ids++}`,
   };
 
   it('wraps sequence numbers at 65535 (XEP-0047 §2.2)', () => {
@@ -247,8 +246,11 @@ describe('transfer/ibb', () => {
     } catch (e) {
       err = e;
     }
-    expect(err).to.be.instanceOf(ReportError);
+    // an IbbError that counts what the receiver acknowledged, caused by the download's ReportError
+    expect(err).to.be.instanceOf(IbbError);
     expect((err as Error).message).to.equal('download failed: socket hang up');
+    expect((err as Error).cause).to.be.instanceOf(ReportError);
+    expect((err as IbbError).acked).to.be.at.most(Buffer.concat(r.received).length);
     // whole blocks only, byte-exact as far as they went, then <close/> (XEP-0047 §2.3) before the offered size
     const got = Buffer.concat(r.received);
     expect(got.length % 4096).to.equal(0);

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
-import { Streamhost, StreamhostTimeout } from '../../../src/transfer/streamhost.js';
-import { dstAddr } from '../../../src/transfer/socks5.js';
+import { Streamhost, StreamhostTimeout } from '../../../../src/transfer/s5b/streamhost.js';
+import { dstAddr } from '../../../../src/transfer/s5b/socks5.js';
 
 const log = pino({ level: 'silent' });
 

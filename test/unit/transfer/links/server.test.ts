@@ -7,14 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import {
-  contentDisposition,
-  LinkServer,
-  linkId,
-  parseRange,
-  safeFileName,
-  type LinkServerOptions,
-} from '../../../src/transfer/link-server.js';
+import { contentDisposition, linkId, parseRange, safeFileName } from '../../../../src/transfer/links/http.js';
+import { LinkServer, type LinkServerOptions } from '../../../../src/transfer/links/server.js';
 
 /** Rejects if p takes longer than ms: no test may hang. */
 function within<T>(p: Promise<T>, ms: number, what = 'operation'): Promise<T> {
@@ -120,7 +114,7 @@ class LogSink extends Writable {
   }
 }
 
-describe('transfer/link-server (real loopback HTTP)', function () {
+describe('transfer/links/server (real loopback HTTP)', function () {
   this.timeout(20000);
   let root: string;
   let srcDir: string;

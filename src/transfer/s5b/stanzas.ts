@@ -1,7 +1,7 @@
 // XEP-0065 SOCKS5 bytestreams, the IQ side: the streamhost offer, the
 // receiver's choice, and proxy activation. Pure.
 import { xml, type Element } from '@xmpp/component';
-import { NS } from '../xmpp/namespaces.js';
+import { NS } from '../../xmpp/namespaces.js';
 
 export interface StreamhostInfo {
   jid: string;

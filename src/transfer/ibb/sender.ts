@@ -1,43 +1,10 @@
-// XEP-0047 in-band bytestreams, sender side: open, IQ-carried data with a
-// window of blocks in flight, close. Stanza builders are pure; IbbSender does the I/O.
-import { xml, type Element } from '@xmpp/component';
-import type { SpooledReport } from '../reports/source.js';
-import { NS } from '../xmpp/namespaces.js';
-
-/** XEP-0047 §2.2: seq is a 16-bit counter that wraps to 0 after 65535. */
-export function nextSeq(seq: number): number {
-  return (seq + 1) & 0xffff;
-}
-
-export function buildOpen(o: { id: string; from: string; to: string; sid: string; blockSize: number }): Element {
-  return xml(
-    'iq',
-    { type: 'set', id: o.id, from: o.from, to: o.to },
-    xml('open', { xmlns: NS.IBB, sid: o.sid, 'block-size': String(o.blockSize), stanza: 'iq' }),
-  );
-}
-
-export function buildData(o: {
-  id: string;
-  from: string;
-  to: string;
-  sid: string;
-  seq: number;
-  data: string;
-}): Element {
-  return xml(
-    'iq',
-    { type: 'set', id: o.id, from: o.from, to: o.to },
-    xml('data', { xmlns: NS.IBB, sid: o.sid, seq: String(o.seq) }, o.data),
-  );
-}
-
-export function buildClose(o: { id: string; from: string; to: string; sid: string }): Element {
-  return xml('iq', { type: 'set', id: o.id, from: o.from, to: o.to }, xml('close', { xmlns: NS.IBB, sid: o.sid }));
-}
-
-/** The smallest block size XEP-0047 §2.1 suggests; offered again when a receiver refuses a larger one. */
-export const FALLBACK_BLOCK_SIZE = 4096;
+// XEP-0047 in-band bytestreams, sender side: open (with the block-size
+// fallback of §2.1), IQ-carried data with a window of blocks in flight, close.
+import type { Element } from '@xmpp/component';
+import type { Report } from '../../reports/source.js';
+import { requestCondition, requestFailure } from '../../xmpp/errors.js';
+import { newId } from '../../xmpp/ids.js';
+import { FALLBACK_BLOCK_SIZE, buildClose, buildData, buildOpen, nextSeq } from './stanzas.js';
 
 /** How much of the spooled file IbbSender reads at once (whole blocks). */
 const READ_AHEAD = 256 * 1024;
@@ -46,24 +13,26 @@ export interface IbbSendOptions {
   from: string;
   to: string;
   sid: string;
-  report: Pick<SpooledReport, 'open' | 'size'>;
+  report: Pick<Report, 'open' | 'size'>;
   blockSize: number;
   window: number;
   ackTimeoutMs: number;
   request: (iq: Element, timeoutMs: number) => Promise<Element>;
-  newId: () => string;
   onProgress?: (acked: number) => void;
 }
 
+/** An in-band stream that did not complete; `cause` is a ReportError when the report's download broke. */
 export class IbbError extends Error {
   override name = 'IbbError';
   constructor(
     message: string,
     readonly acked: number,
-    readonly condition?: string,
+    o: { condition?: string; cause?: unknown } = {},
   ) {
-    super(message);
+    super(message, { cause: o.cause });
+    this.condition = o.condition;
   }
+  readonly condition: string | undefined;
 }
 
 /** One IBB transfer; abort() ends it (e.g. the receiver sent <close/>). */
@@ -90,16 +59,16 @@ export class IbbSender {
     let blockSize = Math.min(o.blockSize, 65535);
     for (;;) {
       try {
-        await o.request(buildOpen({ id: o.newId(), from: o.from, to: o.to, sid: o.sid, blockSize }), o.ackTimeoutMs);
+        await o.request(buildOpen({ id: newId(), from: o.from, to: o.to, sid: o.sid, blockSize }), o.ackTimeoutMs);
         return blockSize;
       } catch (err) {
-        const condition = (err as { condition?: string }).condition;
+        const condition = requestCondition(err);
         // XEP-0047 §2.1: resource-constraint means "try a smaller block size".
         if (condition === 'resource-constraint' && blockSize > FALLBACK_BLOCK_SIZE) {
           blockSize = FALLBACK_BLOCK_SIZE;
           continue;
         }
-        throw new IbbError(`in-band open refused: ${condition ?? (err as Error).message}`, 0, condition);
+        throw new IbbError(`in-band open refused: ${requestFailure(err)}`, 0, condition ? { condition } : {});
       }
     }
   }
@@ -110,7 +79,6 @@ export class IbbSender {
     this.blockSize = await this.openStream();
     const size = o.report.size;
     const reader = await o.report.open();
-    let sourceError: Error | undefined; // the report's download broke: the stream is closed, then this is thrown
     const inFlight = new Set<Promise<void>>();
     let offset = 0;
     let seq = 0;
@@ -141,8 +109,8 @@ export class IbbSender {
                 got += n;
               }
             } catch (err) {
-              sourceError = err as Error;
-              this.failure ??= new IbbError((err as Error).message, this.acked);
+              // the report's download broke: the stream is closed early, then this is thrown
+              this.failure ??= new IbbError((err as Error).message, this.acked, { cause: err });
               break;
             }
             if (got !== want) {
@@ -158,7 +126,7 @@ export class IbbSender {
           }
           const block = ahead.subarray(offset - aheadAt, offset - aheadAt + len);
           const iq = buildData({
-            id: o.newId(),
+            id: newId(),
             from: o.from,
             to: o.to,
             sid: o.sid,
@@ -172,11 +140,12 @@ export class IbbSender {
               this.acked += len;
               o.onProgress?.(this.acked);
             },
-            (err: Error & { condition?: string }) => {
+            (err: unknown) => {
+              const condition = requestCondition(err);
               this.failure ??= new IbbError(
-                `block not acknowledged: ${err.condition ?? err.message}`,
+                `block not acknowledged: ${requestFailure(err)}`,
                 this.acked,
-                err.condition,
+                condition ? { condition } : {},
               );
             },
           );
@@ -194,8 +163,7 @@ export class IbbSender {
     }
     // libpurple never answers <close/>: send it, but do not make success wait for a reply.
     // A <close/> before the last byte tells the receiver the file is incomplete (XEP-0047 §2.3).
-    o.request(buildClose({ id: o.newId(), from: o.from, to: o.to, sid: o.sid }), 5000).catch(() => {});
-    if (sourceError) throw sourceError;
+    o.request(buildClose({ id: newId(), from: o.from, to: o.to, sid: o.sid }), 5000).catch(() => {});
     if (this.failure) throw this.failure;
     return this.acked;
   }

@@ -4,6 +4,7 @@
 // The upload uses node:http(s) rather than node-fetch: the file is streamed with
 // back-pressure and an exact Content-Length, and a service that answers early
 // (413, 403) before reading the body is reported with its status, not as EPIPE.
+import { NS } from '../../xmpp/namespaces.js';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -12,10 +13,6 @@ import { request as httpsRequest } from 'node:https';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { xml, type Element } from '@xmpp/component';
-
-export const NS_HTTP_UPLOAD = 'urn:xmpp:http:upload:0';
-const NS_DATA_FORMS = 'jabber:x:data';
-const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 
 export interface UploadSlot {
   put: string;
@@ -64,7 +61,7 @@ export function buildSlotRequest(o: {
     'iq',
     { type: 'get', id: o.id, from: o.from, to: o.service },
     xml('request', {
-      xmlns: NS_HTTP_UPLOAD,
+      xmlns: NS.HTTP_UPLOAD,
       filename: o.name,
       size: String(o.size),
       'content-type': o.mime || undefined,
@@ -116,7 +113,7 @@ function httpUrl(raw: string | undefined, what: string): string {
 
 /** Reads <slot><put url><header name/>…</put><get url/></slot> from the IQ result (XEP-0363 §4). */
 export function parseSlot(result: Element): UploadSlot {
-  const slot = result.is('slot', NS_HTTP_UPLOAD) ? result : result.getChild('slot', NS_HTTP_UPLOAD);
+  const slot = result.is('slot', NS.HTTP_UPLOAD) ? result : result.getChild('slot', NS.HTTP_UPLOAD);
   if (!slot) throw new UploadError('bad-slot', 'the upload service answered without a slot');
   const put = slot.getChild('put');
   const get = slot.getChild('get');
@@ -129,9 +126,9 @@ export function parseSlot(result: Element): UploadSlot {
 /** Turns an IQ error from the upload service into an UploadError (XEP-0363 §5). */
 export function slotError(error: Element | undefined, fallback = 'undefined-condition'): UploadError {
   const condition =
-    error?.getChildElements().find((c) => c.attrs.xmlns === NS_STANZAS && c.name !== 'text')?.name ?? fallback;
-  const text = error?.getChildText('text', NS_STANZAS) ?? '';
-  const tooLarge = error?.getChild('file-too-large', NS_HTTP_UPLOAD);
+    error?.getChildElements().find((c) => c.attrs.xmlns === NS.STANZAS && c.name !== 'text')?.name ?? fallback;
+  const text = error?.getChildText('text', NS.STANZAS) ?? '';
+  const tooLarge = error?.getChild('file-too-large', NS.HTTP_UPLOAD);
   if (tooLarge) {
     const max = Number(tooLarge.getChildText('max-file-size') ?? NaN);
     return new UploadError('too-large', text || 'file too large for the upload service', {
@@ -139,7 +136,7 @@ export function slotError(error: Element | undefined, fallback = 'undefined-cond
       ...(Number.isSafeInteger(max) ? { maxFileSize: max } : {}),
     });
   }
-  const retry = error?.getChild('retry', NS_HTTP_UPLOAD)?.attrs.stamp;
+  const retry = error?.getChild('retry', NS.HTTP_UPLOAD)?.attrs.stamp;
   if (retry || condition === 'resource-constraint') {
     const at = retry ? new Date(retry) : undefined;
     return new UploadError('quota', text || 'upload quota reached', {
@@ -155,11 +152,11 @@ export function slotError(error: Element | undefined, fallback = 'undefined-cond
  * it speaks urn:xmpp:http:upload:0 and its max-file-size (XEP-0128 form).
  */
 export function parseServiceInfo(query: Element): { supported: boolean; maxFileSize?: number } {
-  const supported = query.getChildren('feature').some((f) => f.attrs.var === NS_HTTP_UPLOAD);
-  for (const x of query.getChildren('x', NS_DATA_FORMS)) {
+  const supported = query.getChildren('feature').some((f) => f.attrs.var === NS.HTTP_UPLOAD);
+  for (const x of query.getChildren('x', NS.DATA_FORMS)) {
     const fields = x.getChildren('field');
     const formType = fields.find((f) => f.attrs.var === 'FORM_TYPE')?.getChildText('value');
-    if (formType !== NS_HTTP_UPLOAD) continue;
+    if (formType !== NS.HTTP_UPLOAD) continue;
     const max = Number(fields.find((f) => f.attrs.var === 'max-file-size')?.getChildText('value') ?? NaN);
     if (Number.isSafeInteger(max) && max > 0) return { supported, maxFileSize: max };
   }

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { xml } from '@xmpp/component';
-import { buildOffer, chosenMethod } from '../../../src/transfer/si.js';
+import { buildOffer, chosenMethod } from '../../../../src/transfer/si/stanzas.js';
 import {
   buildActivate,
   buildStreamhostOffer,
   parseProxySpec,
   streamhostUsed,
-} from '../../../src/transfer/bytestreams.js';
-import { NS } from '../../../src/xmpp/namespaces.js';
+} from '../../../../src/transfer/s5b/stanzas.js';
+import { NS } from '../../../../src/xmpp/namespaces.js';
 
 const file = {
   name: 'status-1234.pdf',

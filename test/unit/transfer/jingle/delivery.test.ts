@@ -12,22 +12,15 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { xml, type Element } from '@xmpp/component';
-import { loadConfig, type Config } from '../../../src/config.js';
-import { createLogger } from '../../../src/log.js';
-import type { SpooledReport } from '../../../src/reports/source.js';
-import { fileReport } from '../../support/reports.js';
-import { DeliveryError, type DeliveryRequest } from '../../../src/transfer/delivery.js';
-import { JingleDelivery, trustsIbb } from '../../../src/transfer/jingle/delivery.js';
-import {
-  NS_JINGLE,
-  NS_JINGLE_FT,
-  NS_JINGLE_IBB,
-  NS_JINGLE_S5B,
-  parseJingle,
-  type Jingle,
-  type S5bTransport,
-} from '../../../src/transfer/jingle/jingle.js';
-import { socksConnect } from '../../../src/transfer/jingle/s5b-transport.js';
+import { loadConfig, type Config } from '../../../../src/config.js';
+import { createLogger } from '../../../../src/log.js';
+import type { Report } from '../../../../src/reports/source.js';
+import { fileReport } from '../../../support/reports.js';
+import { DeliveryError, type DeliveryRequest } from '../../../../src/transfer/delivery.js';
+import { transferModules } from '../../../../src/app.js';
+import { trustsIbb } from '../../../../src/transfer/jingle/delivery.js';
+import { parseJingle, type Jingle, type S5bTransport } from '../../../../src/transfer/jingle/stanzas.js';
+import { socksConnect } from '../../../../src/transfer/s5b/proxy.js';
 import {
   METHOD_NO_AUTH,
   REPLY,
@@ -35,12 +28,12 @@ import {
   greetingReply,
   parseConnect,
   parseGreeting,
-} from '../../../src/transfer/socks5.js';
-import { Streamhost } from '../../../src/transfer/streamhost.js';
-import type { ClientInfo } from '../../../src/xmpp/caps.js';
-import { parseJid } from '../../../src/xmpp/addresses.js';
-import { NS } from '../../../src/xmpp/namespaces.js';
-import { IqRouter } from '../../../src/xmpp/router.js';
+} from '../../../../src/transfer/s5b/socks5.js';
+import { Streamhost } from '../../../../src/transfer/s5b/streamhost.js';
+import type { ClientInfo } from '../../../../src/xmpp/caps.js';
+import { parseJid } from '../../../../src/xmpp/addresses.js';
+import { NS } from '../../../../src/xmpp/namespaces.js';
+import { IqRouter } from '../../../../src/xmpp/router.js';
 
 const US = '1234@reports.example.com/reports';
 const THEM = 'dave@example.com/client';
@@ -162,7 +155,7 @@ class Responder {
   }
 
   private j(action: string, ...children: Element[]): Element {
-    return xml('jingle', { xmlns: NS_JINGLE, action, sid: this.initiate!.sid, responder: THEM }, ...children);
+    return xml('jingle', { xmlns: NS.JINGLE, action, sid: this.initiate!.sid, responder: THEM }, ...children);
   }
 
   private content(...children: Element[]): Element {
@@ -174,7 +167,7 @@ class Responder {
     this.sent.push(iq);
     expect(iq.attrs.from).to.equal(US); // every stanza from the project's full JID
     const ok = xml('iq', { type: 'result', from: THEM, to: US, id: iq.attrs.id });
-    const jingle = iq.getChild('jingle', NS_JINGLE);
+    const jingle = iq.getChild('jingle', NS.JINGLE);
     if (jingle) {
       const j = parseJingle(jingle);
       this.fromUs.push(j);
@@ -198,7 +191,7 @@ class Responder {
                   'transport-accept',
                   this.content(
                     xml('transport', {
-                      xmlns: NS_JINGLE_IBB,
+                      xmlns: NS.JINGLE_IBB,
                       sid: t.kind === 'ibb' ? t.sid : '',
                       'block-size': String(this.b.replace.accept),
                     }),
@@ -209,7 +202,7 @@ class Responder {
           return ok;
         case 'transport-info': {
           // The initiator connected to our proxy: with our candidate-error, that proxy is nominated.
-          const tr = jingle.getChild('content')?.getChild('transport', NS_JINGLE_S5B);
+          const tr = jingle.getChild('content')?.getChild('transport', NS.JINGLE_S5B);
           if (tr?.getChild('candidate-used')?.attrs.cid === 'their-proxy')
             setTimeout(() => void this.activateOwnProxy(this.initiate!.contents[0].transport as S5bTransport), 5);
           return ok;
@@ -258,7 +251,7 @@ class Responder {
       t.kind === 's5b'
         ? xml(
             'transport',
-            { xmlns: NS_JINGLE_S5B, sid: t.sid },
+            { xmlns: NS.JINGLE_S5B, sid: t.sid },
             own
               ? xml('candidate', {
                   cid: 'their-proxy',
@@ -270,13 +263,13 @@ class Responder {
                 })
               : undefined,
           )
-        : xml('transport', { xmlns: NS_JINGLE_IBB, sid: t.kind === 'ibb' ? t.sid : '', 'block-size': '4096' });
+        : xml('transport', { xmlns: NS.JINGLE_IBB, sid: t.kind === 'ibb' ? t.sid : '', 'block-size': '4096' });
     expect(
       await this.send(
         this.j(
           'session-accept',
           this.content(
-            xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
+            xml('description', { xmlns: NS.JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
             transport,
           ),
         ),
@@ -290,14 +283,14 @@ class Responder {
       await this.send(
         this.j(
           'transport-info',
-          this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('candidate-used', { cid: c.cid }))),
+          this.content(xml('transport', { xmlns: NS.JINGLE_S5B, sid: t.sid }, xml('candidate-used', { cid: c.cid }))),
         ),
       );
     } else {
       await this.send(
         this.j(
           'transport-info',
-          this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('candidate-error'))),
+          this.content(xml('transport', { xmlns: NS.JINGLE_S5B, sid: t.sid }, xml('candidate-error'))),
         ),
       );
     }
@@ -313,7 +306,7 @@ class Responder {
       await this.send(
         this.j(
           'transport-info',
-          this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('proxy-error'))),
+          this.content(xml('transport', { xmlns: NS.JINGLE_S5B, sid: t.sid }, xml('proxy-error'))),
         ),
       );
       return;
@@ -324,12 +317,13 @@ class Responder {
     await this.send(
       this.j(
         'transport-info',
-        this.content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: t.sid }, xml('activated', { cid: 'their-proxy' }))),
+        this.content(xml('transport', { xmlns: NS.JINGLE_S5B, sid: t.sid }, xml('activated', { cid: 'their-proxy' }))),
       ),
     );
   }
 
   private listen(socket: Socket): void {
+    socket.on('error', () => {}); // a cut stream arrives as a reset
     socket.on('data', (d: Buffer) => {
       this.received.push(d);
       if (this.b.cancelAfter !== undefined && this.bytes.length >= this.b.cancelAfter) {
@@ -347,7 +341,7 @@ class Responder {
       await this.send(
         this.j(
           'session-info',
-          xml('received', { xmlns: NS_JINGLE_FT, creator: 'initiator', name: this.initiate!.contents[0].name }),
+          xml('received', { xmlns: NS.JINGLE_FT, creator: 'initiator', name: this.initiate!.contents[0].name }),
         ),
       );
     if (this.b.confirm === 'terminate' || this.b.confirm === undefined)
@@ -366,7 +360,7 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
   let streamhost: Streamhost;
   const log = createLogger('silent');
   const body = randomBytes(200_000);
-  let report: SpooledReport;
+  let report: Report;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'xr-jingle-'));
@@ -402,16 +396,16 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
         ...env,
       },
     });
-    const router = new IqRouter();
     const peer: { responder?: Responder } = {};
-    const connection = { request: (iq: Element) => peer.responder!.request(iq), send: async () => {} };
-    const jingle = new JingleDelivery({ connection, streamhost: sh, config: config.transfer, router });
+    const modules = transferModules(config.transfer, (iq: Element) => peer.responder!.request(iq), sh);
+    const { jingle, ibb } = modules;
+    const router = new IqRouter().add(jingle.routes).add(ibb.routes);
     const responder = (peer.responder = new Responder(router, b));
-    return { jingle, responder };
+    return { jingle, responder, connectionLost: modules.connectionLost };
   }
 
   const client = (name: string, ibb = true): ClientInfo => ({
-    features: new Set([NS_JINGLE, NS_JINGLE_FT, NS_JINGLE_S5B, ...(ibb ? [NS_JINGLE_IBB] : [])]),
+    features: new Set([NS.JINGLE, NS.JINGLE_FT, NS.JINGLE_S5B, ...(ibb ? [NS.JINGLE_IBB] : [])]),
     identities: [{ category: 'client', type: 'pc', name }],
   });
   const req = (c?: ClientInfo): DeliveryRequest => ({ report, to: THEM, from: US, log, ...(c ? { client: c } : {}) });
@@ -448,7 +442,7 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
   it('ends the session with failed-application when the report breaks under the stream, never delivered', async () => {
     const { jingle, responder } = setup({ s5b: 'connect', confirm: 'terminate' });
     // the report's bytes end after 64 KiB of the offered size (a file cut while it was sent)
-    const cut: SpooledReport = {
+    const cut: Report = {
       ...report,
       open: async () => {
         const r = await report.open();
@@ -570,11 +564,11 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     const sid = responder.fromUs[0].sid;
     const replace = xml(
       'jingle',
-      { xmlns: NS_JINGLE, action: 'transport-replace', sid },
+      { xmlns: NS.JINGLE, action: 'transport-replace', sid },
       xml(
         'content',
         { creator: 'initiator', name: 'a-file-offer' },
-        xml('transport', { xmlns: NS_JINGLE_IBB, sid: 'theirs', 'block-size': '4096' }),
+        xml('transport', { xmlns: NS.JINGLE_IBB, sid: 'theirs', 'block-size': '4096' }),
       ),
     );
     expect(await responder.send(replace)).to.equal(true);
@@ -607,13 +601,13 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
         ['proxy', 'proxy.example.com'],
       ]);
       const infos = responder.sent
-        .filter((iq) => iq.getChild('jingle', NS_JINGLE)?.attrs.action === 'transport-info')
+        .filter((iq) => iq.getChild('jingle', NS.JINGLE)?.attrs.action === 'transport-info')
         .map(
           (iq) =>
             iq
-              .getChild('jingle', NS_JINGLE)!
+              .getChild('jingle', NS.JINGLE)!
               .getChild('content')!
-              .getChild('transport', NS_JINGLE_S5B)!
+              .getChild('transport', NS.JINGLE_S5B)!
               .getChildElements()[0].name,
         );
       expect(infos).to.deep.equal(['candidate-error', 'activated']);
@@ -635,12 +629,12 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       const out = await jingle.deliver(req(client('Dino')));
       expect(out).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
       expect(sha256(responder.bytes)).to.equal(sha256(body));
-      const used = responder.sent.find((iq) => iq.getChild('jingle', NS_JINGLE)?.attrs.action === 'transport-info')!;
+      const used = responder.sent.find((iq) => iq.getChild('jingle', NS.JINGLE)?.attrs.action === 'transport-info')!;
       expect(
         used
-          .getChild('jingle', NS_JINGLE)!
+          .getChild('jingle', NS.JINGLE)!
           .getChild('content')!
-          .getChild('transport', NS_JINGLE_S5B)!
+          .getChild('transport', NS.JINGLE_S5B)!
           .getChild('candidate-used')!.attrs.cid,
       ).to.equal('their-proxy');
     });
@@ -663,39 +657,18 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       const err = await failure(jingle.deliver(req(client('Dino'))));
       expect(err.linkWhy).to.equal('no-direct-connection');
       expect(proxy.pairs.size).to.equal(0);
-      const used = responder.sent.find((iq) => iq.getChild('jingle', NS_JINGLE)?.attrs.action === 'transport-info')!;
+      const used = responder.sent.find((iq) => iq.getChild('jingle', NS.JINGLE)?.attrs.action === 'transport-info')!;
       expect(
         used
-          .getChild('jingle', NS_JINGLE)!
+          .getChild('jingle', NS.JINGLE)!
           .getChild('content')!
-          .getChild('transport', NS_JINGLE_S5B)!
+          .getChild('transport', NS.JINGLE_S5B)!
           .getChild('candidate-error'),
       ).to.not.equal(undefined);
     });
   });
 
-  it("aborts a Jingle IBB transfer on the receiver's <close/>, and leaves other IBB closes to SI", async () => {
-    const config = loadConfig({ env: { XR_XMPP_SECRET: 'x' } });
-    const router = new IqRouter();
-    const previous: string[] = [];
-    router.on('set', NS.IBB, 'close', (_iq, p) => {
-      previous.push(p.attrs.sid ?? '');
-      return true;
-    });
-    new JingleDelivery({
-      connection: { request: async () => xml('iq'), send: async () => {} },
-      streamhost: undefined,
-      config: config.transfer,
-      router,
-    });
-    const close = xml('close', { xmlns: NS.IBB, sid: 'si-stream' });
-    expect(
-      await router.handle(xml('iq', { type: 'set', from: THEM, to: US }, close), parseJid(THEM)!, {
-        kind: 'project',
-        project: '1234',
-      }),
-    ).to.equal(true);
-    expect(previous).to.deep.equal(['si-stream']);
+  it("aborts a Jingle IBB transfer on the receiver's <close/>, through the one registry of in-band streams", async () => {
     // A close for a running Jingle IBB stream ends it as broken off.
     const s = setup({ s5b: 'error', replace: { accept: 1024 }, holdAcksAfter: 2 }, { XR_IBB_WINDOW: '1' });
     const p = failure(s.jingle.deliver(req(client('Conversations'))));
@@ -723,7 +696,7 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     const s = setup({ answer: 'none' }, { XR_TRANSFER_OFFER_TIMEOUT_MS: '10000' });
     const p = s.jingle.deliver(req(client('Conversations')));
     await sleep(50);
-    s.jingle.connectionLost();
+    s.connectionLost();
     expect((await failure(p)).reason).to.equal('interrupted');
     expect(s.responder.actions()).to.deep.equal(['session-initiate']); // nothing can be sent while offline
   });

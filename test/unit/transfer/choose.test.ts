@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { loadConfig, ConfigError } from '../../../src/config.js';
 import { createLogger } from '../../../src/log.js';
-import type { SpooledReport } from '../../../src/reports/source.js';
+import type { Report } from '../../../src/reports/source.js';
 import { stubReport } from '../../support/reports.js';
 import {
   DeliveryError,
@@ -12,7 +12,8 @@ import {
   type DeliveryProgress,
   type DeliveryRequest,
 } from '../../../src/transfer/delivery.js';
-import { ChoosingDelivery, type LinkPublisher, type TransferMethod } from '../../../src/transfer/link.js';
+import { ChoosingDelivery, type TransferMethod } from '../../../src/transfer/choose.js';
+import type { LinkPublisher } from '../../../src/transfer/links/publishers.js';
 import { xml, type Element } from '@xmpp/component';
 import { Capabilities, type ClientInfo } from '../../../src/xmpp/caps.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
@@ -39,7 +40,7 @@ const clients: Record<string, ClientInfo | 'unknown'> = {
   silent: 'unknown',
 };
 
-const report: SpooledReport = stubReport('1', 10, { name: 'r.pdf' });
+const report: Report = stubReport('1', 10, { name: 'r.pdf' });
 
 function fake(
   name: string,
@@ -129,13 +130,17 @@ describe('transfer/ChoosingDelivery', () => {
   });
 
   it('moves on to the next method when the client turns out not to support one', async () => {
-    const s = setup('psi', { si: async () => Promise.reject(new DeliveryError('unsupported', 'service-unavailable')) });
+    const s = setup('psi', {
+      si: async () => Promise.reject(new DeliveryError({ reason: 'unsupported', message: 'service-unavailable' })),
+    });
     await s.choosing.deliver(s.req);
     expect(s.calls).to.deep.equal(['si', 'jingle']);
   });
 
   it('after a failed transfer goes straight to the link, with why', async () => {
-    const s = setup('psi', { si: async () => Promise.reject(new DeliveryError('failed', 'no streamhost worked')) });
+    const s = setup('psi', {
+      si: async () => Promise.reject(new DeliveryError({ reason: 'failed', message: 'no streamhost worked' })),
+    });
     const out = await s.choosing.deliver(s.req);
     expect(s.calls).to.deep.equal(['si', 'link']);
     expect(out).to.include({ kind: 'linked', why: 'transfer-failed' });
@@ -144,7 +149,10 @@ describe('transfer/ChoosingDelivery', () => {
 
   it('sends the link with "no-direct-connection" when Jingle could not be confirmed (Dino without S5B)', async () => {
     const s = setup('dino', {
-      jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')),
+      jingle: async () =>
+        Promise.reject(
+          new DeliveryError({ reason: 'failed', message: 'x', method: 's5b', linkWhy: 'no-direct-connection' }),
+        ),
     });
     const out = await s.choosing.deliver(s.req);
     expect(out).to.include({ kind: 'linked', why: 'no-direct-connection' });
@@ -152,21 +160,26 @@ describe('transfer/ChoosingDelivery', () => {
   });
 
   it('passes declines, timeouts and failures without a link on to the user', async () => {
-    const declined = setup('dino', { jingle: async () => Promise.reject(new DeliveryError('declined', 'declined')) });
+    const declined = setup('dino', {
+      jingle: async () => Promise.reject(new DeliveryError({ reason: 'declined', message: 'declined' })),
+    });
     let err: unknown;
     await declined.choosing.deliver(declined.req).catch((e: unknown) => (err = e));
     expect((err as DeliveryError).reason).to.equal('declined');
     expect(declined.calls).to.deep.equal(['jingle']);
     const noLinks = setup('dino', {
       links: false,
-      jingle: async () => Promise.reject(new DeliveryError('failed', 'x', 0, 's5b', 'no-direct-connection')),
+      jingle: async () =>
+        Promise.reject(
+          new DeliveryError({ reason: 'failed', message: 'x', method: 's5b', linkWhy: 'no-direct-connection' }),
+        ),
     });
     await noLinks.choosing.deliver(noLinks.req).catch((e: unknown) => (err = e));
     expect((err as DeliveryError).linkWhy).to.equal('no-direct-connection');
     // No link, no SI, no Jingle: an SI offer still tells the user the client takes no files.
     const gajim = setup('gajim', {
       links: false,
-      si: async () => Promise.reject(new DeliveryError('unsupported', 'service-unavailable')),
+      si: async () => Promise.reject(new DeliveryError({ reason: 'unsupported', message: 'service-unavailable' })),
     });
     await gajim.choosing.deliver(gajim.req).catch((e: unknown) => (err = e));
     expect(gajim.calls).to.deep.equal(['si']);

@@ -7,7 +7,7 @@ import {
   greetingReply,
   parseConnect,
   parseGreeting,
-} from '../../../src/transfer/socks5.js';
+} from '../../../../src/transfer/s5b/socks5.js';
 
 function connectRequest(addr: string, port = 0, cmd = 1, atyp = 3): Buffer {
   const a = Buffer.from(addr, 'latin1');

@@ -1,8 +1,8 @@
 // XEP-0095 stream initiation with the XEP-0096 file-transfer profile: the
 // offer and the reading of the answer. Pure.
 import { xml, type Element } from '@xmpp/component';
-import { NS } from '../xmpp/namespaces.js';
-import type { Method } from './delivery.js';
+import { NS } from '../../xmpp/namespaces.js';
+import type { Method } from '../delivery.js';
 
 export const METHOD_NS: Record<Method, string> = { s5b: NS.BYTESTREAMS, ibb: NS.IBB };
 

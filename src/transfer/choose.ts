@@ -1,9 +1,6 @@
-// Links for clients without SI file transfer (Gajim, Monal, Conversations,
-// Converse.js, …): the report is published on our own HTTP link server or
-// uploaded to the server's XEP-0363 service, and the URL goes to the user as
-// body + XEP-0066 jabber:x:oob. ChoosingDelivery picks SI, Jingle or link by
-// the client's disco#info features, in the configured order (transfer.order).
-import { xml, type Element } from '@xmpp/component';
+// Picks SI, Jingle or a link for each request by the client's disco#info
+// features, in the configured order (transfer.order), and hands over to the
+// next method when one turns out not to work.
 import type { Capabilities } from '../xmpp/caps.js';
 import { NS } from '../xmpp/namespaces.js';
 import {
@@ -14,65 +11,10 @@ import {
   type DeliveryRequest,
   type LinkReason,
 } from './delivery.js';
-import { JINGLE_FT_FEATURES } from './jingle/jingle.js';
-import type { LinkServer } from './link-server.js';
-import { requestSlot, uploadFile, type IqRequest } from './upload.js';
-
-export const NS_OOB = 'jabber:x:oob';
-
-/** XEP-0066 §3: the URL is also the whole body, which is what clients need to show it as a file. */
-export function oobMessage(o: { from: string; to: string; url: string; desc: string; type?: string }): Element {
-  return xml(
-    'message',
-    { from: o.from, to: o.to, type: o.type ?? 'chat' },
-    xml('body', {}, o.url),
-    xml('x', { xmlns: NS_OOB }, xml('url', {}, o.url), xml('desc', {}, o.desc)),
-  );
-}
-
-export interface LinkPublisher {
-  readonly kind: 'link' | 'upload';
-  publish(req: DeliveryRequest): Promise<{ url: string; expiresAt: Date | undefined; logId: string }>;
-}
-
-/** Our own HTTP endpoint: unguessable URL, expiry and download limits. */
-export class ServerLinks implements LinkPublisher {
-  readonly kind = 'link';
-  constructor(private readonly server: LinkServer) {}
-  async publish(req: DeliveryRequest): Promise<{ url: string; expiresAt: Date | undefined; logId: string }> {
-    const { report } = req;
-    const { path, sha256 } = await report.complete();
-    const l = await this.server.publish({ path, name: report.name, mime: report.mime, size: report.size, sha256 });
-    return { url: l.url, expiresAt: l.expiresAt, logId: l.link };
-  }
-}
-
-/** The XMPP server's own upload service (XEP-0363), e.g. ejabberd's mod_http_upload. */
-export class UploadLinks implements LinkPublisher {
-  readonly kind = 'upload';
-  constructor(
-    private readonly request: IqRequest,
-    private readonly service: string,
-    private readonly timeoutMs: number,
-  ) {}
-  async publish(req: DeliveryRequest): Promise<{ url: string; expiresAt: Date | undefined; logId: string }> {
-    const { report } = req;
-    const slot = await requestSlot(this.request, {
-      from: req.from,
-      service: this.service,
-      name: report.name,
-      size: report.size,
-      mime: report.mime,
-      timeoutMs: this.timeoutMs,
-    });
-    const { path } = await report.complete();
-    await uploadFile(slot.put, slot.headers, path, report.size, report.mime, this.timeoutMs);
-    // The GET URL is a capability too: log only where it lives.
-    return { url: slot.get, expiresAt: undefined, logId: new URL(slot.get).host };
-  }
-}
+import type { LinkPublisher } from './links/publishers.js';
 
 const SI_FEATURES = [NS.SI, NS.SI_FILE];
+const JINGLE_FT_FEATURES = [NS.JINGLE, NS.JINGLE_FT];
 
 /** How a report may reach a client (config transfer.order). */
 export type TransferMethod = 'si' | 'jingle' | 'link';
@@ -150,7 +92,7 @@ export class ChoosingDelivery implements Delivery {
         throw err;
       }
     }
-    throw failure ?? new DeliveryError('unsupported', 'no way to send files to this client');
+    throw failure ?? new DeliveryError({ reason: 'unsupported', message: 'no way to send files to this client' });
   }
 
   private async link(req: DeliveryRequest, why: LinkReason): Promise<DeliveryOutcome> {
@@ -162,7 +104,10 @@ export class ChoosingDelivery implements Delivery {
       return { kind: 'linked', url, expiresAt, why };
     } catch (err) {
       req.log.warn({ method: links.kind, err: (err as Error).message }, 'link publication failed');
-      throw sourceFailure(err, 0) ?? new DeliveryError('failed', 'the download link could not be created');
+      throw (
+        sourceFailure(err, 0) ??
+        new DeliveryError({ reason: 'failed', message: 'the download link could not be created' })
+      );
     }
   }
 }

@@ -3,17 +3,11 @@
 import { expect } from 'chai';
 import { parse } from 'ltx';
 import type { Element } from '@xmpp/component';
-import { buildOpen } from '../../../src/transfer/ibb.js';
-import { agreedBlockSize, ibbOffer } from '../../../src/transfer/jingle/ibb-transport.js';
+import { buildOpen } from '../../../../src/transfer/ibb/stanzas.js';
+import { agreedBlockSize, ibbOffer } from '../../../../src/transfer/jingle/ibb-transport.js';
 import {
   JINGLE_ERRORS,
   JingleParseError,
-  NS_HASHES,
-  NS_JINGLE,
-  NS_JINGLE_ERRORS,
-  NS_JINGLE_FT,
-  NS_JINGLE_IBB,
-  NS_JINGLE_S5B,
   buildChecksumInfo,
   buildContentReject,
   buildSessionInitiate,
@@ -27,23 +21,23 @@ import {
   parseS5bInfo,
   type Envelope,
   type S5bTransport,
-} from '../../../src/transfer/jingle/jingle.js';
+} from '../../../../src/transfer/jingle/stanzas.js';
+import { NetworkPolicy } from '../../../../src/networks.js';
 import {
-  NetworkPolicy,
   candidatePriority,
   candidatesToTry,
   dstAddrs,
   nominate,
   ourCandidates,
-  socksConnect,
   tryPeerCandidates,
-} from '../../../src/transfer/jingle/s5b-transport.js';
-import { Streamhost } from '../../../src/transfer/streamhost.js';
-import { createLogger } from '../../../src/log.js';
-import { NS } from '../../../src/xmpp/namespaces.js';
-import { XEP0234, XEP0260, XEP0261 } from './jingle-examples.js';
+} from '../../../../src/transfer/jingle/s5b-transport.js';
+import { socksConnect } from '../../../../src/transfer/s5b/proxy.js';
+import { Streamhost } from '../../../../src/transfer/s5b/streamhost.js';
+import { createLogger } from '../../../../src/log.js';
+import { NS } from '../../../../src/xmpp/namespaces.js';
+import { XEP0234, XEP0260, XEP0261 } from './examples.js';
 
-const jingleOf = (xml: string): Element => parse(xml).getChild('jingle', NS_JINGLE)!;
+const jingleOf = (xml: string): Element => parse(xml).getChild('jingle', NS.JINGLE)!;
 const parsed = (xml: string) => parseJingle(jingleOf(xml));
 /** Attributes and element structure, whitespace and attribute order aside. */
 function shape(el: Element): unknown {
@@ -73,7 +67,7 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
         creator: 'initiator',
         name: 'a-file-offer',
         senders: 'initiator',
-        descriptionNs: NS_JINGLE_FT,
+        descriptionNs: NS.JINGLE_FT,
       });
       expect(c.file).to.deep.equal({
         name: 'test.txt',
@@ -131,7 +125,7 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
       const r = parsed(XEP0234.received);
       expect(r.action).to.equal('session-info');
       expect(r.info!.name).to.equal('received');
-      expect(r.info!.attrs).to.include({ xmlns: NS_JINGLE_FT, creator: 'initiator', name: 'a-file-offer' });
+      expect(r.info!.attrs).to.include({ xmlns: NS.JINGLE_FT, creator: 'initiator', name: 'a-file-offer' });
       const ck = parsed(XEP0234.checksum);
       expect(ck.info!.name).to.equal('checksum');
     });
@@ -149,7 +143,7 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
       ]);
       const ex = parse(XEP0234.checksum);
       // We also name ourselves as initiator on every action (XEP-0166 §7.1 allows it on all).
-      ex.getChild('jingle', NS_JINGLE)!.attrs.initiator = ROMEO_EX;
+      ex.getChild('jingle', NS.JINGLE)!.attrs.initiator = ROMEO_EX;
       expect(shape(built)).to.deep.equal(shape(ex));
     });
 
@@ -176,11 +170,11 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
         },
       );
       const h = built
-        .getChild('jingle', NS_JINGLE)!
+        .getChild('jingle', NS.JINGLE)!
         .getChild('content')!
-        .getChild('description', NS_JINGLE_FT)!
+        .getChild('description', NS.JINGLE_FT)!
         .getChild('file')!
-        .getChild('hash', NS_HASHES)!;
+        .getChild('hash', NS.HASHES)!;
       expect(h.attrs.algo).to.equal('sha-256');
       expect(h.text()).to.equal('47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=');
     });
@@ -212,7 +206,7 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
 
     it('parses every transport-info payload of the examples', () => {
       const info = (xml: string) =>
-        parseS5bInfo(jingleOf(xml).getChild('content')!.getChild('transport', NS_JINGLE_S5B)!);
+        parseS5bInfo(jingleOf(xml).getChild('content')!.getChild('transport', NS.JINGLE_S5B)!);
       expect(info(XEP0260.candidateUsed)).to.deep.equal({ kind: 'candidate-used', cid: 'hr65dqyd' });
       expect(info(XEP0260.candidateError)).to.deep.equal({ kind: 'candidate-error' });
       expect(info(XEP0260.activated)).to.deep.equal({ kind: 'activated', cid: 'xmdh4b7i' });
@@ -346,12 +340,12 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
         stanza: 'iq',
       });
       expect(ex.getChild('open', NS.IBB)!.attrs.stanza).to.equal('iq');
-      expect(NS_JINGLE_IBB).to.equal('urn:xmpp:jingle:transports:ibb:1');
+      expect(NS.JINGLE_IBB).to.equal('urn:xmpp:jingle:transports:ibb:1');
     });
 
     it('builds the session-terminate of example 9 (initiator named as well)', () => {
       const ex = parse(XEP0261.terminate);
-      ex.getChild('jingle', NS_JINGLE)!.attrs.initiator = ROMEO;
+      ex.getChild('jingle', NS.JINGLE)!.attrs.initiator = ROMEO;
       expect(
         shape(
           buildSessionTerminate(
@@ -369,7 +363,7 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
         const e = jingleErrorOf(cond as keyof typeof JINGLE_ERRORS, 'why');
         expect(e.attrs.type).to.equal(type);
         expect(e.getChild(condition, NS.STANZAS), cond).to.not.equal(undefined);
-        expect(e.getChild(cond, NS_JINGLE_ERRORS), cond).to.not.equal(undefined);
+        expect(e.getChild(cond, NS.JINGLE_ERRORS), cond).to.not.equal(undefined);
       }
       expect(JINGLE_ERRORS['unknown-session']).to.deep.equal({ type: 'cancel', condition: 'item-not-found' });
       expect(JINGLE_ERRORS['out-of-order']).to.deep.equal({ type: 'wait', condition: 'unexpected-request' });
@@ -379,18 +373,18 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
 
     it('refuses what XEP-0166 calls bad-request', () => {
       const bad = [
-        `<jingle xmlns='${NS_JINGLE}' sid='s'/>`, // no action
-        `<jingle xmlns='${NS_JINGLE}' action='session-dance' sid='s'/>`,
-        `<jingle xmlns='${NS_JINGLE}' action='session-accept'/>`, // no sid
-        `<jingle xmlns='${NS_JINGLE}' action='session-accept' sid='s'><content name='x'/></jingle>`, // no creator
-        `<jingle xmlns='${NS_JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><transport xmlns='${NS_JINGLE_S5B}'/></content></jingle>`, // no transport sid
-        `<jingle xmlns='${NS_JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><transport xmlns='${NS_JINGLE_S5B}' sid='t'><candidate cid='c' host='h' jid='j' port='0' priority='1'/></transport></content></jingle>`,
-        `<jingle xmlns='${NS_JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><transport xmlns='${NS_JINGLE_IBB}' sid='t' block-size='70000'/></content></jingle>`,
-        `<jingle xmlns='${NS_JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><description xmlns='${NS_JINGLE_FT}'><file><size>-1</size></file></description></content></jingle>`,
+        `<jingle xmlns='${NS.JINGLE}' sid='s'/>`, // no action
+        `<jingle xmlns='${NS.JINGLE}' action='session-dance' sid='s'/>`,
+        `<jingle xmlns='${NS.JINGLE}' action='session-accept'/>`, // no sid
+        `<jingle xmlns='${NS.JINGLE}' action='session-accept' sid='s'><content name='x'/></jingle>`, // no creator
+        `<jingle xmlns='${NS.JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><transport xmlns='${NS.JINGLE_S5B}'/></content></jingle>`, // no transport sid
+        `<jingle xmlns='${NS.JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><transport xmlns='${NS.JINGLE_S5B}' sid='t'><candidate cid='c' host='h' jid='j' port='0' priority='1'/></transport></content></jingle>`,
+        `<jingle xmlns='${NS.JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><transport xmlns='${NS.JINGLE_IBB}' sid='t' block-size='70000'/></content></jingle>`,
+        `<jingle xmlns='${NS.JINGLE}' action='session-accept' sid='s'><content creator='initiator' name='x'><description xmlns='${NS.JINGLE_FT}'><file><size>-1</size></file></description></content></jingle>`,
       ];
       for (const x of bad) expect(() => parseJingle(parse(x)), x).to.throw(JingleParseError);
       expect(() =>
-        parseS5bInfo(parse(`<transport xmlns='${NS_JINGLE_S5B}' sid='t'><candidate-used/></transport>`)),
+        parseS5bInfo(parse(`<transport xmlns='${NS.JINGLE_S5B}' sid='t'><candidate-used/></transport>`)),
       ).to.throw(JingleParseError);
     });
 
@@ -399,15 +393,15 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
       const r = buildTransportReject(
         env,
         { name: 'a-file-offer', creator: 'initiator' },
-        parse(`<transport xmlns='${NS_JINGLE_IBB}' sid='t' block-size='4096'/>`),
+        parse(`<transport xmlns='${NS.JINGLE_IBB}' sid='t' block-size='4096'/>`),
       );
-      expect(parseJingle(r.getChild('jingle', NS_JINGLE)!)).to.deep.include({
+      expect(parseJingle(r.getChild('jingle', NS.JINGLE)!)).to.deep.include({
         action: 'transport-reject',
         sid: 's',
         initiator: ROMEO,
       });
       const cr = buildContentReject(env, parse(`<content creator='responder' name='extra'/>`));
-      expect(parseJingle(cr.getChild('jingle', NS_JINGLE)!).contents).to.deep.equal([
+      expect(parseJingle(cr.getChild('jingle', NS.JINGLE)!).contents).to.deep.equal([
         { creator: 'responder', name: 'extra' },
       ]);
     });

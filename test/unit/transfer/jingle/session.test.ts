@@ -5,25 +5,16 @@
 // terminate ending every other wait).
 import { expect } from 'chai';
 import { xml, type Element } from '@xmpp/component';
-import {
-  ACTIONS,
-  NS_JINGLE,
-  NS_JINGLE_ERRORS,
-  NS_JINGLE_FT,
-  NS_JINGLE_IBB,
-  NS_JINGLE_S5B,
-  type JingleAction,
-  type S5bCandidate,
-} from '../../../src/transfer/jingle/jingle.js';
+import { ACTIONS, type JingleAction, type S5bCandidate } from '../../../../src/transfer/jingle/stanzas.js';
 import {
   JingleSession,
   JingleSessions,
   SessionEnded,
   SessionTimeout,
   type SessionEvent,
-} from '../../../src/transfer/jingle/session.js';
-import { parseJid } from '../../../src/xmpp/addresses.js';
-import { NS } from '../../../src/xmpp/namespaces.js';
+} from '../../../../src/transfer/jingle/session.js';
+import { parseJid } from '../../../../src/xmpp/addresses.js';
+import { NS } from '../../../../src/xmpp/namespaces.js';
 
 const US = '1234@reports.example.com/reports';
 const THEM = 'dave@example.com/dino';
@@ -74,7 +65,7 @@ function inState(state: State): JingleSession {
   if (state === 'replacing') {
     // Both sides reported candidate-error; we sent transport-replace.
     s.handle({ action: 'transport-info', sid: SID, contents: [] }, jingle('transport-info'));
-    s.replacing = { kind: 'ibb', sid: IBB_SID };
+    s.replaceTransport({ kind: 'ibb', sid: IBB_SID });
     return s;
   }
   s.handle(
@@ -86,25 +77,25 @@ function inState(state: State): JingleSession {
 }
 
 const content = (...children: Element[]) => xml('content', { creator: 'initiator', name: CONTENT }, ...children);
-const s5b = (...children: Element[]) => xml('transport', { xmlns: NS_JINGLE_S5B, sid: TSID }, ...children);
+const s5b = (...children: Element[]) => xml('transport', { xmlns: NS.JINGLE_S5B, sid: TSID }, ...children);
 
 /** A well-formed example of each action as a responder would send it. */
 function jingle(action: JingleAction, sid = SID): Element {
-  const j = (...children: Element[]) => xml('jingle', { xmlns: NS_JINGLE, action, sid }, ...children);
+  const j = (...children: Element[]) => xml('jingle', { xmlns: NS.JINGLE, action, sid }, ...children);
   switch (action) {
     case 'session-initiate':
       return j(
         xml(
           'content',
           { creator: 'initiator', name: 'their-offer', senders: 'initiator' },
-          xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
+          xml('description', { xmlns: NS.JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
           s5b(),
         ),
       );
     case 'session-accept':
       return j(
         content(
-          xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
+          xml('description', { xmlns: NS.JINGLE_FT }, xml('file', {}, xml('name', {}, 'x'), xml('size', {}, '1'))),
           s5b(),
         ),
       );
@@ -116,13 +107,13 @@ function jingle(action: JingleAction, sid = SID): Element {
       return j(content(s5b(xml('candidate-error'))));
     case 'transport-accept':
     case 'transport-replace':
-      return j(content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })));
+      return j(content(xml('transport', { xmlns: NS.JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })));
     case 'content-add':
       return j(
         xml(
           'content',
           { creator: 'responder', name: 'another' },
-          xml('description', { xmlns: NS_JINGLE_FT }, xml('file', {}, xml('name', {}, 'y'), xml('size', {}, '2'))),
+          xml('description', { xmlns: NS.JINGLE_FT }, xml('file', {}, xml('name', {}, 'y'), xml('size', {}, '2'))),
         ),
       );
     case 'content-remove':
@@ -141,7 +132,7 @@ function answer(reply: Element | true | undefined): string {
   if (reply === true) return 'ok';
   if (!reply) return 'none';
   const cond = reply.getChildElements().find((c) => c.attrs.xmlns === NS.STANZAS && c.name !== 'text')?.name;
-  const jc = reply.getChildElements().find((c) => c.attrs.xmlns === NS_JINGLE_ERRORS)?.name;
+  const jc = reply.getChildElements().find((c) => c.attrs.xmlns === NS.JINGLE_ERRORS)?.name;
   return [reply.attrs.type, cond, jc].filter(Boolean).join(' ');
 }
 
@@ -249,9 +240,9 @@ describe('transfer/jingle session state machine', () => {
     it('answers malformed Jingle with bad-request', () => {
       const sessions = new JingleSessions((fn) => fn());
       sessions.add(session());
-      const bad = xml('jingle', { xmlns: NS_JINGLE, action: 'session-dance', sid: SID });
+      const bad = xml('jingle', { xmlns: NS.JINGLE, action: 'session-dance', sid: SID });
       expect(answer(sessions.handle(iq(bad), bad, parseJid(THEM)!))).to.equal('modify bad-request');
-      const noContent = xml('jingle', { xmlns: NS_JINGLE, action: 'session-accept', sid: SID });
+      const noContent = xml('jingle', { xmlns: NS.JINGLE, action: 'session-accept', sid: SID });
       expect(answer(sessions.handle(iq(noContent), noContent, parseJid(THEM)!))).to.equal('modify bad-request');
     });
 
@@ -271,7 +262,7 @@ describe('transfer/jingle session state machine', () => {
 
   describe('the S5B candidate exchange (XEP-0260)', () => {
     const info = (...children: Element[]) =>
-      xml('jingle', { xmlns: NS_JINGLE, action: 'transport-info', sid: SID }, content(s5b(...children)));
+      xml('jingle', { xmlns: NS.JINGLE, action: 'transport-info', sid: SID }, content(s5b(...children)));
     const run = (s: JingleSession, el: Element) => {
       const sessions = new JingleSessions((fn) => fn());
       sessions.add(s);
@@ -301,8 +292,7 @@ describe('transfer/jingle session state machine', () => {
       const s = inState('active');
       expect(run(s, info(xml('activated', { cid: 'their-proxy' })))).to.equal(OUT_OF_ORDER);
       expect(run(s, info(xml('proxy-error')))).to.equal(OUT_OF_ORDER);
-      s.proxyNominated = true;
-      s.awaitingActivation = 'their-proxy';
+      s.awaitActivation('their-proxy');
       expect(run(s, info(xml('activated', { cid: 'other' })))).to.equal(OUT_OF_ORDER);
       expect(run(s, info(xml('activated', { cid: 'their-proxy' })))).to.equal('ok');
       expect(run(s, info(xml('activated', { cid: 'their-proxy' })))).to.equal(OUT_OF_ORDER); // once
@@ -312,23 +302,29 @@ describe('transfer/jingle session state machine', () => {
     it('refuses transport-info for another or a replaced transport', () => {
       const other = xml(
         'jingle',
-        { xmlns: NS_JINGLE, action: 'transport-info', sid: SID },
-        content(xml('transport', { xmlns: NS_JINGLE_S5B, sid: 'other' }, xml('candidate-error'))),
+        { xmlns: NS.JINGLE, action: 'transport-info', sid: SID },
+        content(xml('transport', { xmlns: NS.JINGLE_S5B, sid: 'other' }, xml('candidate-error'))),
       );
       expect(run(inState('active'), other)).to.equal(OUT_OF_ORDER);
       const s = inState('replacing');
-      s.transport = { kind: 'ibb', sid: IBB_SID };
-      s.replacing = undefined;
+      const accept = xml(
+        'jingle',
+        { xmlns: NS.JINGLE, action: 'transport-accept', sid: SID },
+        content(xml('transport', { xmlns: NS.JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })),
+      );
+      expect(run(s, accept)).to.equal('ok');
+      expect(s.transport).to.deep.equal({ kind: 'ibb', sid: IBB_SID });
+      expect(s.pendingReplace).to.equal(undefined);
       expect(run(s, info(xml('candidate-error')))).to.equal(OUT_OF_ORDER);
       const ibbInfo = xml(
         'jingle',
-        { xmlns: NS_JINGLE, action: 'transport-info', sid: SID },
-        content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })),
+        { xmlns: NS.JINGLE, action: 'transport-info', sid: SID },
+        content(xml('transport', { xmlns: NS.JINGLE_IBB, sid: IBB_SID, 'block-size': '4096' })),
       );
       expect(run(s, ibbInfo)).to.equal('cancel feature-not-implemented');
       const wrongContent = xml(
         'jingle',
-        { xmlns: NS_JINGLE, action: 'transport-info', sid: SID },
+        { xmlns: NS.JINGLE, action: 'transport-info', sid: SID },
         xml('content', { creator: 'initiator', name: 'other' }, s5b(xml('candidate-error'))),
       );
       expect(run(inState('active'), wrongContent)).to.equal('modify bad-request');
@@ -338,16 +334,16 @@ describe('transfer/jingle session state machine', () => {
       const s = inState('replacing');
       const wrong = xml(
         'jingle',
-        { xmlns: NS_JINGLE, action: 'transport-accept', sid: SID },
-        content(xml('transport', { xmlns: NS_JINGLE_IBB, sid: 'not-ours', 'block-size': '4096' })),
+        { xmlns: NS.JINGLE, action: 'transport-accept', sid: SID },
+        content(xml('transport', { xmlns: NS.JINGLE_IBB, sid: 'not-ours', 'block-size': '4096' })),
       );
       expect(run(s, wrong)).to.equal('modify bad-request');
-      expect(s.replacing).to.deep.equal({ kind: 'ibb', sid: IBB_SID });
+      expect(s.pendingReplace).to.deep.equal({ kind: 'ibb', sid: IBB_SID });
     });
   });
 
   describe('session-info (XEP-0166 §7.2.9, XEP-0234 §8)', () => {
-    const infoWith = (child?: Element) => xml('jingle', { xmlns: NS_JINGLE, action: 'session-info', sid: SID }, child);
+    const infoWith = (child?: Element) => xml('jingle', { xmlns: NS.JINGLE, action: 'session-info', sid: SID }, child);
     it('acks a ping, takes received and checksum, answers anything else with unsupported-info', () => {
       const s = inState('active');
       const sessions = new JingleSessions((fn) => fn());
@@ -356,8 +352,8 @@ describe('transfer/jingle session state machine', () => {
       s.observe((e) => seen.push(e.kind));
       const h = (el: Element) => answer(sessions.handle(iq(el), el, parseJid(THEM)!));
       expect(h(infoWith())).to.equal('ok');
-      expect(h(infoWith(xml('received', { xmlns: NS_JINGLE_FT, creator: 'initiator', name: CONTENT })))).to.equal('ok');
-      expect(h(infoWith(xml('checksum', { xmlns: NS_JINGLE_FT, creator: 'initiator', name: CONTENT })))).to.equal('ok');
+      expect(h(infoWith(xml('received', { xmlns: NS.JINGLE_FT, creator: 'initiator', name: CONTENT })))).to.equal('ok');
+      expect(h(infoWith(xml('checksum', { xmlns: NS.JINGLE_FT, creator: 'initiator', name: CONTENT })))).to.equal('ok');
       expect(h(infoWith(xml('ringing', { xmlns: 'urn:xmpp:jingle:apps:rtp:info:1' })))).to.equal(
         'modify feature-not-implemented unsupported-info',
       );

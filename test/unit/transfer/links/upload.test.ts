@@ -1,3 +1,4 @@
+import { NS } from '../../../../src/xmpp/namespaces.js';
 import { expect } from 'chai';
 import { xml, type Element } from '@xmpp/component';
 import { createHash, randomBytes } from 'node:crypto';
@@ -7,7 +8,6 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  NS_HTTP_UPLOAD,
   UploadError,
   buildSlotRequest,
   filterPutHeaders,
@@ -17,7 +17,7 @@ import {
   slotError,
   uploadFile,
   type UploadFailure,
-} from '../../../src/transfer/upload.js';
+} from '../../../../src/transfer/links/upload.js';
 
 // ltx (the parser under @xmpp/xml) ships no types: a variable specifier keeps
 // TypeScript from looking for them, and the cast names the one function used.
@@ -139,9 +139,9 @@ describe('transfer/upload (XEP-0363)', () => {
         from: '1234@reports.example.com/reports',
         to: 'upload.example.com',
       });
-      const req = iq.getChild('request', NS_HTTP_UPLOAD)!;
+      const req = iq.getChild('request', NS.HTTP_UPLOAD)!;
       expect(req.attrs).to.deep.equal({
-        xmlns: NS_HTTP_UPLOAD,
+        xmlns: NS.HTTP_UPLOAD,
         filename: 'très cool.jpg',
         size: '23456',
         'content-type': 'image/jpeg',
@@ -197,7 +197,7 @@ describe('transfer/upload (XEP-0363)', () => {
           { type: 'result' },
           xml(
             'slot',
-            { xmlns: NS_HTTP_UPLOAD },
+            { xmlns: NS.HTTP_UPLOAD },
             put === undefined ? null : xml('put', { url: put }),
             get === undefined ? null : xml('get', { url: get }),
           ),
@@ -264,7 +264,7 @@ describe('transfer/upload (XEP-0363)', () => {
       expect(timeout).to.equal(1500);
       expect(sent!.attrs).to.include({ type: 'get', from: o.from, to: 'upload.example.com' });
       expect(sent!.attrs.id).to.match(/^xr-/);
-      expect(sent!.getChild('request', NS_HTTP_UPLOAD)!.attrs).to.include({
+      expect(sent!.getChild('request', NS.HTTP_UPLOAD)!.attrs).to.include({
         filename: 'status-1234.pdf',
         size: '1000',
         'content-type': 'application/pdf',

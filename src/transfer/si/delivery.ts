@@ -1,0 +1,257 @@
+// Sends a report by SI file transfer: offer (XEP-0095/0096), then SOCKS5
+// bytestreams (XEP-0065) through our own streamhost or a configured proxy,
+// falling back to in-band bytestreams (XEP-0047).
+import type { Socket } from 'node:net';
+import type { Element } from '@xmpp/component';
+import type { Logger } from 'pino';
+import { parseJid } from '../../xmpp/addresses.js';
+import { requestFailure } from '../../xmpp/errors.js';
+import { newId, newSid } from '../../xmpp/ids.js';
+import { NS } from '../../xmpp/namespaces.js';
+import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
+import {
+  DeliveryError,
+  offerRefusal,
+  sourceFailure,
+  type Delivery,
+  type DeliveryOutcome,
+  type DeliveryRequest,
+  type Method,
+} from '../delivery.js';
+import { IbbError } from '../ibb/sender.js';
+import type { IbbStreams } from '../ibb/streams.js';
+import { Interruption } from '../interruption.js';
+import { connectProxy } from '../s5b/proxy.js';
+import { S5bSender, StreamError } from '../s5b/send.js';
+import { dstAddr } from '../s5b/socks5.js';
+import { buildStreamhostOffer, streamhostUsed, type StreamhostInfo } from '../s5b/stanzas.js';
+import type { Streamhost } from '../s5b/streamhost.js';
+import { buildOffer, chosenMethod } from './stanzas.js';
+
+export interface SiOptions {
+  /** stream methods offered, in this order */
+  methods: readonly Method[];
+  /** how long the user has to accept */
+  offerTimeoutMs: number;
+  /** how long the receiver has to connect to a streamhost */
+  connectTimeoutMs: number;
+  /** an in-band block without an ack for this long ends the stream */
+  stallTimeoutMs: number;
+  ibb: { blockSize: number; window: number };
+}
+
+export interface SiDeps {
+  request: (iq: Element, timeoutMs: number) => Promise<Element>;
+  streamhost: Streamhost | undefined;
+  /** third-party XEP-0065 proxies, offered after our own streamhost */
+  proxies: readonly StreamhostInfo[];
+  s5b: S5bSender;
+  ibb: IbbStreams;
+}
+
+/** Why S5B did not work, and whether IBB may still be tried. */
+class S5bFailed extends Error {
+  constructor(
+    message: string,
+    readonly fallback: boolean,
+    readonly sent = 0,
+  ) {
+    super(message);
+  }
+}
+
+export class SiDelivery implements Delivery, ComponentModule {
+  readonly features = [NS.SI, NS.SI_FILE];
+  readonly routes: readonly IqRoute[] = [];
+  private readonly running = new Set<Interruption>();
+
+  constructor(
+    private readonly deps: SiDeps,
+    private readonly o: SiOptions,
+  ) {}
+
+  /** The server connection dropped: pending negotiations end now (the in-band streams end with IbbStreams). */
+  connectionLost(): void {
+    for (const r of this.running) r.trigger('interrupted');
+  }
+
+  private methods(): Method[] {
+    const canS5b = this.deps.streamhost !== undefined || this.deps.proxies.length > 0;
+    return this.o.methods.filter((m) => m !== 's5b' || canS5b);
+  }
+
+  async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
+    const run = new Interruption();
+    const sid = newSid('xr');
+    run.onTrigger((why) => {
+      if (why === 'cancelled') this.deps.ibb.abort(req.to, sid, 'cancelled by shutdown');
+    });
+    this.running.add(run);
+    const onAbort = () => run.trigger('cancelled');
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.negotiate(req, sid, run);
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+      this.running.delete(run);
+    }
+  }
+
+  private async negotiate(req: DeliveryRequest, sid: string, run: Interruption): Promise<DeliveryOutcome> {
+    const { report, to, from } = req;
+    const log = req.log.child({ sid });
+    const offered = this.methods();
+    const offer = buildOffer({
+      id: newId(),
+      from,
+      to,
+      sid,
+      methods: offered,
+      file: {
+        name: report.name,
+        size: report.size,
+        date: report.date,
+        desc: `Status report of project ${report.project}`,
+        mime: report.mime,
+      },
+    });
+    await req.progress?.({ kind: 'offering' });
+    log.info({ bytes: report.size, methods: offered }, 'file offered');
+    let answer: Element;
+    try {
+      answer = await run.race(this.deps.request(offer, this.o.offerTimeoutMs));
+    } catch (err) {
+      if (err instanceof DeliveryError) throw err;
+      throw offerRefusal(
+        err,
+        log,
+        'offer',
+        new DeliveryError({ reason: 'offer-timeout', message: 'offer not answered in time' }),
+      );
+    }
+    if (!sameJid(answer.attrs.from, to)) {
+      throw new DeliveryError({ reason: 'failed', message: 'the answer came from another address' });
+    }
+    const method = chosenMethod(answer, offered);
+    if (!method) {
+      log.warn('offer accepted without a method we offered');
+      throw new DeliveryError({ reason: 'unsupported', message: 'no common stream method' });
+    }
+    log.info({ method }, 'offer accepted');
+    const started = Date.now();
+    if (method === 's5b') {
+      try {
+        const bytes = await this.sendS5b(req, sid, log, run);
+        log.info({ method: 's5b', bytes, ms: Date.now() - started }, 'delivered');
+        return { kind: 'delivered', method: 's5b', bytes };
+      } catch (err) {
+        if (!(err instanceof S5bFailed)) throw err;
+        if (!err.fallback || !offered.includes('ibb')) {
+          log.warn({ method: 's5b', err: err.message, bytes: err.sent }, 'transfer failed');
+          throw new DeliveryError({
+            reason: err.sent > 0 ? 'lost' : 'failed',
+            message: err.message,
+            sent: err.sent,
+            method: 's5b',
+          });
+        }
+        log.info({ method: 's5b', err: err.message }, 'direct connection failed; falling back to in-band');
+      }
+    }
+    const bytes = await this.sendIbb(req, sid, log, run);
+    log.info({ method: 'ibb', bytes, ms: Date.now() - started }, 'delivered');
+    return { kind: 'delivered', method: 'ibb', bytes };
+  }
+
+  private async sendS5b(req: DeliveryRequest, sid: string, log: Logger, run: Interruption): Promise<number> {
+    const { to, from, report } = req;
+    const { connectTimeoutMs } = this.o;
+    const hash = dstAddr(sid, from, to);
+    const hosts: StreamhostInfo[] = [];
+    const own = this.deps.streamhost;
+    // Our streamhost is offered under the initiator's own JID: to the target
+    // it is a direct connection, so no <activate/> is needed (XEP-0065 §5).
+    const expectation = own?.expect(hash, connectTimeoutMs);
+    if (own) hosts.push({ jid: from, host: own.host, port: own.port });
+    hosts.push(...this.deps.proxies);
+    let used: string | undefined;
+    try {
+      const result = await run.race(
+        this.deps.request(buildStreamhostOffer({ id: newId(), from, to, sid, hosts }), connectTimeoutMs),
+      );
+      used = streamhostUsed(result);
+    } catch (err) {
+      expectation?.cancel();
+      if (err instanceof DeliveryError) throw err;
+      throw new S5bFailed(`receiver could not connect (${requestFailure(err)})`, true);
+    }
+    let socket: Socket;
+    if (own && expectation && used === from) {
+      try {
+        // The target connects before it answers, so the socket is normally here already.
+        socket = await expectation.socket;
+      } catch (err) {
+        throw new S5bFailed(`receiver named our streamhost but never connected: ${(err as Error).message}`, true);
+      }
+    } else {
+      expectation?.cancel();
+      const proxy = this.deps.proxies.find((p) => p.jid === used);
+      if (!proxy) throw new S5bFailed(`receiver chose an unknown streamhost ${used ?? '(none)'}`, true);
+      try {
+        socket = await connectProxy({
+          proxy,
+          hash,
+          sid,
+          from,
+          target: to,
+          timeoutMs: connectTimeoutMs,
+          request: this.deps.request,
+        });
+      } catch (err) {
+        throw new S5bFailed((err as Error).message, true);
+      }
+    }
+    log.info({ method: 's5b', streamhost: used }, 'bytestream connected');
+    // A shutdown past its grace period cuts the stream; the server connection dropping does not (TCP is ours).
+    run.onTrigger((why) => {
+      if (why === 'cancelled') socket.destroy(new Error('cancelled by shutdown'));
+    });
+    try {
+      return await this.deps.s5b.send(socket, report);
+    } catch (err) {
+      const sent = err instanceof StreamError ? err.sent : 0;
+      if (run.stopped === 'cancelled') {
+        throw new DeliveryError({ reason: 'cancelled', message: 'cancelled by shutdown', sent, method: 's5b' });
+      }
+      throw sourceFailure((err as Error).cause, sent, 's5b') ?? new S5bFailed((err as Error).message, false, sent);
+    }
+  }
+
+  private async sendIbb(req: DeliveryRequest, sid: string, log: Logger, run: Interruption): Promise<number> {
+    try {
+      return await this.deps.ibb.send({
+        from: req.from,
+        to: req.to,
+        sid,
+        report: req.report,
+        blockSize: this.o.ibb.blockSize,
+        window: this.o.ibb.window,
+        ackTimeoutMs: this.o.stallTimeoutMs,
+      });
+    } catch (err) {
+      const sent = err instanceof IbbError ? err.acked : 0;
+      const message = (err as Error).message;
+      log.warn({ method: 'ibb', err: message, bytes: sent }, 'transfer failed');
+      // Our own stop first: a shutdown also ends the download, which is not the intranet's fault.
+      if (run.stopped) throw new DeliveryError({ reason: run.stopped, message, sent, method: 'ibb' });
+      throw (
+        sourceFailure((err as Error).cause, sent, 'ibb') ??
+        new DeliveryError({ reason: sent > 0 ? 'lost' : 'failed', message, sent, method: 'ibb' })
+      );
+    }
+  }
+}
+
+function sameJid(a: string | undefined, b: string): boolean {
+  return parseJid(a)?.full === parseJid(b)?.full;
+}
