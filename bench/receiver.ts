@@ -3,6 +3,11 @@
 // accepts their SI offers (XEP-0095/0096) and receives the bytes over SOCKS5
 // bytestreams (XEP-0065, it connects to the first streamhost offered) or
 // in-band bytestreams (XEP-0047), or over raw TCP for the loopback baseline.
+// A user logged in with "features":"jingle" advertises Jingle file transfer
+// (XEP-0234 over XEP-0260 S5B) instead of SI, and takes Jingle offers: it
+// acks the session-initiate, sends session-accept (no candidates of its own),
+// connects by SOCKS5 to the sender's highest-priority direct candidate, sends
+// candidate-used, and ends the session with <success/> after the last byte.
 // Nothing touches the disk: bytes are counted and checked by SHA-256.
 //
 // Timing is done here, on one clock (performance.now()): t0 is taken just
@@ -16,10 +21,12 @@
 // transport being measured. Both check every byte.
 //
 // Line protocol: commands as JSON lines on stdin, events as JSON lines on stdout.
-//   {"cmd":"login","user":"u","service":"xmpp://127.0.0.1:5222","domain":"example.com","username":"rx","password":"pw","resource":"bench"}
+//   {"cmd":"login","user":"u","service":"xmpp://127.0.0.1:5222","domain":"example.com","username":"rx","password":"pw","resource":"bench",
+//    "features":"si"|"jingle"}   (disco#info: SI + bytestreams + IBB, like Pidgin (default); or Jingle FT + S5B only)
 //     -> {"event":"online","user":"u","jid":"rx@example.com/bench"}
 //   {"cmd":"request","user":"u","tag":"t1","to":"1234@reports.example.com","body":"report",
-//    "method":"s5b"|"ibb"|"decline","hash":"inline"|"deferred","waitFinal":true,"timeoutMs":120000}
+//    "method":"s5b"|"ibb"|"jingle"|"decline","hash":"inline"|"deferred","waitFinal":true,"timeoutMs":120000}
+//    (offerMs: the SI offer or the Jingle session-initiate; connectedMs: SOCKS5 reply or IBB open)
 //     -> {"event":"done","tag":"t1","ok":true,"method":"s5b","bytes":N,"size":N,"sha256":"..",
 //         "offerMs":..,"connectedMs":..,"firstByteMs":..,"lastByteMs":..,"final":"Delivered …"}
 //   {"cmd":"raw","tag":"t2","host":"127.0.0.1","port":N,"size":N,"hash":"deferred","timeoutMs":60000}
@@ -37,7 +44,13 @@ import fetch from 'node-fetch';
 import { NS } from '../src/xmpp/namespaces.js';
 
 type HashMode = 'inline' | 'deferred';
-type Want = 's5b' | 'ibb' | 'decline';
+type Want = 's5b' | 'ibb' | 'jingle' | 'decline';
+
+const NS_JINGLE = 'urn:xmpp:jingle:1';
+const NS_JINGLE_FT = 'urn:xmpp:jingle:apps:file-transfer:5';
+const NS_JINGLE_S5B = 'urn:xmpp:jingle:transports:s5b:1';
+/** How long the receiver waits for the sender's answer to each of its own IQs. */
+const IQ_TIMEOUT_MS = 30000;
 
 function emit(o: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(o) + '\n');
@@ -123,8 +136,9 @@ interface Request {
   size?: number;
   offerMs?: number;
   connectedMs?: number;
-  method?: 's5b' | 'ibb';
+  method?: 's5b' | 'ibb' | 'jingle';
   sink?: Sink;
+  jingle?: JingleOffer;
   ibbSeq?: number;
   ibbBlock?: number;
   ibbClosed?: boolean;
@@ -132,6 +146,17 @@ interface Request {
   finished: boolean;
   streamDone: boolean;
   failure?: string;
+}
+
+/** What a Jingle session-initiate offered, as far as the receiver needs it. */
+interface JingleOffer {
+  initiator: string;
+  content: { name: string; creator: string };
+  tsid: string;
+  dstaddr: string | undefined;
+  candidates: Array<{ cid: string; host: string; port: number; priority: number; type: string }>;
+  /** the receiver sent its session-terminate */
+  terminated: boolean;
 }
 
 const requests = new Map<string, Request>();
@@ -142,7 +167,10 @@ function finish(r: Request, failure?: string): void {
   clearTimeout(r.timer);
   requests.delete(r.tag);
   r.user.pending = r.user.pending.filter((p) => p !== r);
-  if (r.sid && r.peer) r.user.bySid.delete(`${r.peer} ${r.sid}`);
+  if (r.sid && r.peer) {
+    r.user.bySid.delete(`${r.peer} ${r.sid}`);
+    if (r.jingle) r.user.endedJingle(`${r.peer} ${r.sid}`);
+  }
   const sink = r.sink;
   const why = failure ?? r.failure ?? sink?.error;
   const tHash = performance.now();
@@ -178,11 +206,22 @@ function maybeFinish(r: Request): void {
 class User {
   pending: Request[] = [];
   readonly bySid = new Map<string, Request>();
+  /** Jingle sessions that ended here ("from sid"), so that the sender's late IQs are still acknowledged; bounded */
+  private readonly ended = new Set<string>();
   jid = '';
   constructor(
     readonly name: string,
     readonly xmpp: Client,
   ) {}
+
+  endedJingle(key: string): void {
+    this.ended.add(key);
+    if (this.ended.size > 1000) this.ended.delete(this.ended.values().next().value!);
+  }
+
+  jingleEnded(key: string): boolean {
+    return this.ended.has(key);
+  }
 }
 
 const users = new Map<string, User>();
@@ -237,6 +276,7 @@ async function login(cmd: {
   username: string;
   password: string;
   resource?: string;
+  features?: 'si' | 'jingle';
 }): Promise<void> {
   const xmpp = client({
     service: cmd.service,
@@ -253,17 +293,19 @@ async function login(cmd: {
   // Small stanzas (IBB acks) must leave at once, not wait for the peer's delayed ACK (Nagle).
   xmpp.on('connect', () => (xmpp as unknown as { socket?: Socket }).socket?.setNoDelay(true));
 
-  // Like Pidgin: disco#info names SI file transfer and both bytestreams.
+  // Like Pidgin: disco#info names SI file transfer and both bytestreams. A Jingle user: Jingle file transfer over
+  // S5B only, and not SI, so that the component's ChoosingDelivery picks Jingle.
+  const features =
+    cmd.features === 'jingle' ? [NS_JINGLE, NS_JINGLE_FT, NS_JINGLE_S5B] : [NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB];
   xmpp.iqCallee.get('http://jabber.org/protocol/disco#info', 'query', () =>
     xml(
       'query',
       { xmlns: 'http://jabber.org/protocol/disco#info' },
       xml('identity', { category: 'client', type: 'pc', name: 'xmpp-reports bench receiver' }),
-      ...['http://jabber.org/protocol/disco#info', NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB].map((v) =>
-        xml('feature', { var: v }),
-      ),
+      ...['http://jabber.org/protocol/disco#info', ...features].map((v) => xml('feature', { var: v })),
     ),
   );
+  xmpp.iqCallee.set(NS_JINGLE, 'jingle', (ctx) => onJingle(u, ctx.stanza, ctx.element));
   xmpp.iqCallee.set(NS.SI, 'si', (ctx) => onOffer(u, ctx.stanza, ctx.element));
   xmpp.iqCallee.set(NS.BYTESTREAMS, 'query', (ctx) => onStreamhosts(u, ctx.stanza, ctx.element));
   xmpp.iqCallee.set(NS.IBB, 'open', (ctx) => onIbbOpen(u, ctx.stanza, ctx.element));
@@ -349,6 +391,10 @@ function onOffer(u: User, iq: Element, si: Element): Element {
   ).map((o) => o.getChildText('value') ?? '');
   if (r.want === 'decline') {
     setImmediate(() => maybeFinish(r));
+    return stanzaError('cancel', 'forbidden');
+  }
+  if (r.want === 'jingle') {
+    setImmediate(() => finish(r, 'an SI offer came where Jingle was asked for'));
     return stanzaError('cancel', 'forbidden');
   }
   const ns = r.want === 's5b' ? NS.BYTESTREAMS : NS.IBB;
@@ -507,6 +553,156 @@ async function onStreamhosts(u: User, iq: Element, q: Element): Promise<Element>
   }
   setImmediate(() => finish(r, `no streamhost reachable: ${errors.join('; ')}`));
   return stanzaError('cancel', 'item-not-found');
+}
+
+// ------------------------------------------------------------------ Jingle (XEP-0234 over XEP-0260)
+
+/** A Jingle IQ of ours to the sender; resolves once it answered with a result. */
+function jingleSet(u: User, r: Request, action: string, ...children: Element[]): Promise<Element> {
+  const o = r.jingle!;
+  return u.xmpp.iqCaller.request(
+    xml(
+      'iq',
+      { type: 'set', to: r.peer },
+      xml('jingle', { xmlns: NS_JINGLE, action, sid: r.sid, initiator: o.initiator, responder: u.jid }, ...children),
+    ),
+    IQ_TIMEOUT_MS,
+  );
+}
+
+function jingleContent(r: Request, ...children: Element[]): Element {
+  const c = r.jingle!.content;
+  return xml('content', { creator: c.creator, name: c.name }, ...children);
+}
+
+/** Every Jingle IQ set of the sender gets a result, except an offer nobody asked for or one of an unknown session. */
+function onJingle(u: User, iq: Element, j: Element): Element | boolean {
+  const from = iq.attrs.from ?? '';
+  const sid = j.attrs.sid ?? '';
+  const action = j.attrs.action ?? '';
+  if (action === 'session-initiate') return onJingleOffer(u, iq, j);
+  const key = `${from} ${sid}`;
+  const r = u.bySid.get(key);
+  if (!r || r.method !== 'jingle') return u.jingleEnded(key) ? true : stanzaError('cancel', 'item-not-found');
+  if (action === 'session-terminate') {
+    const reason =
+      j
+        .getChild('reason')
+        ?.getChildElements()
+        .find((c) => c.name !== 'text')?.name ?? 'none';
+    r.jingle!.terminated = true;
+    if (reason !== 'success' || !r.sink!.complete)
+      setImmediate(() => finish(r, `the sender ended the session (${reason}) after ${r.sink!.bytes} bytes`));
+  }
+  // transport-info (the sender's candidate-error: the receiver offers no candidates), session-info, …: acknowledged.
+  return true;
+}
+
+function onJingleOffer(u: User, iq: Element, j: Element): Element | boolean {
+  const now = performance.now();
+  const from = iq.attrs.from ?? '';
+  const r = u.pending.find((p) => p.toBare === bare(from) && p.sid === undefined);
+  if (!r) return stanzaError('cancel', 'forbidden');
+  r.sid = j.attrs.sid ?? '';
+  r.peer = from;
+  r.offerMs = now - r.t0;
+  if (r.want !== 'jingle') {
+    setImmediate(() => finish(r, `a Jingle offer came where ${r.want} was asked for`));
+    return stanzaError('cancel', 'forbidden');
+  }
+  const content = j.getChild('content');
+  const file = content?.getChild('description', NS_JINGLE_FT)?.getChild('file');
+  const transport = content?.getChild('transport', NS_JINGLE_S5B);
+  r.size = Number(file?.getChildText('size') ?? NaN);
+  if (!content || !transport || !Number.isSafeInteger(r.size) || r.size < 0) {
+    setImmediate(() => finish(r, 'Jingle offer without a file size or an S5B transport'));
+    return stanzaError('modify', 'bad-request');
+  }
+  r.method = 'jingle';
+  r.jingle = {
+    initiator: j.attrs.initiator ?? from,
+    content: { name: content.attrs.name ?? '', creator: content.attrs.creator ?? 'initiator' },
+    tsid: transport.attrs.sid ?? '',
+    dstaddr: transport.attrs.dstaddr,
+    candidates: transport.getChildren('candidate').map((c) => ({
+      cid: c.attrs.cid ?? '',
+      host: c.attrs.host ?? '',
+      port: Number(c.attrs.port ?? 1080),
+      priority: Number(c.attrs.priority ?? 0),
+      type: c.attrs.type ?? 'direct',
+    })),
+    terminated: false,
+  };
+  r.sink = new Sink(r.size, r.t0, r.hashMode);
+  u.bySid.set(`${from} ${r.sid}`, r);
+  // after this IQ's result has gone out
+  setTimeout(() => void acceptJingle(u, r), 0);
+  return true;
+}
+
+/** session-accept, SOCKS5 to the sender's best direct candidate, candidate-used; the bytes then flow. */
+async function acceptJingle(u: User, r: Request): Promise<void> {
+  const o = r.jingle!;
+  const transport = xml('transport', { xmlns: NS_JINGLE_S5B, sid: o.tsid });
+  try {
+    await jingleSet(u, r, 'session-accept', jingleContent(r, transport));
+  } catch (err) {
+    return finish(r, `session-accept refused: ${(err as Error).message}`);
+  }
+  if (r.finished) return;
+  const best = o.candidates.filter((c) => c.type === 'direct').sort((a, b) => b.priority - a.priority)[0];
+  // XEP-0260 §2.2: SHA1(sid + initiator's full JID + responder's full JID) unless the initiator named a dstaddr.
+  const dst =
+    o.dstaddr ??
+    createHash('sha1')
+      .update(o.tsid + o.initiator + u.jid)
+      .digest('hex');
+  let error: string | undefined;
+  if (!best) error = 'no direct candidate offered';
+  else {
+    try {
+      await openStream(
+        { host: best.host, port: best.port, dst },
+        () => r.sink,
+        (err) => {
+          if (err) r.failure ??= err;
+          r.streamDone = true;
+          void endJingle(u, r);
+        },
+      );
+      r.connectedMs = performance.now() - r.t0;
+    } catch (err) {
+      error = `candidate ${best.cid} ${best.host}:${best.port}: ${(err as Error).message}`;
+    }
+  }
+  const info = error ? xml('candidate-error') : xml('candidate-used', { cid: best.cid });
+  try {
+    await jingleSet(
+      u,
+      r,
+      'transport-info',
+      jingleContent(r, xml('transport', { xmlns: NS_JINGLE_S5B, sid: o.tsid }, info)),
+    );
+  } catch (err) {
+    error ??= `transport-info refused: ${(err as Error).message}`;
+  }
+  if (error) setImmediate(() => finish(r, error));
+}
+
+/** The stream is over: session-terminate <success/> when every byte is here, else <failed-transport/>. */
+async function endJingle(u: User, r: Request): Promise<void> {
+  const o = r.jingle!;
+  const ok = r.failure === undefined && r.sink!.complete;
+  if (!o.terminated) {
+    o.terminated = true;
+    try {
+      await jingleSet(u, r, 'session-terminate', xml('reason', {}, xml(ok ? 'success' : 'failed-transport')));
+    } catch (err) {
+      r.failure ??= `session-terminate refused: ${(err as Error).message}`;
+    }
+  }
+  if (ok) maybeFinish(r);
+  else finish(r);
 }
 
 // ------------------------------------------------------------------ IBB

@@ -8,7 +8,7 @@
 #
 # Usage: npm run bench [-- --quick] [-- --only=1,3] [-- --keep-ejabberd]
 #   --quick   smaller files and fewer runs: a smoke check of a few minutes
-#   --only=…  a subset of the items 1 (S5B) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
+#   --only=…  a subset of the items 1 (S5B: SI, and Jingle against SI) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3). For investigating a figure:
 #   XR_BENCH_PROFILE=DIR (V8 CPU profiles of the component and the receiver),
