@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (issue 6): installs what they need, builds, and runs bench/run.ts,
+# Benchmarks: installs what they need, builds, and runs bench/run.ts,
 # which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35226;
 # a second one with Debian's c2s shaper on 31242-31246), the component as a
 # separate process, the bench receiver, a slixmpp sender bot and a raw TCP

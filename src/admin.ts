@@ -29,7 +29,7 @@ export interface AdminDeps {
   now?: () => number;
 }
 
-export function describeRequest(r: ActiveRequestInfo, now: number): string {
+function describeRequest(r: ActiveRequestInfo, now: number): string {
   const what = r.file ? `${r.file.name} (${formatSize(r.file.size)})` : `project ${r.project}`;
   const secs = Math.max(0, Math.round((now - r.startedAt.getTime()) / 1000));
   return `#${r.id} ${r.jid}: ${r.stage} ${what}, for ${secs} s`;

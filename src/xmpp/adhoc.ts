@@ -3,11 +3,11 @@
 // command node), execution with one or two stages (a form to fill, then
 // complete), sessions and cancel. Others see an empty command list and get
 // <forbidden/> when they try to execute. The commands themselves are given.
-import { randomBytes } from 'node:crypto';
 import { xml, type Element } from '@xmpp/component';
 import type { Jid, Target } from './addresses.js';
 import { errorElement } from './errors.js';
 import { NS } from './namespaces.js';
+import { newSid } from './ids.js';
 
 export type Fields = ReadonlyMap<string, string[]>;
 
@@ -48,7 +48,7 @@ function commandsError(type: 'modify' | 'cancel', condition: string, specific: s
 }
 
 /** Reads the fields of a submitted jabber:x:data form. */
-export function formFields(x: Element | undefined): Map<string, string[]> {
+function formFields(x: Element | undefined): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const f of x?.getChildren('field') ?? []) {
     if (f.attrs.var)
@@ -156,14 +156,14 @@ export class AdhocCommands {
       if (!cmd.submit) return commandsError('modify', 'bad-request', 'bad-action');
       return this.reply(node, sid, await cmd.submit(formFields(submitted), from));
     }
-    if (action === 'cancel') return this.reply(node, newSessionId(), { status: 'completed' }, 'canceled');
+    if (action === 'cancel') return this.reply(node, newSid('cmd-', 8), { status: 'completed' }, 'canceled');
     if (action !== 'execute') return commandsError('modify', 'bad-request', 'malformed-action');
     // A client that already sends the filled-in form gets the answer in one go.
     const step =
       submitted?.attrs.type === 'submit' && cmd.submit
         ? await cmd.submit(formFields(submitted), from)
         : await cmd.execute(from);
-    const id = newSessionId();
+    const id = newSid('cmd-', 8);
     if (step.status === 'executing') {
       if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
       this.sessions.set(id, { node, jid: from.full, expires: this.now() + SESSION_TTL_MS });
@@ -185,8 +185,4 @@ export class AdhocCommands {
     const now = this.now();
     for (const [id, s] of this.sessions) if (s.expires <= now) this.sessions.delete(id);
   }
-}
-
-function newSessionId(): string {
-  return 'cmd-' + randomBytes(8).toString('hex');
 }

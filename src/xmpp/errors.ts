@@ -14,18 +14,6 @@ export function errorElement(type: ErrorType, condition: string, text?: string):
   );
 }
 
-export function errorReply(stanza: Element, type: ErrorType, condition: string, text?: string): Element {
-  return xml(
-    stanza.name,
-    { to: stanza.attrs.from, from: stanza.attrs.to, id: stanza.attrs.id, type: 'error' },
-    errorElement(type, condition, text),
-  );
-}
-
-export function iqResult(iq: Element, child?: Element): Element {
-  return xml('iq', { to: iq.attrs.from, from: iq.attrs.to, id: iq.attrs.id, type: 'result' }, child);
-}
-
 /** The defined condition of an <error/> element (e.g. "item-not-found"), or undefined. */
 export function conditionOf(error: Element | undefined): string | undefined {
   return error?.getChildElements().find((c) => c.attrs.xmlns === NS.STANZAS && c.name !== 'text')?.name;

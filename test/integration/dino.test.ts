@@ -184,12 +184,17 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       expect(fromProject.length).to.be.greaterThan(4);
       for (const s of fromProject) expect(s, s).to.include(`{jabber:client}:from='${p.full}'`);
       const ours = fromProject.filter((s) => s.includes(`sid='${sid}'`));
-      expect(ours.length).to.be.at.least(2); // session-initiate, transport-info (Dino ends the session itself)
+      expect(ours.length).to.be.at.least(3); // session-initiate, transport-info, checksum (Dino ends the session itself)
       for (const s of ours) expect(s).to.include(`{urn:xmpp:jingle:1}:initiator='${p.full}'`);
       const initiate = ours.find((s) => s.includes(":action='session-initiate'"))!;
       expect(initiate).to.include(`status-${p.id}.pdf`);
+      // XEP-0234 §8.1: the offer announces the hash (hash-used) instead of waiting for it; Dino takes it so.
+      expect(initiate).to.include('hash-used');
       expect(initiate).to.include(`algo='sha-256'`);
-      expect(initiate).to.include(Buffer.from(sha256(body), 'hex').toString('base64'));
+      // The checksum (§8.2) follows the last byte (the hash of 3 MB is ready long before Dino's session-terminate).
+      const checksum = ours.find((s) => s.includes(":action='session-info'") && s.includes('checksum'));
+      expect(checksum, 'a session-info <checksum/>').to.not.equal(undefined);
+      expect(checksum).to.include(Buffer.from(sha256(body), 'hex').toString('base64'));
     });
   });
 

@@ -41,6 +41,7 @@ import type { NetworkPolicy } from '../../networks.js';
 import { dstAddrs, nominate, ourCandidates, tryPeerCandidates } from './s5b-transport.js';
 import { JingleSession, JingleSessions, SessionEnded, SessionTimeout, type SessionEvent } from './session.js';
 import {
+  buildChecksumInfo,
   buildContentReject,
   buildSessionInitiate,
   buildSessionTerminate,
@@ -84,7 +85,7 @@ export interface JingleDeps {
 }
 
 /** The one content of our sessions (XEP-0234's examples call it 'a-file-offer'). */
-export const CONTENT_NAME = 'a-file-offer';
+const CONTENT_NAME = 'a-file-offer';
 const CONTENT = { name: CONTENT_NAME, creator: 'initiator' as const };
 /** After the last byte and a clean close, how long a receiver's session-terminate may still take. */
 const CLOSE_GRACE_MS = 3000;
@@ -236,15 +237,6 @@ export class JingleDelivery implements Delivery, ComponentModule {
       throw new DeliveryError({ reason: 'unsupported', message: 'no Jingle transport in common' });
     }
 
-    // XEP-0234 §8: the hash lets the receiver check the file; it waits for the whole report,
-    // before the session exists and our streamhost waits for the receiver.
-    let sha256: string;
-    try {
-      ({ sha256 } = await report.complete());
-    } catch (err) {
-      throw sourceFailure(err, 0, transport.kind) ?? err;
-    }
-
     const session = new JingleSession({
       sid: run.sid,
       initiator: from,
@@ -279,7 +271,10 @@ export class JingleDelivery implements Delivery, ComponentModule {
       date: report.date,
       mediaType: report.mime,
       desc: `Status report of project ${report.project}`,
-      hashes: [{ algo: 'sha-256', value: hexToBase64(sha256) }],
+      // XEP-0234 §8.1: the hash follows in a session-info <checksum/> once the bytes are out, so the
+      // offer goes out at once, as SI's does, and the stream starts while the report still arrives.
+      hashes: [],
+      hashUsed: ['sha-256'],
     };
     await req.progress?.({ kind: 'offering' });
     log.info(
@@ -583,6 +578,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
       );
     // All bytes are out: the receiver's session-terminate, <received/> or clean close says it has them.
     const confirm = async (closed: Promise<boolean>): Promise<void> => {
+      await this.sendChecksum(req, session, log);
       const confirmation = session.wait(
         (e) => e.kind === 'received' || e.kind === 'session-terminate',
         stallMs,
@@ -685,6 +681,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
     } finally {
       unobserve();
     }
+    await this.sendChecksum(req, session, log);
     // Every block acknowledged: a receiver's terminate or <received/> normally follows; a failure reason would undo it.
     const e = await session
       .wait((x) => x.kind === 'received' || x.kind === 'session-terminate', CLOSE_GRACE_MS, 'confirmation')
@@ -700,6 +697,25 @@ export class JingleDelivery implements Delivery, ComponentModule {
     run.live = false;
     log.info({ method: 'ibb', bytes: acked, ms: Date.now() - started, confirmedBy: e ? e.kind : 'acks' }, 'delivered');
     return { kind: 'delivered', method: 'ibb', bytes: acked };
+  }
+
+  /**
+   * XEP-0234 §8.2: the file's hash, announced by <hash-used/> in the offer,
+   * after the last byte (the whole report is on local disk by then); not
+   * sent when the receiver already ended the session.
+   */
+  private async sendChecksum(req: DeliveryRequest, session: JingleSession, log: Logger): Promise<void> {
+    try {
+      const { sha256 } = await req.report.complete();
+      if (session.state === 'ended') return;
+      const env: Envelope = { id: newId(), from: req.from, to: req.to, sid: session.sid, initiator: req.from };
+      await this.deps.request(
+        buildChecksumInfo(env, CONTENT, [{ algo: 'sha-256', value: hexToBase64(sha256) }]),
+        this.o.connectTimeoutMs,
+      );
+    } catch (err) {
+      log.debug({ err: requestFailure(err) }, 'checksum not acknowledged');
+    }
   }
 
   /** What the responder asked for that we do not do: answered after its IQ was acknowledged. */
@@ -744,7 +760,7 @@ function toStop(err: unknown, run: Run): Stop {
 }
 
 /** The receiver's session-terminate, before any data flowed, in the user's terms. */
-export function endedError(r: Reason): DeliveryError {
+function endedError(r: Reason): DeliveryError {
   const why: Record<string, [FailureReason, string]> = {
     decline: ['declined', 'declined'],
     cancel: ['declined', 'cancelled by the receiver'],

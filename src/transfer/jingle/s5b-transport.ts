@@ -11,7 +11,7 @@ import { dstAddr } from '../s5b/socks5.js';
 import type { CandidateType, S5bCandidate } from './stanzas.js';
 
 /** XEP-0260 §2.2 type preferences. */
-export const TYPE_PREFERENCE: Record<CandidateType, number> = { direct: 126, assisted: 120, tunnel: 110, proxy: 10 };
+const TYPE_PREFERENCE: Record<CandidateType, number> = { direct: 126, assisted: 120, tunnel: 110, proxy: 10 };
 
 /** priority = 2^16 * type preference + local preference (0..65535). */
 export function candidatePriority(type: CandidateType, localPreference: number): number {

@@ -7,7 +7,6 @@
 //      └────────────────session-terminate───────────────────────┘
 //   plus a transport sub-state: s5b, or (after our transport-replace and the
 //   responder's transport-accept) ibb; and the S5B candidate exchange.
-import { NS } from '../../xmpp/namespaces.js';
 import type { Element } from '@xmpp/component';
 import { errorElement } from '../../xmpp/errors.js';
 import type { Jid } from '../../xmpp/addresses.js';
@@ -25,6 +24,7 @@ import {
   type S5bInfo,
   type Transport,
 } from './stanzas.js';
+import { NS } from '../../xmpp/namespaces.js';
 
 export type SessionState = 'pending' | 'active' | 'ended';
 

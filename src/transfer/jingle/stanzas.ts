@@ -26,7 +26,7 @@ export const ACTIONS = [
 export type JingleAction = (typeof ACTIONS)[number];
 
 /** XEP-0166 §7.4: the defined reason conditions. */
-export const REASONS = [
+const REASONS = [
   'alternative-session',
   'busy',
   'cancel',
@@ -137,12 +137,12 @@ export function hexToBase64(hex: string): string {
   return Buffer.from(hex, 'hex').toString('base64');
 }
 
-export function hashElement(h: Hash): Element {
+function hashElement(h: Hash): Element {
   return xml('hash', { xmlns: NS.HASHES, algo: h.algo }, h.value);
 }
 
 /** XEP-0234 <file/>, children in the order of the XEP's examples. */
-export function fileElement(f: FileDesc): Element {
+function fileElement(f: FileDesc): Element {
   return xml(
     'file',
     {},
@@ -157,11 +157,11 @@ export function fileElement(f: FileDesc): Element {
   );
 }
 
-export function descriptionElement(f: FileDesc): Element {
+function descriptionElement(f: FileDesc): Element {
   return xml('description', { xmlns: NS.JINGLE_FT }, fileElement(f));
 }
 
-export function candidateElement(c: S5bCandidate): Element {
+function candidateElement(c: S5bCandidate): Element {
   return xml('candidate', {
     cid: c.cid,
     host: c.host,
@@ -173,22 +173,22 @@ export function candidateElement(c: S5bCandidate): Element {
 }
 
 /** XEP-0260 <transport/>: the initiator gives mode, the responder must not (§2.2). */
-export function s5bTransportElement(
+function s5bTransportElement(
   t: Omit<S5bTransport, 'kind'>,
   children: Element[] = t.candidates.map(candidateElement),
 ): Element {
   return xml('transport', { xmlns: NS.JINGLE_S5B, dstaddr: t.dstaddr, mode: t.mode, sid: t.sid }, ...children);
 }
 
-export function ibbTransportElement(t: Omit<IbbTransport, 'kind'>): Element {
+function ibbTransportElement(t: Omit<IbbTransport, 'kind'>): Element {
   return xml('transport', { xmlns: NS.JINGLE_IBB, 'block-size': String(t.blockSize), sid: t.sid, stanza: t.stanza });
 }
 
-export function transportElement(t: S5bTransport | IbbTransport): Element {
+function transportElement(t: S5bTransport | IbbTransport): Element {
   return t.kind === 's5b' ? s5bTransportElement(t) : ibbTransportElement(t);
 }
 
-export function reasonElement(r: Reason): Element {
+function reasonElement(r: Reason): Element {
   return xml('reason', {}, xml(r.condition), r.text ? xml('text', {}, r.text) : undefined);
 }
 
@@ -201,7 +201,7 @@ export interface Envelope {
   initiator: string;
 }
 
-export function jingleIq(e: Envelope, action: JingleAction, ...children: Array<Element | undefined>): Element {
+function jingleIq(e: Envelope, action: JingleAction, ...children: Array<Element | undefined>): Element {
   return xml(
     'iq',
     { type: 'set', id: e.id, from: e.from, to: e.to },
@@ -305,7 +305,7 @@ export function buildChecksumInfo(
 /** XEP-0166 §10: a stanza error with an optional Jingle-specific condition. */
 export type JingleErrorCondition = 'out-of-order' | 'tie-break' | 'unknown-session' | 'unsupported-info';
 
-export function jingleError(
+function jingleError(
   type: ErrorType,
   condition: string,
   jingleCondition?: JingleErrorCondition,
@@ -351,7 +351,7 @@ function nonNegInt(s: string | undefined, what: string): number | undefined {
   return Number(s.trim());
 }
 
-export function parseFile(file: Element): FileDesc {
+function parseFile(file: Element): FileDesc {
   const dateText = text(file.getChild('date'));
   let date: Date | undefined;
   if (dateText) {
@@ -383,7 +383,7 @@ export function parseFile(file: Element): FileDesc {
 
 const CANDIDATE_TYPES: readonly CandidateType[] = ['direct', 'assisted', 'tunnel', 'proxy'];
 
-export function parseCandidate(c: Element): S5bCandidate {
+function parseCandidate(c: Element): S5bCandidate {
   const { cid, host, jid } = c.attrs;
   if (!cid || !host || !jid) throw new JingleParseError('candidate without cid, host or jid');
   // XEP-0260 §5: port defaults to 1080; type to direct.
@@ -396,7 +396,7 @@ export function parseCandidate(c: Element): S5bCandidate {
   return { cid, host, jid, port, priority, type };
 }
 
-export function parseTransport(t: Element): Transport {
+function parseTransport(t: Element): Transport {
   const ns = t.attrs.xmlns ?? '';
   if (ns === NS.JINGLE_S5B) {
     const sid = t.attrs.sid;
@@ -439,7 +439,7 @@ export function parseS5bInfo(transport: Element): S5bInfo | undefined {
   }
 }
 
-export function parseReason(r: Element): Reason {
+function parseReason(r: Element): Reason {
   const cond = r.getChildElements().find((c) => (REASONS as readonly string[]).includes(c.name));
   const out: Reason = { condition: (cond?.name as ReasonCondition | undefined) ?? 'general-error' };
   const t = r.getChildText('text');
@@ -447,7 +447,7 @@ export function parseReason(r: Element): Reason {
   return out;
 }
 
-export function parseContent(c: Element): Content {
+function parseContent(c: Element): Content {
   const creator = c.attrs.creator;
   const name = c.attrs.name;
   if (creator !== 'initiator' && creator !== 'responder') throw new JingleParseError('content without a valid creator');

@@ -4,8 +4,6 @@
 // The upload uses node:http(s) rather than node-fetch: the file is streamed with
 // back-pressure and an exact Content-Length, and a service that answers early
 // (413, 403) before reading the body is reported with its status, not as EPIPE.
-import { NS } from '../../xmpp/namespaces.js';
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
@@ -13,6 +11,9 @@ import { request as httpsRequest } from 'node:https';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { xml, type Element } from '@xmpp/component';
+import { conditionOf } from '../../xmpp/errors.js';
+import { newId } from '../../xmpp/ids.js';
+import { NS } from '../../xmpp/namespaces.js';
 
 export interface UploadSlot {
   put: string;
@@ -125,8 +126,7 @@ export function parseSlot(result: Element): UploadSlot {
 
 /** Turns an IQ error from the upload service into an UploadError (XEP-0363 §5). */
 export function slotError(error: Element | undefined, fallback = 'undefined-condition'): UploadError {
-  const condition =
-    error?.getChildElements().find((c) => c.attrs.xmlns === NS.STANZAS && c.name !== 'text')?.name ?? fallback;
+  const condition = conditionOf(error) ?? fallback;
   const text = error?.getChildText('text', NS.STANZAS) ?? '';
   const tooLarge = error?.getChild('file-too-large', NS.HTTP_UPLOAD);
   if (tooLarge) {
@@ -171,7 +171,7 @@ export function parseServiceInfo(query: Element): { supported: boolean; maxFileS
  * need another way (the built-in link).
  */
 export async function requestSlot(request: IqRequest, o: SlotRequest): Promise<UploadSlot> {
-  const iq = buildSlotRequest({ id: 'xr-' + randomBytes(9).toString('base64url'), ...o });
+  const iq = buildSlotRequest({ id: newId(), ...o });
   let result: Element;
   try {
     result = await request(iq, o.timeoutMs);

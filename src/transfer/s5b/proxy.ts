@@ -20,7 +20,7 @@ export async function socksConnect(host: string, port: number, dstaddr: string, 
   return socket;
 }
 
-export class ProxyError extends Error {
+class ProxyError extends Error {
   override name = 'ProxyError';
 }
 

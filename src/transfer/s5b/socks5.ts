@@ -3,11 +3,11 @@
 // as pure functions over bytes.
 import { createHash } from 'node:crypto';
 
-export const SOCKS_VERSION = 0x05;
+const SOCKS_VERSION = 0x05;
 export const METHOD_NO_AUTH = 0x00;
 export const METHOD_NONE_ACCEPTABLE = 0xff;
-export const CMD_CONNECT = 0x01;
-export const ATYP_DOMAIN = 0x03;
+const CMD_CONNECT = 0x01;
+const ATYP_DOMAIN = 0x03;
 
 export const REPLY = {
   SUCCEEDED: 0x00,

@@ -349,8 +349,17 @@ class Responder {
     if (this.b.confirm !== 'nothing') this.socket?.end();
   }
 
+  /** Our actions, but the checksum session-info (whether it still goes out races the receiver's terminate). */
   actions(): string[] {
-    return this.fromUs.map((j) => j.action + (j.reason ? `(${j.reason.condition})` : ''));
+    return this.fromUs
+      .filter((j) => !(j.action === 'session-info' && j.info?.name === 'checksum'))
+      .map((j) => j.action + (j.reason ? `(${j.reason.condition})` : ''));
+  }
+
+  /** The SHA-256 (base64) of a checksum session-info we sent, if one went out. */
+  checksum(): string | undefined {
+    const info = this.fromUs.find((j) => j.action === 'session-info' && j.info?.name === 'checksum')?.info;
+    return info?.getChild('file')?.getChildText('hash', NS.HASHES) ?? undefined;
   }
 }
 
@@ -431,7 +440,8 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       size: body.length,
       mediaType: 'application/pdf',
       desc: 'Status report of project 1234',
-      hashes: [{ algo: 'sha-256', value: Buffer.from(sha256(body), 'hex').toString('base64') }],
+      hashes: [],
+      hashUsed: ['sha-256'], // XEP-0234 §8.1: the hash follows the bytes
     });
     const t = offer.transport as S5bTransport;
     expect(t.candidates).to.have.length(1);
@@ -469,6 +479,8 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       const { jingle, responder } = setup({ s5b: 'connect', confirm });
       const out = await jingle.deliver(req(client('Conversations')));
       expect(out.kind, confirm).to.equal('delivered');
+      // XEP-0234 §8.2: the checksum after the last byte, while the session is still open
+      expect(responder.checksum(), confirm).to.equal(Buffer.from(sha256(body), 'hex').toString('base64'));
       expect(responder.actions()).to.deep.equal(['session-initiate', 'transport-info', 'session-terminate(success)']);
     }
   });

@@ -1,4 +1,3 @@
-import { NS } from '../../../../src/xmpp/namespaces.js';
 import { expect } from 'chai';
 import { xml, type Element } from '@xmpp/component';
 import { createHash, randomBytes } from 'node:crypto';
@@ -18,6 +17,7 @@ import {
   uploadFile,
   type UploadFailure,
 } from '../../../../src/transfer/links/upload.js';
+import { NS } from '../../../../src/xmpp/namespaces.js';
 
 // ltx (the parser under @xmpp/xml) ships no types: a variable specifier keeps
 // TypeScript from looking for them, and the cast names the one function used.
