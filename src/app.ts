@@ -79,6 +79,7 @@ export class App {
     const send = (el: Element) => this.connection.sendWhenOnline(el);
     this.metrics = new Metrics({
       xmppConnected: () => this.connection.isOnline,
+      xmppLink: () => this.connection.link,
       streamhost: () => streamhost && { listening: streamhost.listening, connections: streamhost.connections },
       activeRequests: () => this.requests.list().length,
       activeTransfers: () => this.requests.transferCount,
@@ -187,6 +188,7 @@ export class App {
           return undefined;
         case 'presence':
           caps.notePresence(el);
+          if (el.attrs.type === 'unavailable' && from.resource) this.requests.receiverGone(from.full);
           await handlePresence(el, from, target, {
             addresses,
             send,

@@ -7,6 +7,7 @@
 import { App } from './app.js';
 import { ConfigError, SETTINGS, loadConfig } from './config.js';
 import { createLogger } from './log.js';
+import { HandshakeRefused } from './xmpp/connection.js';
 
 function usage(): string {
   const lines = ['Usage: xmpp-reports [--config FILE]', '', 'Settings (config file key / environment variable):'];
@@ -57,7 +58,15 @@ async function main(argv: string[]): Promise<number> {
       );
   });
   process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
-  await app.start();
+  try {
+    await app.start();
+  } catch (err) {
+    if (!(err instanceof HandshakeRefused)) throw err;
+    // A refused handshake at start-up is a configuration error (logged with the server's words): exit 2, which systemd does not restart.
+    process.stderr.write(`xmpp-reports: configuration error: ${err.message}\n`);
+    await app.stop(0);
+    return 2;
+  }
   return -1; // keep running
 }
 

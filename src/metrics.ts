@@ -17,6 +17,12 @@ const PREFIX = 'xmpp_reports_';
 /** What the gauges and /healthz read at scrape time. */
 export interface Probe {
   xmppConnected(): boolean;
+  /** the server link in detail: reconnecting after it once worked, and the last error */
+  xmppLink?(): {
+    state: 'connecting' | 'connected' | 'reconnecting';
+    lastError: string | undefined;
+    since: Date | undefined;
+  };
   /** undefined: no built-in streamhost configured. */
   streamhost(): { listening: boolean; connections: number } | undefined;
   activeRequests(): number;
@@ -26,6 +32,10 @@ export interface Probe {
 export interface Health {
   ok: boolean;
   xmpp: 'connected' | 'disconnected';
+  /** while disconnected: 'connecting' (never online yet) or 'reconnecting', the last error, and since when */
+  xmppState?: 'connecting' | 'connected' | 'reconnecting';
+  xmppLastError?: string;
+  xmppDownSince?: string;
   streamhost: 'listening' | 'down' | 'disabled';
   activeTransfers: number;
   uptimeSeconds: number;
@@ -136,9 +146,13 @@ export class Metrics {
     const sh = this.probe.streamhost();
     const xmpp = this.probe.xmppConnected() ? 'connected' : 'disconnected';
     const streamhost = sh === undefined ? 'disabled' : sh.listening ? 'listening' : 'down';
+    const link = this.probe.xmppLink?.();
     return {
       ok: xmpp === 'connected' && streamhost !== 'down',
       xmpp,
+      ...(link ? { xmppState: link.state } : {}),
+      ...(link?.lastError ? { xmppLastError: link.lastError } : {}),
+      ...(link?.since ? { xmppDownSince: link.since.toISOString() } : {}),
       streamhost,
       activeTransfers: this.probe.activeTransfers(),
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),

@@ -2,6 +2,7 @@
 // commands) and what the active-transfer gauge counts. Pure bookkeeping; each
 // request gets its own abort signal, which also fires at shutdown.
 import { setMaxListeners } from 'node:events';
+import { ReceiverGone } from '../transfer/delivery.js';
 
 export type Stage = 'queued' | 'fetching' | 'sending';
 
@@ -32,13 +33,18 @@ export class ActiveRequest {
     this.signal = AbortSignal.any([shutdown, this.own.signal]);
   }
 
-  /** True once an admin cancelled it (as opposed to a shutdown). */
+  /** True once an admin cancelled it (as opposed to a shutdown, or its requester going offline). */
   get cancelled(): boolean {
-    return this.own.signal.aborted;
+    return this.own.signal.aborted && !(this.own.signal.reason instanceof ReceiverGone);
   }
 
   cancel(): void {
     this.own.abort();
+  }
+
+  /** Its requester's client went offline: what is being offered to it ends now. */
+  receiverGone(): void {
+    this.own.abort(new ReceiverGone('the requester went offline'));
   }
 
   info(): ActiveRequestInfo | undefined {
@@ -81,6 +87,17 @@ export class ActiveRequests {
     if (!r || !info || r.cancelled) return undefined;
     r.cancel();
     return info;
+  }
+
+  /** Ends the offers and transfers to one full JID that went offline; how many there were. */
+  receiverGone(jid: string): number {
+    let n = 0;
+    for (const r of this.byId.values()) {
+      if (r.jid !== jid || r.stage !== 'sending' || r.signal.aborted) continue;
+      r.receiverGone();
+      n++;
+    }
+    return n;
   }
 
   /** Report requests being fetched or sent. */

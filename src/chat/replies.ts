@@ -1,13 +1,17 @@
 // Every text a chat user can read, in one place. Pure.
 
+/**
+ * A size in binary units (KiB = 1024 bytes, MiB, …), the units limits are
+ * set in: a 100 MiB limit reads "100 MiB", never "105 MB".
+ */
 export function formatSize(bytes: number): string {
-  if (bytes < 1000) return `${bytes} byte${bytes === 1 ? '' : 's'}`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
+  if (bytes < 1024) return `${bytes} byte${bytes === 1 ? '' : 's'}`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
-  let v = bytes / 1000;
-  // Pick the unit after rounding, so 999,999 bytes reads "1.0 MB", not "1000 kB".
-  while (i < units.length - 1 && (v >= 100 ? Math.round(v) : Math.round(v * 10) / 10) >= 1000) {
-    v /= 1000;
+  let v = bytes / 1024;
+  // Pick the unit after rounding, so 1,048,575 bytes reads "1.0 MiB", not "1024 KiB".
+  while (i < units.length - 1 && (v >= 100 ? Math.round(v) : Math.round(v * 10) / 10) >= 1024) {
+    v /= 1024;
     i++;
   }
   const oneDecimal = Math.round(v * 10) / 10;
@@ -47,6 +51,8 @@ export const replies = {
   forbidden: (project: string) => `The intranet refused you access to the status report of project ${project}.`,
   unavailable: (project: string) =>
     `The intranet is not reachable right now, so the report of project ${project} could not be fetched. Please try again later.`,
+  intranetError: (project: string, status: number) =>
+    `The intranet answered with an error (HTTP ${status}) for the report of project ${project}, so it could not be fetched. Please try again later.`,
   tooLarge: (project: string, maxBytes: number) =>
     `The status report of project ${project} is larger than the limit of ${formatSize(maxBytes)}, so it cannot be sent by chat.`,
   empty: (project: string) => `The status report of project ${project} is empty, so there is nothing to send.`,
@@ -63,12 +69,14 @@ export const replies = {
     `Your chat client did not accept a file transfer for ${name}; it may not support receiving files (SI file transfer).`,
   lost: (name: string, sent: number, size: number) =>
     `The transfer of ${name} broke off after ${formatSize(sent)} of ${formatSize(size)}; the file did not arrive. Send me another message to try again.`,
-  linkInstead: (name: string, why: 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection') =>
-    why === 'no-file-transfer'
-      ? `Your chat client does not receive file transfers, so here is a download link for ${name} instead.`
-      : why === 'no-direct-connection'
-        ? `A direct connection to your chat client was not possible, and its in-band file transfer does not reliably save files, so here is a download link for ${name} instead.`
-        : `The file transfer of ${name} did not work, so here is a download link instead.`,
+  linkInstead: (name: string, why: 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection' | 'went-offline') =>
+    why === 'went-offline'
+      ? `Your chat client went offline before it took ${name}, so here is a download link instead.`
+      : why === 'no-file-transfer'
+        ? `Your chat client does not receive file transfers, so here is a download link for ${name} instead.`
+        : why === 'no-direct-connection'
+          ? `A direct connection to your chat client was not possible, and its in-band file transfer does not reliably save files, so here is a download link for ${name} instead.`
+          : `The file transfer of ${name} did not work, so here is a download link instead.`,
   linked: (name: string, size: number, expiresAt: Date | undefined) =>
     `The link above downloads ${name} (${formatSize(size)})${expiresAt ? `; it works until ${expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}.`,
   sourceBroke: (name: string, project: string) =>

@@ -82,6 +82,16 @@ export class Requests {
     return this.jobs.cancel(id);
   }
 
+  /**
+   * The requester's full JID sent unavailable presence: offers waiting for it
+   * (and transfers to it) end now, freeing its slots, instead of at the offer
+   * timeout; each request then takes its usual way on (a link, or the reason).
+   */
+  receiverGone(jid: string): void {
+    const n = this.jobs.receiverGone(jid);
+    if (n > 0) this.deps.log.info({ jid, requests: n }, 'requester went offline; ending its offers');
+  }
+
   /** Reports being sent now (for metrics). */
   get transferCount(): number {
     return this.jobs.transfers;
@@ -224,7 +234,12 @@ export class Requests {
           case 'too-large':
             return say(replies.tooLarge(project, this.deps.maxBytes));
           case 'unavailable':
-            return say(replies.unavailable(project));
+            // Reachable but failing (HTTP 5xx) is not the same story as unreachable.
+            return say(
+              typeof err.detail.status === 'number'
+                ? replies.intranetError(project, err.detail.status)
+                : replies.unavailable(project),
+            );
         }
       }
       log.error({ err: (err as Error).message }, 'report fetch failed');

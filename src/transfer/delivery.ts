@@ -28,7 +28,7 @@ export type DeliveryOutcome =
  * no direct (SOCKS5) connection was possible and the client's in-band
  * transfer cannot be trusted to keep the file (Dino's Jingle IBB).
  */
-export type LinkReason = 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection';
+export type LinkReason = 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection' | 'went-offline';
 
 /** Steps the user hears about while a delivery runs. */
 export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; why: LinkReason };
@@ -39,6 +39,11 @@ export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; wh
 // source: the report's download broke while it was being sent.
 export type FailureReason =
   'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled' | 'source';
+
+/** The abort reason a request's signal carries when the requester's client went offline. */
+export class ReceiverGone extends Error {
+  override name = 'ReceiverGone';
+}
 
 /** A delivery that did not complete. */
 export class DeliveryError extends Error {

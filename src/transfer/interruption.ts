@@ -1,8 +1,14 @@
 // What ends every wait of one delivery from outside the protocol: the
-// component's server connection dropping, or a shutdown past its grace period.
-import { DeliveryError } from './delivery.js';
+// component's server connection dropping, a shutdown past its grace period,
+// or the requester's client going offline.
+import { DeliveryError, ReceiverGone, type Method } from './delivery.js';
 
-export type StopReason = 'interrupted' | 'cancelled';
+export type StopReason = 'interrupted' | 'cancelled' | 'gone';
+
+/** Why a request's abort signal fired: the requester went offline, else a shutdown or an admin's cancel. */
+export function stopReasonOf(signal: AbortSignal): StopReason {
+  return signal.reason instanceof ReceiverGone ? 'gone' : 'cancelled';
+}
 
 export class Interruption {
   /** Rejects with a DeliveryError once trigger() ran. */
@@ -19,12 +25,37 @@ export class Interruption {
   trigger(why: StopReason): void {
     if (this.stopped) return;
     this.stopped = why;
-    const err = new DeliveryError({
-      reason: why,
-      message: why === 'cancelled' ? 'cancelled by shutdown' : 'the connection to the XMPP server was lost',
-    });
+    const err = this.failure();
     this.fire(err);
     for (const h of this.hooks) h(why, err);
+  }
+
+  /** A shutdown or a vanished receiver ends the bytestream too; the server link dropping does not (TCP is ours). */
+  get cuts(): boolean {
+    return this.stopped === 'cancelled' || this.stopped === 'gone';
+  }
+
+  /** What the stop means for the user, with the bytes sent before it. */
+  failure(sent = 0, method?: Method, message?: string): DeliveryError {
+    switch (this.stopped) {
+      case 'gone':
+        return new DeliveryError({
+          reason: 'failed',
+          message: 'your chat client went offline',
+          sent,
+          method,
+          linkWhy: 'went-offline',
+        });
+      case 'cancelled':
+        return new DeliveryError({ reason: 'cancelled', message: message ?? 'cancelled by shutdown', sent, method });
+      default:
+        return new DeliveryError({
+          reason: 'interrupted',
+          message: message ?? 'the connection to the XMPP server was lost',
+          sent,
+          method,
+        });
+    }
   }
 
   /** Runs fn when triggered (streams and sockets that must end too). */

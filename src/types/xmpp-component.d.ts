@@ -53,6 +53,10 @@ declare module '@xmpp/component' {
     stop(): Promise<unknown>;
     send(el: Element): Promise<void>;
     write(data: string): Promise<void>;
+    /** @xmpp/connection's socket data handler (parser.write, which ltx may make throw). */
+    _onData(data: Buffer): void;
+    /** @xmpp/connection's answer to malformed XML: stream error bad-format, then the connection closes. */
+    _onParserError(error: Error): void;
   }
 
   export function component(options: { service: string; domain: string; password: string }): Component;

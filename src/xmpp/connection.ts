@@ -11,6 +11,26 @@ import { errorElement } from './errors.js';
  */
 export type StanzaHandler = (el: Element) => Promise<Element | true | undefined>;
 
+/**
+ * The server refused the component before it was ever online (wrong secret,
+ * unknown domain): a configuration error that retrying will not fix.
+ */
+export class HandshakeRefused extends Error {
+  override name = 'HandshakeRefused';
+}
+
+/** Stream errors that mean the server will not take this component as configured (XEP-0114 §3, RFC 6120 §4.9.3). */
+const REFUSALS = new Set(['not-authorized', 'host-unknown', 'conflict', 'improper-addressing', 'invalid-namespace']);
+
+/** What /healthz shows of the server link. */
+export interface LinkState {
+  state: 'connecting' | 'connected' | 'reconnecting';
+  /** the last connection error, e.g. "connection refused" */
+  lastError: string | undefined;
+  /** when the link was last lost (reconnecting only) */
+  since: Date | undefined;
+}
+
 export interface ConnectionOptions {
   service: string;
   domain: string;
@@ -26,6 +46,10 @@ export class Connection {
   private readonly lostListeners = new Set<() => void>();
   private readonly onlineWaiters = new Set<() => void>();
   private stanzaHandler: StanzaHandler = () => Promise.resolve(undefined);
+  private everOnline = false;
+  private lastError: string | undefined;
+  private lostAt: Date | undefined;
+  private refuse: (err: HandshakeRefused) => void = () => {};
 
   constructor(
     private readonly opts: ConnectionOptions,
@@ -43,8 +67,23 @@ export class Connection {
     // algorithm against the server's delayed ACKs cost ~40-80 ms per exchange
     // (bench item 5: request → offer p99 94 ms, 24 ms with it off).
     this.xmpp.on('connect', () => this.xmpp.socket?.setNoDelay?.(true));
+    // ltx throws from inside the socket's data handler on an illegal character
+    // reference (&#0;), which would crash the process: treat it as the
+    // malformed XML it is (stream error bad-format, drop, reconnect).
+    const onData = this.xmpp._onData.bind(this.xmpp);
+    this.xmpp._onData = (data: Buffer) => {
+      try {
+        onData(data);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'the XMPP server sent XML we cannot parse; reconnecting');
+        this.xmpp._onParserError(err as Error);
+      }
+    };
     this.xmpp.on('online', () => {
       this.online = true;
+      this.everOnline = true;
+      this.lastError = undefined;
+      this.lostAt = undefined;
       this.attempt = 0;
       this.xmpp.reconnect.delay = 1000;
       this.log.info({ server: opts.service, domain: opts.domain }, 'connected to the XMPP server');
@@ -56,6 +95,7 @@ export class Connection {
     this.xmpp.on('disconnect', (ev: { clean?: boolean; reason?: unknown } | undefined) => {
       if (this.online) {
         this.online = false;
+        this.lostAt = new Date();
         if (!this.stopping)
           this.log.warn(
             { server: opts.service, reason: describe(ev?.reason) },
@@ -65,24 +105,26 @@ export class Connection {
       }
     });
     let lastError = '';
-    this.xmpp.on('error', (err: Error & { condition?: string }) => {
+    this.xmpp.on('error', (err: Error & { condition?: string; text?: string }) => {
+      const msg = err.condition ? `${err.condition}${err.text ? `: ${err.text}` : ''}` : err.message;
+      this.lastError = msg;
+      if (err.condition && REFUSALS.has(err.condition)) {
+        // The server's own words first; a guess only when it gave none.
+        const said = err.text ? `the server said "${err.text}"` : guess(err.condition);
+        const text = `the XMPP server refused the component ${opts.domain} (${err.condition}): ${said}`;
+        if (!this.everOnline) {
+          if (!this.stopping) this.log.fatal({ domain: opts.domain, condition: err.condition, text: err.text }, text);
+          this.refuse(new HandshakeRefused(text));
+          return;
+        }
+        if (msg !== lastError) this.log.error({ domain: opts.domain, condition: err.condition, text: err.text }, text);
+        lastError = msg;
+        return;
+      }
       // Connection errors repeat on every retry; log each distinct one once.
-      const msg = err.condition ? `${err.condition}: ${err.message}` : err.message;
       if (msg === lastError) return;
       lastError = msg;
-      if (err.condition === 'not-authorized') {
-        this.log.error(
-          { domain: opts.domain },
-          'the XMPP server refused the component secret (check xmpp.secret and the ejabberd_service listener)',
-        );
-      } else if (err.condition === 'conflict') {
-        this.log.error(
-          { domain: opts.domain },
-          "the XMPP server refused the component domain (conflict: is it also a vhost, or not listed in the listener's hosts?)",
-        );
-      } else {
-        this.log.error({ err: msg }, 'XMPP connection error');
-      }
+      this.log.error({ err: msg }, 'XMPP connection error');
     });
     // Stanzas go through the library's middleware chain, after its IQ
     // caller (replies to our requests) and callee (which wraps what we return
@@ -104,6 +146,14 @@ export class Connection {
 
   get isOnline(): boolean {
     return this.online;
+  }
+
+  get link(): LinkState {
+    return {
+      state: this.online ? 'connected' : this.everOnline ? 'reconnecting' : 'connecting',
+      lastError: this.online ? undefined : this.lastError,
+      since: this.online ? undefined : this.lostAt,
+    };
   }
 
   /** Called each time an established connection drops (in-band transfers cannot survive that). */
@@ -130,10 +180,21 @@ export class Connection {
     this.stanzaHandler = fn;
   }
 
-  /** Resolves at the first successful handshake; retries until then. */
+  /**
+   * Resolves at the first successful handshake, retrying while the server
+   * cannot be reached; rejects with HandshakeRefused when the server refuses
+   * the component (and stops trying).
+   */
   start(): Promise<void> {
-    return new Promise((resolve) => {
-      this.xmpp.once('online', () => resolve());
+    return new Promise((resolve, reject) => {
+      this.refuse = (err) => {
+        this.refuse = () => {};
+        void this.stop().finally(() => reject(err));
+      };
+      this.xmpp.once('online', () => {
+        this.refuse = () => {};
+        resolve();
+      });
       this.xmpp.start().catch(() => {
         // The first attempt failed (error already logged): the reconnect
         // module only reacts to 'disconnect', so schedule retries ourselves.
@@ -176,6 +237,20 @@ export class Connection {
       // already closed
     }
     this.log.info({ domain: this.opts.domain }, 'disconnected from the XMPP server');
+  }
+}
+
+/** Why a server may refuse a component, for a server that gave no text. */
+function guess(condition: string): string {
+  switch (condition) {
+    case 'not-authorized':
+      return 'the secret is wrong (check xmpp.secret against the listener: ejabberd hosts.<domain>.password, Prosody component_secret)';
+    case 'host-unknown':
+      return "the server does not know this component domain (ejabberd: the listener's hosts; Prosody: a Component block)";
+    case 'conflict':
+      return 'the domain is taken: it is also a virtual host, or (Prosody) another instance is connected';
+    default:
+      return 'check xmpp.domain and the listener configuration';
   }
 }
 

@@ -238,11 +238,16 @@ describe('integration: component core (real ejabberd)', function () {
   it('tells the user when the intranet fails (5xx) or is too slow', async () => {
     const intranet = await getIntranet();
     intranet.projects.set('500', { kind: 'status', status: 500 });
+    intranet.projects.set('503', { kind: 'status', status: 503 });
     intranet.projects.set('777', { kind: 'hang' });
     // Without a Content-Length the offer waits for the whole report, so a stall is the intranet's failure before any offer
     // (with one, the file is offered at once and a stall breaks the transfer: transfer.test.ts).
     intranet.projects.set('778', { kind: 'stall', body: Buffer.alloc(5000, 1), after: 100, chunked: true });
-    await requestAndExpect('500', /not reachable right now/);
+    await requestAndExpect(
+      '500',
+      /^The intranet answered with an error \(HTTP 500\) for the report of project 500, so it could not be fetched\./,
+    );
+    await requestAndExpect('503', /answered with an error \(HTTP 503\)/);
     await requestAndExpect('777', /not reachable right now/);
     await requestAndExpect('778', /not reachable right now/);
     expect(await readdir(comp.spoolDir)).to.deep.equal([]);
@@ -252,7 +257,7 @@ describe('integration: component core (real ejabberd)', function () {
     const intranet = await getIntranet();
     intranet.projects.set('999', { kind: 'file', body: Buffer.alloc(100001, 7) });
     intranet.projects.set('0', { kind: 'file', body: Buffer.alloc(0) });
-    await requestAndExpect('999', /larger than the limit of 100 kB/);
+    await requestAndExpect('999', /larger than the limit of 97\.7 KiB/);
     await requestAndExpect('0', /is empty, so there is nothing to send/);
   });
 

@@ -165,7 +165,7 @@ describe('integration: Jingle file transfer to a real Dino 0.4.2', function () {
       expect(got.sha256).to.equal(sha256(body));
       // The user is told, and the component logged a Jingle S5B delivery.
       const log = await dino.waitForLog(
-        new RegExp(`Delivered status-${p.id}\\.pdf \\(3\\.0 MB\\) by direct connection\\.`),
+        new RegExp(`Delivered status-${p.id}\\.pdf \\(2\\.9 MiB\\) by direct connection\\.`),
         logFrom,
         30_000,
         'the closing message',

@@ -259,7 +259,7 @@ describe('integration: ejabberd restarts under a direct (S5B) transfer', functio
       try {
         await again.waitForMessage(
           `${project}@`,
-          /^Delivered status-\d+\.pdf \(20\.0 MB\) by direct connection\.$/,
+          /^Delivered status-\d+\.pdf \(19\.1 MiB\) by direct connection\.$/,
           30000,
         );
         await sleep(500);
@@ -270,6 +270,25 @@ describe('integration: ejabberd restarts under a direct (S5B) transfer', functio
     } finally {
       await slow.logout();
       await comp.stop();
+    }
+  });
+});
+
+describe('integration: a component secret ejabberd refuses', function () {
+  this.timeout(60000);
+
+  it('exits 2 at start-up (which systemd does not restart) with what ejabberd said, never logging the secret', async () => {
+    const comp = await ComponentProcess.spawn({ XR_XMPP_SECRET: 'not-the-listener-secret' }, { online: false });
+    try {
+      expect(await comp.exited).to.equal(2);
+      const fatal = comp.logs.filter((l) => l.level === 60);
+      expect(fatal, 'one fatal line').to.have.length(1);
+      expect(fatal[0]!.msg).to.match(/^the XMPP server refused the component \S+ \(not-authorized\): /);
+      expect(comp.logs.filter((l) => l.msg === 'connected to the XMPP server')).to.have.length(0);
+      expect(JSON.stringify(comp.logs)).to.not.include('not-the-listener-secret');
+    } finally {
+      await comp.stop();
+      await rm(comp.spoolDir, { recursive: true, force: true });
     }
   });
 });

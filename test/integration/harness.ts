@@ -151,7 +151,8 @@ export class ComponentProcess {
     proc.stderr!.on('data', (c: Buffer) => process.env.XR_TEST_LOG && process.stderr.write(c));
   }
 
-  static async spawn(env: Record<string, string>): Promise<ComponentProcess> {
+  /** Starts `node dist/src/main.js`; waits until it is online unless `online: false`. */
+  static async spawn(env: Record<string, string>, o: { online?: boolean } = {}): Promise<ComponentProcess> {
     const { spawn } = await import('node:child_process');
     const ej = await getEjabberd();
     const spoolDir = await mkdtemp(join(tmpdir(), 'xr-spool-'));
@@ -170,7 +171,7 @@ export class ComponentProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const c = new ComponentProcess(proc, spoolDir);
-    await c.waitForLog((l) => l.msg === 'connected to the XMPP server', 30000);
+    if (o.online !== false) await c.waitForLog((l) => l.msg === 'connected to the XMPP server', 30000);
     return c;
   }
 

@@ -104,7 +104,7 @@ describe('integration: receivers that misbehave', function () {
       const m = await zed.waitForMessage(`${project}@`, /broke off after/, 60000);
       expect(m.getChildText('body')).to.match(
         new RegExp(
-          `^The transfer of status-${project}\\.pdf broke off after .+ of 30\\.0 MB; the file did not arrive\\.`,
+          `^The transfer of status-${project}\\.pdf broke off after .+ of 28\\.6 MiB; the file did not arrive\\.`,
         ),
       );
       const failed = comp.logged('transfer failed').find((l) => l.project === project);
@@ -162,7 +162,7 @@ describe('integration: receivers that misbehave', function () {
       await cleo.say(`${project}@${ej.componentDomain}`, 'report');
       const m = await cleo.waitForMessage(`${project}@`, /broke off after/, 60000);
       expect(m.getChildText('body')).to.match(
-        new RegExp(`^The transfer of status-${project}\\.pdf broke off after \\d+(\\.\\d)? kB of 2\\.0 MB`),
+        new RegExp(`^The transfer of status-${project}\\.pdf broke off after \\d+(\\.\\d)? KiB of 1\\.9 MiB`),
       );
       const failed = comp.logged('transfer failed').find((l) => l.project === project);
       expect(failed).to.include({ method: 'ibb' });

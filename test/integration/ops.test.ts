@@ -262,7 +262,7 @@ describe('integration: metrics, admin commands, reload, vCard', function () {
       if (!line) await sleep(200);
     }
     expect(line, 'transfer listed as sending').to.match(
-      /^#\d+ opsibb@example\.com\/slix: sending status-\d+\.pdf \(40\.0 MB\), for \d+ s$/,
+      /^#\d+ opsibb@example\.com\/slix: sending status-\d+\.pdf \(38\.1 MiB\), for \d+ s$/,
     );
     const id = /^#(\d+)/.exec(line!)![1];
     const first = await command(admin, { node: ADMIN_NODES.cancel, action: 'execute' });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startPurpleReceiver } from '../support/purple.js';
 import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
-import { getEjabberd, getIntranet, startComponent, user, type RunningComponent } from './harness.js';
+import { getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
 
 type Kind = 'purple' | 'slix';
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -385,6 +385,62 @@ describe('integration: an offer nobody answers', function () {
       expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
     } finally {
       await olga.logout();
+      await comp.stop();
+    }
+  });
+});
+
+describe('integration: a requester who goes offline while an offer waits', function () {
+  this.timeout(90000);
+
+  it('ends the offer when its presence goes unavailable, frees the slot at once, and tells the user why', async () => {
+    const ej = await getEjabberd();
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+      XR_TRANSFER_OFFER_TIMEOUT_MS: '600000', // far beyond this test: only the presence can end the offer
+      XR_LIMITS_MAX_CONCURRENT_PER_USER: '1',
+    });
+    const u = await user('paula');
+    const { XmppUser } = await import('../support/xmpp-user.js');
+    const login = (resource: string) =>
+      XmppUser.login({ port: ej.c2sPort, domain: ej.domain, username: u.username, password: u.password, resource });
+    const paula = await login('silent');
+    let again: Awaited<ReturnType<typeof login>> | undefined;
+    try {
+      const project = await publish(randomBytes(1000));
+      const contact = `${project}@${ej.componentDomain}`;
+      // A contact in the roster: the component accepts and subscribes back, paula approves, so it gets her presence.
+      await paula.presence(contact, 'subscribe');
+      await paula.waitFor((e) => e.name === 'presence' && e.attrs.type === 'subscribe', 10000, 'subscribe back');
+      await paula.presence(contact, 'subscribed');
+      // The offer shows, and nobody clicks.
+      paula.xmpp.middleware.use((ctx, next) =>
+        ctx.stanza.getChild('si', 'http://jabber.org/protocol/si') ? new Promise(() => {}) : next(),
+      );
+      await paula.say(contact, 'report');
+      await paula.waitForMessage(contact, /^Sending status-/, 20000);
+      await paula.logout(); // unavailable presence reaches the project JID
+      const deadline = Date.now() + 20000;
+      while (comp.logged('requester went offline; ending its offers').length === 0 && Date.now() < deadline)
+        await sleep(50);
+      expect(comp.logged('requester went offline; ending its offers').map((l) => l.jid)).to.deep.equal([
+        `${u.jid}/silent`,
+      ]);
+      while (comp.app.requests.list().length > 0 && Date.now() < deadline) await sleep(50);
+      expect(comp.app.requests.list()).to.deep.equal([]); // the slot is free long before the offer timeout
+      expect(comp.logged('delivered').some((l) => l.project === project)).to.equal(false);
+      // Back online: the reason waits in offline storage, and a new request is served at once.
+      again = await login('again');
+      const final = await again.waitForMessage(contact, /^Could not send/, 20000);
+      expect(final.getChildText('body')).to.equal(
+        `Could not send status-${project}.pdf: your chat client went offline. Send me another message to try again.`,
+      );
+      await again.say(contact, 'report');
+      await again.waitForMessage(contact, /^Sending status-/, 20000);
+    } finally {
+      await again?.logout();
+      await paula.logout();
       await comp.stop();
     }
   });

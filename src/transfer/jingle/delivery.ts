@@ -31,7 +31,7 @@ import {
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
 import type { IbbStreams } from '../ibb/streams.js';
-import { Interruption } from '../interruption.js';
+import { Interruption, stopReasonOf, type StopReason } from '../interruption.js';
 import { connectProxy } from '../s5b/proxy.js';
 import { StreamError, type S5bSender } from '../s5b/send.js';
 import type { StreamhostInfo } from '../s5b/stanzas.js';
@@ -115,12 +115,12 @@ class Run {
   readonly sockets = new Set<Socket>();
   cancelExpectation: () => void = () => {};
   constructor() {
-    this.stop.onTrigger((why, err) => {
+    this.stop.onTrigger((_why, err) => {
       this.session?.abort(err);
-      if (why === 'cancelled') for (const s of this.sockets) s.destroy(new Error('cancelled by shutdown'));
+      if (this.stop.cuts) for (const s of this.sockets) s.destroy(new Error(err.message));
     });
   }
-  get stopped(): 'interrupted' | 'cancelled' | undefined {
+  get stopped(): StopReason | undefined {
     return this.stop.stopped;
   }
   race<T>(p: Promise<T>): Promise<T> {
@@ -156,7 +156,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
     const run = new Run();
     this.running.add(run);
     const log = req.log.child({ sid: run.sid, protocol: 'jingle' });
-    const onAbort = () => run.stop.trigger('cancelled');
+    const onAbort = () => run.stop.trigger(stopReasonOf(req.signal!));
     req.signal?.addEventListener('abort', onAbort, { once: true });
     const env = (): Envelope => ({ id: newId(), from: req.from, to: req.to, sid: run.sid, initiator: req.from });
     try {
@@ -591,7 +591,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
       ]).catch((err: unknown) => ({ err }));
       if ('err' in first) {
         if (first.err instanceof SessionEnded) throw lost(first.err.message, size);
-        if (run.stopped === 'cancelled' || !(first.err instanceof SessionTimeout || first.err instanceof DeliveryError))
+        if (run.stop.cuts || !(first.err instanceof SessionTimeout || first.err instanceof DeliveryError))
           throw first.err;
         // The server link dropped (or no word within the stall time): a clean close still tells.
         const hadError = await withTimeout(closed, stallMs, 'close').catch(() => true);
@@ -622,9 +622,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
     } catch (err) {
       const sent = err instanceof StreamError ? err.sent : 0;
       const cause = (err as Error).cause;
-      if (run.stopped === 'cancelled') {
-        throw new DeliveryError({ reason: 'cancelled', message: 'cancelled by shutdown', sent, method: 's5b' });
-      }
+      if (run.stop.cuts) throw run.stop.failure(sent, 's5b');
       if (cause instanceof Stop || cause instanceof DeliveryError) throw cause;
       const broke = sourceFailure(cause, sent, 's5b');
       if (broke) throw new Stop(endedBy ? undefined : { condition: 'failed-application', text: broke.message }, broke);
@@ -645,8 +643,8 @@ export class JingleDelivery implements Delivery, ComponentModule {
     started: number,
   ): Promise<DeliveryOutcome> {
     let acked = 0;
-    run.stop.onTrigger((why) => {
-      if (why === 'cancelled') this.deps.ibb.abort(req.to, ibbSid, 'cancelled by shutdown');
+    run.stop.onTrigger((_why, err) => {
+      if (run.stop.cuts) this.deps.ibb.abort(req.to, ibbSid, err.message);
     });
     const unobserve = session.observe((e) => {
       if (e.kind === 'session-terminate' && e.reason.condition !== 'success')
@@ -666,8 +664,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
     } catch (err) {
       const sent = err instanceof IbbError ? err.acked : acked;
       // Our own stop first: a shutdown also ends the download, which is not the intranet's fault.
-      if (run.stopped)
-        throw new DeliveryError({ reason: run.stopped, message: (err as Error).message, sent, method: 'ibb' });
+      if (run.stopped) throw run.stop.failure(sent, 'ibb', (err as Error).message);
       const ended = session.terminatedBy;
       const broke = sourceFailure((err as Error).cause, sent, 'ibb');
       if (broke) throw new Stop(ended ? undefined : { condition: 'failed-application', text: broke.message }, broke);
@@ -751,8 +748,7 @@ function toStop(err: unknown, run: Run): Stop {
       err,
     );
   }
-  if (run.stopped)
-    return new Stop(undefined, new DeliveryError({ reason: run.stopped, message: (err as Error).message }));
+  if (run.stopped) return new Stop(undefined, run.stop.failure(0, undefined, (err as Error).message));
   return new Stop(
     { condition: 'general-error' },
     new DeliveryError({ reason: 'failed', message: (err as Error).message }),

@@ -20,7 +20,7 @@ import {
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
 import type { IbbStreams } from '../ibb/streams.js';
-import { Interruption } from '../interruption.js';
+import { Interruption, stopReasonOf } from '../interruption.js';
 import { connectProxy } from '../s5b/proxy.js';
 import { S5bSender, StreamError } from '../s5b/send.js';
 import { dstAddr } from '../s5b/socks5.js';
@@ -83,11 +83,11 @@ export class SiDelivery implements Delivery, ComponentModule {
   async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
     const run = new Interruption();
     const sid = newSid('xr');
-    run.onTrigger((why) => {
-      if (why === 'cancelled') this.deps.ibb.abort(req.to, sid, 'cancelled by shutdown');
+    run.onTrigger((_why, err) => {
+      if (run.cuts) this.deps.ibb.abort(req.to, sid, err.message);
     });
     this.running.add(run);
-    const onAbort = () => run.trigger('cancelled');
+    const onAbort = () => run.trigger(stopReasonOf(req.signal!));
     req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       return await this.negotiate(req, sid, run);
@@ -213,16 +213,14 @@ export class SiDelivery implements Delivery, ComponentModule {
     }
     log.info({ method: 's5b', streamhost: used }, 'bytestream connected');
     // A shutdown past its grace period cuts the stream; the server connection dropping does not (TCP is ours).
-    run.onTrigger((why) => {
-      if (why === 'cancelled') socket.destroy(new Error('cancelled by shutdown'));
+    run.onTrigger((_why, err) => {
+      if (run.cuts) socket.destroy(new Error(err.message));
     });
     try {
       return await this.deps.s5b.send(socket, report);
     } catch (err) {
       const sent = err instanceof StreamError ? err.sent : 0;
-      if (run.stopped === 'cancelled') {
-        throw new DeliveryError({ reason: 'cancelled', message: 'cancelled by shutdown', sent, method: 's5b' });
-      }
+      if (run.cuts) throw run.failure(sent, 's5b');
       throw sourceFailure((err as Error).cause, sent, 's5b') ?? new S5bFailed((err as Error).message, false, sent);
     }
   }
@@ -243,7 +241,7 @@ export class SiDelivery implements Delivery, ComponentModule {
       const message = (err as Error).message;
       log.warn({ method: 'ibb', err: message, bytes: sent }, 'transfer failed');
       // Our own stop first: a shutdown also ends the download, which is not the intranet's fault.
-      if (run.stopped) throw new DeliveryError({ reason: run.stopped, message, sent, method: 'ibb' });
+      if (run.stopped) throw run.failure(sent, 'ibb', message);
       throw (
         sourceFailure((err as Error).cause, sent, 'ibb') ??
         new DeliveryError({ reason: sent > 0 ? 'lost' : 'failed', message, sent, method: 'ibb' })

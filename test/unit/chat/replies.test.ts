@@ -8,17 +8,18 @@ describe('chat/replies', () => {
       [1, '1 byte'],
       [2, '2 bytes'],
       [999, '999 bytes'],
-      [1000, '1.0 kB'],
-      [1234, '1.2 kB'],
-      [99_940, '99.9 kB'],
-      [123_456, '123 kB'],
-      [1_200_000, '1.2 MB'],
-      [1_250_000, '1.3 MB'],
-      [100 * 1024 * 1024, '105 MB'],
-      [1_000_000_000, '1.0 GB'],
-      [4_700_000_000, '4.7 GB'],
-      [2_000_000_000_000, '2.0 TB'],
-      [5_000_000_000_000_000, '5000 TB'],
+      [1023, '1023 bytes'],
+      [1024, '1.0 KiB'],
+      [1264, '1.2 KiB'],
+      [102_348, '99.9 KiB'],
+      [123_456, '121 KiB'],
+      [1_258_291, '1.2 MiB'],
+      [1_363_149, '1.3 MiB'],
+      [100 * 1024 * 1024, '100 MiB'],
+      [1024 ** 3, '1.0 GiB'],
+      [4.7 * 1024 ** 3, '4.7 GiB'],
+      [2 * 1024 ** 4, '2.0 TiB'],
+      [5000 * 1024 ** 4, '5000 TiB'],
     ];
     for (const [bytes, text] of cases) {
       it(`${bytes} → ${text}`, () => {
@@ -26,14 +27,12 @@ describe('chat/replies', () => {
       });
     }
 
-    // Regression guard (was a bug): the unit is chosen before rounding, so
-    // values just under a unit boundary round up to "1000 kB" / "1000 MB"
-    // instead of "1.0 MB" / "1.0 GB", and 99_950..99_999 give "100.0 kB"
-    // where every other value >= 100 has no decimal.
+    // The unit is chosen after rounding: just under a boundary reads "1.0 MiB", not "1024 KiB",
+    // and 99.95..99.99 KiB read "100 KiB" like every other value >= 100 (no decimal).
     it('rounds across unit boundaries', () => {
-      expect(formatSize(999_999)).to.equal('1.0 MB');
-      expect(formatSize(999_999_999)).to.equal('1.0 GB');
-      expect(formatSize(99_999)).to.equal('100 kB');
+      expect(formatSize(1024 * 1024 - 1)).to.equal('1.0 MiB');
+      expect(formatSize(1024 ** 3 - 1)).to.equal('1.0 GiB');
+      expect(formatSize(102_399)).to.equal('100 KiB');
     });
   });
 
@@ -87,7 +86,7 @@ describe('chat/replies', () => {
   describe('delivered', () => {
     it('says "by direct connection" for s5b', () => {
       expect(replies.delivered('status-1234.pdf', 1_200_000, 's5b')).to.equal(
-        'Delivered status-1234.pdf (1.2 MB) by direct connection.',
+        'Delivered status-1234.pdf (1.1 MiB) by direct connection.',
       );
     });
     it('says "in-band" for ibb', () => {
@@ -105,11 +104,11 @@ describe('chat/replies', () => {
 
     it('size-bearing replies use formatSize', () => {
       expect(replies.tooLarge('1234', 100 * 1024 * 1024))
-        .to.include('105 MB')
+        .to.include('limit of 100 MiB')
         .and.include('project 1234');
-      expect(replies.ready('r.pdf', 2048)).to.equal('The report r.pdf (2.0 kB) is ready.');
+      expect(replies.ready('r.pdf', 2048)).to.equal('The report r.pdf (2.0 KiB) is ready.');
       expect(replies.sending('r.pdf', 0)).to.include('(0 bytes)');
-      expect(replies.lost('r.pdf', 1000, 2_000_000)).to.include('after 1.0 kB of 2.0 MB');
+      expect(replies.lost('r.pdf', 1024, 2 * 1024 * 1024)).to.include('after 1.0 KiB of 2.0 MiB');
     });
 
     it('names the project in every error about it', () => {

@@ -107,7 +107,7 @@ describe('xmpp/adhoc with the admin commands', () => {
     expect(r.attrs).to.include({ status: 'completed', node: ADMIN_NODES.list });
     expect(fieldValues(r, 'count')).to.deep.equal(['1']);
     expect(fieldValues(r, 'transfers')[0]).to.match(
-      /^#3 alice@example\.com\/phone: sending status-1234\.pdf \(1\.2 MB\), for 1\d s$/,
+      /^#3 alice@example\.com\/phone: sending status-1234\.pdf \(1\.1 MiB\), for 1\d s$/,
     );
     expect(fieldValues(r, 'instance')).to.deep.equal(['host-a pid 1']);
   });

@@ -15,7 +15,7 @@ import { transferModules } from '../../../../src/app.js';
 import { loadConfig } from '../../../../src/config.js';
 import { createLogger } from '../../../../src/log.js';
 import type { Report } from '../../../../src/reports/source.js';
-import { DeliveryError, type DeliveryRequest } from '../../../../src/transfer/delivery.js';
+import { DeliveryError, ReceiverGone, type DeliveryRequest } from '../../../../src/transfer/delivery.js';
 import { socksConnect } from '../../../../src/transfer/s5b/proxy.js';
 import { dstAddr } from '../../../../src/transfer/s5b/socks5.js';
 import { Streamhost } from '../../../../src/transfer/s5b/streamhost.js';
@@ -37,7 +37,7 @@ class StanzaFail extends Error {
 
 interface Behaviour {
   /** how the offer is answered */
-  offer: 'accept' | 'decline' | 'ibb-only';
+  offer: 'accept' | 'decline' | 'ibb-only' | 'silent';
   /** how the streamhost offer is answered: connect to the first streamhost, or refuse (libpurple's 404) */
   s5b?: 'connect' | 'refuse';
   /** after this many IBB blocks, the receiver sends <close/> instead of acking */
@@ -71,6 +71,7 @@ class Receiver {
     const si = iq.getChild('si', NS.SI);
     if (si) {
       if (this.b.offer === 'decline') throw new StanzaFail('forbidden');
+      if (this.b.offer === 'silent') return new Promise<Element>(() => {}); // a person who never clicks
       const method = this.b.offer === 'ibb-only' ? NS.IBB : NS.BYTESTREAMS;
       return result(
         xml(
@@ -271,6 +272,18 @@ describe('transfer/si delivery against a scripted receiver', () => {
     const err = await p;
     expect(err.reason).to.equal('cancelled');
     expect(err.method).to.equal('ibb');
+  });
+
+  it('a requester that goes offline ends the waiting offer at once, as a failure a link may follow', async () => {
+    const { si } = setup({ offer: 'silent' }, { XR_TRANSFER_OFFER_TIMEOUT_MS: '600000' });
+    const ac = new AbortController();
+    const p = failure(si.deliver({ ...req(), signal: ac.signal }));
+    await new Promise((r) => setTimeout(r, 20));
+    ac.abort(new ReceiverGone('the requester went offline'));
+    const err = await p;
+    expect(err.reason).to.equal('failed');
+    expect(err.linkWhy).to.equal('went-offline');
+    expect(err.message).to.equal('your chat client went offline');
   });
 
   it('a server disconnect during an in-band stream interrupts it, so the request can offer again', async () => {
