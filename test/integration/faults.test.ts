@@ -283,7 +283,7 @@ describe('integration: a component secret ejabberd refuses', function () {
       expect(await comp.exited).to.equal(2);
       const fatal = comp.logs.filter((l) => l.level === 60);
       expect(fatal, 'one fatal line').to.have.length(1);
-      expect(fatal[0]!.msg).to.match(/^the XMPP server refused the component \S+ \(not-authorized\): /);
+      expect(fatal[0].msg).to.match(/^the XMPP server refused the component \S+ \(not-authorized\): /);
       expect(comp.logs.filter((l) => l.msg === 'connected to the XMPP server')).to.have.length(0);
       expect(JSON.stringify(comp.logs)).to.not.include('not-the-listener-secret');
     } finally {

@@ -30,7 +30,7 @@ class FakeServer {
   }
 
   private serve(s: Socket): void {
-    const script = this.scripts[Math.min(this.sockets.length, this.scripts.length - 1)]!;
+    const script = this.scripts[Math.min(this.sockets.length, this.scripts.length - 1)];
     this.sockets.push(s);
     s.on('error', () => {});
     let buf = '';
@@ -151,7 +151,7 @@ describe('xmpp/connection against a fake XEP-0114 server', function () {
     conn = connect(server.port, capture().log);
     await conn.start();
     expect(conn.link.state).to.equal('connected');
-    server.sockets[0]!.destroy();
+    server.sockets[0].destroy();
     await until('reconnecting', () => conn!.link.state === 'reconnecting' && conn!.link.lastError !== undefined);
     expect(conn.link.since).to.be.instanceOf(Date);
     await until('online again', () => conn!.isOnline, 15000);
