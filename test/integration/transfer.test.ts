@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPurpleReceiver } from '../support/purple.js';
@@ -441,6 +441,63 @@ describe('integration: a requester who goes offline while an offer waits', funct
     } finally {
       await again?.logout();
       await paula.logout();
+      await comp.stop();
+    }
+  });
+});
+
+/** Idle and half-greeting connections to the streamhost from 127.0.0.1, refilled as they are closed, bounded in count. */
+function slowloris(port: number, o: { idle: number; slow: number; maxTotal: number }) {
+  const live = new Set<Socket>();
+  let opened = 0;
+  let stopped = false;
+  const open = (slow: boolean) => {
+    if (stopped || opened >= o.maxTotal) return;
+    opened++;
+    const s = connect({ host: '127.0.0.1', port });
+    live.add(s);
+    s.on('error', () => {});
+    s.on('connect', () => (slow ? s.write(Buffer.from([5, 1])) : undefined)); // a greeting cut short
+    s.on('close', () => {
+      live.delete(s);
+      setTimeout(() => open(slow), 10); // keep the pressure up
+    });
+  };
+  for (let i = 0; i < o.idle; i++) open(false);
+  for (let i = 0; i < o.slow; i++) open(true);
+  return {
+    get opened() {
+      return opened;
+    },
+    stop() {
+      stopped = true;
+      for (const s of live) s.destroy();
+    },
+  };
+}
+
+describe('integration: the streamhost under a slowloris flood from the receiver’s own address', function () {
+  this.timeout(180000);
+
+  it('500 idle and 60 slow connections from 127.0.0.1 do not keep libpurple from its direct transfer', async () => {
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+      XR_TRANSFER_METHODS: 's5b,ibb',
+    });
+    const rx = await startReceiver('purple', 'loris');
+    const attack = slowloris(comp.app.streamhost!.port, { idle: 500, slow: 60, maxTotal: 4000 });
+    try {
+      await sleep(500); // the flood is in place before the request
+      const body = randomBytes(5_000_000);
+      const project = await publish(body);
+      const r = await request(rx, project);
+      expectDelivered(r, body, 's5b'); // by the direct connection, not the in-band fallback
+      expect(attack.opened).to.be.greaterThan(560);
+      expect(comp.logged('streamhost at its cap: oldest unfinished handshake closed').length).to.be.at.least(1);
+    } finally {
+      attack.stop();
+      await stopReceiver(rx);
       await comp.stop();
     }
   });

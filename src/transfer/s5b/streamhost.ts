@@ -1,7 +1,9 @@
 // The component's own XEP-0065 streamhost: a TCP server speaking the SOCKS5
 // subset of socks5.ts. It hands a connection over only for a DST.ADDR hash
 // the component negotiated (expect()), each hash once; everything else, and
-// every handshake slower than the deadline, is closed.
+// every handshake slower than the deadline, is closed. At a connection cap
+// the oldest connection still in its handshake makes room, so idle or slow
+// connections from one address (an office NAT) cannot lock a receiver out.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import {
@@ -35,10 +37,18 @@ export class StreamhostTimeout extends Error {
   override name = 'StreamhostTimeout';
 }
 
+/** A real client sends its greeting right after connecting; a connection silent this long is dropped. */
+const FIRST_BYTE_MS = 3000;
+
 export class Streamhost {
   private readonly expected = new Map<string, Expectation>();
   private readonly open = new Set<Socket>();
   private readonly perAddress = new Map<string, number>();
+  // Connections that have not yet sent a CONNECT we expect, oldest first (a Map keeps insertion order),
+  // and whether their greeting is complete (a receiver's is, within a round trip of connecting).
+  private readonly handshaking = new Map<Socket, { addr: string; greeted: boolean }>();
+  private evicted = 0;
+  private refused = 0;
   readonly host: string;
   readonly port: number;
 
@@ -113,34 +123,78 @@ export class Streamhost {
     return { socket, cancel };
   }
 
+  /**
+   * Closes the connection that has done least for the longest, from `addr`
+   * when given: the oldest without a complete greeting, else the oldest
+   * still in its handshake. False when every connection is a relayed stream.
+   */
+  private evictOldest(addr?: string): boolean {
+    let victim: Socket | undefined;
+    for (const [s, h] of this.handshaking) {
+      if (addr !== undefined && h.addr !== addr) continue;
+      if (!h.greeted) {
+        victim = s;
+        break;
+      }
+      victim ??= s;
+    }
+    if (!victim) return false;
+    const from = this.handshaking.get(victim)!.addr;
+    this.release(victim);
+    victim.destroy();
+    this.evicted++;
+    // One line per hundred: a flood must not flood the log too.
+    if (this.evicted % 100 === 1)
+      this.log.warn(
+        { remote: from, evicted: this.evicted },
+        'streamhost at its cap: oldest unfinished handshake closed',
+      );
+    return true;
+  }
+
+  /** Forgets a connection in the counts (once, whether it closed or was evicted). */
+  private release(sock: Socket): void {
+    if (!this.open.delete(sock)) return;
+    this.handshaking.delete(sock);
+    const addr = sock.remoteAddress ?? '?';
+    const n = (this.perAddress.get(addr) ?? 1) - 1;
+    if (n <= 0) this.perAddress.delete(addr);
+    else this.perAddress.set(addr, n);
+  }
+
   private accept(sock: Socket): void {
     const remote = `${sock.remoteAddress}:${sock.remotePort}`;
-    if (this.open.size >= this.opts.maxConnections) {
+    const addr = sock.remoteAddress ?? '?';
+    if (this.open.size >= this.opts.maxConnections && !this.evictOldest()) {
       this.log.warn({ remote, open: this.open.size }, 'streamhost connection refused: too many open connections');
       sock.destroy();
       return;
     }
-    const addr = sock.remoteAddress ?? '?';
-    const fromAddr = this.perAddress.get(addr) ?? 0;
-    if (fromAddr >= this.opts.maxPerAddress) {
-      this.log.warn({ remote, open: fromAddr }, 'streamhost connection refused: too many from one address');
+    if ((this.perAddress.get(addr) ?? 0) >= this.opts.maxPerAddress && !this.evictOldest(addr)) {
+      this.log.warn(
+        { remote, open: this.perAddress.get(addr) },
+        'streamhost connection refused: too many from one address',
+      );
       sock.destroy();
       return;
     }
-    this.perAddress.set(addr, fromAddr + 1);
+    this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1);
     this.open.add(sock);
-    sock.once('close', () => {
-      this.open.delete(sock);
-      const n = (this.perAddress.get(addr) ?? 1) - 1;
-      if (n <= 0) this.perAddress.delete(addr);
-      else this.perAddress.set(addr, n);
-    });
+    const state = { addr, greeted: false };
+    this.handshaking.set(sock, state);
+    sock.once('close', () => this.release(sock));
     sock.on('error', () => {}); // reported where the socket is used; a reset here must not crash us
     let buf: Buffer = Buffer.alloc(0);
     let stage: 'greeting' | 'request' = 'greeting';
     const fail = (why: string, reply?: Buffer) => {
-      this.log.warn({ remote, why }, 'streamhost handshake refused');
+      // Each refusal at debug; every hundredth also at warn, with the count, so a flood shows without flooding.
+      this.refused++;
+      this.log[this.refused % 100 === 1 ? 'warn' : 'debug'](
+        { remote, why, refused: this.refused },
+        'streamhost handshake refused',
+      );
       clearTimeout(deadline);
+      clearTimeout(silence);
       sock.removeListener('data', onData);
       if (reply) sock.end(reply);
       else sock.destroy();
@@ -148,7 +202,9 @@ export class Streamhost {
       setTimeout(() => sock.destroy(), 1000).unref();
     };
     const deadline = setTimeout(() => fail('handshake timeout'), this.opts.handshakeTimeoutMs);
+    const silence = setTimeout(() => fail('no greeting'), Math.min(FIRST_BYTE_MS, this.opts.handshakeTimeoutMs));
     const onData = (chunk: Buffer) => {
+      clearTimeout(silence);
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       if (buf.length > MAX_HANDSHAKE_BYTES) return fail('handshake too long');
       if (stage === 'greeting') {
@@ -158,6 +214,7 @@ export class Streamhost {
         if (!g.methods.includes(METHOD_NO_AUTH))
           return fail('no-auth method not offered', greetingReply(METHOD_NONE_ACCEPTABLE));
         sock.write(greetingReply(METHOD_NO_AUTH));
+        state.greeted = true;
         buf = buf.subarray(g.consumed);
         stage = 'request';
       }
@@ -170,6 +227,7 @@ export class Streamhost {
       this.expected.delete(r.addr);
       clearTimeout(e.timer);
       clearTimeout(deadline);
+      this.handshaking.delete(sock); // a negotiated stream now: never evicted
       sock.removeListener('data', onData);
       sock.pause();
       sock.write(connectReply(REPLY.SUCCEEDED, r.addr));

@@ -105,21 +105,78 @@ describe('transfer/streamhost (real loopback TCP)', () => {
     expect(slow.closed).to.equal(true);
   });
 
-  it('caps open connections', async () => {
-    const socks: Socket[] = [];
+  it('caps open connections: at the cap the oldest unfinished handshake makes room, a relayed stream never does', async () => {
+    await sh.close();
+    sh = await Streamhost.listen(
+      {
+        bindHost: '127.0.0.1',
+        bindPort: 0,
+        advertiseHost: '',
+        advertisePort: 0,
+        handshakeTimeoutMs: 10000,
+        maxConnections: 5,
+        maxPerAddress: 100,
+      },
+      log,
+    );
+    // five idle connections fill the cap
+    const idle: Array<{ sock: Socket; closed: boolean }> = [];
     for (let i = 0; i < 5; i++) {
-      const s = connect({ host: '127.0.0.1', port: sh.port });
-      s.on('error', () => {});
-      socks.push(s);
-      await new Promise((r) => s.once('connect', r));
+      const sock = connect({ host: '127.0.0.1', port: sh.port });
+      const entry = { sock, closed: false };
+      sock.on('error', () => {});
+      sock.on('close', () => (entry.closed = true));
+      idle.push(entry);
+      await new Promise((r) => sock.once('connect', r));
     }
     await new Promise((r) => setTimeout(r, 50));
-    const sixth = await exchange(sh.port, [], 1000);
-    expect(sixth.closed).to.equal(true);
-    for (const s of socks) s.destroy();
+    expect(sh.connections).to.equal(5);
+    // a sixth, honest one is let in; the oldest idle one is closed for it
+    const hash = dstAddr('sid', 'a@b/c', 'd@e/f');
+    const got = sh.expect(hash, 2000);
+    const honest = await exchange(sh.port, [Buffer.from([5, 1, 0]), connectRequest(hash)], 200);
+    expect([...honest.data.subarray(0, 2)]).to.deep.equal([5, 0]);
+    expect(honest.data[3]).to.equal(0); // CONNECT succeeded
+    const relayed = await got.socket;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(idle.map((e) => e.closed)).to.deep.equal([true, false, false, false, false]);
+    expect(sh.connections).to.equal(5);
+    // once every slot is a relayed stream the cap refuses newcomers
+    for (const e of idle) e.sock.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    const streams: Socket[] = [relayed, honest.sock];
+    for (let i = 0; i < 4; i++) {
+      const h = dstAddr(`s${i}`, 'a@b/c', 'd@e/f');
+      const p = sh.expect(h, 2000);
+      const x = await exchange(sh.port, [Buffer.from([5, 1, 0]), connectRequest(h)], 200);
+      streams.push(await p.socket, x.sock);
+    }
+    expect(sh.connections).to.equal(5);
+    const refused = await exchange(sh.port, [Buffer.from([5, 1, 0])], 1000);
+    expect(refused.closed).to.equal(true);
+    expect(refused.data.length).to.equal(0);
+    for (const s of streams) s.destroy();
   });
 
-  it('caps connections from one remote address', async () => {
+  it('drops a connection that never says a word long before the handshake deadline', async () => {
+    await sh.close();
+    sh = await Streamhost.listen(
+      {
+        bindHost: '127.0.0.1',
+        bindPort: 0,
+        advertiseHost: '',
+        advertisePort: 0,
+        handshakeTimeoutMs: 60000,
+        maxConnections: 5,
+        maxPerAddress: 100,
+      },
+      log,
+    );
+    const silent = await exchange(sh.port, [], 10000);
+    expect(silent.closed, 'closed well within the 60 s handshake deadline').to.equal(true);
+  });
+
+  it('caps connections from one remote address the same way', async () => {
     const capped = await Streamhost.listen(
       {
         bindHost: '127.0.0.1',
@@ -132,26 +189,26 @@ describe('transfer/streamhost (real loopback TCP)', () => {
       },
       log,
     );
-    const socks: Socket[] = [];
+    const socks: Array<{ sock: Socket; closed: boolean }> = [];
     try {
       for (let i = 0; i < 3; i++) {
-        const s = connect({ host: '127.0.0.1', port: capped.port });
-        s.on('error', () => {});
-        socks.push(s);
-        await new Promise((r) => s.once('connect', r));
+        const sock = connect({ host: '127.0.0.1', port: capped.port });
+        const entry = { sock, closed: false };
+        sock.on('error', () => {});
+        sock.on('close', () => (entry.closed = true));
+        socks.push(entry);
+        await new Promise((r) => sock.once('connect', r));
+        if (i === 0) sock.write(Buffer.from([5, 1])); // a truncated greeting: still unfinished
       }
       await new Promise((r) => setTimeout(r, 50));
-      const fourth = await exchange(capped.port, [], 1000);
-      expect(fourth.closed).to.equal(true);
-      expect(capped.connections).to.equal(3);
-      // one closes: a slot for that address frees up
-      socks.pop()!.destroy();
+      const fourth = await exchange(capped.port, [Buffer.from([5, 1, 0])], 300);
+      expect([...fourth.data]).to.deep.equal([5, 0]);
       await new Promise((r) => setTimeout(r, 50));
-      const again = await exchange(capped.port, [Buffer.from([5, 1, 0])], 300);
-      expect([...again.data]).to.deep.equal([5, 0]);
-      again.sock.destroy();
+      expect(socks.map((e) => e.closed)).to.deep.equal([true, false, false]);
+      expect(capped.connections).to.equal(3);
+      fourth.sock.destroy();
     } finally {
-      for (const s of socks) s.destroy();
+      for (const e of socks) e.sock.destroy();
       await capped.close();
     }
   });
