@@ -7,6 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ReceiverProcess } from '../support/receiver.js';
+import { startPurpleReceiver } from '../support/purple.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { ComponentProcess, getEjabberd, getIntranet, sleep, startComponent, user } from './harness.js';
 
@@ -94,6 +95,65 @@ describe('integration: graceful shutdown (SIGTERM)', function () {
       expect(rx.events.some((e) => e.event === 'received')).to.equal(false);
       expect(await readdir(comp.spoolDir)).to.deep.equal([]);
     } finally {
+      await comp.stop();
+      await rx.quit();
+      await rm(outDir, { recursive: true, force: true });
+      await rm(comp.spoolDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('integration: SIGTERM during an in-band transfer whose download is still arriving (libpurple)', function () {
+  this.timeout(120000);
+
+  it('tells the user the service is shutting down, not that the intranet failed', async () => {
+    const intranet = await getIntranet();
+    const comp = await ComponentProcess.spawn({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      XR_TRANSFER_METHODS: 'ibb',
+      XR_IBB_BLOCK_SIZE: '4096',
+      XR_IBB_WINDOW: '1',
+      XR_SHUTDOWN_GRACE_MS: '0',
+    });
+    const ej = await getEjabberd();
+    const u = await user('quentin');
+    const outDir = await mkdtemp(join(tmpdir(), 'xr-rx-faults-'));
+    const rx = await startPurpleReceiver({
+      jid: `${u.jid}/purple`,
+      password: u.password,
+      host: '127.0.0.1',
+      port: ej.c2sPort,
+      outDir,
+      timeoutSec: 300,
+    });
+    let rest!: () => void;
+    try {
+      const body = randomBytes(4_000_000);
+      const project = String(counter++);
+      // the headers and 1 MB at once (the offer goes out), the rest only after the test
+      intranet.projects.set(project, {
+        kind: 'split',
+        body,
+        at: 1_000_000,
+        rest: new Promise<void>((r) => (rest = r)),
+      });
+      rx.send(`${project}@${ej.componentDomain}`, 'report');
+      await comp.waitForLog((l) => l.msg === 'offer accepted' && l.project === project, 30000);
+      await sleep(300);
+      comp.proc.kill('SIGTERM'); // past the grace period at once: cuts the transfer and the download
+      const msg = await rx.waitFor(
+        (e) => e.event === 'message' && /status-\d+\.pdf/.test(String(e.body)) && !/^Sending/.test(String(e.body)),
+        30000,
+      );
+      expect(msg.body).to.equal(
+        `The report service is shutting down, so the transfer of status-${project}.pdf was stopped. Please ask again in a minute.`,
+      );
+      expect(await comp.exited).to.equal(0);
+      expect(comp.logs.some((l) => l.msg === 'delivered')).to.equal(false);
+      expect(rx.events.some((e) => e.event === 'received')).to.equal(false);
+    } finally {
+      rest?.();
       await comp.stop();
       await rx.quit();
       await rm(outDir, { recursive: true, force: true });

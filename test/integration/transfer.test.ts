@@ -227,6 +227,38 @@ for (const kind of ['purple', 'slix'] as const) {
       });
     });
 
+    describe('when the intranet breaks under an in-band transfer', () => {
+      let ibbOnly: RunningComponent;
+      before(async () => {
+        ibbOnly = await startComponent({
+          XR_REPORTS_SOURCE: 'http',
+          XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
+          XR_REPORTS_TIMEOUT_MS: '2000',
+          XR_TRANSFER_METHODS: 'ibb',
+          XR_IBB_BLOCK_SIZE: '32768',
+        });
+      });
+      after(async () => {
+        await ibbOnly.stop();
+      });
+
+      it('tells it as the intranet stopping part-way, counting what the receiver had acknowledged', async () => {
+        const body = randomBytes(6 * 1024 * 1024);
+        const project = String(projectCounter++);
+        (await getIntranet()).projects.set(project, { kind: 'stall', body, after: 4 * 1024 * 1024 });
+        const r = await request(rx, project);
+        expect(r.end.event, JSON.stringify(r.end)).to.equal('failed');
+        expect(String(r.final.body)).to.equal(
+          `The intranet stopped sending the report of project ${project} part-way, so status-${project}.pdf did not arrive complete. Please try again later.`,
+        );
+        const broke = ibbOnly.logged('report download broke during the transfer').filter((l) => l.project === project);
+        expect(broke).to.have.length(1);
+        expect(broke[0]!.method).to.equal('ibb');
+        expect(Number(broke[0]!.bytes)).to.be.greaterThan(1024 * 1024);
+        expect(ibbOnly.logged('delivered').filter((l) => l.project === project)).to.have.length(0);
+      });
+    });
+
     describe('when things go wrong', () => {
       let comp: RunningComponent;
       before(async () => {
