@@ -6,6 +6,7 @@ import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { adminCommands, type ReloadResult } from './admin.js';
 import { CommandParser } from './chat/commands.js';
+import { RequestJournal } from './chat/journal.js';
 import { replies } from './chat/replies.js';
 import { Requests } from './chat/requests.js';
 import { changedSettings, loadConfig, redacted, withSettings, type Config } from './config.js';
@@ -118,6 +119,7 @@ export class App {
       limits: config.limits,
       perUserReports: config.reports.source === 'http' && config.reports.requesterHeader !== '',
       onEnd: (outcome) => this.metrics.request(outcome),
+      journal: new RequestJournal(spool.dir),
     });
     const example = config.projects.example;
     const instance = `${hostname()} pid ${process.pid}${streamhost ? `, streamhost ${streamhost.host}:${streamhost.port}` : ''}`;
@@ -282,6 +284,7 @@ export class App {
 
   async start(): Promise<void> {
     await this.connection.start();
+    await this.requests.recover();
   }
 
   async stop(graceMs = this.config.shutdown.graceMs): Promise<void> {

@@ -82,6 +82,8 @@ export const replies = {
   sourceBroke: (name: string, project: string) =>
     `The intranet stopped sending the report of project ${project} part-way, so ${name} did not arrive complete. Please try again later.`,
   interrupted: (name: string) => `The connection to the chat server dropped while sending ${name}; offering it again…`,
+  restarted: (name: string) =>
+    `The report service restarted while sending ${name}, so it did not arrive. Send me any message to get it again.`,
   shuttingDown: () => 'The report service is restarting; please ask again in a minute.',
   cancelledByAdmin: (what: string) =>
     `An administrator cancelled sending ${what}. Send me another message to ask again.`,

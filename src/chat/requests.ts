@@ -8,6 +8,7 @@ import { oobMessage } from '../transfer/links/message.js';
 import { ActiveRequests, type ActiveRequest, type ActiveRequestInfo } from './active.js';
 import type { CommandParser } from './commands.js';
 import { ConcurrencyGate, GateClosedError, QueueFullError, RateLimiter, SharedFetches, type Lease } from './limits.js';
+import type { RequestJournal } from './journal.js';
 import { formatSize, replies } from './replies.js';
 
 export interface RequestDeps {
@@ -31,6 +32,8 @@ export interface RequestDeps {
   perUserReports: boolean;
   /** Called once per report request with how it ended (delivered, declined, not-found, refused, …), for metrics. */
   onEnd?: (outcome: string) => void;
+  /** Where requests being offered are noted, so a restart after a crash can tell their users. */
+  journal?: RequestJournal;
 }
 
 /** What a config reload may change; requests already running keep what they started with. */
@@ -285,6 +288,35 @@ export class Requests {
       if (p.kind === 'offering') await say(replies.sending(report.name, report.size));
       else await say(replies.linkInstead(report.name, p.why));
     };
+    const forget = await this.deps.journal
+      ?.begin({
+        to: from.full,
+        from: this.deps.addresses.projectFull(project),
+        project,
+        file: report.name,
+        startedAt: new Date().toISOString(),
+      })
+      .catch((err: unknown) => {
+        log.warn({ err: (err as Error).message }, 'could not note the request in the journal');
+        return undefined;
+      });
+    try {
+      return await this.offer(report, from, project, out, log, job, progress);
+    } finally {
+      await forget?.().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'journal entry not removed'));
+    }
+  }
+
+  private async offer(
+    report: Report,
+    from: Jid,
+    project: string,
+    out: Output,
+    log: Logger,
+    job: ActiveRequest,
+    progress: (p: DeliveryProgress) => Promise<void>,
+  ): Promise<string> {
+    const { say } = out;
     for (let attempt = 1; ; attempt++) {
       try {
         const outcome = await this.deps.delivery.deliver({
@@ -323,6 +355,28 @@ export class Requests {
           );
         return failureText(err, report);
       }
+    }
+  }
+
+  /**
+   * Tells the users of requests an earlier run left in the journal (it was
+   * killed while offering or sending them) that their file did not arrive.
+   */
+  async recover(): Promise<void> {
+    const journal = this.deps.journal;
+    if (!journal) return;
+    const { entries, unreadable } = await journal.leftOver();
+    if (unreadable > 0) this.deps.log.warn({ entries: unreadable }, 'unreadable journal entries dropped');
+    for (const e of entries) {
+      this.deps.log.warn(
+        { jid: e.to, project: e.project, file: e.file, startedAt: e.startedAt },
+        'request cut by a restart; telling its user',
+      );
+      await this.deps
+        .send(xml('message', { from: e.from, to: e.to, type: 'chat' }, xml('body', {}, replies.restarted(e.file))))
+        .catch((err: unknown) =>
+          this.deps.log.warn({ jid: e.to, err: (err as Error).message }, 'could not tell the user'),
+        );
     }
   }
 

@@ -352,3 +352,49 @@ describe('integration: a component secret ejabberd refuses', function () {
     }
   });
 });
+
+describe('integration: kill -9 during a transfer, then a restart', function () {
+  this.timeout(120000);
+
+  it('the restarted component tells the user the file did not arrive, once, and how to get it', async () => {
+    const intranet = await getIntranet();
+    const ej = await getEjabberd();
+    const env = {
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      ...slowIbb,
+    };
+    const first = await ComponentProcess.spawn(env);
+    const { rx, outDir } = await receiver('rita');
+    let second: ComponentProcess | undefined;
+    try {
+      const project = await publish(randomBytes(2_000_000));
+      rx.send(`${project}@${ej.componentDomain}`, 'report');
+      await first.waitForLog((l) => l.msg === 'offer accepted' && l.project === project, 30000);
+      await sleep(300);
+      first.proc.kill('SIGKILL');
+      await first.exited;
+      // the same spool folder, as a restarted service has
+      second = await ComponentProcess.spawn({ ...env, XR_REPORTS_SPOOL_DIR: first.spoolDir }, { online: true });
+      const told = await rx.waitFor(
+        (e) => e.event === 'message' && String(e.body).startsWith('The report service restarted'),
+        30000,
+      );
+      expect(told.body).to.equal(
+        `The report service restarted while sending status-${project}.pdf, so it did not arrive. Send me any message to get it again.`,
+      );
+      expect(told.from).to.equal(`${project}@${ej.componentDomain}/reports`);
+      expect(second.logs.filter((l) => l.msg === 'request cut by a restart; telling its user')).to.have.length(1);
+      expect(rx.events.some((e) => e.event === 'received')).to.equal(false);
+      // nothing is left to tell a third time
+      expect((await readdir(first.spoolDir)).filter((n) => n.startsWith('inflight-'))).to.deep.equal([]);
+    } finally {
+      await second?.stop();
+      await first.stop();
+      await rx.quit();
+      await rm(outDir, { recursive: true, force: true });
+      await rm(first.spoolDir, { recursive: true, force: true });
+      if (second) await rm(second.spoolDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -253,8 +253,8 @@ for (const kind of ['purple', 'slix'] as const) {
         );
         const broke = ibbOnly.logged('report download broke during the transfer').filter((l) => l.project === project);
         expect(broke).to.have.length(1);
-        expect(broke[0]!.method).to.equal('ibb');
-        expect(Number(broke[0]!.bytes)).to.be.greaterThan(1024 * 1024);
+        expect(broke[0].method).to.equal('ibb');
+        expect(Number(broke[0].bytes)).to.be.greaterThan(1024 * 1024);
         expect(ibbOnly.logged('delivered').filter((l) => l.project === project)).to.have.length(0);
       });
     });
