@@ -104,6 +104,8 @@ export class App {
       {
         jingle: meteredDelivery(jingle, this.metrics),
         order: t.order,
+        brokenJingle: t.jingle.brokenClients,
+        version: (from, to) => caps.version(from, to),
       },
     );
     this.requests = new Requests({
@@ -317,6 +319,7 @@ export function transferModules(
   const siDelivery = new SiDelivery(deps, si);
   const jingle = new JingleDelivery(deps, {
     ...si,
+    ackTimeoutMs: t.jingle.ackTimeoutMs,
     peerNetworks: new NetworkPolicy(t.jingle.peerNetworks),
     noIbbClients: t.jingle.noIbbClients,
   });

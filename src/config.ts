@@ -317,6 +317,21 @@ const DECLARED = [
     def: ['Dino'],
     doc: 'client names (disco#info identity) whose Jingle in-band transfer acknowledges data without saving it: they get a link when no direct connection works',
   },
+  {
+    key: 'transfer.jingle.brokenClients',
+    env: 'XR_JINGLE_BROKEN_CLIENTS',
+    kind: 'list',
+    def: ['Gajim 1'],
+    doc: 'client names (disco#info identity), each optionally with a version prefix (XEP-0092), whose Jingle file transfer never answers an offer (Gajim 1.x): they get a link straight away',
+  },
+  {
+    key: 'transfer.jingle.ackTimeoutMs',
+    env: 'XR_JINGLE_ACK_TIMEOUT_MS',
+    kind: 'int',
+    def: 10000,
+    min: 100,
+    doc: 'how long a client may take to acknowledge a Jingle offer (clients do so at once, before the user decides); silence sends the link instead',
+  },
 
   {
     key: 'links.publicBaseUrl',
@@ -496,7 +511,7 @@ export interface Config {
     externalProxies: string[];
     ibb: { blockSize: number; window: number };
     order: Array<'si' | 'jingle' | 'link'>;
-    jingle: { peerNetworks: string[]; noIbbClients: string[] };
+    jingle: { peerNetworks: string[]; noIbbClients: string[]; brokenClients: string[]; ackTimeoutMs: number };
   };
   links: {
     publicBaseUrl: string;

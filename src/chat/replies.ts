@@ -65,18 +65,25 @@ export const replies = {
   declined: (name: string) => `You declined ${name}; send me another message if you want it after all.`,
   offerTimeout: (name: string) =>
     `${name} was not accepted in time, so I stopped offering it. Send me another message to try again.`,
+  noWay: (name: string) =>
+    `Your chat client cannot receive files in any of the ways this service sends them, so ${name} was not sent.`,
   noFileTransfer: (name: string) =>
     `Your chat client did not accept a file transfer for ${name}; it may not support receiving files (SI file transfer).`,
   lost: (name: string, sent: number, size: number) =>
     `The transfer of ${name} broke off after ${formatSize(sent)} of ${formatSize(size)}; the file did not arrive. Send me another message to try again.`,
-  linkInstead: (name: string, why: 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection' | 'went-offline') =>
-    why === 'went-offline'
-      ? `Your chat client went offline before it took ${name}, so here is a download link instead.`
-      : why === 'no-file-transfer'
-        ? `Your chat client does not receive file transfers, so here is a download link for ${name} instead.`
-        : why === 'no-direct-connection'
-          ? `A direct connection to your chat client was not possible, and its in-band file transfer does not reliably save files, so here is a download link for ${name} instead.`
-          : `The file transfer of ${name} did not work, so here is a download link instead.`,
+  linkInstead: (
+    name: string,
+    why: 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection' | 'went-offline' | 'no-answer',
+  ) =>
+    why === 'no-answer'
+      ? `Your chat client did not answer the file offer for ${name}, so here is a download link instead.`
+      : why === 'went-offline'
+        ? `Your chat client went offline before it took ${name}, so here is a download link instead.`
+        : why === 'no-file-transfer'
+          ? `Your chat client does not receive file transfers, so here is a download link for ${name} instead.`
+          : why === 'no-direct-connection'
+            ? `A direct connection to your chat client was not possible, and its in-band file transfer does not reliably save files, so here is a download link for ${name} instead.`
+            : `The file transfer of ${name} did not work, so here is a download link instead.`,
   linked: (name: string, size: number, expiresAt: Date | undefined) =>
     `The link above downloads ${name} (${formatSize(size)})${expiresAt ? `; it works until ${expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}.`,
   sourceBroke: (name: string, project: string) =>

@@ -415,6 +415,8 @@ function failureText(err: DeliveryError, report: Report): string {
       return replies.offerTimeout(report.name);
     case 'unsupported':
       return replies.noFileTransfer(report.name);
+    case 'no-method':
+      return replies.noWay(report.name);
     case 'lost':
       return replies.lost(report.name, err.sent, report.size);
     case 'interrupted':

@@ -1,7 +1,7 @@
 // Picks SI, Jingle or a link for each request by the client's disco#info
 // features, in the configured order (transfer.order), and hands over to the
 // next method when one turns out not to work.
-import type { Capabilities } from '../xmpp/caps.js';
+import type { Capabilities, ClientInfo } from '../xmpp/caps.js';
 import { NS } from '../xmpp/namespaces.js';
 import {
   DeliveryError,
@@ -24,13 +24,30 @@ function linkWhy(err: DeliveryError): LinkReason {
   return err.linkWhy ?? (err.reason === 'unsupported' ? 'no-file-transfer' : 'transfer-failed');
 }
 
+/** A client entry of transfer.jingle.brokenClients: "Gajim 1" is identity name Gajim at version 1 or 1.x; "Gajim" any version. */
+function parseClient(entry: string): { name: string; version: string | undefined } {
+  const m = /^(.*?)(?:\s+(\d[\w.-]*))?$/.exec(entry.trim())!;
+  return { name: m[1].toLowerCase(), version: m[2] };
+}
+
+export interface ChooserOptions {
+  jingle?: Delivery;
+  /** transfer.order: only these, in this order, and each only where the client advertises it */
+  order?: readonly TransferMethod[];
+  /** clients (identity name, optional version prefix) whose Jingle file transfer never answers: no Jingle for them */
+  brokenJingle?: readonly string[];
+  /** the client's software version (XEP-0092), asked only when a brokenJingle name matches */
+  version?: (from: string, to: string) => Promise<string | undefined>;
+}
+
 /**
  * Picks how a report reaches the requester by what its client advertises
  * (disco#info): the first method of `order` the client can take (SI where
- * advertised, or when the client does not say; Jingle where advertised;
- * the link when one can be made). A method the client turns out not to
- * support hands over to the next one; a transfer that failed on every
- * bytestream, or that no one can confirm, hands over to the link.
+ * advertised, or when the client does not say; Jingle where advertised and
+ * not known to be broken; the link when one can be made). A method the
+ * client turns out not to support hands over to the next one; a transfer
+ * that failed on every bytestream, or that no one can confirm, hands over
+ * to the link. A method `order` leaves out is never tried.
  */
 export class ChoosingDelivery implements Delivery {
   private readonly order: readonly TransferMethod[];
@@ -39,7 +56,7 @@ export class ChoosingDelivery implements Delivery {
     private readonly si: Delivery,
     private readonly links: LinkPublisher | undefined,
     private readonly caps: Pick<Capabilities, 'info'>,
-    private readonly opts: { jingle?: Delivery; order?: readonly TransferMethod[] } = {},
+    private readonly opts: ChooserOptions = {},
   ) {
     this.order = opts.order ?? ['si', 'jingle', 'link'];
   }
@@ -55,8 +72,9 @@ export class ChoosingDelivery implements Delivery {
           ? this.opts.jingle !== undefined && JINGLE_FT_FEATURES.every(has)
           : this.links !== undefined;
     let plan = this.order.filter(can);
-    // Nothing fits: an SI offer still tells the user, in the end, that the client takes no files.
-    if (plan.length === 0 && this.order.includes('si')) plan = ['si'];
+    if (plan.includes('jingle') && info !== 'unknown' && (await this.jingleBroken(info, req))) {
+      plan = plan.filter((m) => m !== 'jingle');
+    }
     req.log.info(
       {
         features:
@@ -92,7 +110,30 @@ export class ChoosingDelivery implements Delivery {
         throw err;
       }
     }
-    throw failure ?? new DeliveryError({ reason: 'unsupported', message: 'no way to send files to this client' });
+    throw (
+      failure ??
+      new DeliveryError({
+        reason: 'no-method',
+        message: 'the client advertises none of the methods transfer.order allows',
+      })
+    );
+  }
+
+  /** Whether the client is one whose Jingle file transfer is known never to answer (by name, then version). */
+  private async jingleBroken(info: ClientInfo, req: DeliveryRequest): Promise<boolean> {
+    const names = new Set(info.identities.map((i) => i.name.trim().toLowerCase()));
+    const entries = (this.opts.brokenJingle ?? []).map(parseClient).filter((e) => names.has(e.name));
+    if (entries.length === 0) return false;
+    let hit = entries.some((e) => e.version === undefined);
+    let version: string | undefined;
+    if (!hit) {
+      version = await this.opts.version?.(req.from, req.to).catch(() => undefined);
+      hit = entries.some(
+        (e) => version !== undefined && (version === e.version || version.startsWith(`${e.version}.`)),
+      );
+    }
+    if (hit) req.log.info({ client: [...names].join(', '), version }, 'known-broken Jingle client: no Jingle offer');
+    return hit;
   }
 
   private async link(req: DeliveryRequest, why: LinkReason): Promise<DeliveryOutcome> {

@@ -28,7 +28,7 @@ export type DeliveryOutcome =
  * no direct (SOCKS5) connection was possible and the client's in-band
  * transfer cannot be trusted to keep the file (Dino's Jingle IBB).
  */
-export type LinkReason = 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection' | 'went-offline';
+export type LinkReason = 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection' | 'went-offline' | 'no-answer';
 
 /** Steps the user hears about while a delivery runs. */
 export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; why: LinkReason };
@@ -37,8 +37,17 @@ export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; wh
 // pending negotiations cannot survive that); the caller may offer again.
 // cancelled: we stopped it ourselves (shutdown after the grace period).
 // source: the report's download broke while it was being sent.
+// no-method: the client advertises none of the methods transfer.order allows.
 export type FailureReason =
-  'declined' | 'offer-timeout' | 'unsupported' | 'lost' | 'failed' | 'interrupted' | 'cancelled' | 'source';
+  | 'declined'
+  | 'offer-timeout'
+  | 'unsupported'
+  | 'no-method'
+  | 'lost'
+  | 'failed'
+  | 'interrupted'
+  | 'cancelled'
+  | 'source';
 
 /** The abort reason a request's signal carries when the requester's client went offline. */
 export class ReceiverGone extends Error {

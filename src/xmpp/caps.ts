@@ -99,6 +99,19 @@ export class Capabilities {
     return info === 'unknown' ? 'unknown' : info.features;
   }
 
+  /** The client's software version (XEP-0092), or undefined when it does not say in time. */
+  async version(from: string, to: string): Promise<string | undefined> {
+    try {
+      const r = await this.request(
+        xml('iq', { type: 'get', from, to }, xml('query', { xmlns: NS.VERSION })),
+        this.timeoutMs,
+      );
+      return r.getChild('query', NS.VERSION)?.getChildText('version')?.trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Features and identities of a full JID; 'unknown' when it does not answer in time or at all. */
   async info(from: string, to: string): Promise<ClientInfo | 'unknown'> {
     const ad = this.adByJid.get(to);

@@ -66,6 +66,8 @@ export interface JingleOptions {
   offerTimeoutMs: number;
   /** how long each step of the transport negotiation may take */
   connectTimeoutMs: number;
+  /** how long the responder may take to acknowledge session-initiate (at once, before its user decides) */
+  ackTimeoutMs: number;
   /** a stream that takes no bytes (or in-band acks) for this long ends */
   stallTimeoutMs: number;
   ibb: { blockSize: number; window: number };
@@ -287,19 +289,18 @@ export class JingleDelivery implements Delivery, ComponentModule {
     );
     try {
       await run.race(
-        this.deps.request(buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }), cfg.connectTimeoutMs),
+        this.deps.request(buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }), cfg.ackTimeoutMs),
       );
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
-      throw new Stop(
-        undefined,
-        offerRefusal(
-          err,
-          log,
-          'session-initiate',
-          new DeliveryError({ reason: 'failed', message: 'your chat client did not answer' }),
-        ),
-      );
+      // A client acknowledges the offer at once (XEP-0166 §6.3), before its user decides: silence means
+      // its Jingle is broken (Gajim 1.7 fails inside its own code), and a link is the way on.
+      const noAnswer = new DeliveryError({
+        reason: 'failed',
+        message: 'your chat client did not answer the file offer',
+        linkWhy: 'no-answer',
+      });
+      throw new Stop(undefined, offerRefusal(err, log, 'session-initiate', noAnswer));
     }
     run.live = true;
 

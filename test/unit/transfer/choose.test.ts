@@ -37,6 +37,15 @@ const clients: Record<string, ClientInfo | 'unknown'> = {
     features: new Set(['urn:xmpp:http:upload:0']),
     identities: [{ category: 'client', type: 'pc', name: 'Gajim' }],
   },
+  // Debian bookworm's Gajim advertises Jingle file transfer, and crashes on every offer
+  gajim17: {
+    features: new Set([...JINGLE, 'urn:xmpp:http:upload:0']),
+    identities: [{ category: 'client', type: 'pc', name: 'Gajim' }],
+  },
+  profanity: {
+    features: new Set(['http://jabber.org/protocol/chatstates']),
+    identities: [{ category: 'client', type: 'console', name: 'Profanity' }],
+  },
   silent: 'unknown',
 };
 
@@ -62,6 +71,7 @@ function setup(
   client: string,
   o: {
     order?: TransferMethod[];
+    version?: string;
     si?: () => Promise<DeliveryOutcome>;
     jingle?: () => Promise<DeliveryOutcome>;
     links?: boolean;
@@ -83,7 +93,16 @@ function setup(
           },
         };
   const caps = { info: async () => clients[client] };
-  const choosing = new ChoosingDelivery(si, links, caps, { jingle, ...(o.order ? { order: o.order } : {}) });
+  const versions: string[] = [];
+  const choosing = new ChoosingDelivery(si, links, caps, {
+    jingle,
+    ...(o.order ? { order: o.order } : {}),
+    brokenJingle: ['Gajim 1'],
+    version: async (_from, to) => {
+      versions.push(to);
+      return o.version;
+    },
+  });
   const req: DeliveryRequest = {
     report,
     to: 'u@e/r',
@@ -91,7 +110,7 @@ function setup(
     log: createLogger('silent'),
     progress: async (p) => void progress.push(p),
   };
-  return { choosing, calls, progress, req, si, jingle };
+  return { choosing, calls, progress, req, si, jingle, versions };
 }
 
 describe('transfer/ChoosingDelivery', () => {
@@ -109,6 +128,35 @@ describe('transfer/ChoosingDelivery', () => {
       await s.choosing.deliver(s.req);
       expect(s.calls, c).to.deep.equal(calls);
     }
+  });
+
+  it('never tries a method transfer.order leaves out or the client does not advertise; says so when none is left', async () => {
+    const s = setup('profanity', { order: ['si'] });
+    const err = await s.choosing.deliver(s.req).then(
+      () => undefined,
+      (e: unknown) => e as DeliveryError,
+    );
+    expect(s.calls).to.deep.equal([]); // no SI offer to a client without SI
+    expect(err?.reason).to.equal('no-method');
+    const withLink = setup('profanity', { order: ['si', 'link'] });
+    expect((await withLink.choosing.deliver(withLink.req)).kind).to.equal('linked');
+    expect(withLink.calls).to.deep.equal(['link']);
+  });
+
+  it('sends known-broken Jingle clients (Gajim 1.x, by identity and XEP-0092 version) the link straight away', async () => {
+    const old = setup('gajim17', { version: '1.7.3' });
+    expect((await old.choosing.deliver(old.req)).kind).to.equal('linked');
+    expect(old.calls).to.deep.equal(['link']);
+    expect(old.versions).to.deep.equal(['u@e/r']);
+    const fixed = setup('gajim17', { version: '2.0.1' });
+    await fixed.choosing.deliver(fixed.req);
+    expect(fixed.calls).to.deep.equal(['jingle']);
+    const unknownVersion = setup('gajim17', {});
+    await unknownVersion.choosing.deliver(unknownVersion.req);
+    expect(unknownVersion.calls).to.deep.equal(['jingle']); // only a known-broken version is skipped
+    const dino = setup('dino');
+    await dino.choosing.deliver(dino.req);
+    expect(dino.versions).to.deep.equal([]); // nobody else is asked their version
   });
 
   it("hands the client's disco#info to the delivery (Jingle needs its identity)", async () => {
@@ -176,14 +224,11 @@ describe('transfer/ChoosingDelivery', () => {
     });
     await noLinks.choosing.deliver(noLinks.req).catch((e: unknown) => (err = e));
     expect((err as DeliveryError).linkWhy).to.equal('no-direct-connection');
-    // No link, no SI, no Jingle: an SI offer still tells the user the client takes no files.
-    const gajim = setup('gajim', {
-      links: false,
-      si: async () => Promise.reject(new DeliveryError({ reason: 'unsupported', message: 'service-unavailable' })),
-    });
+    // No link, no SI, no Jingle: nothing is offered, and the user reads that no way fits.
+    const gajim = setup('gajim', { links: false });
     await gajim.choosing.deliver(gajim.req).catch((e: unknown) => (err = e));
-    expect(gajim.calls).to.deep.equal(['si']);
-    expect((err as DeliveryError).reason).to.equal('unsupported');
+    expect(gajim.calls).to.deep.equal([]);
+    expect((err as DeliveryError).reason).to.equal('no-method');
   });
 });
 

@@ -163,7 +163,7 @@ class Responder {
   }
 
   /** The component's request(): the responder's answer, and what it does next. */
-  async request(iq: Element): Promise<Element> {
+  async request(iq: Element, timeoutMs = 60000): Promise<Element> {
     this.sent.push(iq);
     expect(iq.attrs.from).to.equal(US); // every stanza from the project's full JID
     const ok = xml('iq', { type: 'result', from: THEM, to: US, id: iq.attrs.id });
@@ -177,7 +177,11 @@ class Responder {
           this.initiate = j;
           if (this.b.initiate === 'service-unavailable')
             throw Object.assign(new Error('service-unavailable'), { condition: 'service-unavailable' });
-          if (this.b.initiate === 'silent') return new Promise<Element>(() => {});
+          // like xmpp.js's iqCaller for a request nobody answers
+          if (this.b.initiate === 'silent')
+            return new Promise<Element>((_r, reject) =>
+              setTimeout(() => reject(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), timeoutMs),
+            );
           setTimeout(() => void this.afterInitiate(), 5);
           return ok;
         case 'transport-replace':
@@ -406,7 +410,7 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       },
     });
     const peer: { responder?: Responder } = {};
-    const modules = transferModules(config.transfer, (iq: Element) => peer.responder!.request(iq), sh);
+    const modules = transferModules(config.transfer, (iq: Element, t: number) => peer.responder!.request(iq, t), sh);
     const { jingle, ibb } = modules;
     const router = new IqRouter().add(jingle.routes).add(ibb.routes);
     const responder = (peer.responder = new Responder(router, b));
@@ -544,6 +548,18 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
     const err = await failure(dec.jingle.deliver(req(client('Conversations'))));
     expect(err.reason).to.equal('declined');
     expect(dec.responder.actions()).to.deep.equal(['session-initiate']); // the receiver ended it: nothing to terminate
+  });
+
+  it('a session-initiate nobody acknowledges (Gajim 1.7) fails within the ack timeout, with a link as the way on', async () => {
+    const t = setup(
+      { initiate: 'silent' },
+      { XR_JINGLE_ACK_TIMEOUT_MS: '200', XR_TRANSFER_OFFER_TIMEOUT_MS: '600000' },
+    );
+    const err = await failure(t.jingle.deliver(req(client('Gajim'))));
+    expect(err.reason).to.equal('failed');
+    expect(err.linkWhy).to.equal('no-answer');
+    expect(err.message).to.equal('your chat client did not answer the file offer');
+    expect(t.responder.actions()).to.deep.equal(['session-initiate']);
   });
 
   it('times out an unanswered offer with reason timeout; a refused session-initiate is "unsupported"', async () => {
