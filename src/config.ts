@@ -471,6 +471,14 @@ const DECLARED = [
     def: 'info',
     doc: 'log level',
   },
+  {
+    key: 'log.format',
+    env: 'XR_LOG_FORMAT',
+    kind: 'enum',
+    values: ['auto', 'json', 'pretty'],
+    def: 'auto',
+    doc: 'json: one JSON object a line (for systemd and log shippers); pretty: plain text for people; auto: pretty when stdout is a terminal',
+  },
 ] as const satisfies readonly Setting[];
 
 export const SETTINGS: readonly Setting[] = DECLARED;
@@ -533,7 +541,10 @@ export interface Config {
     maxQueuedPerUser: number;
   };
   shutdown: { graceMs: number };
-  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  log: {
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    format: 'auto' | 'json' | 'pretty';
+  };
 }
 
 // The settings table and the Config type describe one shape: every leaf of

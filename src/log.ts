@@ -1,7 +1,14 @@
 // Structured logs with pino: one line per event that matters to an operator.
+// JSON lines for systemd, CI and log shippers; on a terminal (the demo, a
+// manual run) the same lines as plain text a person can read.
+import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream, format: LogFormat = 'json'): Logger {
+  const out = destination ?? process.stdout;
+  const pretty = format === 'pretty' || (format === 'auto' && (out as { isTTY?: boolean }).isTTY === true);
   return pino(
     {
       level,
@@ -21,6 +28,41 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
         censor: '(hidden)',
       },
     },
-    destination ?? process.stdout,
+    pretty ? prettyStream(out) : out,
   );
+}
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const COLOURS: Record<number, string> = { 40: '\x1b[33m', 50: '\x1b[31m', 60: '\x1b[1;31m' };
+const SKIP = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'service']);
+
+/** One JSON log line as "12:00:01.234 INFO  message  key=value …". */
+export function prettyLine(json: string, colour: boolean): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const level = typeof o.level === 'number' ? o.level : 30;
+  const time = typeof o.time === 'number' ? new Date(o.time).toISOString().slice(11, 23) : '';
+  const name = (LEVELS[level] ?? String(level)).padEnd(5);
+  const fields = Object.entries(o)
+    .filter(([k]) => !SKIP.has(k))
+    .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`)
+    .join(' ');
+  const head = colour && COLOURS[level] ? `${COLOURS[level]}${name}\x1b[0m` : name;
+  return `${time} ${head} ${typeof o.msg === 'string' ? o.msg : ''}${fields ? `  ${fields}` : ''}`;
+}
+
+function prettyStream(out: NodeJS.WritableStream): Writable {
+  const colour = (out as { isTTY?: boolean }).isTTY === true;
+  let rest = '';
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      const lines = (rest + chunk.toString()).split('\n');
+      rest = lines.pop() ?? '';
+      out.write(lines.map((l) => prettyLine(l, colour) + '\n').join(''), () => cb());
+    },
+  });
 }

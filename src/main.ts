@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, undefined, config.log.format);
   let app: App;
   try {
     app = await App.create(config, log, { loadConfig: () => loadConfig(file ? { file } : {}) });
