@@ -30,8 +30,8 @@ describe('log', () => {
     const s = sink(true);
     createLogger('info', s.w, 'auto').warn({ jid: 'a@b/c', secret: 's3cr3t', why: 'two words' }, 'transfer failed');
     const text = s.text();
-    // eslint-disable-next-line no-control-regex -- the terminal colour codes are what is checked
     expect(text).to.match(
+      // eslint-disable-next-line no-control-regex -- the terminal colour codes are what is checked
       /^\d\d:\d\d:\d\d\.\d{3} \x1b\[33mWARN \x1b\[0m transfer failed {2}jid=a@b\/c secret=\(hidden\) why="two words"\n$/,
     );
     expect(text).to.not.include('s3cr3t');
