@@ -22,6 +22,7 @@ import { IbbStreams } from './transfer/ibb/streams.js';
 import { JingleDelivery } from './transfer/jingle/delivery.js';
 import { ServerLinks, UploadLinks } from './transfer/links/publishers.js';
 import { LinkServer } from './transfer/links/server.js';
+import { Proxies } from './transfer/s5b/proxies.js';
 import { S5bSender } from './transfer/s5b/send.js';
 import { parseProxySpec } from './transfer/s5b/stanzas.js';
 import { SiDelivery, type SiOptions } from './transfer/si/delivery.js';
@@ -52,6 +53,7 @@ export class App {
   readonly metrics: Metrics;
   /** Every IQ the component answers, as the protocol modules declared them. */
   readonly router: IqRouter;
+  private readonly proxies: Proxies;
   private metricsServer: MetricsServer | undefined;
   private configLoader: () => Config = () => loadConfig();
   private names: ProjectNames | undefined;
@@ -89,7 +91,11 @@ export class App {
     this.names = projectNames(config);
     const request = (iq: Element, t: number) => this.connection.request(iq, t);
     const t = config.transfer;
-    const { si, jingle, s5b, ibb, connectionLost } = transferModules(t, request, streamhost);
+    const { si, jingle, s5b, ibb, proxies, connectionLost } = transferModules(t, request, streamhost, {
+      domain: config.xmpp.domain,
+      log,
+    });
+    this.proxies = proxies;
     this.connection.onLost(connectionLost);
     const caps = new Capabilities(request, config.caps.timeoutMs);
     const links = config.links.uploadService
@@ -280,12 +286,15 @@ export class App {
     });
     if (applied.some((k) => k.startsWith('reports.'))) this.names = projectNames(c);
     this.log.level = c.log.level;
+    void this.proxies.check(); // a proxy's permissions may have changed on the server side too
     this.log.info({ applied, needsRestart }, 'configuration reloaded');
     return { applied, needsRestart };
   }
 
   async start(): Promise<void> {
     await this.connection.start();
+    // XEP-0065 §4.2: a proxy that will not serve the component is found now, not by a user's failed transfer.
+    await this.proxies.check();
     await this.requests.recover();
   }
 
@@ -305,7 +314,15 @@ export function transferModules(
   t: Config['transfer'],
   request: (iq: Element, timeoutMs: number) => Promise<Element>,
   streamhost: Streamhost | undefined,
-): { si: SiDelivery; jingle: JingleDelivery; s5b: S5bSender; ibb: IbbStreams; connectionLost: () => void } {
+  o: { domain: string; log: Logger },
+): {
+  si: SiDelivery;
+  jingle: JingleDelivery;
+  s5b: S5bSender;
+  ibb: IbbStreams;
+  proxies: Proxies;
+  connectionLost: () => void;
+} {
   const si: SiOptions = {
     methods: t.methods,
     offerTimeoutMs: t.offerTimeoutMs,
@@ -315,7 +332,13 @@ export function transferModules(
   };
   const s5b = new S5bSender({ stallTimeoutMs: t.stallTimeoutMs });
   const ibb = new IbbStreams(request);
-  const deps = { request, streamhost, proxies: t.externalProxies.map(parseProxySpec), s5b, ibb };
+  const proxies = new Proxies(t.externalProxies.map(parseProxySpec), {
+    request,
+    from: o.domain,
+    timeoutMs: t.connectTimeoutMs,
+    log: o.log,
+  });
+  const deps = { request, streamhost, proxies, s5b, ibb };
   const siDelivery = new SiDelivery(deps, si);
   const jingle = new JingleDelivery(deps, {
     ...si,
@@ -328,7 +351,7 @@ export function transferModules(
     jingle.connectionLost();
     ibb.abortAll('the connection to the XMPP server was lost');
   };
-  return { si: siDelivery, jingle, s5b, ibb, connectionLost };
+  return { si: siDelivery, jingle, s5b, ibb, proxies, connectionLost };
 }
 
 function reportSource(config: Config, spool: Spool): ReportSource {

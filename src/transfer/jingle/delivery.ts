@@ -81,7 +81,7 @@ export interface JingleDeps {
   request: (iq: Element, timeoutMs: number) => Promise<Element>;
   streamhost: Streamhost | undefined;
   /** third-party XEP-0065 proxies, offered as `proxy` candidates */
-  proxies: readonly StreamhostInfo[];
+  proxies: { readonly list: readonly StreamhostInfo[] };
   s5b: S5bSender;
   ibb: IbbStreams;
 }
@@ -217,7 +217,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
         ? ourCandidates({
             from,
             streamhost: this.deps.streamhost,
-            proxies: this.deps.proxies,
+            proxies: this.deps.proxies.list,
             newCid: () => newSid('c', 6),
           })
         : [];

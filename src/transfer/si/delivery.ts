@@ -44,7 +44,7 @@ export interface SiDeps {
   request: (iq: Element, timeoutMs: number) => Promise<Element>;
   streamhost: Streamhost | undefined;
   /** third-party XEP-0065 proxies, offered after our own streamhost */
-  proxies: readonly StreamhostInfo[];
+  proxies: { readonly list: readonly StreamhostInfo[] };
   s5b: S5bSender;
   ibb: IbbStreams;
 }
@@ -76,7 +76,7 @@ export class SiDelivery implements Delivery, ComponentModule {
   }
 
   private methods(): Method[] {
-    const canS5b = this.deps.streamhost !== undefined || this.deps.proxies.length > 0;
+    const canS5b = this.deps.streamhost !== undefined || this.deps.proxies.list.length > 0;
     return this.o.methods.filter((m) => m !== 's5b' || canS5b);
   }
 
@@ -173,7 +173,8 @@ export class SiDelivery implements Delivery, ComponentModule {
     // it is a direct connection, so no <activate/> is needed (XEP-0065 §5).
     const expectation = own?.expect(hash, connectTimeoutMs);
     if (own) hosts.push({ jid: from, host: own.host, port: own.port });
-    hosts.push(...this.deps.proxies);
+    const proxies = this.deps.proxies.list;
+    hosts.push(...proxies);
     let used: string | undefined;
     try {
       const result = await run.race(
@@ -195,7 +196,7 @@ export class SiDelivery implements Delivery, ComponentModule {
       }
     } else {
       expectation?.cancel();
-      const proxy = this.deps.proxies.find((p) => p.jid === used);
+      const proxy = proxies.find((p) => p.jid === used);
       if (!proxy) throw new S5bFailed(`receiver chose an unknown streamhost ${used ?? '(none)'}`, true);
       try {
         socket = await connectProxy({

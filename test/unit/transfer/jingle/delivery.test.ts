@@ -410,7 +410,10 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       },
     });
     const peer: { responder?: Responder } = {};
-    const modules = transferModules(config.transfer, (iq: Element, t: number) => peer.responder!.request(iq, t), sh);
+    const modules = transferModules(config.transfer, (iq: Element, t: number) => peer.responder!.request(iq, t), sh, {
+      domain: 'reports.example.com',
+      log,
+    });
     const { jingle, ibb } = modules;
     const router = new IqRouter().add(jingle.routes).add(ibb.routes);
     const responder = (peer.responder = new Responder(router, b));

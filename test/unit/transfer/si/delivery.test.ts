@@ -177,7 +177,10 @@ describe('transfer/si delivery against a scripted receiver', () => {
       },
     });
     const peer: { rx?: Receiver } = {};
-    const modules = transferModules(config.transfer, (iq: Element) => peer.rx!.request(iq), streamhost);
+    const modules = transferModules(config.transfer, (iq: Element) => peer.rx!.request(iq), streamhost, {
+      domain: 'reports.example.com',
+      log,
+    });
     const router = new IqRouter().add(modules.si.routes).add(modules.ibb.routes);
     const rx = (peer.rx = new Receiver(router, b));
     return { si: modules.si, ibb: modules.ibb, rx, connectionLost: modules.connectionLost };
