@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine with
 # Node 20: Debian packages when missing (ejabberd; for tests also libpurple's
-# headers and slixmpp), and node_modules when missing. Usage: deps.sh [demo|test]
+# headers, slixmpp, and Profanity with tmux to drive it), and node_modules
+# when missing. Usage: deps.sh [demo|test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-test}
@@ -15,6 +16,8 @@ if [ "$what" = test ]; then
   pkg-config --exists glib-2.0 2>/dev/null || pkgs+=(libglib2.0-dev)
   command -v gcc >/dev/null 2>&1 || pkgs+=(gcc)
   /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || pkgs+=(python3-slixmpp)
+  command -v profanity >/dev/null 2>&1 || pkgs+=(profanity)
+  command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps.sh: installing Debian packages: ${pkgs[*]}" >&2
