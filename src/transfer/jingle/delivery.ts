@@ -12,7 +12,6 @@
 // stream cleanly after it; for IBB every block was acknowledged by a client
 // not listed in transfer.jingle.noIbbClients.
 import type { Socket } from 'node:net';
-import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import type { ClientInfo } from '../../xmpp/caps.js';
 import { requestFailure } from '../../xmpp/errors.js';
@@ -30,12 +29,9 @@ import {
   type Method,
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
-import type { IbbStreams } from '../ibb/streams.js';
 import { Interruption, stopReasonOf, type StopReason } from '../interruption.js';
 import { connectProxy } from '../s5b/proxy.js';
-import { StreamError, type S5bSender } from '../s5b/send.js';
-import type { StreamhostInfo } from '../s5b/stanzas.js';
-import type { Streamhost } from '../s5b/streamhost.js';
+import { StreamError } from '../s5b/send.js';
 import { agreedBlockSize, ibbOffer } from './ibb-transport.js';
 import type { NetworkPolicy } from '../../networks.js';
 import { dstAddrs, nominate, ourCandidates, tryPeerCandidates } from './s5b-transport.js';
@@ -58,6 +54,7 @@ import {
   type S5bInfo,
   type S5bTransport,
 } from './stanzas.js';
+import type { StreamDeps } from '../streams.js';
 
 export interface JingleOptions {
   /** bytestreams offered: S5B candidates and/or the in-band transport */
@@ -75,15 +72,6 @@ export interface JingleOptions {
   peerNetworks: NetworkPolicy;
   /** disco#info identity names whose Jingle IBB cannot be trusted with a file */
   noIbbClients: readonly string[];
-}
-
-export interface JingleDeps {
-  request: (iq: Element, timeoutMs: number) => Promise<Element>;
-  streamhost: Streamhost | undefined;
-  /** third-party XEP-0065 proxies, offered as `proxy` candidates */
-  proxies: { readonly list: readonly StreamhostInfo[] };
-  s5b: S5bSender;
-  ibb: IbbStreams;
 }
 
 /** The one content of our sessions (XEP-0234's examples call it 'a-file-offer'). */
@@ -145,7 +133,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
   private readonly running = new Set<Run>();
 
   constructor(
-    private readonly deps: JingleDeps,
+    private readonly deps: StreamDeps,
     private readonly o: JingleOptions,
   ) {}
 

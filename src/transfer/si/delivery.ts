@@ -19,14 +19,13 @@ import {
   type Method,
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
-import type { IbbStreams } from '../ibb/streams.js';
 import { Interruption, stopReasonOf } from '../interruption.js';
 import { connectProxy } from '../s5b/proxy.js';
-import { S5bSender, StreamError } from '../s5b/send.js';
+import { StreamError } from '../s5b/send.js';
 import { dstAddr } from '../s5b/socks5.js';
 import { buildStreamhostOffer, streamhostUsed, type StreamhostInfo } from '../s5b/stanzas.js';
-import type { Streamhost } from '../s5b/streamhost.js';
 import { buildOffer, chosenMethod } from './stanzas.js';
+import type { StreamDeps } from '../streams.js';
 
 export interface SiOptions {
   /** stream methods offered, in this order */
@@ -38,15 +37,6 @@ export interface SiOptions {
   /** an in-band block without an ack for this long ends the stream */
   stallTimeoutMs: number;
   ibb: { blockSize: number; window: number };
-}
-
-export interface SiDeps {
-  request: (iq: Element, timeoutMs: number) => Promise<Element>;
-  streamhost: Streamhost | undefined;
-  /** third-party XEP-0065 proxies, offered after our own streamhost */
-  proxies: { readonly list: readonly StreamhostInfo[] };
-  s5b: S5bSender;
-  ibb: IbbStreams;
 }
 
 /** Why S5B did not work, and whether IBB may still be tried. */
@@ -66,7 +56,7 @@ export class SiDelivery implements Delivery, ComponentModule {
   private readonly running = new Set<Interruption>();
 
   constructor(
-    private readonly deps: SiDeps,
+    private readonly deps: StreamDeps,
     private readonly o: SiOptions,
   ) {}
 
