@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine with
 # Node 20: Debian packages when missing (ejabberd; for tests also libpurple's
-# headers, slixmpp, and Profanity with tmux to drive it), and node_modules
-# when missing. Usage: deps.sh [demo|test]
+# headers, slixmpp, Profanity with tmux to drive it, and Chromium), and
+# node_modules when missing. Usage: deps.sh [demo|test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-test}
@@ -18,6 +18,8 @@ if [ "$what" = test ]; then
   /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || pkgs+=(python3-slixmpp)
   command -v profanity >/dev/null 2>&1 || pkgs+=(profanity)
   command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
+  # the browser for the Converse.js test (puppeteer-core drives it; it downloads none)
+  [ -x /usr/bin/chromium ] || pkgs+=(chromium)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps.sh: installing Debian packages: ${pkgs[*]}" >&2
