@@ -15,63 +15,12 @@
  *
  * Every process is started and stopped by pid; every wait is bounded.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function run(
-  cmd: string,
-  args: string[],
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs: number; input?: string },
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      cmd,
-      args,
-      { env: opts.env ?? process.env, timeout: opts.timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
-        else resolve(stdout);
-      },
-    );
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
-  });
-}
-
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** TERM, wait up to ms, then KILL; by pid only. */
-async function stopPid(pid: number | undefined, ms: number): Promise<void> {
-  if (!alive(pid)) return;
-  try {
-    process.kill(pid!, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + ms;
-  while (alive(pid) && Date.now() < deadline) await sleep(100);
-  if (alive(pid)) {
-    try {
-      process.kill(pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-    const d2 = Date.now() + 5000;
-    while (alive(pid) && Date.now() < d2) await sleep(100);
-  }
-}
+import { alive, run, sleep, startXvfb, stopPid } from './x11.js';
 
 /** Installs dino-im, xvfb, xdotool, dbus, sqlite3, openssl… when missing (scripts/dino-deps.sh). */
 export async function ensureDinoDeps(repoRoot: string, timeoutMs = 15 * 60_000): Promise<void> {
@@ -166,32 +115,6 @@ export async function makeTestCa(dir: string): Promise<TestCa> {
     : '';
   await writeFile(p('bundle.crt'), system + '\n' + ca);
   return { caCert: p('ca.crt'), serverPem: p('server.pem'), bundle: p('bundle.crt') };
-}
-
-/** Starts Xvfb on a display it picks itself; resolves with the display and the process. */
-async function startXvfb(timeoutMs: number): Promise<{ display: string; proc: ChildProcess }> {
-  const proc = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], {
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  proc.stderr!.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
-  const display = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`Xvfb gave no display within ${timeoutMs} ms: ${err}`)), timeoutMs);
-    (proc.stdio[3] as NodeJS.ReadableStream).on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /^(\d+)\n/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(':' + m[1]);
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`Xvfb exited (${code}): ${err}`));
-    });
-  });
-  return { display, proc };
 }
 
 export interface DinoOptions {
