@@ -704,7 +704,19 @@ function validate(c: Config): Config {
   const fail = (key: string, msg: string): never => {
     const s = SETTINGS.find((x) => x.key === key)!;
     throw new ConfigError(`${key} (environment ${s.env}): ${msg}`);
+  }; /** An http(s) URL; a report URL carries no credentials (they come from reports.basicUser/authHeader). */
+  const checkUrl = (key: string, raw: string, noCredentials: boolean): void => {
+    let u: URL | undefined;
+    try {
+      u = new URL(raw.replace('{project}', 'x'));
+    } catch {
+      fail(key, `not a valid URL: ${JSON.stringify(raw)}`);
+    }
+    if (u && u.protocol !== 'http:' && u.protocol !== 'https:') fail(key, 'expected an http: or https: URL');
+    if (noCredentials && u && (u.username || u.password))
+      fail(key, 'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader');
   };
+
   if (!/^xmpp:\/\/[^/:]+:\d+$/.test(c.xmpp.service) && !/^xmpp:\/\/\[[0-9a-f:]+\]:\d+$/i.test(c.xmpp.service)) {
     fail('xmpp.service', `expected xmpp://host:port, got ${JSON.stringify(c.xmpp.service)}`);
   }
@@ -722,19 +734,7 @@ function validate(c: Config): Config {
   if (c.reports.source === 'http') {
     if (!c.reports.urlTemplate.includes('{project}'))
       fail('reports.urlTemplate', 'the http source needs a URL template containing {project}');
-    let url: URL | undefined;
-    try {
-      url = new URL(c.reports.urlTemplate.replace('{project}', 'x'));
-    } catch {
-      fail('reports.urlTemplate', `not a valid URL: ${JSON.stringify(c.reports.urlTemplate)}`);
-    }
-    if (url && url.protocol !== 'http:' && url.protocol !== 'https:')
-      fail('reports.urlTemplate', 'expected an http: or https: URL');
-    if (url && (url.username || url.password))
-      fail(
-        'reports.urlTemplate',
-        'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader',
-      );
+    checkUrl('reports.urlTemplate', c.reports.urlTemplate, true);
     if (c.reports.basicUser !== '' && c.reports.authHeader !== '')
       fail('reports.basicUser', 'give either basic auth or reports.authHeader, not both');
   }
@@ -760,32 +760,11 @@ function validate(c: Config): Config {
     fail('transfer.order', 'list each of si, jingle, link at most once, at least one');
   const badNetwork = NetworkPolicy.validate(c.transfer.jingle.peerNetworks);
   if (badNetwork) fail('transfer.jingle.peerNetworks', badNetwork);
-  if (c.links.publicBaseUrl) {
-    let u: URL | undefined;
-    try {
-      u = new URL(c.links.publicBaseUrl);
-    } catch {
-      fail('links.publicBaseUrl', `not a valid URL: ${JSON.stringify(c.links.publicBaseUrl)}`);
-    }
-    if (u && u.protocol !== 'http:' && u.protocol !== 'https:')
-      fail('links.publicBaseUrl', 'expected an http: or https: URL');
-  }
+  if (c.links.publicBaseUrl) checkUrl('links.publicBaseUrl', c.links.publicBaseUrl, false);
   if (c.reports.metadataUrlTemplate) {
-    let u: URL | undefined;
-    try {
-      u = new URL(c.reports.metadataUrlTemplate.replace('{project}', 'x'));
-    } catch {
-      fail('reports.metadataUrlTemplate', `not a valid URL: ${JSON.stringify(c.reports.metadataUrlTemplate)}`);
-    }
+    checkUrl('reports.metadataUrlTemplate', c.reports.metadataUrlTemplate, true);
     if (!c.reports.metadataUrlTemplate.includes('{project}'))
       fail('reports.metadataUrlTemplate', 'expected a URL containing {project}');
-    if (u && u.protocol !== 'http:' && u.protocol !== 'https:')
-      fail('reports.metadataUrlTemplate', 'expected an http: or https: URL');
-    if (u && (u.username || u.password))
-      fail(
-        'reports.metadataUrlTemplate',
-        'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader',
-      );
   }
   if (c.metrics.bindPort > 65535) fail('metrics.bindPort', 'expected a port number up to 65535');
   c.admin.jids = c.admin.jids.map((j) => j.toLowerCase());
