@@ -10,6 +10,7 @@ import type { ReceiverProcess } from '../support/receiver.js';
 import { startPurpleReceiver } from '../support/purple.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { ComponentProcess, getEjabberd, getIntranet, sleep, startComponent, user } from './harness.js';
+import { siAnswer } from '../support/si.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 let counter = 610000 + Math.floor(Math.random() * 80000);
@@ -246,19 +247,7 @@ describe('integration: ejabberd restarts under a direct (S5B) transfer', functio
     slow.xmpp.middleware.use(async (ctx, next) => {
       const st = ctx.stanza;
       if (st.getChild('si', NS.SI)) {
-        return xml(
-          'si',
-          { xmlns: NS.SI },
-          xml(
-            'feature',
-            { xmlns: NS.FEATURE_NEG },
-            xml(
-              'x',
-              { xmlns: NS.DATA_FORMS, type: 'submit' },
-              xml('field', { var: 'stream-method' }, xml('value', {}, NS.BYTESTREAMS)),
-            ),
-          ),
-        );
+        return siAnswer(NS.BYTESTREAMS);
       }
       const q = st.getChild('query', NS.BYTESTREAMS);
       if (!q || st.attrs.type !== 'set') return next();

@@ -6,29 +6,13 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { xml } from '@xmpp/client';
-import type { Element } from '@xmpp/component';
 import { dstAddr } from '../../src/transfer/s5b/socks5.js';
 import { NS } from '../../src/xmpp/namespaces.js';
 import { XmppUser } from '../support/xmpp-user.js';
 import { getEjabberd, getIntranet, sleep, startComponent, user } from './harness.js';
+import { siAnswer } from '../support/si.js';
 
 let counter = 330000 + Math.floor(Math.random() * 80000);
-
-function siAnswer(method: string): Element {
-  return xml(
-    'si',
-    { xmlns: NS.SI },
-    xml(
-      'feature',
-      { xmlns: NS.FEATURE_NEG },
-      xml(
-        'x',
-        { xmlns: NS.DATA_FORMS, type: 'submit' },
-        xml('field', { var: 'stream-method' }, xml('value', {}, method)),
-      ),
-    ),
-  );
-}
 
 /** SOCKS5 handshake as a XEP-0065 target; resolves with the socket once the streamhost answered. */
 function socksConnect(host: string, port: number, addr: string): Promise<Socket> {

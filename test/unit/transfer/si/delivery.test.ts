@@ -23,6 +23,7 @@ import { parseJid } from '../../../../src/xmpp/addresses.js';
 import { NS } from '../../../../src/xmpp/namespaces.js';
 import { IqRouter } from '../../../../src/xmpp/router.js';
 import { fileReport } from '../../../support/reports.js';
+import { siAnswer } from '../../../support/si.js';
 
 const US = '1234@reports.example.com/reports';
 const THEM = 'alice@example.com/pidgin';
@@ -73,21 +74,7 @@ class Receiver {
       if (this.b.offer === 'decline') throw new StanzaFail('forbidden');
       if (this.b.offer === 'silent') return new Promise<Element>(() => {}); // a person who never clicks
       const method = this.b.offer === 'ibb-only' ? NS.IBB : NS.BYTESTREAMS;
-      return result(
-        xml(
-          'si',
-          { xmlns: NS.SI },
-          xml(
-            'feature',
-            { xmlns: NS.FEATURE_NEG },
-            xml(
-              'x',
-              { xmlns: NS.DATA_FORMS, type: 'submit' },
-              xml('field', { var: 'stream-method' }, xml('value', {}, method)),
-            ),
-          ),
-        ),
-      );
+      return result(siAnswer(method));
     }
     const query = iq.getChild('query', NS.BYTESTREAMS);
     if (query) {

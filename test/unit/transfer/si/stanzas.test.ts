@@ -8,6 +8,7 @@ import {
   streamhostUsed,
 } from '../../../../src/transfer/s5b/stanzas.js';
 import { NS } from '../../../../src/xmpp/namespaces.js';
+import { siAnswer } from '../../../support/si.js';
 
 const file = {
   name: 'status-1234.pdf',
@@ -45,24 +46,7 @@ describe('transfer/si and bytestreams stanzas', () => {
   });
 
   it('reads the chosen method from the answer (XEP-0095 example 2)', () => {
-    const answer = (value: string) =>
-      xml(
-        'iq',
-        { type: 'result' },
-        xml(
-          'si',
-          { xmlns: NS.SI },
-          xml(
-            'feature',
-            { xmlns: NS.FEATURE_NEG },
-            xml(
-              'x',
-              { xmlns: NS.DATA_FORMS, type: 'submit' },
-              xml('field', { var: 'stream-method' }, xml('value', {}, value)),
-            ),
-          ),
-        ),
-      );
+    const answer = (value: string) => xml('iq', { type: 'result' }, siAnswer(value));
     expect(chosenMethod(answer(NS.BYTESTREAMS), ['s5b', 'ibb'])).to.equal('s5b');
     expect(chosenMethod(answer(NS.IBB), ['s5b', 'ibb'])).to.equal('ibb');
     expect(chosenMethod(answer(NS.IBB), ['s5b'])).to.equal(undefined); // not offered
