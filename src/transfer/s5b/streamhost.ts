@@ -203,6 +203,11 @@ export class Streamhost {
     };
     const deadline = setTimeout(() => fail('handshake timeout'), this.opts.handshakeTimeoutMs);
     const silence = setTimeout(() => fail('no greeting'), Math.min(FIRST_BYTE_MS, this.opts.handshakeTimeoutMs));
+    // An evicted or vanished connection's deadlines must not fire (and be counted as refusals) later.
+    sock.once('close', () => {
+      clearTimeout(deadline);
+      clearTimeout(silence);
+    });
     const onData = (chunk: Buffer) => {
       clearTimeout(silence);
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
