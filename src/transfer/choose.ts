@@ -124,14 +124,14 @@ export class ChoosingDelivery implements Delivery {
     const names = new Set(info.identities.map((i) => i.name.trim().toLowerCase()));
     const entries = (this.opts.brokenJingle ?? []).map(parseClient).filter((e) => names.has(e.name));
     if (entries.length === 0) return false;
-    let hit = entries.some((e) => e.version === undefined);
-    let version: string | undefined;
-    if (!hit) {
-      version = await this.opts.version?.(req.from, req.to).catch(() => undefined);
-      hit = entries.some(
-        (e) => version !== undefined && (version === e.version || version.startsWith(`${e.version}.`)),
-      );
-    }
+    const anyVersion = entries.some((e) => e.version === undefined);
+    const version = anyVersion ? undefined : await this.opts.version?.(req.from, req.to).catch(() => undefined);
+    // A client that will not tell its version (Gajim 1.7 answers XEP-0092 only to contacts it shares
+    // presence with) is taken for the broken one: a link reaches it, a Jingle offer would hang.
+    const hit =
+      anyVersion ||
+      version === undefined ||
+      entries.some((e) => version === e.version || version.startsWith(`${e.version}.`));
     if (hit) req.log.info({ client: [...names].join(', '), version }, 'known-broken Jingle client: no Jingle offer');
     return hit;
   }

@@ -151,9 +151,10 @@ describe('transfer/ChoosingDelivery', () => {
     const fixed = setup('gajim17', { version: '2.0.1' });
     await fixed.choosing.deliver(fixed.req);
     expect(fixed.calls).to.deep.equal(['jingle']);
+    // Gajim 1.7 tells its version only to contacts it shares presence with: unknown counts as broken
     const unknownVersion = setup('gajim17', {});
     await unknownVersion.choosing.deliver(unknownVersion.req);
-    expect(unknownVersion.calls).to.deep.equal(['jingle']); // only a known-broken version is skipped
+    expect(unknownVersion.calls).to.deep.equal(['link']);
     const dino = setup('dino');
     await dino.choosing.deliver(dino.req);
     expect(dino.versions).to.deep.equal([]); // nobody else is asked their version
