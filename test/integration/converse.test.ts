@@ -12,25 +12,15 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { replies } from '../../src/chat/replies.js';
 import { ConverseClient, converseVersion, requireChromium } from '../support/converse.js';
-import { getEjabberd, getIntranet, startComponent, user, type RunningComponent } from './harness.js';
+import { freePort, getEjabberd, getIntranet, startComponent, user, type RunningComponent } from './harness.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const runDir = join(process.cwd(), '.run', 'converse');
 let projectCounter = 730000 + Math.floor(Math.random() * 60000);
-
-/** A port that was free a moment ago (the link server's public URL must name its real port: the user clicks it). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 describe(`integration: a real Converse.js ${converseVersion()} in headless Chromium`, function () {
   this.timeout(180_000);

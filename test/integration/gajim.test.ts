@@ -8,22 +8,22 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GajimClient, ensureGajimDeps, requireGajimTools } from '../support/gajim.js';
-import { getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
+import {
+  freePort,
+  getEjabberd,
+  getIntranet,
+  sleep,
+  startComponent,
+  user,
+  waitForSession,
+  type RunningComponent,
+} from './harness.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const repoRoot = process.cwd();
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 describe('integration: a real Gajim 1.7 gets the report as a link (no Jingle) and downloads it', function () {
   this.timeout(240_000);
@@ -80,23 +80,14 @@ describe('integration: a real Gajim 1.7 gets the report as a link (no Jingle) an
       port: ej.c2sPort,
     });
     // Gajim connects by itself (autoconnect account); ejabberd says when its session is there.
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      const res = await fetch(`http://127.0.0.1:${ej.httpPort}/api/user_resources`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ user: u.username, host: ej.domain }),
-        signal: AbortSignal.timeout(10_000),
-      }).catch(() => undefined);
-      const resources: unknown = res?.ok ? await res.json() : [];
-      if (Array.isArray(resources) && resources.includes(gajim.resource)) break;
-      if (Date.now() > deadline)
-        throw new Error(
-          `Gajim did not log in to 127.0.0.1:${ej.c2sPort} within 90 s; visible windows: ` +
-            `${JSON.stringify(await gajim.windowNames())}; Gajim's log tail:\n${(await gajim.log()).slice(-2000)}`,
-        );
-      await sleep(500);
-    }
+    await waitForSession(
+      ej,
+      u.username,
+      gajim.resource,
+      90_000,
+      async () =>
+        `visible windows: ${JSON.stringify(await gajim!.windowNames())}; Gajim's log tail:\n${(await gajim!.log()).slice(-2000)}`,
+    );
   });
 
   afterEach(async function () {

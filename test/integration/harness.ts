@@ -1,7 +1,8 @@
 // Shared set-up for integration tests: one private ejabberd for the whole run
 // (scripts/ejabberd.sh), a stand-in intranet, and the component in-process
 // with its logs captured so tests can read them.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -198,5 +199,61 @@ export class ComponentProcess {
     const code = await this.exited;
     clearTimeout(timer);
     return code;
+  }
+}
+
+/** A loopback TCP port nobody listens on (now). */
+export async function freePort(): Promise<number> {
+  const srv = createTcpServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** Waits (bounded) until file exists with size bytes; a larger file fails at once. */
+export async function waitForFile(file: string, size: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = 'no file';
+  for (;;) {
+    try {
+      const st = await stat(file);
+      seen = `${st.size} bytes`;
+      if (st.size === size) return;
+      if (st.size > size) throw new Error(`${file} has ${st.size} bytes, more than the ${size} of the report`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (Date.now() > deadline) throw new Error(`${file} did not reach ${size} bytes within ${timeoutMs} ms (${seen})`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Waits (bounded) until ejabberd has a session of username with this resource
+ * (a real client that logs in by itself); `why` says what to show when it never does.
+ */
+export async function waitForSession(
+  ej: EjabberdInstance,
+  username: string,
+  resource: string,
+  timeoutMs: number,
+  why: () => Promise<string>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`http://127.0.0.1:${ej.httpPort}/api/user_resources`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: username, host: ej.domain }),
+      signal: AbortSignal.timeout(10_000),
+    }).catch(() => undefined);
+    const resources: unknown = res?.ok ? await res.json() : [];
+    if (Array.isArray(resources) && resources.includes(resource)) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `${username}/${resource} did not log in to 127.0.0.1:${ej.c2sPort} within ${timeoutMs} ms; ${await why()}`,
+      );
+    await sleep(500);
   }
 }

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { xml } from '@xmpp/client';
@@ -16,17 +16,9 @@ import { NS } from '../../src/xmpp/namespaces.js';
 import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { XmppUser } from '../support/xmpp-user.js';
-import { getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
+import { freePort, getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function freePort(): Promise<number> {
-  const srv = createTcpServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** A stand-in for the intranet's project metadata: /meta/<id>.json → {"name": …}. */
 async function metadataServer(

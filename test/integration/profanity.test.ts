@@ -4,41 +4,22 @@
 // server, and Profanity's `/url save` must save the report byte-exact.
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProfanityClient, requireProfanityTools } from '../support/profanity.js';
-import { getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
+import {
+  freePort,
+  getEjabberd,
+  getIntranet,
+  startComponent,
+  user,
+  waitForFile,
+  type RunningComponent,
+} from './harness.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-/** Waits (bounded) until file exists with size bytes; a larger file fails at once. */
-async function waitForFile(file: string, size: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let seen = 'no file';
-  for (;;) {
-    try {
-      const st = await stat(file);
-      seen = `${st.size} bytes`;
-      if (st.size === size) return;
-      if (st.size > size) throw new Error(`${file} has ${st.size} bytes, more than the ${size} of the report`);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    if (Date.now() > deadline) throw new Error(`${file} did not reach ${size} bytes within ${timeoutMs} ms (${seen})`);
-    await sleep(100);
-  }
-}
 
 describe('integration: a real Profanity 0.13.1 gets the report as a link and saves it', function () {
   this.timeout(180_000);

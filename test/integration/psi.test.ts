@@ -5,32 +5,23 @@
 // saved file is the report byte-exact.
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PsiClient, ensurePsiDeps, requirePsiTools } from '../support/psi.js';
-import { getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
+import {
+  getEjabberd,
+  getIntranet,
+  sleep,
+  startComponent,
+  user,
+  waitForFile,
+  waitForSession,
+  type RunningComponent,
+} from './harness.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const repoRoot = process.cwd();
-
-/** Waits (bounded) until file exists with size bytes; a larger file fails at once. */
-async function waitForFile(file: string, size: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let seen = 'no file';
-  for (;;) {
-    try {
-      const st = await stat(file);
-      seen = `${st.size} bytes`;
-      if (st.size === size) return;
-      if (st.size > size) throw new Error(`${file} has ${st.size} bytes, more than the ${size} of the report`);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    if (Date.now() > deadline) throw new Error(`${file} did not reach ${size} bytes within ${timeoutMs} ms (${seen})`);
-    await sleep(200);
-  }
-}
 
 describe('integration: SI file transfer by S5B to a real Psi 1.5', function () {
   this.timeout(240_000);
@@ -57,23 +48,14 @@ describe('integration: SI file transfer by S5B to a real Psi 1.5', function () {
       saveDir: join(workDir, 'saved'),
     });
     // Psi connects by itself (autoconnect account); ejabberd says when its session is there.
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const res = await fetch(`http://127.0.0.1:${ej.httpPort}/api/user_resources`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ user: u.username, host: ej.domain }),
-        signal: AbortSignal.timeout(10_000),
-      }).catch(() => undefined);
-      const resources: unknown = res?.ok ? await res.json() : [];
-      if (Array.isArray(resources) && resources.includes(psi.resource)) break;
-      if (Date.now() > deadline)
-        throw new Error(
-          `Psi did not log in to 127.0.0.1:${ej.c2sPort} within 60 s; visible windows: ` +
-            `${JSON.stringify(await psi.windowNames())}; Psi's log tail:\n${(await psi.log()).slice(-2000)}`,
-        );
-      await sleep(500);
-    }
+    await waitForSession(
+      ej,
+      u.username,
+      psi.resource,
+      60_000,
+      async () =>
+        `visible windows: ${JSON.stringify(await psi!.windowNames())}; Psi's log tail:\n${(await psi!.log()).slice(-2000)}`,
+    );
   });
 
   afterEach(async function () {

@@ -4,25 +4,17 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPurpleReceiver } from '../support/purple.js';
 import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
-import { getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
+import { freePort, getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
 
 type Kind = 'purple' | 'slix';
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 let projectCounter = 700000 + Math.floor(Math.random() * 90000);
-
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 interface Rx {
   proc: ReceiverProcess;
@@ -162,7 +154,7 @@ for (const kind of ['purple', 'slix'] as const) {
         comp = await startComponent({
           XR_REPORTS_SOURCE: 'http',
           XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
-          XR_PROXY_ADVERTISE_PORT: String(await closedPort()),
+          XR_PROXY_ADVERTISE_PORT: String(await freePort()),
           XR_IBB_BLOCK_SIZE: '4096',
         });
       });

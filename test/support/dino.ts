@@ -22,9 +22,9 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alive, run, sleep, startXvfb, stopPid } from './x11.js';
 
-/** Installs dino-im, xvfb, xdotool, dbus, sqlite3, openssl… when missing (scripts/dino-deps.sh). */
+/** Installs dino-im, xvfb, xdotool, dbus, sqlite3, openssl… when missing (scripts/desktop-deps.sh dino). */
 export async function ensureDinoDeps(repoRoot: string, timeoutMs = 15 * 60_000): Promise<void> {
-  await run('bash', [join(repoRoot, 'scripts', 'dino-deps.sh')], { timeoutMs });
+  await run('bash', [join(repoRoot, 'scripts', 'desktop-deps.sh'), 'dino'], { timeoutMs });
 }
 
 export interface TestCa {

@@ -23,11 +23,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alive, run, sleep, startXvfb, stopPid } from './x11.js';
+import { DesktopClient, alive, run, sleep, startXvfb, stopPid } from './x11.js';
 
-/** Installs gajim, xvfb, xdotool, dbus, imagemagick when missing (scripts/gajim-deps.sh). */
+/** Installs gajim, xvfb, xdotool, dbus, imagemagick when missing (scripts/desktop-deps.sh gajim). */
 export async function ensureGajimDeps(repoRoot: string, timeoutMs = 15 * 60_000): Promise<void> {
-  await run('bash', [join(repoRoot, 'scripts', 'gajim-deps.sh')], { timeoutMs });
+  await run('bash', [join(repoRoot, 'scripts', 'desktop-deps.sh'), 'gajim'], { timeoutMs });
 }
 
 /** Fails (never skips) with a clear message when a tool the Gajim test needs is missing. */
@@ -38,7 +38,7 @@ export async function requireGajimTools(): Promise<void> {
   if (missing.length > 0)
     throw new Error(
       `${missing.join(', ')} not found on PATH: the Gajim test needs the Debian packages gajim, xvfb, xdotool and dbus ` +
-        '(bash scripts/gajim-deps.sh installs them) and runs as root (useradd/runuser)',
+        '(bash scripts/desktop-deps.sh gajim installs them) and runs as root (useradd/runuser)',
     );
 }
 
@@ -55,17 +55,18 @@ export interface GajimOptions {
   port: number;
 }
 
-export class GajimClient {
+export class GajimClient extends DesktopClient {
+  protected readonly appName = 'Gajim';
   private xvfb: ChildProcess | undefined;
-  private display = '';
-  private session: ChildProcess | undefined; // runuser … dbus-run-session
+  // this.session: runuser … dbus-run-session
   private gajimPid: number | undefined;
   private uid: number | undefined;
   private readonly userName: string;
   readonly home: string;
-  readonly logFile: string;
+  override readonly logFile: string;
 
   private constructor(private readonly o: GajimOptions) {
+    super();
     this.home = join(o.workDir, 'home');
     this.logFile = join(o.workDir, 'gajim.log');
     this.userName = `xrgajim${process.pid % 100000}`;
@@ -167,80 +168,6 @@ export class GajimClient {
     this.gajimPid = Number((await readFile(this.pidFile, 'utf8')).trim());
   }
 
-  private async until(pred: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      if (await pred().catch(() => false)) return;
-      if (this.session && !alive(this.session.pid))
-        throw new Error(`Gajim exited while waiting for ${what}; log tail:\n${(await this.log()).slice(-3000)}`);
-      if (Date.now() > deadline)
-        throw new Error(
-          `timed out after ${ms} ms waiting for ${what}; Gajim's log tail:\n${(await this.log()).slice(-3000)}`,
-        );
-      await sleep(250);
-    }
-  }
-
-  /** Gajim's stdout and stderr. */
-  async log(): Promise<string> {
-    return readFile(this.logFile, 'utf8').catch(() => '');
-  }
-
-  private xdo(args: string[], timeoutMs = 10_000): Promise<string> {
-    return run('xdotool', args, { env: { ...process.env, DISPLAY: this.display }, timeoutMs });
-  }
-
-  /** Visible windows whose name matches (xdotool search --onlyvisible --name). */
-  async windows(name: string): Promise<string[]> {
-    const out = await this.xdo(['search', '--onlyvisible', '--name', name]).catch(() => '');
-    return out.split(/\s+/).filter(Boolean);
-  }
-
-  /** Names of all visible windows (for failure messages). */
-  async windowNames(): Promise<string[]> {
-    const names: string[] = [];
-    for (const id of await this.windows('.')) {
-      const n = (await this.xdo(['getwindowname', id]).catch(() => '')).trim();
-      if (n) names.push(n);
-    }
-    return names;
-  }
-
-  /** Waits (bounded) for a visible window whose name matches; resolves with its id. */
-  async waitForWindow(name: string, timeoutMs: number): Promise<string> {
-    let id = '';
-    await this.until(
-      async () => {
-        [id = ''] = await this.windows(name);
-        return id !== '';
-      },
-      timeoutMs,
-      `a window named /${name}/`,
-    ).catch(async (err: Error) => {
-      throw new Error(`${err.message}\nvisible windows: ${JSON.stringify(await this.windowNames())}`);
-    });
-    return id;
-  }
-
-  /** Gives a window the keyboard focus (no window manager here) and sends keys to it. */
-  async keys(id: string, ...keys: string[]): Promise<void> {
-    await this.xdo(['windowraise', id]);
-    await this.xdo(['windowfocus', '--sync', id]);
-    await sleep(200);
-    for (const k of keys) {
-      await this.xdo(['key', '--clearmodifiers', k]);
-      await sleep(150);
-    }
-  }
-
-  /** Types text into a window (focused first). */
-  async type(id: string, text: string): Promise<void> {
-    await this.xdo(['windowraise', id]);
-    await this.xdo(['windowfocus', '--sync', id]);
-    await sleep(200);
-    await this.xdo(['type', '--delay', '30', text], 30_000);
-  }
-
   /** Activates one of Gajim's GApplication actions on its session bus (org.gtk.Actions.Activate). */
   async action(name: string, parameter: string): Promise<void> {
     const bus = (await readFile(this.busFile, 'utf8')).trim();
@@ -267,14 +194,6 @@ export class GajimClient {
   /** Files in Gajim's download dir (none when it does not exist yet). */
   async downloads(): Promise<string[]> {
     return readdir(this.downloadDir).catch(() => []);
-  }
-
-  /** A PNG of the screen (for debugging a failed run): imagemagick's import, else xwd. */
-  async screenshot(path: string): Promise<void> {
-    await run('sh', ['-c', `import -window root "$1" 2>/dev/null || xwd -root -silent -out "$1.xwd"`, 'sh', path], {
-      env: { ...process.env, DISPLAY: this.display },
-      timeoutMs: 20_000,
-    });
   }
 
   /** Processes of the throw-away user (Gajim's helpers, its bus daemon). */

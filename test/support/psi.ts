@@ -20,11 +20,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alive, run, sleep, startXvfb, stopPid } from './x11.js';
+import { DesktopClient, alive, run, sleep, startXvfb, stopPid } from './x11.js';
 
-/** Installs psi, xvfb, xdotool, dbus, imagemagick when missing (scripts/psi-deps.sh). */
+/** Installs psi, xvfb, xdotool, dbus, imagemagick when missing (scripts/desktop-deps.sh psi). */
 export async function ensurePsiDeps(repoRoot: string, timeoutMs = 15 * 60_000): Promise<void> {
-  await run('bash', [join(repoRoot, 'scripts', 'psi-deps.sh')], { timeoutMs });
+  await run('bash', [join(repoRoot, 'scripts', 'desktop-deps.sh'), 'psi'], { timeoutMs });
 }
 
 /** Fails (never skips) with a clear message when a tool the Psi test needs is missing. */
@@ -35,7 +35,7 @@ export async function requirePsiTools(): Promise<void> {
   if (missing.length > 0)
     throw new Error(
       `${missing.join(', ')} not found on PATH: the Psi test needs the Debian packages psi, xvfb, xdotool and dbus ` +
-        '(bash scripts/psi-deps.sh installs them)',
+        '(bash scripts/desktop-deps.sh psi installs them)',
     );
 }
 
@@ -63,15 +63,16 @@ export interface PsiOptions {
   saveDir: string;
 }
 
-export class PsiClient {
+export class PsiClient extends DesktopClient {
+  protected readonly appName = 'Psi';
   private xvfb: ChildProcess | undefined;
-  private display = '';
-  private session: ChildProcess | undefined; // dbus-run-session
+  // this.session: dbus-run-session
   private psiPid: number | undefined;
   private readonly home: string;
-  readonly logFile: string;
+  override readonly logFile: string;
 
   private constructor(private readonly o: PsiOptions) {
+    super();
     this.home = join(o.workDir, 'home');
     this.logFile = join(o.workDir, 'psi.log');
   }
@@ -185,93 +186,11 @@ export class PsiClient {
     await writeFile(join(dir, 'options.xml'), options);
   }
 
-  private async until(pred: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      if (await pred().catch(() => false)) return;
-      if (this.session && !alive(this.session.pid))
-        throw new Error(`Psi exited while waiting for ${what}; log tail:\n${(await this.log()).slice(-3000)}`);
-      if (Date.now() > deadline)
-        throw new Error(
-          `timed out after ${ms} ms waiting for ${what}; Psi's log tail:\n${(await this.log()).slice(-3000)}`,
-        );
-      await sleep(250);
-    }
-  }
-
-  /** Psi's stdout and stderr. */
-  async log(): Promise<string> {
-    return readFile(this.logFile, 'utf8').catch(() => '');
-  }
-
-  private xdo(args: string[], timeoutMs = 10_000): Promise<string> {
-    return run('xdotool', args, { env: this.env(), timeoutMs });
-  }
-
-  /** Visible windows whose name matches (xdotool search --onlyvisible --name). */
-  async windows(name: string): Promise<string[]> {
-    const out = await this.xdo(['search', '--onlyvisible', '--name', name]).catch(() => '');
-    return out.split(/\s+/).filter(Boolean);
-  }
-
-  /** Names of all visible windows (for failure messages). */
-  async windowNames(): Promise<string[]> {
-    const names: string[] = [];
-    for (const id of await this.windows('.')) {
-      const n = (await this.xdo(['getwindowname', id]).catch(() => '')).trim();
-      if (n) names.push(n);
-    }
-    return names;
-  }
-
-  /** Waits (bounded) for a visible window whose name matches; resolves with its id. */
-  async waitForWindow(name: string, timeoutMs: number): Promise<string> {
-    let id = '';
-    await this.until(
-      async () => {
-        [id = ''] = await this.windows(name);
-        return id !== '';
-      },
-      timeoutMs,
-      `a window named /${name}/`,
-    ).catch(async (err: Error) => {
-      throw new Error(`${err.message}\nvisible windows: ${JSON.stringify(await this.windowNames())}`);
-    });
-    return id;
-  }
-
-  /** Gives a window the keyboard focus (no window manager here: XSetInputFocus) and sends keys to it. */
-  async keys(id: string, ...keys: string[]): Promise<void> {
-    await this.xdo(['windowraise', id]);
-    await this.xdo(['windowfocus', '--sync', id]);
-    await sleep(200);
-    for (const k of keys) {
-      await this.xdo(['key', '--clearmodifiers', k]);
-      await sleep(150);
-    }
-  }
-
-  /** Types text into a window (focused first). */
-  async type(id: string, text: string): Promise<void> {
-    await this.xdo(['windowraise', id]);
-    await this.xdo(['windowfocus', '--sync', id]);
-    await sleep(200);
-    await this.xdo(['type', '--delay', '30', text], 30_000);
-  }
-
   /** Opens the chat with a JID, as a click on an xmpp: link would (on Psi's own session bus). */
   async openChat(jid: string): Promise<void> {
     const bus = (await readFile(join(this.o.workDir, 'bus.addr'), 'utf8')).trim();
     await run('psi', [`--uri=xmpp:${jid}?message;type=chat`], {
       env: { ...this.env(), DBUS_SESSION_BUS_ADDRESS: bus },
-      timeoutMs: 20_000,
-    });
-  }
-
-  /** A PNG of the screen (for debugging a failed run): imagemagick's import, else xwd. */
-  async screenshot(path: string): Promise<void> {
-    await run('sh', ['-c', `import -window root "$1" 2>/dev/null || xwd -root -silent -out "$1.xwd"`, 'sh', path], {
-      env: this.env(),
       timeoutMs: 20_000,
     });
   }
