@@ -181,8 +181,6 @@ export class App {
           ? { category: 'client', type: 'bot', name: `Project ${t.project} status report` }
           : { category: 'component', type: 'generic', name: 'Project status reports' },
     );
-    const iqs = this.router;
-
     const checkProject = (p: string) => (parser.isProjectId(p) ? null : replies.invalidId(p, example));
     this.connection.onStanza(async (el) => {
       const from = parseJid(el.attrs.from);
@@ -192,7 +190,7 @@ export class App {
       }
       switch (el.name) {
         case 'iq':
-          return iqs.handle(el, from, target);
+          return this.router.handle(el, from, target);
         case 'message':
           this.requests.handleMessage(el, from, target);
           return undefined;
