@@ -116,10 +116,12 @@ const START_NODE_ARGS = (
 const PROFILE = process.env.XR_BENCH_PROFILE
   ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.XR_BENCH_PROFILE)}`]
   : [];
-const PORT_BASE = 35222;
+// XR_BENCH_PORT_BASE / XR_BENCH_SHAPED_PORT_BASE move the bench ejabberds, so two
+// checkouts can bench at once.
+const PORT_BASE = Number(process.env.XR_BENCH_PORT_BASE ?? 35222);
 // Below Linux's ephemeral range (32768-60999): a restart must not find one of
 // its ports taken by some client connection's local port.
-const SHAPED_PORT_BASE = 31242;
+const SHAPED_PORT_BASE = Number(process.env.XR_BENCH_SHAPED_PORT_BASE ?? 31242);
 const COMPONENT_DOMAIN = 'reports.example.com';
 const BENCH_DEADLINE_MS = (QUICK ? 15 : 45) * 60_000; // the whole run, whatever happens
 

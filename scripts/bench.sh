@@ -10,7 +10,8 @@
 #   --quick   smaller files and fewer runs: a smoke check of a few minutes
 #   --only=…  a subset of the items 1 (S5B: SI, and Jingle against SI) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
-#   XR_SLIX_PYTHON (default /usr/bin/python3). For investigating a figure:
+#   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
+#   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:
 #   XR_BENCH_PROFILE=DIR (V8 CPU profiles of the component and the receiver),
 #   XR_BENCH_COMPONENT_LOG=FILE (the components' log lines), XR_BENCH_VERBOSE=1
 #   (every transfer's timings), XR_BENCH_RSS_TIMELINE=1 (item 3 RSS over time),
