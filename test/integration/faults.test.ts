@@ -193,7 +193,9 @@ describe('integration: ejabberd restarts under an in-band transfer', function ()
       // first (the offer ends as "went offline"). Each is logged exactly once, and the
       // user learns the file did not arrive either way.
       const interrupted = comp.logged(/interrupted by a server disconnect/).filter((l) => l.project === project);
-      const gone = comp.logged('requester went offline; ending its offers').filter((l) => String(l.jid).startsWith('ivan@'));
+      const gone = comp
+        .logged('requester went offline; ending its offers')
+        .filter((l) => String(l.jid).startsWith('ivan@'));
       expect(interrupted.length + gone.length, 'one cause logged').to.be.at.least(1);
       expect(interrupted.length, 'interrupted at most once').to.be.at.most(1);
       // The user logs in again: what the component said meanwhile waits in offline storage.
