@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine with
 # Node 20: Debian packages when missing (ejabberd; for tests also libpurple's
-# headers, slixmpp, Profanity with tmux to drive it, and Chromium), and
+# headers, slixmpp, Profanity with tmux to drive it, Chromium, and iproute2
+# and nftables for the network lab), and
 # node_modules when missing. Usage: deps.sh [demo|test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,9 @@ if [ "$what" = test ]; then
   command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
   # the browser for the Converse.js test (puppeteer-core drives it; it downloads none)
   [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+  # the network lab (test/support/netlab.ts, scripts/netlab.sh): namespaces, veth, bridges, tc; nft
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || pkgs+=(iproute2)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || pkgs+=(nftables)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps.sh: installing Debian packages: ${pkgs[*]}" >&2
