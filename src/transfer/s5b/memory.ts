@@ -25,6 +25,8 @@ type Outcome = 'worked' | 'failed';
 interface Observation {
   outcome: Outcome;
   at: number;
+  /** observation order (timestamps can tie) */
+  seq: number;
 }
 
 /** Ranks: a streamhost that worked last time first, untried ones next, ones that failed last. */
@@ -35,6 +37,7 @@ export class StreamhostMemory {
   private readonly users = new Map<string, Map<string, Observation>>();
   private readonly now: () => number;
   private readonly maxHosts: number;
+  private seq = 0;
 
   constructor(private readonly o: StreamhostMemoryOptions) {
     this.now = o.now ?? Date.now;
@@ -59,11 +62,11 @@ export class StreamhostMemory {
     this.users.set(user, seen);
     const rankOf = (h: T) => {
       const ob = seen.get(key(h));
-      return { rank: RANK[ob?.outcome ?? 'unknown'], at: ob?.outcome === 'worked' ? ob.at : 0 };
+      return { rank: RANK[ob?.outcome ?? 'unknown'], recent: ob?.outcome === 'worked' ? ob.seq : 0 };
     };
     return hosts
       .map((h, i) => ({ h, i, ...rankOf(h) }))
-      .sort((a, b) => a.rank - b.rank || b.at - a.at || a.i - b.i)
+      .sort((a, b) => a.rank - b.rank || b.recent - a.recent || a.i - b.i)
       .map((x) => x.h);
   }
 
@@ -101,7 +104,7 @@ export class StreamhostMemory {
     const hosts = this.live(user) ?? new Map<string, Observation>();
     for (const k of keys) {
       hosts.delete(k); // re-inserted: Map order = least recently observed first
-      hosts.set(k, { outcome, at });
+      hosts.set(k, { outcome, at, seq: ++this.seq });
     }
     while (hosts.size > this.maxHosts) hosts.delete(hosts.keys().next().value!);
     this.users.delete(user);

@@ -71,7 +71,7 @@ export class Proxies {
         this.o.timeoutMs,
       );
       items = (r.getChild('query', NS.DISCO_ITEMS)?.getChildren('item') ?? [])
-        .map((i) => i.attrs.jid as string | undefined)
+        .map((i): unknown => i.attrs.jid)
         .filter((j): j is string => typeof j === 'string' && j !== '' && !j.includes('/'));
     } catch (err) {
       this.o.log.warn({ domain, err: requestFailure(err) }, 'proxy discovery: the server did not list its services');
@@ -150,8 +150,8 @@ export class Proxies {
 
 /** The <streamhost/> of a §4.2 answer as an offerable streamhost (a non-zero port and a host), or undefined. */
 function announcedStreamhost(sh: Element | undefined, jid: string): StreamhostInfo | undefined {
-  const host = sh?.attrs.host as string | undefined;
+  const host: unknown = sh?.attrs.host;
   const port = Number(sh?.attrs.port);
-  if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+  if (typeof host !== 'string' || host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
   return { jid, host, port }; // activation goes to the JID discovery found
 }
