@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { parseJid } from '../../xmpp/addresses.js';
-import { requestFailure } from '../../xmpp/errors.js';
+import { requestCondition, requestFailure } from '../../xmpp/errors.js';
 import { newId, newSid } from '../../xmpp/ids.js';
 import { NS } from '../../xmpp/namespaces.js';
 import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
@@ -166,7 +166,7 @@ export class SiDelivery implements Delivery, ComponentModule {
     if (own) defaults.push({ jid: from, host: own.host, port: own.port });
     const proxies = this.deps.proxies.list;
     defaults.push(...proxies);
-    // libpurple tries streamhosts in document order, 15 s each when packets are dropped: the one that
+    // libpurple tries streamhosts in document order and waits out each one it cannot reach: the one that
     // worked for this user last time goes first.
     const user = parseJid(to)?.bare ?? to;
     const key = (h: StreamhostInfo) => streamhostKey(h, from);
@@ -183,8 +183,10 @@ export class SiDelivery implements Delivery, ComponentModule {
     } catch (err) {
       expectation?.cancel();
       if (err instanceof DeliveryError) throw err;
-      // libpurple's item-not-found after trying every streamhost, or no answer in time.
-      learn({ failed: offeredKeys });
+      // libpurple's item-not-found after trying every streamhost, or still no answer when our wait ended. Any
+      // other error (the user went offline) says nothing about the streamhosts.
+      if (requestCondition(err) === 'item-not-found' || (err as Error).name === 'TimeoutError')
+        learn({ failed: offeredKeys });
       throw new S5bFailed(`receiver could not connect (${requestFailure(err)})`, true);
     }
     let socket: Socket;
