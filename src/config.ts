@@ -296,6 +296,36 @@ const DECLARED = [
     doc: 'extra XEP-0065 proxies offered after the built-in one, as jid@host:port (e.g. proxy.example.com@proxy.example.com:7777)',
   },
   {
+    key: 'transfer.discoverProxies',
+    env: 'XR_DISCOVER_PROXIES',
+    kind: 'bool',
+    def: true,
+    doc: "find the server's XEP-0065 proxies at connect and on reload (disco#items and disco#info on transfer.discoverDomain) and offer them after the built-in streamhost and transfer.externalProxies",
+  },
+  {
+    key: 'transfer.discoverDomain',
+    env: 'XR_DISCOVER_DOMAIN',
+    kind: 'string',
+    def: '',
+    doc: "the XMPP server's domain, searched for proxies (default: the parent of xmpp.domain; the component protocol does not tell it)",
+  },
+  {
+    key: 'transfer.memory.maxUsers',
+    env: 'XR_MEMORY_MAX_USERS',
+    kind: 'int',
+    def: 10000,
+    min: 0,
+    doc: 'users (bare JIDs) for whom the streamhost that worked is remembered and offered first next time; least recently used forgotten first; 0 = remember nothing',
+  },
+  {
+    key: 'transfer.memory.ttlMs',
+    env: 'XR_MEMORY_TTL_MS',
+    kind: 'int',
+    def: 604800000,
+    min: 1000,
+    doc: 'how long what a transfer showed about a streamhost (worked, failed) counts for that user',
+  },
+  {
     key: 'transfer.ibb.blockSize',
     env: 'XR_IBB_BLOCK_SIZE',
     kind: 'int',
@@ -539,6 +569,9 @@ export interface Config {
       maxPerAddress: number;
     };
     externalProxies: string[];
+    discoverProxies: boolean;
+    discoverDomain: string;
+    memory: { maxUsers: number; ttlMs: number };
     ibb: { blockSize: number; window: number };
     order: Array<'si' | 'jingle' | 'link'>;
     jingle: { peerNetworks: string[]; noIbbClients: string[]; brokenClients: string[]; ackTimeoutMs: number };
@@ -771,6 +804,12 @@ function validate(c: Config): Config {
     if (!/^[^@\s]+@[^\s:]+:\d{1,5}$/.test(p))
       fail('transfer.externalProxies', `expected jid@host:port, got ${JSON.stringify(p)}`);
   }
+  if (c.transfer.discoverDomain && !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(c.transfer.discoverDomain))
+    fail(
+      'transfer.discoverDomain',
+      `expected a domain such as example.com, got ${JSON.stringify(c.transfer.discoverDomain)}`,
+    );
+  c.transfer.discoverDomain = (c.transfer.discoverDomain || c.xmpp.domain.split('.').slice(1).join('.')).toLowerCase();
   if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
   if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
   for (const m of c.transfer.order)

@@ -171,6 +171,7 @@ describe('integration: a transfer that fails on every bytestream ends with a lin
       XR_REPORTS_SOURCE: 'http',
       XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
       XR_PROXY_ADVERTISE_PORT: String(deadPort), // nobody can connect: S5B fails
+      XR_DISCOVER_PROXIES: 'false', // and there is no proxy to fall back on
       XR_LINKS_PUBLIC_BASE_URL: 'http://127.0.0.1:0/files/',
       XR_LINKS_BIND_HOST: '127.0.0.1',
       XR_LINKS_BIND_PORT: '0',

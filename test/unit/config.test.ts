@@ -107,10 +107,19 @@ describe('config', () => {
       expect(c.access.denyJids).to.deep.equal([]);
       expect(c.shutdown.graceMs).to.equal(30000);
       expect(c.transfer.externalProxies).to.deep.equal([]);
+      expect(c.transfer.discoverProxies).to.equal(true);
+      expect(c.transfer.discoverDomain).to.equal('example.com'); // the parent of reports.example.com
+      expect(c.transfer.memory).to.deep.equal({ maxUsers: 10000, ttlMs: 7 * 24 * 3600 * 1000 });
       expect(c.transfer.ibb).to.deep.equal({ blockSize: 32768, window: 8 });
       expect(c.log.level).to.equal('info');
       expect(c.metrics).to.deep.equal({ bindHost: '127.0.0.1', bindPort: 0 });
       expect(c.admin.jids).to.deep.equal([]);
+    });
+
+    it('takes the discovery domain as given, lower-cased, and discovery can be turned off', () => {
+      const c = loadConfig({ env: env({ XR_DISCOVER_DOMAIN: 'XMPP.Example.NET', XR_DISCOVER_PROXIES: 'false' }) });
+      expect(c.transfer.discoverDomain).to.equal('xmpp.example.net');
+      expect(c.transfer.discoverProxies).to.equal(false);
     });
 
     it('admin JIDs are bare, lower-cased; metrics port and metadata URL are checked', () => {
@@ -668,6 +677,13 @@ describe('config', () => {
         'transfer.externalProxies',
         /expected jid@host:port/,
       ],
+      [
+        'a discovery domain that is no domain',
+        { XR_DISCOVER_DOMAIN: 'example.com/x' },
+        'transfer.discoverDomain',
+        /expected a domain/,
+      ],
+      ['a negative memory size', { XR_MEMORY_MAX_USERS: '-1' }, 'transfer.memory.maxUsers', />= 0/],
       ['an IBB block size above 65535', { XR_IBB_BLOCK_SIZE: '65536' }, 'transfer.ibb.blockSize', /at most 65535/],
       ['an IBB window above 256', { XR_IBB_WINDOW: '257' }, 'transfer.ibb.window', /at most 256/],
     ];
