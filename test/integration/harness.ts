@@ -34,7 +34,11 @@ export async function stopEjabberd(): Promise<void> {
 
 let prosody: ProsodyInstance | undefined;
 
-/** The test Prosody: ports from XR_TEST_PROSODY_PORT_BASE, else 1000 above XR_TEST_PORT_BASE (c2s, component, proxy65). */
+/**
+ * The test Prosody (c2s, component, proxy65 = base, +1, +2): its base is XR_TEST_PROSODY_PORT_BASE,
+ * else 1000 above XR_TEST_PORT_BASE when that is set, else 25322 (clear of the ejabberds' 25222, 26222, 27222, 28222).
+ * The matrix's second Prosody (no proxy65_acl) takes base + 10.
+ */
 export async function getProsody(): Promise<ProsodyInstance> {
   prosody ??= await startProsody({
     runDir: process.env.XR_TEST_PROSODY_RUN_DIR ?? join(process.cwd(), '.run', 'test-prosody'),
@@ -45,7 +49,9 @@ export async function getProsody(): Promise<ProsodyInstance> {
 
 export function prosodyPortBase(): number {
   const own = process.env.XR_TEST_PROSODY_PORT_BASE;
-  return own ? Number(own) : Number(process.env.XR_TEST_PORT_BASE ?? 25222) + 1000;
+  if (own) return Number(own);
+  const ej = process.env.XR_TEST_PORT_BASE;
+  return ej ? Number(ej) + 1000 : 25322;
 }
 
 export async function stopProsody(): Promise<void> {
