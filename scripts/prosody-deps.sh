@@ -43,7 +43,14 @@ elif [ -r /run/prosody/prosody.pid ]; then
   pid=$(cat /run/prosody/prosody.pid 2>/dev/null || true)
   if [ -n "$pid" ] && [ -d "/proc/$pid" ] && grep -q prosody "/proc/$pid/cmdline" 2>/dev/null; then
     echo "deps.sh: the system prosody (pid $pid, from an earlier install) is running: stopping and disabling it" >&2
-    $SUDO /etc/init.d/prosody stop >/dev/null 2>&1 || $SUDO kill -TERM "$pid" || true
-    command -v update-rc.d >/dev/null 2>&1 && $SUDO update-rc.d prosody disable >/dev/null 2>&1 || true
+    $SUDO /etc/init.d/prosody stop >/dev/null 2>&1 || true
+    # (Debian's init script can say "stopped" and leave it running): then by its pid, bounded.
+    for sig in TERM TERM KILL; do
+      for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+      [ -d "/proc/$pid" ] || break
+      $SUDO kill -"$sig" "$pid" 2>/dev/null || true
+    done
+    [ -d "/proc/$pid" ] && echo "deps.sh: could not stop the system prosody (pid $pid)" >&2
+    $SUDO systemctl disable prosody >/dev/null 2>&1 || $SUDO update-rc.d prosody disable >/dev/null 2>&1 || true
   fi
 fi
