@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine with
 # Node 20: Debian packages when missing (ejabberd; for tests also libpurple's
-# headers, slixmpp, Profanity with tmux to drive it, Chromium, and Prosody as
-# the second server; Prosody is installed without ever starting its system
-# service: the tests run private instances, scripts/prosody.sh), and
+# headers, slixmpp, Profanity with tmux to drive it, Chromium, iproute2
+# and nftables for the network lab, and Prosody as the second server; Prosody
+# is installed without ever starting its system service: the tests run private
+# instances, scripts/prosody.sh), and
 # node_modules when missing. Usage: deps.sh [demo|test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +21,13 @@ if [ "$what" = test ]; then
   /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || pkgs+=(python3-slixmpp)
   command -v profanity >/dev/null 2>&1 || pkgs+=(profanity)
   command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
+  # test CAs and certificates (the TLS component link, Dino's STARTTLS)
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   # the browser for the Converse.js test (puppeteer-core drives it; it downloads none)
   [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+  # the network lab (test/support/netlab.ts, scripts/netlab.sh): namespaces, veth, bridges, tc; nft
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || pkgs+=(iproute2)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || pkgs+=(nftables)
 fi
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -72,7 +72,13 @@ export class App {
     const parser = new CommandParser(config.projects.idPattern);
     this.connection = new Connection(
       {
-        service: config.xmpp.service,
+        services: config.xmpp.service,
+        tls: {
+          ...(config.xmpp.tls.caFile
+            ? { ca: readFileSync(config.xmpp.tls.caFile, 'utf8'), caOrigin: config.xmpp.tls.caFile }
+            : {}),
+          ...(config.xmpp.tls.serverName ? { serverName: config.xmpp.tls.serverName } : {}),
+        },
         domain: config.xmpp.domain,
         secret: config.xmpp.secret,
         reconnectMaxMs: config.xmpp.reconnectMaxMs,

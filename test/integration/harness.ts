@@ -197,12 +197,20 @@ export class ComponentProcess {
     proc.stderr!.on('data', (c: Buffer) => process.env.XR_TEST_LOG && process.stderr.write(c));
   }
 
-  /** Starts `node dist/src/main.js`; waits until it is online unless `online: false`. */
-  static async spawn(env: Record<string, string>, o: { online?: boolean } = {}): Promise<ComponentProcess> {
+  /**
+   * Starts `node dist/src/main.js` (inside network namespace `netns` when given, against
+   * `ejabberd` when given); waits until it is online unless `online: false`.
+   */
+  static async spawn(
+    env: Record<string, string>,
+    o: { online?: boolean; ejabberd?: EjabberdInstance; netns?: string } = {},
+  ): Promise<ComponentProcess> {
     const { spawn } = await import('node:child_process');
-    const ej = await getEjabberd();
+    const ej = o.ejabberd ?? (await getEjabberd());
     const spoolDir = await mkdtemp(join(tmpdir(), 'xr-spool-'));
-    const proc = spawn(process.execPath, [join(process.cwd(), 'dist', 'src', 'main.js')], {
+    const main = [process.execPath, join(process.cwd(), 'dist', 'src', 'main.js')];
+    const [cmd, ...args] = o.netns ? ['ip', 'netns', 'exec', o.netns, ...main] : main;
+    const proc = spawn(cmd, args, {
       env: {
         PATH: process.env.PATH ?? '',
         XR_XMPP_SERVICE: `xmpp://127.0.0.1:${ej.componentPort}`,

@@ -46,10 +46,19 @@ export interface EjabberdOptions {
   certFile: string;
   /** c2s STARTTLS (XR_EJ_STARTTLS): false (default), true (offered) or 'required'; needs certFile. */
   starttls: boolean | 'required';
+  /** the component listener speaks direct TLS (XR_EJ_COMPONENT_TLS; `tls: true`, certFile as its certfile); needs certFile. */
+  componentTls: boolean;
   /** c2s port when it must not be portBase (Dino always connects to localhost:5222). */
   c2sPort: number;
   /** ejabberd's domain_balancing for the component domain as TYPE:N (XR_EJ_DOMAIN_BALANCING), e.g. 'source:2'; default none. */
   domainBalancing: string;
+  /** Address of the c2s, component and HTTP listeners (XR_EJ_LISTEN_IP); default 127.0.0.1. */
+  listenIp: string;
+  /** Address mod_proxy65 listens on (XR_EJ_PROXY65_IP) and the host it announces (XR_EJ_PROXY65_HOST); default 127.0.0.1. */
+  proxy65Ip: string;
+  proxy65Host: string;
+  /** Run the server (and every script command) inside this network namespace (`ip netns exec`). */
+  netns: string;
 }
 
 export const DEFAULT_PORT_BASE = 15222;
@@ -79,11 +88,17 @@ function tail(text: string, lines: number): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-function runScript(script: string, env: NodeJS.ProcessEnv, args: string[], timeoutMs: number): Promise<string> {
+function runScript(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  args: string[],
+  timeoutMs: number,
+  netns?: string,
+): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     execFile(
-      'bash',
-      [script, ...args],
+      netns ? 'ip' : 'bash',
+      netns ? ['netns', 'exec', netns, 'bash', script, ...args] : [script, ...args],
       { env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' },
       (err: ScriptError | null, stdout: string, stderr: string) => {
         if (!err) {
@@ -144,9 +159,13 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     XR_EJ_SHAPER: shaper,
     XR_EJ_CERTFILE: opts.certFile ?? '',
     XR_EJ_STARTTLS: String(opts.starttls ?? false),
+    XR_EJ_COMPONENT_TLS: String(opts.componentTls ?? false),
     XR_EJ_DOMAIN_BALANCING: opts.domainBalancing ?? '',
+    XR_EJ_LISTEN_IP: opts.listenIp ?? '127.0.0.1',
+    XR_EJ_PROXY65_IP: opts.proxy65Ip ?? '127.0.0.1',
+    XR_EJ_PROXY65_HOST: opts.proxy65Host ?? '127.0.0.1',
   };
-  const run = (args: string[], timeoutMs: number) => runScript(script, env, args, timeoutMs);
+  const run = (args: string[], timeoutMs: number) => runScript(script, env, args, timeoutMs, opts.netns);
 
   await run(['start'], START_TIMEOUT_MS);
 

@@ -12,7 +12,13 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ReceiverProcess, commonReceiverArgs, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
+import {
+  ReceiverProcess,
+  commonReceiverArgs,
+  inNetns,
+  type CommonReceiverOptions,
+  type ReceiverEvent,
+} from './receiver.js';
 
 export { ReceiverProcess, type ReceiverEvent };
 
@@ -72,7 +78,8 @@ export async function startPurpleReceiver(opts: PurpleReceiverOptions): Promise<
   const bin = await buildPurpleReceiver();
   const args = commonReceiverArgs(opts);
   if (opts.ftProxies !== undefined) args.push('--ft-proxies', opts.ftProxies);
-  return ReceiverProcess.start(bin, args, {
+  const [cmd, argv] = inNetns(opts.netns, bin, args);
+  return ReceiverProcess.start(cmd, argv, {
     name: `purple-receiver ${opts.jid}`,
     startTimeoutMs: opts.startTimeoutMs ?? 30_000,
     onEvent: opts.onEvent,

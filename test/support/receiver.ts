@@ -42,6 +42,13 @@ export interface CommonReceiverOptions {
   /** How long to wait for the `online` event (default 30 000 ms). */
   startTimeoutMs?: number;
   onEvent?: (e: ReceiverEvent) => void;
+  /** Run the client inside this network namespace (a network-lab host, test/support/netlab.ts). */
+  netns?: string;
+}
+
+/** cmd and args, run inside `netns` when given (`ip netns exec` execs: the pid stays the client's). */
+export function inNetns(netns: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, args];
 }
 
 /** The command-line arguments of the shared options, the same for every receiving client. */

@@ -17,7 +17,13 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ReceiverProcess, commonReceiverArgs, type CommonReceiverOptions, type ReceiverEvent } from './receiver.js';
+import {
+  ReceiverProcess,
+  commonReceiverArgs,
+  inNetns,
+  type CommonReceiverOptions,
+  type ReceiverEvent,
+} from './receiver.js';
 
 export { ReceiverProcess, type ReceiverEvent };
 
@@ -88,7 +94,8 @@ export function slixReceiverArgs(opts: SlixReceiverOptions): string[] {
 /** Starts the slixmpp receiver; resolves once it is online. */
 export async function startSlixReceiver(opts: SlixReceiverOptions): Promise<ReceiverProcess> {
   const python = opts.python ?? defaultPython();
-  return ReceiverProcess.start(python, [findScript(), ...slixReceiverArgs(opts)], {
+  const [cmd, argv] = inNetns(opts.netns, python, [findScript(), ...slixReceiverArgs(opts)]);
+  return ReceiverProcess.start(cmd, argv, {
     name: `slix-receiver ${opts.jid}`,
     startTimeoutMs: opts.startTimeoutMs ?? 30_000,
     onEvent: opts.onEvent,
