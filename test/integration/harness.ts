@@ -203,7 +203,12 @@ export class ComponentProcess {
    */
   static async spawn(
     env: Record<string, string>,
-    o: { online?: boolean; ejabberd?: EjabberdInstance; netns?: string } = {},
+    o: {
+      online?: boolean;
+      /** the server to connect to (default: the test ejabberd; a Prosody will do) */
+      ejabberd?: Pick<TestServer, 'componentPort' | 'componentDomain' | 'secret'>;
+      netns?: string;
+    } = {},
   ): Promise<ComponentProcess> {
     const { spawn } = await import('node:child_process');
     const ej = o.ejabberd ?? (await getEjabberd());

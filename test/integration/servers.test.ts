@@ -19,6 +19,7 @@ import type { TestServer } from '../support/server.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { XmppUser } from '../support/xmpp-user.js';
 import {
+  ComponentProcess,
   freePort,
   getIntranet,
   prosodyPortBase,
@@ -341,6 +342,30 @@ for (const server of servers) {
         }
       });
     });
+
+    if (server.name === 'prosody')
+      describe('a second instance on the same component domain', () => {
+        let comp: RunningComponent;
+        before(async () => (comp = await httpComponent(srv)));
+        after(async () => comp.stop());
+
+        it("is refused with Prosody's own words and exits 2; the first instance keeps serving", async () => {
+          const second = await ComponentProcess.spawn({}, { online: false, ejabberd: srv });
+          try {
+            expect(await second.exited).to.equal(2);
+            const fatal = second.logs.filter((l) => l.level === 60);
+            expect(fatal.map((l) => l.msg)).to.deep.equal([
+              `the XMPP server refused the component ${srv.componentDomain} (conflict): the server said "Component already connected"`,
+            ]);
+          } finally {
+            await second.stop();
+            await rm(second.spoolDir, { recursive: true, force: true });
+          }
+          const body = randomBytes(100_000);
+          const project = await publish(body);
+          expectDelivered(await request(srv, rx.slix!, project), body, 's5b');
+        });
+      });
 
     // Last: the restart drops every c2s session of this server.
     describe('reconnect after a server restart', () => {
