@@ -12,9 +12,12 @@
 //   3. 200 simultaneous S5B transfers of 8 MiB from 20 users: peak RSS
 //   4. a 1 GiB report by S5B and by IBB: peak RSS
 //   5. latency from the request to the SI offer, 200 requests
+//   6. the same component through ejabberd and through Prosody 0.12 (test/support/prosody.ts, two private
+//      instances: network_default_read_size 65536 as the README recommends, and Prosody's own 4096),
+//      IBB and S5B, the servers alternated in one run
 // Prints a table and writes bench/results/<date>.md.
 //
-// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5
+// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
 import { execFileSync } from 'node:child_process';
 import {
@@ -33,6 +36,8 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEjabberd, type EjabberdInstance } from '../test/support/ejabberd.js';
+import { startProsody, type ProsodyInstance } from '../test/support/prosody.js';
+import type { TestServer } from '../test/support/server.js';
 import {
   Child,
   MB,
@@ -55,7 +60,7 @@ const RUN = join(ROOT, '.run', 'bench');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const ONLY = new Set(
-  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5').split(',').map((s) => s.trim()),
+  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()),
 );
 const KEEP_EJ = argv.includes('--keep-ejabberd');
 const PY = process.env.XR_SLIX_PYTHON ?? '/usr/bin/python3';
@@ -162,7 +167,7 @@ class Receiver {
   /** features 'jingle': the user advertises Jingle file transfer over S5B, and not SI (the component then picks Jingle). */
   async login(
     user: string,
-    ej: EjabberdInstance,
+    ej: Pick<TestServer, 'c2sPort' | 'domain'>,
     username: string,
     password: string,
     features: 'si' | 'jingle' = 'si',
@@ -245,7 +250,11 @@ class Component {
     readonly spoolDir: string,
   ) {}
 
-  static async start(ej: EjabberdInstance, env: Record<string, string>, nodeArgs: string[] = []): Promise<Component> {
+  static async start(
+    ej: Pick<TestServer, 'componentPort' | 'componentDomain' | 'secret'>,
+    env: Record<string, string>,
+    nodeArgs: string[] = [],
+  ): Promise<Component> {
     const spoolDir = join(RUN, `spool-${++componentCounter}`);
     const base: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('XR_')) base[k] = v;
@@ -692,6 +701,11 @@ function beamPid(e: EjabberdInstance): number {
   return Number(readFileSync(join(e.runDir, 'ejabberd.pid'), 'utf8').trim());
 }
 
+/** The server's own process: ejabberd's beam, or prosody (scripts/prosody.sh's launcher execs it: same pid). */
+function serverPid(e: EjabberdInstance | ProsodyInstance): number {
+  return e.kind === 'ejabberd' ? beamPid(e) : Number(readFileSync(join(e.runDir, 'launcher.pid'), 'utf8').trim());
+}
+
 interface IbbSample {
   mbps: number;
   offerToLastMbps: number;
@@ -701,7 +715,7 @@ interface IbbSample {
 }
 
 async function ibbRun(o: {
-  server: EjabberdInstance;
+  server: EjabberdInstance | ProsodyInstance;
   user: string;
   to: string;
   body: string;
@@ -712,7 +726,7 @@ async function ibbRun(o: {
   final?: RegExp;
   timeoutMs?: number;
 }): Promise<IbbSample> {
-  const beam = beamPid(o.server);
+  const beam = serverPid(o.server);
   const ej0 = cpuSeconds(beam);
   const s0 = cpuSeconds(o.senderPid);
   const r0 = cpuSeconds(rx.child.pid);
@@ -909,6 +923,134 @@ c2s_shaper:
   - fast: local
   - normal: all
 `;
+
+// ------------------------------------------------------------------ 6. ejabberd and Prosody
+
+// Two private Prosodys above the bench ejabberd's ports (c2s, component, proxy65 each).
+const PROSODY_PORT_BASE = PORT_BASE + 20;
+
+/**
+ * The same component, the same receiver, through ejabberd and through Prosody: IBB (every block and its ack
+ * cross the server) and S5B (only the negotiation does). One component per server (Prosody takes one
+ * connection per component domain), all three connected at once, the servers alternated in every round.
+ */
+async function benchProsody(): Promise<void> {
+  const ibbSize = P.ibbSize;
+  const s5bSize = P.s5bSize;
+  const ids = { ibb: '610001', s5b: '610002' };
+  makeReport(ids.ibb, ibbSize);
+  makeReport(ids.s5b, s5bSize);
+  const block = 65535;
+  log(
+    `6. ejabberd and Prosody: IBB ${ibbSize / MiB} MiB (${block}-byte blocks), S5B ${s5bSize / MiB} MiB, ${P.ibbRuns} rounds`,
+  );
+  const prosodys: ProsodyInstance[] = [];
+  const comps: Component[] = [];
+  try {
+    const tuned = await startProsody({
+      runDir: join(ROOT, '.run', 'bench-prosody'),
+      portBase: PROSODY_PORT_BASE,
+      readSize: 65536,
+    });
+    prosodys.push(tuned);
+    const stock = await startProsody({
+      runDir: join(ROOT, '.run', 'bench-prosody-stock'),
+      portBase: PROSODY_PORT_BASE + 10,
+      readSize: 4096,
+    });
+    prosodys.push(stock);
+    const servers: Array<{ name: string; user: string; server: EjabberdInstance | ProsodyInstance }> = [
+      { name: 'ejabberd', user: 'rx', server: ej },
+      { name: 'prosody', user: 'rxp', server: tuned },
+      { name: 'prosody-4096', user: 'rxp4', server: stock },
+    ];
+    const env = { XR_REPORTS_SOURCE: 'folder', XR_REPORTS_FOLDER: reportsDir, XR_IBB_BLOCK_SIZE: String(block) };
+    const byName = new Map<string, Component>();
+    for (const s of servers) {
+      if (s.server.kind === 'prosody') {
+        await s.server.register('rx', 'pw-rx');
+        await rx.login(s.user, s.server, 'rx', 'pw-rx');
+      }
+      const c = await Component.start(s.server, env);
+      comps.push(c);
+      byName.set(s.name, c);
+    }
+    const ibb = await alternate<IbbSample>(
+      P.ibbRuns,
+      servers.map((s) => ({
+        name: s.name,
+        run: () =>
+          ibbRun({
+            server: s.server,
+            user: s.user,
+            to: `${ids.ibb}@${COMPONENT_DOMAIN}`,
+            body: 'report',
+            size: ibbSize,
+            sha: shas.get(ids.ibb)!,
+            senderPid: byName.get(s.name)!.pid,
+            what: `IBB through ${s.name}`,
+            final: / in-band\.$/,
+            timeoutMs: 600000,
+          }),
+      })),
+    );
+    const cpu = (xs: IbbSample[]) => fmt(summarize(xs.map((x) => x.ejCpuPerMiB)).median, 3);
+    const e = ibb.get('ejabberd')!;
+    for (const [name, label] of [
+      ['prosody', 'Prosody, network_default_read_size 65536'],
+      ['prosody-4096', "Prosody's default network_default_read_size 4096"],
+    ] as const) {
+      const p = ibb.get(name)!;
+      ratioRow(
+        '6',
+        `IBB ${ibbSize / MiB} MiB, ${block}-byte blocks, request → last byte, through ${label} (MB/s)`,
+        summarize(p.map((x) => x.mbps)),
+        'MB/s',
+        'the same through ejabberd',
+        summarize(e.map((x) => x.mbps)),
+        undefined,
+        `; Prosody ${cpu(p)} s CPU/MiB`,
+        `; ejabberd ${cpu(e)} s CPU/MiB`,
+      );
+    }
+    const s5b = await alternate<number>(
+      P.s5bRuns,
+      servers
+        .filter((s) => s.name !== 'prosody-4096')
+        .map((s) => ({
+          name: s.name,
+          run: async () => {
+            const d = await rx.request({
+              user: s.user,
+              to: `${ids.s5b}@${COMPONENT_DOMAIN}`,
+              body: 'report',
+              method: 's5b',
+              hash: S5B_HASH,
+              waitFinal: true,
+            });
+            check(d, shas.get(ids.s5b)!, `S5B through ${s.name}`, / by direct connection\.$/);
+            return mbps(s5bSize, d.lastByteMs!);
+          },
+        })),
+    );
+    ratioRow(
+      '6',
+      `S5B ${s5bSize / MiB} MiB through the component's streamhost, request → last byte, negotiated through Prosody (MB/s)`,
+      summarize(s5b.get('prosody')!),
+      'MB/s',
+      'the same through ejabberd',
+      summarize(s5b.get('ejabberd')!),
+      undefined,
+    );
+  } finally {
+    rx.logout('rxp');
+    rx.logout('rxp4');
+    for (const c of comps) await c.stop();
+    for (const p of prosodys) await p.stop();
+    rmSync(join(reportsDir, `${ids.ibb}.pdf`), { force: true });
+    rmSync(join(reportsDir, `${ids.s5b}.pdf`), { force: true });
+  }
+}
 
 // ------------------------------------------------------------------ 3. concurrency
 
@@ -1348,6 +1490,7 @@ async function main(): Promise<number> {
       ['3', benchConcurrency],
       ['4', () => benchBig(intranet)],
       ['5', () => benchLatency(intranet)],
+      ['6', benchProsody],
     ];
     for (const [id, fn] of items) {
       if (!ONLY.has(id)) continue;
@@ -1371,7 +1514,7 @@ async function main(): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const file = join(
     dir,
-    `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 5 ? `-only-${[...ONLY].join('')}` : ''}.md`,
+    `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 6 ? `-only-${[...ONLY].join('')}` : ''}.md`,
   );
   writeFileSync(file, md + '\n');
   log(`written to ${file}`);

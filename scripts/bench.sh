@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need, builds, and runs bench/run.ts,
 # which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35226;
-# a second one with Debian's c2s shaper on 31242-31246), the component as a
+# a second one with Debian's c2s shaper on 31242-31246; for item 6 two private
+# Prosodys, .run/bench-prosody with network_default_read_size 65536 and
+# .run/bench-prosody-stock with Prosody's 4096, on base+20 and base+30 (c2s,
+# component, proxy65: 35242-35244, 35252-35254)), the component as a
 # separate process, the bench receiver, a slixmpp sender bot and a raw TCP
 # sender, all on loopback, and stops every process it started by pid.
 # Results: stdout and bench/results/<YYYY-MM-DD>.md.
@@ -9,6 +12,7 @@
 # Usage: npm run bench [-- --quick] [-- --only=1,3] [-- --keep-ejabberd]
 #   --quick   smaller files and fewer runs: a smoke check of a few minutes
 #   --only=…  a subset of the items 1 (S5B: SI, and Jingle against SI) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
+#             6 (IBB and S5B through Prosody beside ejabberd, the servers alternated in the same run)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:

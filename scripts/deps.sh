@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine with
 # Node 20: Debian packages when missing (ejabberd; for tests also libpurple's
-# headers, slixmpp, Profanity with tmux to drive it, Chromium, and iproute2
-# and nftables for the network lab), and
+# headers, slixmpp, Profanity with tmux to drive it, Chromium, iproute2
+# and nftables for the network lab, and Prosody as the second server; Prosody
+# is installed without ever starting its system service: the tests run private
+# instances, scripts/prosody.sh), and
 # node_modules when missing. Usage: deps.sh [demo|test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +29,15 @@ if [ "$what" = test ]; then
   command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || pkgs+=(iproute2)
   command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || pkgs+=(nftables)
 fi
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "deps.sh: installing Debian packages: ${pkgs[*]}" >&2
-  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q >/dev/null
   $SUDO apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+if [ "$what" = test ]; then
+  bash scripts/prosody-deps.sh
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "deps.sh: npm ci" >&2

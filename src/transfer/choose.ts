@@ -24,6 +24,24 @@ function linkWhy(err: DeliveryError): LinkReason {
   return err.linkWhy ?? (err.reason === 'unsupported' ? 'no-file-transfer' : 'transfer-failed');
 }
 
+/**
+ * An offer refused with service-unavailable after the disco#info to the same
+ * full JID failed too: the user's session is gone (Prosody answers both for a
+ * vanished resource with a bare service-unavailable, no text), not a client
+ * without file transfer. Anything else is returned as it was.
+ */
+function wentOffline(err: unknown, req: DeliveryRequest): unknown {
+  if (!(err instanceof DeliveryError) || err.reason !== 'unsupported' || err.condition !== 'service-unavailable')
+    return err;
+  req.log.info({ condition: err.condition }, 'receiver went offline (disco#info and offer both unanswered)');
+  return new DeliveryError({
+    reason: 'failed',
+    message: 'your chat client went offline',
+    linkWhy: 'went-offline',
+    condition: err.condition,
+  });
+}
+
 /** A client entry of transfer.jingle.brokenClients: "Gajim 1" is identity name Gajim at version 1 or 1.x; "Gajim" any version. */
 function parseClient(entry: string): { name: string; version: string | undefined } {
   const m = /^(.*?)(?:\s+(\d[\w.-]*))?$/.exec(entry.trim())!;
@@ -96,7 +114,8 @@ export class ChoosingDelivery implements Delivery {
       if (m === 'link') return this.link(req, failure ? linkWhy(failure) : 'no-file-transfer');
       try {
         return await (m === 'si' ? this.si : this.opts.jingle!).deliver(withClient);
-      } catch (err) {
+      } catch (caught) {
+        const err = info === 'unknown' ? wentOffline(caught, req) : caught;
         // A client that answered no disco#info was offered SI blind; if it never answers that offer
         // either (Converse.js does neither), it most likely cannot take SI: the link reaches it.
         if (

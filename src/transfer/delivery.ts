@@ -63,13 +63,23 @@ export class DeliveryError extends Error {
   readonly method: Method | undefined;
   /** set when a link is the right way on (see LinkReason) */
   readonly linkWhy: LinkReason | undefined;
+  /** the stanza error condition the offer was refused with, if that is how it ended */
+  readonly condition: string | undefined;
 
-  constructor(o: { reason: FailureReason; message: string; sent?: number; method?: Method; linkWhy?: LinkReason }) {
+  constructor(o: {
+    reason: FailureReason;
+    message: string;
+    sent?: number;
+    method?: Method;
+    linkWhy?: LinkReason;
+    condition?: string;
+  }) {
     super(o.message);
     this.reason = o.reason;
     this.sent = o.sent ?? 0;
     this.method = o.method;
     this.linkWhy = o.linkWhy;
+    this.condition = o.condition;
   }
 }
 
@@ -107,7 +117,7 @@ export function offerRefusal(err: unknown, log: Logger, what: string, onTimeout:
     case 'bad-request':
     case 'service-unavailable':
     case 'feature-not-implemented':
-      return new DeliveryError({ reason: 'unsupported', message: condition });
+      return new DeliveryError({ reason: 'unsupported', message: condition, condition });
     case 'item-not-found':
     case 'recipient-unavailable':
       return new DeliveryError({ reason: 'failed', message: 'your chat client went offline' });

@@ -204,8 +204,9 @@ describe('integration: component core (real ejabberd)', function () {
     const intranet = await getIntranet();
     intranet.projects.set('1234', { kind: 'file', body: Buffer.from('%PDF-1.4 status of 1234\n') });
     const before = intranet.requests.length;
-    // @xmpp/client has no SI: ejabberd's answer is service-unavailable, and the user is told so.
-    const bodies = await requestAndExpect('1234', /did not accept a file transfer/);
+    // @xmpp/client answers neither disco#info nor the SI offer (service-unavailable to both): on the wire that is
+    // what a session that is gone looks like (Prosody's bare answer for a vanished resource), and reads so.
+    const bodies = await requestAndExpect('1234', /your chat client went offline/);
     expect(bodies[0]).to.equal('Fetching the status report of project 1234…');
     expect(bodies[1]).to.match(/^Sending status-1234\.pdf \(24 bytes\)… please accept the file\.$/);
     const req = intranet.requests.slice(before).find((r) => r.url === '/projects/1234/status.pdf');

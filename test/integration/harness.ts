@@ -1,5 +1,6 @@
 // Shared set-up for integration tests: one private ejabberd for the whole run
-// (scripts/ejabberd.sh), a stand-in intranet, and the component in-process
+// (scripts/ejabberd.sh), one private Prosody when a test asks for it
+// (scripts/prosody.sh), a stand-in intranet, and the component in-process
 // with its logs captured so tests can read them.
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer as createTcpServer } from 'node:net';
@@ -10,6 +11,8 @@ import { App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
+import { startProsody, type ProsodyInstance } from '../support/prosody.js';
+import type { TestServer } from '../support/server.js';
 import { ReportServer } from '../support/report-server.js';
 
 let ejabberd: EjabberdInstance | undefined;
@@ -29,15 +32,53 @@ export async function stopEjabberd(): Promise<void> {
   ejabberd = undefined;
 }
 
+let prosody: ProsodyInstance | undefined;
+
+/**
+ * The test Prosody (c2s, component, proxy65 = base, +1, +2): its base is XR_TEST_PROSODY_PORT_BASE,
+ * else 1000 above XR_TEST_PORT_BASE when that is set, else 25322 (clear of the ejabberds' 25222, 26222, 27222, 28222).
+ * The matrix's second Prosody (no proxy65_acl) takes base + 10.
+ */
+export async function getProsody(): Promise<ProsodyInstance> {
+  prosody ??= await startProsody({
+    runDir: process.env.XR_TEST_PROSODY_RUN_DIR ?? join(process.cwd(), '.run', 'test-prosody'),
+    portBase: prosodyPortBase(),
+  });
+  return prosody;
+}
+
+export function prosodyPortBase(): number {
+  const own = process.env.XR_TEST_PROSODY_PORT_BASE;
+  if (own) return Number(own);
+  const ej = process.env.XR_TEST_PORT_BASE;
+  return ej ? Number(ej) + 1000 : 25322;
+}
+
+export async function stopProsody(): Promise<void> {
+  await prosody?.stop();
+  prosody = undefined;
+}
+
+/** The servers a test matrix runs against, by name (each started on first use). */
+export const servers: ReadonlyArray<{ name: TestServer['kind']; get: () => Promise<TestServer> }> = [
+  { name: 'ejabberd', get: getEjabberd },
+  { name: 'prosody', get: getProsody },
+];
+
 const registered = new Set<string>();
-export async function user(name: string): Promise<{ username: string; password: string; jid: string }> {
-  const ej = await getEjabberd();
+/** Registers name on the server (default: the test ejabberd); the password is derived from the name. */
+export async function user(
+  name: string,
+  server?: TestServer,
+): Promise<{ username: string; password: string; jid: string }> {
+  const srv = server ?? (await getEjabberd());
   const password = `pw-${name}`;
-  if (!registered.has(name)) {
-    await ej.register(name, password);
-    registered.add(name);
+  const key = `${srv.kind}:${srv.runDir}:${name}`;
+  if (!registered.has(key)) {
+    await srv.register(name, password);
+    registered.add(key);
   }
-  return { username: name, password, jid: `${name}@${ej.domain}` };
+  return { username: name, password, jid: `${name}@${srv.domain}` };
 }
 
 export interface LogLine {
@@ -64,12 +105,12 @@ export class RunningComponent {
   }
 }
 
-/** Starts the component against the test ejabberd (or the given one); env overrides the test defaults. */
+/** Starts the component against the test ejabberd (or the given server); env overrides the test defaults. */
 export async function startComponent(
   env: Record<string, string> = {},
-  opts: { ejabberd?: EjabberdInstance } = {},
+  opts: { ejabberd?: EjabberdInstance; server?: Pick<TestServer, 'componentPort' | 'componentDomain' | 'secret'> } = {},
 ): Promise<RunningComponent> {
-  const ej = opts.ejabberd ?? (await getEjabberd());
+  const ej = opts.server ?? opts.ejabberd ?? (await getEjabberd());
   const spoolDir = await mkdtemp(join(tmpdir(), 'xr-spool-'));
   // Also what App.reload() re-reads (with XR_CONFIG in env, that file).
   const load = () =>
@@ -122,7 +163,11 @@ after(async function () {
   this.timeout(60000);
   await intranet?.stop();
   intranet = undefined;
-  await stopEjabberd();
+  try {
+    await stopEjabberd();
+  } finally {
+    await stopProsody();
+  }
 });
 
 /** The component as its own process (for signals and exit codes), logging JSON lines. */
@@ -158,7 +203,12 @@ export class ComponentProcess {
    */
   static async spawn(
     env: Record<string, string>,
-    o: { online?: boolean; ejabberd?: EjabberdInstance; netns?: string } = {},
+    o: {
+      online?: boolean;
+      /** the server to connect to (default: the test ejabberd; a Prosody will do) */
+      ejabberd?: Pick<TestServer, 'componentPort' | 'componentDomain' | 'secret'>;
+      netns?: string;
+    } = {},
   ): Promise<ComponentProcess> {
     const { spawn } = await import('node:child_process');
     const ej = o.ejabberd ?? (await getEjabberd());

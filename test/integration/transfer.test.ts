@@ -195,30 +195,7 @@ for (const kind of ['purple', 'slix'] as const) {
       }
     });
 
-    describe("through ejabberd's mod_proxy65 as an external proxy", () => {
-      let comp: RunningComponent;
-      before(async () => {
-        const ej = await getEjabberd();
-        comp = await startComponent({
-          XR_REPORTS_SOURCE: 'http',
-          XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
-          XR_PROXY_ENABLED: 'false',
-          XR_EXTERNAL_PROXIES: `proxy.${ej.domain}@127.0.0.1:${ej.proxy65Port}`,
-        });
-      });
-      after(async () => {
-        await comp.stop();
-      });
-
-      it('connects to the proxy with socks, activates it and delivers byte-exact', async () => {
-        const ej = await getEjabberd();
-        const body = randomBytes(3_000_000);
-        const project = await publish(body);
-        expectDelivered(await request(rx, project), body, 's5b');
-        const connected = comp.logged('bytestream connected').find((l) => l.project === project);
-        expect(connected).to.include({ streamhost: `proxy.${ej.domain}` });
-      });
-    });
+    // The server's own proxy (ejabberd mod_proxy65, Prosody proxy65) as an external proxy: servers.test.ts, on both servers.
 
     describe('when the intranet breaks under an in-band transfer', () => {
       let ibbOnly: RunningComponent;

@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface EjabberdInstance {
+  readonly kind: 'ejabberd';
   /** the XMPP vhost users live on, e.g. example.com */
   domain: string;
   /** the external component's domain, e.g. reports.example.com */
@@ -22,6 +23,8 @@ export interface EjabberdInstance {
   componentPort: number;
   httpPort: number;
   proxy65Port: number;
+  /** mod_proxy65's JID */
+  proxyJid: string;
   runDir: string;
   /** Registers user@domain (local part only); an existing user gets this password. */
   register(user: string, password: string): Promise<void>;
@@ -167,6 +170,7 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
   await run(['start'], START_TIMEOUT_MS);
 
   return {
+    kind: 'ejabberd',
     domain,
     componentDomain,
     secret,
@@ -174,6 +178,7 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     componentPort: ports.componentPort,
     httpPort: ports.httpPort,
     proxy65Port: ports.proxy65Port,
+    proxyJid: `proxy.${domain}`,
     runDir,
     async register(user: string, password: string): Promise<void> {
       await run(['register', user, password], REGISTER_TIMEOUT_MS);

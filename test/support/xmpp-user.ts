@@ -43,7 +43,8 @@ export class XmppUser {
     // Like a real client: fetch the roster and send initial presence, which
     // makes this an "interested" and "available" resource (RFC 6121 §2.1.6,
     // §4.2): only those get subscription and presence stanzas delivered.
-    await user.iq(o.domain, 'get', xml('query', { xmlns: 'jabber:iq:roster' }));
+    // (to the account's own bare JID, RFC 6121 §2.1.3: Prosody refuses a roster get addressed to the domain)
+    await user.iq(`${o.username}@${o.domain}`, 'get', xml('query', { xmlns: 'jabber:iq:roster' }));
     await xmpp.send(xml('presence'));
     return user;
   }

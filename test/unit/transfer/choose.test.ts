@@ -5,8 +5,10 @@ import { loadConfig, ConfigError } from '../../../src/config.js';
 import { createLogger } from '../../../src/log.js';
 import type { Report } from '../../../src/reports/source.js';
 import { stubReport } from '../../support/reports.js';
+import { replies } from '../../../src/chat/replies.js';
 import {
   DeliveryError,
+  offerRefusal,
   type Delivery,
   type DeliveryOutcome,
   type DeliveryProgress,
@@ -184,6 +186,65 @@ describe('transfer/ChoosingDelivery', () => {
     });
     await s.choosing.deliver(s.req);
     expect(s.calls).to.deep.equal(['si', 'jingle']);
+  });
+
+  describe('a service-unavailable offer after a failed disco#info to the same full JID', () => {
+    // What Prosody answers, to the disco#info as to the SI offer, for a resource whose session is gone:
+    // a bare <service-unavailable/>, no text (ejabberd says "User session not found").
+    const bare = Object.assign(new Error('service-unavailable'), { condition: 'service-unavailable' });
+    const refusal = () =>
+      offerRefusal(
+        bare,
+        createLogger('silent'),
+        'SI offer',
+        new DeliveryError({ reason: 'offer-timeout', message: 't' }),
+      );
+
+    it('reads as "went offline": the link says so', async () => {
+      const s = setup('silent', { si: async () => Promise.reject(refusal()) });
+      const out = await s.choosing.deliver(s.req);
+      expect(s.calls).to.deep.equal(['si', 'link']);
+      expect(out).to.include({ kind: 'linked', why: 'went-offline' });
+      expect(s.progress).to.deep.equal([{ kind: 'link-instead', why: 'went-offline' }]);
+      expect(replies.linkInstead('r.pdf', 'went-offline')).to.equal(
+        'Your chat client went offline before it took r.pdf, so here is a download link instead.',
+      );
+    });
+
+    it('without a link, fails as "your chat client went offline"', async () => {
+      const s = setup('silent', { links: false, si: async () => Promise.reject(refusal()) });
+      const err = await s.choosing.deliver(s.req).then(
+        () => undefined,
+        (e: unknown) => e as DeliveryError,
+      );
+      expect(err).to.include({ reason: 'failed', message: 'your chat client went offline' });
+      expect(replies.failed('r.pdf', err!.message)).to.equal(
+        'Could not send r.pdf: your chat client went offline. Send me another message to try again.',
+      );
+    });
+
+    it('is still "no file transfer" when the client answered its disco#info', async () => {
+      const s = setup('psi', { order: ['si', 'link'], si: async () => Promise.reject(refusal()) });
+      const out = await s.choosing.deliver(s.req);
+      expect(out).to.include({ kind: 'linked', why: 'no-file-transfer' });
+    });
+
+    it('is not "went offline" for another refusal (feature-not-implemented)', async () => {
+      const other = Object.assign(new Error('x'), { condition: 'feature-not-implemented' });
+      const s = setup('silent', {
+        si: async () =>
+          Promise.reject(
+            offerRefusal(
+              other,
+              createLogger('silent'),
+              'SI offer',
+              new DeliveryError({ reason: 'offer-timeout', message: 't' }),
+            ),
+          ),
+      });
+      const out = await s.choosing.deliver(s.req);
+      expect(out).to.include({ kind: 'linked', why: 'no-file-transfer' });
+    });
   });
 
   it('after a failed transfer goes straight to the link, with why', async () => {
