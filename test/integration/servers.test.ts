@@ -157,7 +157,14 @@ for (const server of servers) {
 
     describe('the fallback from SOCKS5 to IBB when the advertised streamhost is unreachable', () => {
       let comp: RunningComponent;
-      before(async () => (comp = await httpComponent(srv, { XR_PROXY_ADVERTISE_PORT: String(await freePort()) })));
+      // No proxy, so the only way left after our streamhost is IBB.
+      before(
+        async () =>
+          (comp = await httpComponent(srv, {
+            XR_PROXY_ADVERTISE_PORT: String(await freePort()),
+            XR_DISCOVER_PROXIES: 'false',
+          })),
+      );
       after(async () => comp.stop());
 
       for (const { kind, label } of KINDS)
@@ -174,6 +181,7 @@ for (const server of servers) {
       before(async () => {
         comp = await httpComponent(srv, {
           XR_PROXY_ENABLED: 'false',
+          XR_DISCOVER_PROXIES: 'false', // this one as configured, not found
           XR_EXTERNAL_PROXIES: `${srv.proxyJid}@127.0.0.1:${srv.proxy65Port}`,
         });
       });
@@ -192,6 +200,22 @@ for (const server of servers) {
             streamhost: srv.proxyJid,
           });
         });
+    });
+
+    describe(`the server's SOCKS5 proxy found by disco#items (nothing configured)`, () => {
+      let comp: RunningComponent;
+      before(async () => (comp = await httpComponent(srv, { XR_PROXY_ENABLED: 'false' })));
+      after(async () => comp.stop());
+
+      it(`is discovered, checked and relays 1 MB to libpurple, byte-exact`, async () => {
+        expect(comp.logged('proxy checked').map((l) => l.proxy)).to.deep.equal([srv.proxyJid]);
+        const body = randomBytes(1_000_000);
+        const project = await publish(body);
+        expectDelivered(await request(srv, rx.purple!, project), body, 's5b');
+        expect(comp.logged('bytestream connected').find((l) => l.project === project)).to.include({
+          streamhost: srv.proxyJid,
+        });
+      });
     });
 
     describe('links, for a client without file transfer', () => {
