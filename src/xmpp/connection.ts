@@ -95,6 +95,13 @@ export class Connection {
     if (opts.services.length === 0) throw new Error('no XMPP server given');
     this.servers = opts.services.map(parseService);
     this.tlsSocket = tlsSocketClass(opts.tls ?? {});
+    // Every stanza crosses the link, in-band report data included.
+    for (const srv of this.servers)
+      if (!srv.tls && !isLoopback(srv.host))
+        log.warn(
+          { server: srv.service },
+          'the link to this XMPP server is not encrypted: use xmpps:// with a TLS listener (ejabberd: tls: true)',
+        );
     this.xmpp = component({ service: plainUri(this.servers[0]), domain: opts.domain, password: opts.secret });
     // Every attempt is ours (which server, backoff, a bound on each attempt):
     // the library's reconnect retries only its one service, every second, and
@@ -350,6 +357,10 @@ export class Connection {
     this.xmpp.socket?.destroy?.();
     this.log.info({ domain: this.opts.domain }, 'disconnected from the XMPP server');
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** The library's own form of a server (it knows xmpp:// only; TLS is our Socket class). */

@@ -300,6 +300,25 @@ describe('xmpp/connection with several servers (xmpp.service as a list)', functi
     ).to.equal(true);
   });
 
+  it('warns about each plain (xmpp://) server that is not on loopback', () => {
+    const { log, lines } = capture();
+    new Connection(
+      {
+        services: ['xmpp://127.0.0.1:5275', 'xmpp://[::1]:5275', 'xmpp://192.0.2.10:5275', 'xmpps://192.0.2.11:5275'],
+        domain: DOMAIN,
+        secret: 's',
+        reconnectMaxMs: 1000,
+      },
+      log,
+    );
+    expect(lines.filter((l) => l.level === 40).map((l) => [l.server, l.msg])).to.deep.equal([
+      [
+        'xmpp://192.0.2.10:5275',
+        'the link to this XMPP server is not encrypted: use xmpps:// with a TLS listener (ejabberd: tls: true)',
+      ],
+    ]);
+  });
+
   it('shows the server being tried while none answers', async () => {
     const [a, b] = [await deadPort(), await deadPort()];
     conn = new Connection(
