@@ -135,7 +135,8 @@ apply_defaults() {
   fi
   if [[ -n $XR_EJ_CERTFILE ]]; then
     [[ $XR_EJ_CERTFILE == /* ]] || XR_EJ_CERTFILE=$PWD/$XR_EJ_CERTFILE
-    [[ -r $XR_EJ_CERTFILE ]] || die "XR_EJ_CERTFILE=$XR_EJ_CERTFILE is not a readable file"
+    # (only start reads it: stop and status still work once a test's certificate is gone)
+    [[ ${CMD:-} != start && ${CMD:-} != restart ]] || [[ -r $XR_EJ_CERTFILE ]] || die "XR_EJ_CERTFILE=$XR_EJ_CERTFILE is not a readable file"
   fi
 }
 
@@ -605,6 +606,7 @@ cmd_env() {
 
 main() {
   local cmd=${1:-}
+  CMD=$cmd
   [[ -n $cmd ]] || { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
   shift
   setup_run_dir "$cmd"

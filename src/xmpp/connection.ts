@@ -78,6 +78,7 @@ export class Connection {
   /** index into servers of the one connected to, or being tried */
   private index = 0;
   private attempting = false;
+  private attemptToken = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly tlsSocket: new () => unknown;
   private readonly lostListeners = new Set<() => void>();
@@ -95,6 +96,13 @@ export class Connection {
     if (opts.services.length === 0) throw new Error('no XMPP server given');
     this.servers = opts.services.map(parseService);
     this.tlsSocket = tlsSocketClass(opts.tls ?? {});
+    // Every stanza crosses the link, in-band report data included.
+    for (const srv of this.servers)
+      if (!srv.tls && !isLoopback(srv.host))
+        log.warn(
+          { server: srv.service },
+          'the link to this XMPP server is not encrypted: use xmpps:// with a TLS listener (ejabberd: tls: true)',
+        );
     this.xmpp = component({ service: plainUri(this.servers[0]), domain: opts.domain, password: opts.secret });
     // Every attempt is ours (which server, backoff, a bound on each attempt):
     // the library's reconnect retries only its one service, every second, and
@@ -275,6 +283,7 @@ export class Connection {
     this.timer = undefined;
     if (this.stopping || this.online || this.attempting) return;
     this.attempting = true;
+    const token = ++this.attemptToken;
     const server = this.current;
     this.xmpp.options.service = plainUri(server); // what the library itself reads (see-other-host)
     // Set per attempt: a list may mix plain and TLS servers.
@@ -290,6 +299,7 @@ export class Connection {
       const onOnline = () => finish(true);
       const onDown = () => finish(false);
       const timer = setTimeout(() => {
+        if (this.stopping) return finish(false);
         const msg = `no answer from ${server.service} within ${this.opts.attemptTimeoutMs ?? 10000} ms`;
         this.xmpp.emit('error', new Error(msg));
         finish(false);
@@ -300,8 +310,9 @@ export class Connection {
       this.xmpp
         .connect(plainUri(server))
         .then(() => this.xmpp.open({ domain: this.opts.domain }))
-        // (the server never sent its stream header: drop the socket rather than wait for the timeout)
-        .catch(() => !this.online && this.xmpp.socket?.destroy?.());
+        // (the server never sent its stream header: drop the socket rather than
+        // wait for the timeout; only this attempt's, should a later one be under way)
+        .catch(() => !this.online && token === this.attemptToken && this.xmpp.socket?.destroy?.());
     });
     this.attempting = false;
     if (ok || this.stopping) return;
@@ -350,6 +361,10 @@ export class Connection {
     this.xmpp.socket?.destroy?.();
     this.log.info({ domain: this.opts.domain }, 'disconnected from the XMPP server');
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** The library's own form of a server (it knows xmpp:// only; TLS is our Socket class). */

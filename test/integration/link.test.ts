@@ -29,8 +29,8 @@ import {
 } from './harness.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-// Beside the harness's ejabberd (XR_TEST_PORT_BASE): two more, 10 ports apart.
-const PORT_BASE = Number(process.env.XR_TEST_LINK_PORT_BASE ?? Number(process.env.XR_TEST_PORT_BASE ?? 25222) + 1000);
+// Two more ejabberds, 10 ports apart: 29222–29226 and 29232–29236 unless XR_TEST_LINK_PORT_BASE says otherwise.
+const PORT_BASE = Number(process.env.XR_TEST_LINK_PORT_BASE ?? 29222);
 let projectCounter = 610000 + Math.floor(Math.random() * 50000);
 
 describe('integration: the component link over TLS, and a second server to move to', function () {

@@ -58,6 +58,23 @@ describe('metrics', () => {
     expect(new Metrics(probe({ listening: undefined })).health()).to.include({ ok: true, streamhost: 'disabled' });
   });
 
+  it('shows the server link: its state, which server (one of xmpp.service), the last error and since when', () => {
+    const since = new Date('2026-01-02T03:04:05Z');
+    const link = () => ({
+      state: 'reconnecting' as const,
+      server: 'xmpps://xmpp-b.example.com:5275',
+      lastError: "TLS to xmpp-b.example.com:5275: the server's certificate is not trusted",
+      since,
+    });
+    expect(new Metrics({ ...probe({ connected: false }), xmppLink: link }).health()).to.include({
+      ok: false,
+      xmppState: 'reconnecting',
+      xmppServer: 'xmpps://xmpp-b.example.com:5275',
+      xmppLastError: "TLS to xmpp-b.example.com:5275: the server's certificate is not trusted",
+      xmppDownSince: '2026-01-02T03:04:05.000Z',
+    });
+  });
+
   it('times the report source and counts its errors by kind', async () => {
     const m = new Metrics(probe());
     const src = meteredSource(

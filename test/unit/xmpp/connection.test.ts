@@ -17,7 +17,8 @@ import { makeTestCa, type TestCa } from '../../support/tls.js';
 const DOMAIN = 'reports.example.com';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Script = 'accept' | { refuse: string; text?: string };
+/** accept the handshake; refuse it with a stream error; or open the stream and never answer the handshake */
+type Script = 'accept' | 'ignore' | { refuse: string; text?: string };
 
 /** Answers each connection by its script (the last one repeats): accept the handshake, or refuse it with a stream error. */
 class FakeServer {
@@ -59,6 +60,7 @@ class FakeServer {
       }
       if (buf.includes('</handshake>')) {
         buf = '';
+        if (script === 'ignore') return;
         if (script === 'accept') {
           this.handshakes++;
           s.write('<handshake/>');
@@ -271,6 +273,49 @@ describe('xmpp/connection with several servers (xmpp.service as a list)', functi
       uri(servers[0].port),
       uri(servers[1].port),
       uri(servers[0].port),
+    ]);
+  });
+
+  it('an attempt is bounded: a server that takes the connection and never answers the handshake is left for the next', async () => {
+    servers.push(await new FakeServer(['ignore']).start(), await new FakeServer(['accept']).start());
+    const { log, lines } = capture();
+    conn = new Connection(
+      {
+        services: [uri(servers[0].port), uri(servers[1].port)],
+        domain: DOMAIN,
+        secret: 's',
+        reconnectMaxMs: 1000,
+        attemptTimeoutMs: 3000,
+      },
+      log,
+    );
+    await conn.start();
+    expect(conn.link.server).to.equal(uri(servers[1].port));
+    expect(servers[0].sockets).to.have.length(1);
+    expect(servers[0].sockets[0].destroyed || servers[0].sockets[0].readableEnded).to.equal(true);
+    expect(
+      lines.some(
+        (l) => l.server === uri(servers[0].port) && l.err === `no answer from ${uri(servers[0].port)} within 3000 ms`,
+      ),
+    ).to.equal(true);
+  });
+
+  it('warns about each plain (xmpp://) server that is not on loopback', () => {
+    const { log, lines } = capture();
+    new Connection(
+      {
+        services: ['xmpp://127.0.0.1:5275', 'xmpp://[::1]:5275', 'xmpp://192.0.2.10:5275', 'xmpps://192.0.2.11:5275'],
+        domain: DOMAIN,
+        secret: 's',
+        reconnectMaxMs: 1000,
+      },
+      log,
+    );
+    expect(lines.filter((l) => l.level === 40).map((l) => [l.server, l.msg])).to.deep.equal([
+      [
+        'xmpp://192.0.2.10:5275',
+        'the link to this XMPP server is not encrypted: use xmpps:// with a TLS listener (ejabberd: tls: true)',
+      ],
     ]);
   });
 
