@@ -83,6 +83,7 @@ export class App {
         domain: config.xmpp.domain,
         secret: config.xmpp.secret,
         reconnectMaxMs: config.xmpp.reconnectMaxMs,
+        keepalive: { to: config.xmpp.serverDomain, intervalMs: config.xmpp.keepaliveMs },
       },
       log,
     );
@@ -100,6 +101,7 @@ export class App {
     const t = config.transfer;
     const { si, jingle, s5b, ibb, proxies, connectionLost } = transferModules(t, request, streamhost, {
       domain: config.xmpp.domain,
+      serverDomain: config.xmpp.serverDomain,
       log,
     });
     this.proxies = proxies;
@@ -319,7 +321,7 @@ export function transferModules(
   t: Config['transfer'],
   request: (iq: Element, timeoutMs: number) => Promise<Element>,
   streamhost: Streamhost | undefined,
-  o: { domain: string; log: Logger },
+  o: { domain: string; log: Logger; serverDomain?: string },
 ): {
   si: SiDelivery;
   jingle: JingleDelivery;
@@ -343,7 +345,7 @@ export function transferModules(
     // a server answers these at once; start-up (which awaits the check) must not hang on one that does not
     timeoutMs: Math.min(t.connectTimeoutMs, 10000),
     log: o.log,
-    discover: t.discoverProxies ? t.discoverDomain : undefined,
+    discover: t.discoverProxies ? (o.serverDomain ?? o.domain.split('.').slice(1).join('.')) : undefined,
   });
   const memory = new StreamhostMemory({ maxUsers: t.memory.maxUsers, ttlMs: t.memory.ttlMs });
   const deps = { request, streamhost, proxies, memory, s5b, ibb };

@@ -69,6 +69,21 @@ const DECLARED = [
     min: 1000,
     doc: 'longest wait between reconnect attempts (backoff doubles from 1 s)',
   },
+  {
+    key: 'xmpp.serverDomain',
+    env: 'XR_XMPP_SERVER_DOMAIN',
+    kind: 'string',
+    def: '',
+    doc: "the XMPP server's own domain, searched for proxies and pinged (default: the parent of xmpp.domain; the component protocol does not tell it)",
+  },
+  {
+    key: 'xmpp.keepaliveMs',
+    env: 'XR_XMPP_KEEPALIVE_MS',
+    kind: 'int',
+    def: 30000,
+    min: 0,
+    doc: 'how often the component pings xmpp.serverDomain (XEP-0199); no answer within as long again drops the link and moves to the next server (0 = never: a vanished server host is then noticed only when a write fails, minutes later)',
+  },
 
   {
     key: 'reports.source',
@@ -300,14 +315,7 @@ const DECLARED = [
     env: 'XR_DISCOVER_PROXIES',
     kind: 'bool',
     def: true,
-    doc: "find the server's XEP-0065 proxies at connect and on reload (disco#items and disco#info on transfer.discoverDomain) and offer them after the built-in streamhost and transfer.externalProxies",
-  },
-  {
-    key: 'transfer.discoverDomain',
-    env: 'XR_DISCOVER_DOMAIN',
-    kind: 'string',
-    def: '',
-    doc: "the XMPP server's domain, searched for proxies (default: the parent of xmpp.domain; the component protocol does not tell it)",
+    doc: "find the server's XEP-0065 proxies at connect and on reload (disco#items and disco#info on xmpp.serverDomain) and offer them after the built-in streamhost and transfer.externalProxies",
   },
   {
     key: 'transfer.memory.maxUsers',
@@ -536,6 +544,8 @@ export interface Config {
     secret: string;
     resource: string;
     reconnectMaxMs: number;
+    serverDomain: string;
+    keepaliveMs: number;
   };
   reports: {
     source: 'folder' | 'http';
@@ -570,7 +580,6 @@ export interface Config {
     };
     externalProxies: string[];
     discoverProxies: boolean;
-    discoverDomain: string;
     memory: { maxUsers: number; ttlMs: number };
     ibb: { blockSize: number; window: number };
     order: Array<'si' | 'jingle' | 'link'>;
@@ -804,12 +813,9 @@ function validate(c: Config): Config {
     if (!/^[^@\s]+@[^\s:]+:\d{1,5}$/.test(p))
       fail('transfer.externalProxies', `expected jid@host:port, got ${JSON.stringify(p)}`);
   }
-  if (c.transfer.discoverDomain && !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(c.transfer.discoverDomain))
-    fail(
-      'transfer.discoverDomain',
-      `expected a domain such as example.com, got ${JSON.stringify(c.transfer.discoverDomain)}`,
-    );
-  c.transfer.discoverDomain = (c.transfer.discoverDomain || c.xmpp.domain.split('.').slice(1).join('.')).toLowerCase();
+  if (c.xmpp.serverDomain && !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(c.xmpp.serverDomain))
+    fail('xmpp.serverDomain', `expected a domain such as example.com, got ${JSON.stringify(c.xmpp.serverDomain)}`);
+  c.xmpp.serverDomain = (c.xmpp.serverDomain || c.xmpp.domain.split('.').slice(1).join('.')).toLowerCase();
   if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
   if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
   for (const m of c.transfer.order)

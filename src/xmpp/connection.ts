@@ -2,10 +2,12 @@
 // connect (plain TCP or direct TLS) to the first of several servers that
 // answers, move on to the next with exponential backoff when the link is lost,
 // send, and IQ requests.
-import { component, type Component, type Element } from '@xmpp/component';
+import { component, xml, type Component, type Element } from '@xmpp/component';
 import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorElement } from './errors.js';
+import { newId } from './ids.js';
+import { NS } from './namespaces.js';
 import { ServerNotTrusted, tlsSocketClass, type TlsOptions } from './tls.js';
 
 export { ServerNotTrusted, type TlsOptions } from './tls.js';
@@ -49,6 +51,13 @@ export interface ConnectionOptions {
   tls?: TlsOptions;
   /** One attempt at most (TCP connect, TLS, stream header, handshake); default 10 s. */
   attemptTimeoutMs?: number;
+  /**
+   * XEP-0199 pings to the server's own domain while online: any answer, an error
+   * included, proves the link; none within intervalMs drops it. A server host that
+   * vanished (power, network) closes nothing, and TCP alone would notice only when a
+   * write times out, minutes later. intervalMs 0 = off.
+   */
+  keepalive?: { to: string; intervalMs: number };
 }
 
 interface Server {
@@ -81,6 +90,7 @@ export class Connection {
   private attemptToken = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly tlsSocket: new () => unknown;
+  private pinger: NodeJS.Timeout | undefined;
   private readonly lostListeners = new Set<() => void>();
   private readonly onlineWaiters = new Set<() => void>();
   private stanzaHandler: StanzaHandler = () => Promise.resolve(undefined);
@@ -137,12 +147,14 @@ export class Connection {
         { server: this.current.service, domain: opts.domain, tls: this.current.tls },
         'connected to the XMPP server',
       );
+      this.startKeepalive();
       for (const w of [...this.onlineWaiters]) w();
     });
     this.xmpp.on('offline', () => {
       this.online = false;
     });
     this.xmpp.on('disconnect', (ev: { clean?: boolean; reason?: unknown } | undefined) => {
+      this.stopKeepalive();
       if (this.online) {
         this.online = false;
         this.lostAt = new Date();
@@ -333,6 +345,44 @@ export class Connection {
     this.timer = setTimeout(() => void this.attempt(), delay);
   }
 
+  private startKeepalive(): void {
+    const k = this.opts.keepalive;
+    this.stopKeepalive();
+    if (!k || k.intervalMs <= 0) return;
+    let waiting = false;
+    this.pinger = setInterval(() => {
+      if (waiting || !this.online) return;
+      waiting = true;
+      const socket = this.xmpp.socket;
+      const server = this.current.service;
+      const ping = xml(
+        'iq',
+        { type: 'get', to: k.to, from: this.opts.domain, id: newId() },
+        xml('ping', { xmlns: NS.PING }),
+      );
+      const sent = Date.now();
+      this.xmpp.iqCaller
+        .request(ping, k.intervalMs)
+        .then(() => this.log.debug({ server, ms: Date.now() - sent }, 'the XMPP server answered a ping'))
+        .catch((err: Error) => {
+          if (err.name !== 'TimeoutError')
+            this.log.debug({ server, ms: Date.now() - sent, err: err.message }, 'the XMPP server answered a ping');
+          // An error reply (a server without mod_ping) is an answer all the same.
+          if (err.name !== 'TimeoutError' || this.stopping || socket !== this.xmpp.socket) return;
+          this.lastError = `no answer to a ping in ${k.intervalMs} ms`;
+          this.log.warn({ server, waitedMs: k.intervalMs }, 'the XMPP server did not answer a ping; dropping the link');
+          socket?.destroy?.();
+        })
+        .finally(() => (waiting = false));
+    }, k.intervalMs);
+    this.pinger.unref();
+  }
+
+  private stopKeepalive(): void {
+    clearInterval(this.pinger);
+    this.pinger = undefined;
+  }
+
   async send(el: Element): Promise<void> {
     await this.xmpp.send(el);
   }
@@ -350,6 +400,7 @@ export class Connection {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopKeepalive();
     clearTimeout(this.timer);
     this.timer = undefined;
     this.xmpp.reconnect.stop();

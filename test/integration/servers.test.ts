@@ -218,6 +218,21 @@ for (const server of servers) {
       });
     });
 
+    describe('keepalive (XEP-0199 pings to the server domain)', () => {
+      it(`${server.name} answers the component's pings, and the link stays up`, async () => {
+        const comp = await httpComponent(srv, { XR_XMPP_KEEPALIVE_MS: '200' });
+        try {
+          const deadline = Date.now() + 20000;
+          while (comp.logged('the XMPP server answered a ping').length < 3 && Date.now() < deadline) await sleep(50);
+          expect(comp.logged('the XMPP server answered a ping').length).to.be.at.least(3);
+          expect(comp.logged('the XMPP server did not answer a ping; dropping the link')).to.deep.equal([]);
+          expect(comp.logged('connected to the XMPP server')).to.have.length(1);
+        } finally {
+          await comp.stop();
+        }
+      });
+    });
+
     describe('links, for a client without file transfer', () => {
       let comp: RunningComponent;
       let plain: Rx;

@@ -108,7 +108,7 @@ describe('config', () => {
       expect(c.shutdown.graceMs).to.equal(30000);
       expect(c.transfer.externalProxies).to.deep.equal([]);
       expect(c.transfer.discoverProxies).to.equal(true);
-      expect(c.transfer.discoverDomain).to.equal('example.com'); // the parent of reports.example.com
+      expect(c.xmpp.serverDomain).to.equal('example.com'); // the parent of reports.example.com
       expect(c.transfer.memory).to.deep.equal({ maxUsers: 10000, ttlMs: 7 * 24 * 3600 * 1000 });
       expect(c.transfer.ibb).to.deep.equal({ blockSize: 32768, window: 8 });
       expect(c.log.level).to.equal('info');
@@ -118,7 +118,7 @@ describe('config', () => {
 
     it('takes the discovery domain as given, lower-cased, and discovery can be turned off', () => {
       const c = loadConfig({ env: env({ XR_DISCOVER_DOMAIN: 'XMPP.Example.NET', XR_DISCOVER_PROXIES: 'false' }) });
-      expect(c.transfer.discoverDomain).to.equal('xmpp.example.net');
+      expect(c.xmpp.serverDomain).to.equal('xmpp.example.net');
       expect(c.transfer.discoverProxies).to.equal(false);
     });
 
@@ -680,7 +680,7 @@ describe('config', () => {
       [
         'a discovery domain that is no domain',
         { XR_DISCOVER_DOMAIN: 'example.com/x' },
-        'transfer.discoverDomain',
+        'xmpp.serverDomain',
         /expected a domain/,
       ],
       ['a negative memory size', { XR_MEMORY_MAX_USERS: '-1' }, 'transfer.memory.maxUsers', />= 0/],

@@ -28,6 +28,9 @@ class FakeServer {
   bytes = 0;
   /** TCP connections accepted (also those whose TLS handshake failed) */
   connections = 0;
+  /** how it answers XEP-0199 pings: a result, an error (no mod_ping), or not at all (a vanished host) */
+  pingMode: 'result' | 'error' | 'silent' = 'result';
+  pings = 0;
   protected server!: Server | TlsServer;
   port = 0;
 
@@ -57,6 +60,16 @@ class FakeServer {
         s.write(
           `<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' from='${DOMAIN}' id='s${this.sockets.length}'>`,
         );
+      }
+      for (const m of buf.matchAll(/<iq [^>]*?id=['"]([^'"]+)['"][^>]*>\s*<ping /g)) {
+        this.pings++;
+        buf = '';
+        const from = "from='example.com'";
+        if (this.pingMode === 'result') s.write(`<iq type='result' ${from} to='${DOMAIN}' id='${m[1]}'/>`);
+        if (this.pingMode === 'error')
+          s.write(
+            `<iq type='error' ${from} to='${DOMAIN}' id='${m[1]}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`,
+          );
       }
       if (buf.includes('</handshake>')) {
         buf = '';
@@ -329,6 +342,55 @@ describe('xmpp/connection with several servers (xmpp.service as a list)', functi
     await until('the second server tried', () => conn!.link.server === uri(b));
     expect(conn.link.state).to.equal('connecting');
     expect(conn.link.lastError).to.match(/ECONNREFUSED/);
+  });
+});
+
+describe('xmpp/connection keepalive (XEP-0199 pings to the server domain)', function () {
+  this.timeout(30000);
+  const servers: FakeServer[] = [];
+  let conn: Connection | undefined;
+  afterEach(async () => {
+    await conn?.stop();
+    for (const s of servers.splice(0)) await s.stop();
+    conn = undefined;
+  });
+  const uri = (port: number) => `xmpp://127.0.0.1:${port}`;
+  const connect = (log: ReturnType<typeof capture>['log']) =>
+    new Connection(
+      {
+        services: servers.map((s) => uri(s.port)),
+        domain: DOMAIN,
+        secret: 's',
+        reconnectMaxMs: 1000,
+        keepalive: { to: 'example.com', intervalMs: 200 },
+      },
+      log,
+    );
+
+  it('a server that stops answering (a vanished host: no FIN, no RST) is left for the next one', async () => {
+    servers.push(await new FakeServer(['accept']).start(), await new FakeServer(['accept']).start());
+    servers[0].pingMode = 'silent';
+    const { log, lines } = capture();
+    conn = connect(log);
+    await conn.start();
+    expect(conn.link.server).to.equal(uri(servers[0].port));
+    await until('online on the second server', () => conn!.isOnline && conn!.link.server === uri(servers[1].port));
+    expect(servers[0].pings).to.be.at.least(1);
+    expect(lines.find((l) => l.msg === 'the XMPP server did not answer a ping; dropping the link')).to.include({
+      server: uri(servers[0].port),
+    });
+  });
+
+  it('an error answer (a server without mod_ping) keeps the link', async () => {
+    servers.push(await new FakeServer(['accept']).start());
+    servers[0].pingMode = 'error';
+    const { log, lines } = capture();
+    conn = connect(log);
+    await conn.start();
+    await until('three pings answered', () => servers[0].pings >= 3);
+    expect(conn.isOnline).to.equal(true);
+    expect(servers[0].handshakes).to.equal(1);
+    expect(lines.some((l) => l.msg === 'the XMPP server did not answer a ping; dropping the link')).to.equal(false);
   });
 });
 
