@@ -73,6 +73,8 @@ describe('config', () => {
         secret: 's3cret',
         resource: 'reports',
         reconnectMaxMs: 30000,
+        serverDomain: 'example.com',
+        keepaliveMs: 30000,
       });
       expect(c.reports).to.deep.equal({
         source: 'folder',
@@ -117,7 +119,7 @@ describe('config', () => {
     });
 
     it('takes the discovery domain as given, lower-cased, and discovery can be turned off', () => {
-      const c = loadConfig({ env: env({ XR_DISCOVER_DOMAIN: 'XMPP.Example.NET', XR_DISCOVER_PROXIES: 'false' }) });
+      const c = loadConfig({ env: env({ XR_XMPP_SERVER_DOMAIN: 'XMPP.Example.NET', XR_DISCOVER_PROXIES: 'false' }) });
       expect(c.xmpp.serverDomain).to.equal('xmpp.example.net');
       expect(c.transfer.discoverProxies).to.equal(false);
     });
@@ -679,7 +681,7 @@ describe('config', () => {
       ],
       [
         'a discovery domain that is no domain',
-        { XR_DISCOVER_DOMAIN: 'example.com/x' },
+        { XR_XMPP_SERVER_DOMAIN: 'example.com/x' },
         'xmpp.serverDomain',
         /expected a domain/,
       ],
