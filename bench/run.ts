@@ -110,6 +110,8 @@ const IBB_BLOCKS = (process.env.XR_BENCH_IBB_BLOCKS ?? '65535,4096').split(',').
 const SKIP_SHAPED = process.env.XR_BENCH_SKIP_SHAPED === '1';
 const S5B_HASH: 'inline' | 'deferred' = process.env.XR_BENCH_S5B_HASH === 'inline' ? 'inline' : 'deferred';
 const VERBOSE = process.env.XR_BENCH_VERBOSE === '1';
+// XR_BENCH_TRACE=1: item 6 also traces requests step by step (component log lines at debug level, libpurple's wall clock).
+const TRACE = process.env.XR_BENCH_TRACE === '1';
 // XR_BENCH_PROFILE=DIR: the component and receiver processes write V8 CPU profiles (--cpu-prof) there.
 // XR_BENCH_COMPONENT_NODE_ARGS: extra node options for the component (experiments, e.g. --import a patch).
 const COMPONENT_NODE_ARGS = (process.env.XR_BENCH_COMPONENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -274,7 +276,7 @@ class Component {
           XR_PROXY_BIND_PORT: '0',
           // every bench receiver connects from 127.0.0.1: lift the per-address cap (default 50)
           XR_PROXY_MAX_PER_ADDRESS: '10000',
-          XR_LOG_LEVEL: 'info',
+          XR_LOG_LEVEL: TRACE ? 'debug' : 'info',
           XR_IBB_WINDOW: String(IBB_WINDOW),
           ...BENCH_LIMITS,
           ...env,
@@ -283,6 +285,7 @@ class Component {
         logFile: process.env.XR_BENCH_COMPONENT_LOG,
         // keep what the bench reads; progress lines would only fill memory
         keep: (e) =>
+          (TRACE && typeof e.level === 'number' && e.level >= 20) ||
           e.msg === 'report fetched' ||
           e.msg === 'delivered' ||
           e.msg === 'transfer failed' ||
@@ -1287,6 +1290,35 @@ async function purpleRun(
   return { ms: (Number(r.complete_us) - Number(s.t_us)) / 1000, offerMs: (Number(o.t_us) - Number(s.t_us)) / 1000 };
 }
 
+/** One request step by step: the component's log lines (ms, wall clock) against libpurple's request and complete times. */
+async function tracePurple(
+  purple: ReceiverProcess,
+  comp: Component,
+  newId: () => string,
+  sha: string,
+  label: string,
+): Promise<void> {
+  for (let k = 0; k < 3; k++) {
+    const id = newId();
+    const before = new Set(purple.events);
+    const start = comp.child.events.length;
+    await purpleRun(purple, `${id}@${COMPONENT_DOMAIN}`, 'report', sha, 's5b', 30000);
+    await sleep(300); // the closing lines
+    const ev = purple.events.filter((e) => !before.has(e));
+    const t0 = Number(ev.find((e) => e.event === 'sent')!.wall_us) / 1000;
+    const steps: string[] = [];
+    const at = (ms: number) => `${fmt(ms - t0, 1)}`;
+    const lines = comp.child.events.slice(start).filter((e) => e.project === id || e.project === undefined);
+    for (const e of lines) if (typeof e.time === 'number') steps.push(`${at(e.time)} ${String(e.msg)}`);
+    steps.push(`${at(Number(ev.find((e) => e.event === 'offer')!.wall_us) / 1000)} libpurple: offer`);
+    const r = ev.find((e) => e.event === 'received')!;
+    steps.push(`${at(Number(r.complete_wall_us) / 1000)} libpurple: file-recv-complete`);
+    steps.sort((a, b) => parseFloat(a) - parseFloat(b));
+    log(`TRACE ${label} #${k + 1} (ms after libpurple sent the request):\n    ${steps.join('\n    ')}`);
+    notes.push(`trace, ${label} #${k + 1} (ms after the request): ${steps.join('; ')}`);
+  }
+}
+
 async function benchPurple(intranet: ReportServer): Promise<void> {
   const cases: Array<{ label: string; size: number; method: 's5b' | 'ibb'; runs: number; target: number }> = [
     { label: '100 KiB by S5B', size: 100 * 1024, method: 's5b', runs: P.purpleRuns.small, target: 1.0 },
@@ -1388,6 +1420,7 @@ async function benchPurple(intranet: ReportServer): Promise<void> {
           baseline: `bot: offer ${off(b)} ms; CPU ${cpu(b)} ms`,
         });
         facts[`purple_${i}_ratio`] = ratio;
+        if (TRACE && c.method === 's5b' && c.size <= MiB) await tracePurple(purple, comp, newId, sha, c.label);
       } finally {
         await comp.stop();
         for (const id of ids) intranet.files.delete(id);

@@ -21,7 +21,7 @@
  *   {"event":"subscription_request","from":"..."}              (always authorized)
  *   {"event":"offer","from":"...","name":"...","size":N,"t_us":N}
  *   {"event":"declined","from":"...","name":"...","size":N}   (with --decline)
- *   {"event":"sent","to":"...","t_us":N}                        (a "send" command's message went out)
+ *   {"event":"sent","to":"...","t_us":N,"wall_us":N}                      (a "send" command's message went out)
  *   {"event":"received","from":"...","name":"...","size":N,"bytes":N,
  *    "sha256":"<hex of the file on disk>","disk_bytes":N,"method":"s5b"|"ibb","path":"...",
  *    "complete_us":N}
@@ -29,6 +29,8 @@
  *        before the message is handed to libpurple and at libpurple's "file-recv-complete"
  *        signal, so complete_us - t_us times a request in the client itself (npm run bench),
  *        without the SHA-256 of the file on disk that comes before the "received" line.
+ *        wall_us and complete_wall_us: the same moments by g_get_real_time(), to line them
+ *        up with another process's log (bench step-by-step trace).
  *   {"event":"failed","from":"...","name":"...",
  *    "reason":"cancelled local"|"cancelled remote"|"no local file",
  *    "bytes":N,"method":"s5b"|"ibb"|null,"path":"..."}
@@ -145,6 +147,7 @@ typedef struct {
 	const char *method;  /* "s5b", "ibb" or NULL while unknown */
 	gboolean finished;   /* received/failed already reported */
 	gint64 complete_us;  /* g_get_monotonic_time() at "file-recv-complete" (0: not yet) */
+	gint64 complete_wall_us; /* g_get_real_time() then */
 } XferState;
 
 /* ------------------------------------------------------------------ */
@@ -678,7 +681,7 @@ cmd_send(const char *to, const char *body)
 {
 	PurpleConversation *conv;
 	char *escaped, *html;
-	gint64 t_us;
+	gint64 t_us, wall_us;
 	GString *e;
 
 	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, to, account);
@@ -688,12 +691,14 @@ cmd_send(const char *to, const char *body)
 	escaped = g_markup_escape_text(body, -1);
 	html = purple_strdup_withhtml(escaped);
 	t_us = g_get_monotonic_time();
+	wall_us = g_get_real_time();
 	purple_conv_im_send(PURPLE_CONV_IM(conv), html);
 	g_free(html);
 	g_free(escaped);
 	e = ev_begin("sent");
 	ev_str(e, "to", to);
 	ev_int(e, "t_us", t_us);
+	ev_int(e, "wall_us", wall_us);
 	ev_emit(e);
 }
 
@@ -1094,6 +1099,7 @@ file_recv_request_cb(PurpleXfer *xfer, gpointer data)
 	ev_str(e, "name", purple_xfer_get_filename(xfer));
 	ev_int(e, "size", (gint64)purple_xfer_get_size(xfer));
 	ev_int(e, "t_us", g_get_monotonic_time());
+	ev_int(e, "wall_us", g_get_real_time());
 	ev_emit(e);
 
 	if (opt.decline) {
@@ -1145,6 +1151,7 @@ report_received_cb(gpointer data)
 		ev_str(e, "method", st->method);
 		ev_str(e, "path", path);
 		ev_int(e, "complete_us", st->complete_us);
+		ev_int(e, "complete_wall_us", st->complete_wall_us);
 		ev_emit(e);
 		g_free(sha);
 	}
@@ -1159,6 +1166,7 @@ file_recv_complete_cb(PurpleXfer *xfer, gpointer data)
 	if (purple_xfer_get_account(xfer) != account)
 		return;
 	xfer_state(xfer)->complete_us = g_get_monotonic_time();
+	xfer_state(xfer)->complete_wall_us = g_get_real_time();
 	detect_method(xfer);
 	/* "file-recv-complete" is emitted when the status becomes DONE, before
 	 * the core has counted the last chunk and closed the file: report from
