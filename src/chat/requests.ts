@@ -8,7 +8,7 @@ import { oobMessage } from '../transfer/links/message.js';
 import { ActiveRequests, type ActiveRequest, type ActiveRequestInfo } from './active.js';
 import type { CommandParser } from './commands.js';
 import { ConcurrencyGate, GateClosedError, QueueFullError, RateLimiter, SharedFetches, type Lease } from './limits.js';
-import type { RequestJournal } from './journal.js';
+import type { JournalNote, RequestJournal } from './journal.js';
 import { formatSize, replies } from './replies.js';
 
 export interface RequestDeps {
@@ -223,6 +223,19 @@ export class Requests {
     const probe = from.resource
       ? this.deps.delivery.probe?.(this.deps.addresses.projectFull(project), from.full)
       : undefined;
+    // Noted in the journal now, while the report downloads, so the write is not on the critical path;
+    // the file name follows once known. On disk before any offer (see deliver()).
+    const note = from.resource
+      ? this.deps.journal?.note({
+          to: from.full,
+          from: this.deps.addresses.projectFull(project),
+          project,
+          file: `the report of project ${project}`,
+          startedAt: new Date().toISOString(),
+        })
+      : undefined;
+    const forget = () =>
+      note?.forget().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'journal entry not removed'));
     log.debug('report download and disco#info started');
     const started = Date.now();
     // With a per-user intranet header, users may see different reports: share only per user then.
@@ -233,6 +246,7 @@ export class Requests {
         this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
       );
     } catch (err) {
+      await forget();
       await told;
       job.outcome = err instanceof ReportError ? err.kind : 'error';
       if (err instanceof ReportError) {
@@ -261,6 +275,7 @@ export class Requests {
     try {
       await told;
     } catch (err) {
+      await forget();
       await lease.release().catch(() => {});
       throw err;
     }
@@ -275,9 +290,11 @@ export class Requests {
         job.outcome = 'cancelled';
         final = replies.cancelledByAdmin(report.name);
       } else {
-        final = await this.deliver(report, from, project, out, log, job, probe);
+        void note?.name(report.name);
+        final = await this.deliver(report, from, project, out, log, job, probe, note);
       }
     } finally {
+      await forget();
       await lease
         .release()
         .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
@@ -294,36 +311,22 @@ export class Requests {
     log: Logger,
     job: ActiveRequest,
     probe: DeliveryRequest['probe'],
+    note: JournalNote | undefined,
   ): Promise<string> {
     const { say } = out;
     job.outcome = report.size === 0 ? 'empty' : 'notified';
     if (report.size === 0) return replies.empty(project);
     if (!from.resource) return replies.ready(report.name, report.size);
-    // The journal entry is written while the method is chosen, and is on disk before
-    // any offer goes out: SI and Jingle await progress('offering') before they offer.
-    const noted = this.deps.journal
-      ?.begin({
-        to: from.full,
-        from: this.deps.addresses.projectFull(project),
-        project,
-        file: report.name,
-        startedAt: new Date().toISOString(),
-      })
-      .catch((err: unknown) => {
-        log.warn({ err: (err as Error).message }, 'could not note the request in the journal');
-        return undefined;
-      });
+    // SI and Jingle await progress('offering') before they offer: the journal entry is on disk by then.
+    const noted = note?.written.then((ok) => {
+      if (!ok) log.warn('could not note the request in the journal');
+    });
     const progress = async (p: DeliveryProgress) => {
       const line =
         p.kind === 'offering' ? replies.sending(report.name, report.size) : replies.linkInstead(report.name, p.why);
       await Promise.all([noted, say(line)]);
     };
-    try {
-      return await this.offer(report, from, project, out, log, job, progress, probe);
-    } finally {
-      const forget = await noted;
-      await forget?.().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'journal entry not removed'));
-    }
+    return this.offer(report, from, project, out, log, job, progress, probe);
   }
 
   private async offer(
