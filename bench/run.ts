@@ -1,7 +1,7 @@
 // `npm run bench` (scripts/bench.sh builds first, then runs this).
 //
 // Starts its own ejabberd (test/support/ejabberd.ts: run dir .run/bench-ejabberd,
-// ports 35222-35226, node xrbench@localhost), the component as a separate
+// ports 35222-35227, node xrbench@localhost), the component as a separate
 // process (node dist/src/main.js with XR_* environment), the bench receiver
 // (bench/receiver.ts), a slixmpp sender bot (bench/slix-sender.py) and a raw
 // TCP sender (bench/raw-sender.ts), and measures, alternating A, B, A, B:
@@ -1556,6 +1556,10 @@ function report(startedAt: number): string {
     "  the component's direct candidate, sends candidate-used and ends the session with <success/> after the last byte.",
     '- slixmpp baseline: bench/slix-sender.py, a c2s bot (SI offer and streamhost IQ written raw; SOCKS5, activation and IBB',
     "  from slixmpp's plugins), S5B through ejabberd's mod_proxy65, IBB with one block in flight.",
+    '- Item 6: the real libpurple receiver (test/clients/purple-receiver.c, files to /dev/shm), timed in the client from the',
+    "  request message to libpurple's file-recv-complete signal (CLOCK_MONOTONIC). Baseline: bench/slix-component.py, a",
+    '  slixmpp external component on its own listener that downloads the whole report into memory (asyncio HTTP/1.1), then',
+    '  offers it by SI and sends it through its own streamhost (S5B) or in IQ blocks of 32 KiB, 8 in flight (IBB).',
     '- Raw baseline: bench/raw-sender.ts, a Node TCP server writing the same file through two reused 1 MiB buffers.',
     '- ejabberd: private instances from scripts/ejabberd.sh (c2s shaper none; the Debian-shaper instance as labelled).',
     '',

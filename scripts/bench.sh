@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need, builds, and runs bench/run.ts,
-# which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35226;
+# which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35227;
 # a second one with Debian's c2s shaper on 31242-31246), the component as a
 # separate process, the bench receiver, a slixmpp sender bot and a raw TCP
 # sender, all on loopback, and stops every process it started by pid.
@@ -9,6 +9,7 @@
 # Usage: npm run bench [-- --quick] [-- --only=1,3] [-- --keep-ejabberd]
 #   --quick   smaller files and fewer runs: a smoke check of a few minutes
 #   --only=…  a subset of the items 1 (S5B: SI, and Jingle against SI) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
+#             6 (libpurple receiver vs a slixmpp component bot, reports from the HTTP intranet)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:
@@ -16,7 +17,9 @@
 #   XR_BENCH_COMPONENT_LOG=FILE (the components' log lines), XR_BENCH_VERBOSE=1
 #   (every transfer's timings), XR_BENCH_RSS_TIMELINE=1 (item 3 RSS over time),
 #   XR_BENCH_IBB_BLOCKS=65535,4096, XR_BENCH_SKIP_SHAPED=1, XR_BENCH_CONC_RUNS=N,
-#   XR_BENCH_S5B_HASH=inline, XR_BENCH_COMPONENT_NODE_ARGS='--import …'.
+#   XR_BENCH_S5B_HASH=inline, XR_BENCH_COMPONENT_NODE_ARGS='--import …', XR_BENCH_TRACE=1 (item 6: three
+#   requests step by step), XR_BENCH_PURPLE_CASES=1,2,3,4 (item 6: a subset), XR_BENCH_PURPLE_DEBUG=1.
+#   Item 6 also uses port XR_BENCH_PORT_BASE+5 (the bot's component listener).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
