@@ -34,6 +34,10 @@ export class SpoolFile {
   // take them from here as they arrive, and the file is only the backing for readers
   // that fall behind (or join late). Bounded by the write back-pressure (about two batches).
   private mem: Buffer[] = [];
+  /** Bytes have waited FLUSH_MS since they came (a source that trickles): readers take what there is. */
+  private stale = false;
+  /** The announced size (Infinity when unknown). */
+  private readonly expected: number;
   /** Resolves with the final size; rejects (ReportError or the stream's error) when the download failed. */
   readonly done: Promise<number>;
   private failure: Error | undefined;
@@ -49,6 +53,7 @@ export class SpoolFile {
     o: SpoolOptions,
   ) {
     const signal = o.signal ? AbortSignal.any([o.signal, this.abortCtl.signal]) : this.abortCtl.signal;
+    this.expected = o.expectedSize ?? Infinity;
     this.file = open(path, 'w', 0o600);
     this.file.catch(() => {}); // awaited by run()
     this.done = this.run(input, o, signal).then(
@@ -121,7 +126,13 @@ export class SpoolFile {
           this.received = received;
           this.wake();
           if (pendingLen >= WRITE_BATCH) return void flush().then(() => cb(), cb); // back-pressure: the next chunk waits for the disk
-          timer ??= setTimeout(() => void flush().catch(() => {}), FLUSH_MS); // a failure shows in the next write or in final
+          this.stale = false;
+          // a failure shows in the next write or in final
+          timer ??= setTimeout(() => {
+            this.stale = true;
+            this.wake();
+            void flush().catch(() => {});
+          }, FLUSH_MS);
           cb();
         },
         final: (cb) => void flush().then(() => cb(), cb),
@@ -155,9 +166,14 @@ export class SpoolFile {
     for (const f of w) f();
   }
 
-  /** Resolves once bytes beyond `position` have arrived, or the file is complete; rejects when it failed. */
-  private async reach(position: number): Promise<void> {
-    while (!this.finished && this.received <= position) {
+  /**
+   * Resolves once `want` bytes from `position` have arrived (or all the rest of an announced
+   * size), or the file is complete; rejects when it failed. Waiting for a batch rather than
+   * for every HTTP chunk keeps a fast transfer's reads (and socket writes) large.
+   */
+  private async reach(position: number, want: number): Promise<void> {
+    const need = Math.min(want, this.expected - position);
+    while (!this.finished && !(this.received > position && (this.received - position >= need || this.stale))) {
       if (this.failure) throw this.failure;
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
@@ -191,7 +207,7 @@ export class SpoolFile {
     return Promise.resolve({
       read: async (buf, offset, length, position) => {
         if (closed) throw new Error('reader closed');
-        await this.reach(position);
+        await this.reach(position, Math.min(length, WRITE_BATCH));
         if (position >= this.written) return this.fromMemory(buf, offset, length, position);
         const n = Math.min(length, this.written - position);
         if (n <= 0) return 0;
