@@ -1481,7 +1481,7 @@ function analysis(): string[] {
       '  the response headers (size from Content-Length), then sent while the download is still being written to the spool. The',
       `  download alone, by the same HTTP client into memory, runs at ${f('s5b_http_hopRaw')}× raw, so 0.7× raw is out of reach for any sender`,
       `  that fetches over HTTP first; the component reaches ${f('s5b_http_vsHop')}× that hop while also spooling and sending every byte`,
-      `  (${f('s5b_http_cpuGiB')} s CPU per GiB: receive, write to the spool in 256 KiB batches, read back, send), with the intranet (this bench`,
+      `  (${f('s5b_http_cpuGiB')} s CPU per GiB: receive, write to the spool in 256 KiB batches, send from memory), with the intranet (this bench`,
       '  process) and the receiver on the same 2 cores. Until the 2026-11-25 run the offer waited for the whole report in the',
       '  spool, hashed with MD5 and SHA-256 (1238 ms for 256 MiB: 0.15× raw, 0.43× slixmpp end to end).',
     );
@@ -1544,7 +1544,7 @@ function report(startedAt: number): string {
     'Set-up:',
     '',
     `- The component runs as its own process (\`node ${START_NODE_ARGS.join(' ')} dist/src/main.js\`, as \`npm start\`), configured by environment: folder source (items 1-3) or`,
-    "  the bench's HTTP intranet (items 1, 4, 5), spool under .run/bench, streamhost on 127.0.0.1, `XR_IBB_WINDOW` as above,",
+    "  the bench's HTTP intranet (items 1, 4, 5, 6), spool under .run/bench, streamhost on 127.0.0.1, `XR_IBB_WINDOW` as above,",
     '  `XR_PROXY_MAX_PER_ADDRESS=10000` (every bench receiver connects from 127.0.0.1) and the per-user request limits lifted',
     `  (${Object.entries(BENCH_LIMITS)
       .map(([k, v]) => `${k}=${v}`)
