@@ -1,7 +1,7 @@
 // `npm run bench` (scripts/bench.sh builds first, then runs this).
 //
 // Starts its own ejabberd (test/support/ejabberd.ts: run dir .run/bench-ejabberd,
-// ports 35222-35226, node xrbench@localhost), the component as a separate
+// ports 35222-35227, node xrbench@localhost), the component as a separate
 // process (node dist/src/main.js with XR_* environment), the bench receiver
 // (bench/receiver.ts), a slixmpp sender bot (bench/slix-sender.py) and a raw
 // TCP sender (bench/raw-sender.ts), and measures, alternating A, B, A, B:
@@ -15,9 +15,13 @@
 //   6. the same component through ejabberd and through Prosody 0.12 (test/support/prosody.ts, two private
 //      instances: network_default_read_size 65536 as the README recommends, and Prosody's own 4096),
 //      IBB and S5B, the servers alternated in one run
+//   7. at the real libpurple receiver (test/clients/purple-receiver.c), reports from the HTTP
+//      intranet: the component against a competent slixmpp component bot (bench/slix-component.py:
+//      downloads the whole report into memory, then sends it through its own streamhost, IBB
+//      window 8), request → libpurple's file-recv-complete, S5B at 100 KiB, 1 MiB, 64 MiB and IBB
 // Prints a table and writes bench/results/<date>.md.
 //
-// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6
+// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6,7
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
 import { execFileSync } from 'node:child_process';
 import {
@@ -38,6 +42,8 @@ import { fileURLToPath } from 'node:url';
 import { startEjabberd, type EjabberdInstance } from '../test/support/ejabberd.js';
 import { startProsody, type ProsodyInstance } from '../test/support/prosody.js';
 import type { TestServer } from '../test/support/server.js';
+import { buildPurpleReceiver, ReceiverProcess, type ReceiverEvent } from '../test/support/purple.js';
+import { commonReceiverArgs } from '../test/support/receiver.js';
 import {
   Child,
   MB,
@@ -60,7 +66,7 @@ const RUN = join(ROOT, '.run', 'bench');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const ONLY = new Set(
-  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()),
+  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6,7').split(',').map((s) => s.trim()),
 );
 const KEEP_EJ = argv.includes('--keep-ejabberd');
 const PY = process.env.XR_SLIX_PYTHON ?? '/usr/bin/python3';
@@ -82,6 +88,7 @@ const P = QUICK
       concRuns: 1,
       bigSize: 256 * MiB,
       latRequests: 50,
+      purpleRuns: { small: 5, big: 2, ibb: 2 },
     }
   : {
       warmup: true,
@@ -100,6 +107,7 @@ const P = QUICK
       concRuns: 3,
       bigSize: 1024 * MiB,
       latRequests: 200,
+      purpleRuns: { small: 15, big: 7, ibb: 5 },
     };
 const CONC_RUNS = Number(process.env.XR_BENCH_CONC_RUNS ?? 0) || P.concRuns;
 const IBB_WINDOW = Number(process.env.XR_BENCH_IBB_WINDOW ?? 8);
@@ -107,6 +115,8 @@ const IBB_BLOCKS = (process.env.XR_BENCH_IBB_BLOCKS ?? '65535,4096').split(',').
 const SKIP_SHAPED = process.env.XR_BENCH_SKIP_SHAPED === '1';
 const S5B_HASH: 'inline' | 'deferred' = process.env.XR_BENCH_S5B_HASH === 'inline' ? 'inline' : 'deferred';
 const VERBOSE = process.env.XR_BENCH_VERBOSE === '1';
+// XR_BENCH_TRACE=1: item 7 also traces requests step by step (component log lines at debug level, libpurple's wall clock).
+const TRACE = process.env.XR_BENCH_TRACE === '1';
 // XR_BENCH_PROFILE=DIR: the component and receiver processes write V8 CPU profiles (--cpu-prof) there.
 // XR_BENCH_COMPONENT_NODE_ARGS: extra node options for the component (experiments, e.g. --import a patch).
 const COMPONENT_NODE_ARGS = (process.env.XR_BENCH_COMPONENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -275,7 +285,7 @@ class Component {
           XR_PROXY_BIND_PORT: '0',
           // every bench receiver connects from 127.0.0.1: lift the per-address cap (default 50)
           XR_PROXY_MAX_PER_ADDRESS: '10000',
-          XR_LOG_LEVEL: 'info',
+          XR_LOG_LEVEL: TRACE ? 'debug' : 'info',
           XR_IBB_WINDOW: String(IBB_WINDOW),
           ...BENCH_LIMITS,
           ...env,
@@ -284,6 +294,7 @@ class Component {
         logFile: process.env.XR_BENCH_COMPONENT_LOG,
         // keep what the bench reads; progress lines would only fill memory
         keep: (e) =>
+          (TRACE && typeof e.level === 'number' && e.level >= 20) ||
           e.msg === 'report fetched' ||
           e.msg === 'delivered' ||
           e.msg === 'transfer failed' ||
@@ -1326,6 +1337,245 @@ async function benchLatency(intranet: ReportServer): Promise<void> {
   }
 }
 
+// ------------------------------------------------------------------ 6. libpurple vs the bot
+
+/** The slixmpp component bot's own domain on the bench ejabberd (a second host of its component listener). */
+const BOT_DOMAIN = 'bot.example.com';
+const purpleUser = 'purple';
+const BOT_SECRET = 'bot-secret';
+
+/**
+ * The ejabberd test template with a second component listener for BOT_DOMAIN on botPort(), for the
+ * bench ejabberd only (XR_EJ_TEMPLATE, read by scripts/ejabberd.sh). Its own listener, not a second
+ * host of the first: ejabberd_service routes every host of its listener to each connection it
+ * accepts, so the bot would also get half of the component's stanzas.
+ */
+function benchTemplate(): string {
+  const src = readFileSync(join(ROOT, 'scripts', 'ejabberd', 'ejabberd.test.yml.tmpl'), 'utf8');
+  const start = src.indexOf('    ## The external component (XEP-0114).\n');
+  const end = src.indexOf('  -\n', start);
+  if (start < 0 || end < 0) throw new Error('scripts/ejabberd/ejabberd.test.yml.tmpl: component listener not found');
+  const listener = src.slice(start, end);
+  const bot = listener
+    .replace('{{COMPONENT_PORT}}', String(botPort()))
+    .replace('"{{COMPONENT_DOMAIN}}":', `"${BOT_DOMAIN}":`)
+    .replace('"{{COMPONENT_SECRET}}"', `"${BOT_SECRET}"`);
+  if (bot === listener || bot.includes('{{'))
+    throw new Error('the component listener of the ejabberd template changed');
+  const out = join(RUN, 'ejabberd.bench.yml.tmpl');
+  mkdirSync(RUN, { recursive: true });
+  writeFileSync(out, src.slice(0, end) + '  -\n' + bot + src.slice(end));
+  return out;
+}
+
+/** After the bench ejabberd's five ports (c2s, component, http, dist, proxy65). */
+const botPort = () => PORT_BASE + 5;
+
+async function startSlixComponent(intranet: ReportServer): Promise<Child> {
+  const bot = new Child('slix-component', PY, [
+    join(ROOT, 'bench', 'slix-component.py'),
+    '--domain',
+    BOT_DOMAIN,
+    '--secret',
+    BOT_SECRET,
+    '--port',
+    String(botPort()),
+    '--url-template',
+    intranet.urlTemplate,
+    '--ibb-block',
+    String(32 * 1024),
+    '--ibb-window',
+    String(IBB_WINDOW),
+    '--timeout',
+    String(Math.ceil(BENCH_DEADLINE_MS / 1000)),
+  ]);
+  await bot.waitFor((e) => e.event === 'online', 30000, 'slixmpp component bot online');
+  return bot;
+}
+
+interface PurpleSample {
+  /** request → libpurple's file-recv-complete, ms, on the client's own monotonic clock */
+  ms: number;
+  /** request → the file offer reaching libpurple, ms */
+  offerMs: number;
+  /** CPU seconds of the sender (component, or bot) during the run */
+  cpu: number;
+}
+
+/** One request by the libpurple receiver; checks the file on disk (size, SHA-256) and removes it. */
+async function purpleRun(
+  purple: ReceiverProcess,
+  to: string,
+  body: string,
+  sha: string,
+  method: string,
+  timeoutMs: number,
+): Promise<{ ms: number; offerMs: number }> {
+  const before = new Set(purple.events);
+  const fresh = (e: ReceiverEvent) => !before.has(e);
+  const sent = purple.waitFor((e) => fresh(e) && e.event === 'sent', 10000);
+  const offer = purple.waitFor((e) => fresh(e) && e.event === 'offer', timeoutMs);
+  const end = purple.waitFor((e) => fresh(e) && (e.event === 'received' || e.event === 'failed'), timeoutMs);
+  purple.send(to, body);
+  let s: ReceiverEvent, o: ReceiverEvent, r: ReceiverEvent;
+  try {
+    [s, o, r] = await Promise.all([sent, offer, end]);
+  } catch (err) {
+    if (process.env.XR_BENCH_PURPLE_DEBUG === '1') writeFileSync(join(RUN, 'purple-debug.log'), purple.stderr);
+    throw err;
+  }
+  if (typeof r.path === 'string') rmSync(r.path, { force: true });
+  if (r.event !== 'received')
+    throw new Error(`libpurple: transfer from ${to} failed: ${String(r.reason)} (${String(r.bytes)} bytes)`);
+  if (r.sha256 !== sha) throw new Error(`libpurple: SHA-256 mismatch from ${to}: ${String(r.sha256)}`);
+  if (r.method !== method) throw new Error(`libpurple: ${to} sent by ${String(r.method)}, expected ${method}`);
+  return { ms: (Number(r.complete_us) - Number(s.t_us)) / 1000, offerMs: (Number(o.t_us) - Number(s.t_us)) / 1000 };
+}
+
+/** One request step by step: the component's log lines (ms, wall clock) against libpurple's request and complete times. */
+async function tracePurple(
+  purple: ReceiverProcess,
+  comp: Component,
+  newId: () => string,
+  sha: string,
+  label: string,
+): Promise<void> {
+  for (let k = 0; k < 3; k++) {
+    const id = newId();
+    const before = new Set(purple.events);
+    const start = comp.child.events.length;
+    await purpleRun(purple, `${id}@${COMPONENT_DOMAIN}`, 'report', sha, 's5b', 30000);
+    await sleep(300); // the closing lines
+    const ev = purple.events.filter((e) => !before.has(e));
+    const t0 = Number(ev.find((e) => e.event === 'sent')!.wall_us) / 1000;
+    const steps: string[] = [];
+    const at = (ms: number) => `${fmt(ms - t0, 1)}`;
+    const lines = comp.child.events.slice(start).filter((e) => e.project === id || e.project === undefined);
+    for (const e of lines) if (typeof e.time === 'number') steps.push(`${at(e.time)} ${String(e.msg)}`);
+    steps.push(`${at(Number(ev.find((e) => e.event === 'offer')!.wall_us) / 1000)} libpurple: offer`);
+    const r = ev.find((e) => e.event === 'received')!;
+    steps.push(`${at(Number(r.complete_wall_us) / 1000)} libpurple: file-recv-complete`);
+    steps.sort((a, b) => parseFloat(a) - parseFloat(b));
+    log(`TRACE ${label} #${k + 1} (ms after libpurple sent the request):\n    ${steps.join('\n    ')}`);
+    notes.push(`trace, ${label} #${k + 1} (ms after the request): ${steps.join('; ')}`);
+  }
+}
+
+async function benchPurple(intranet: ReportServer): Promise<void> {
+  const cases: Array<{ label: string; size: number; method: 's5b' | 'ibb'; runs: number; target: number }> = [
+    { label: '100 KiB by S5B', size: 100 * 1024, method: 's5b', runs: P.purpleRuns.small, target: 1.0 },
+    { label: '1 MiB by S5B', size: 1 * MiB, method: 's5b', runs: P.purpleRuns.small, target: 1.0 },
+    { label: '64 MiB by S5B', size: 64 * MiB, method: 's5b', runs: P.purpleRuns.big, target: 1.3 },
+    { label: '16 MiB by IBB, 32 KiB blocks', size: 16 * MiB, method: 'ibb', runs: P.purpleRuns.ibb, target: 3 },
+  ];
+  const only = process.env.XR_BENCH_PURPLE_CASES?.split(',').map((s) => s.trim());
+  log(
+    `6. libpurple receiver, reports from the HTTP intranet: component vs slixmpp component bot (${cases.map((c) => c.label).join('; ')})`,
+  );
+  const shm = existsSync('/dev/shm') ? '/dev/shm' : RUN;
+  const outDir = join(shm, `xr-bench-purple-${process.pid}`);
+  mkdirSync(outDir, { recursive: true });
+  // XR_BENCH_PURPLE_DEBUG=1: libpurple's debug log (with the XMPP traffic) is kept, and shown when a run fails
+  const debug = process.env.XR_BENCH_PURPLE_DEBUG === '1';
+  const purple = await ReceiverProcess.start(
+    await buildPurpleReceiver(),
+    commonReceiverArgs({
+      jid: `${purpleUser}@${ej.domain}/purple`,
+      password: users.get(purpleUser)!,
+      host: '127.0.0.1',
+      port: ej.c2sPort,
+      outDir,
+      timeoutSec: Math.ceil(BENCH_DEADLINE_MS / 1000),
+      debug,
+    }),
+    { name: 'purple-receiver', stderrTailBytes: debug ? 4 << 20 : 16 << 10 },
+  );
+  const bot = await startSlixComponent(intranet);
+  let next = 600000;
+  try {
+    for (const [i, c] of cases.entries()) {
+      if (only && !only.includes(String(i + 1))) continue;
+      const path = join(reportsDir, `purple-${i}.pdf`);
+      const sha = writeRandomFile(path, c.size);
+      const ids: string[] = [];
+      const newId = () => {
+        const id = String(next++);
+        intranet.files.set(id, path);
+        ids.push(id);
+        return id;
+      };
+      const comp = await Component.start(ej, {
+        XR_REPORTS_SOURCE: 'http',
+        XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+        ...(c.method === 'ibb' ? { XR_TRANSFER_METHODS: 'ibb', XR_IBB_BLOCK_SIZE: String(32 * 1024) } : {}),
+      });
+      const timeoutMs = 120000;
+      try {
+        const res = await alternate<PurpleSample>(c.runs, [
+          {
+            name: 'component',
+            run: async () => {
+              const c0 = cpuSeconds(comp.pid);
+              const r = await purpleRun(purple, `${newId()}@${COMPONENT_DOMAIN}`, 'report', sha, c.method, timeoutMs);
+              return { ...r, cpu: cpuSeconds(comp.pid) - c0 };
+            },
+          },
+          {
+            name: 'bot',
+            run: async () => {
+              const c0 = cpuSeconds(bot.pid);
+              const r = await purpleRun(
+                purple,
+                `${newId()}@${BOT_DOMAIN}`,
+                c.method === 'ibb' ? 'ibb' : 'report',
+                sha,
+                c.method,
+                timeoutMs,
+              );
+              return { ...r, cpu: cpuSeconds(bot.pid) - c0 };
+            },
+          },
+        ]);
+        const a = res.get('component')!;
+        const b = res.get('bot')!;
+        const ms = (xs: PurpleSample[]) => summarize(xs.map((x) => x.ms));
+        const am = ms(a);
+        const bm = ms(b);
+        // ratio of speeds = inverse ratio of times
+        const ratio = bm.median / am.median;
+        const digits = am.median < 10 ? 2 : 1;
+        row({
+          item: '7',
+          figure: `libpurple, ${c.label} from the HTTP intranet, request → file-recv-complete (ms)`,
+          value: `${fmtSummary(am, digits)} ms`,
+          baseline: `slixmpp component bot: ${fmtSummary(bm, digits)} ms`,
+          ratio: `${fmt(ratio, 2)}×`,
+          target: `≥ ${c.target}×`,
+          met: ratio >= c.target ? 'yes' : 'NO',
+        });
+        const off = (xs: PurpleSample[]) => fmtSummary(summarize(xs.map((x) => x.offerMs)), 2);
+        const cpu = (xs: PurpleSample[]) => fmt(summarize(xs.map((x) => x.cpu)).median * 1000, 0);
+        row({
+          item: '7',
+          figure: `libpurple, ${c.label}: request → offer at libpurple (ms); sender CPU per transfer (ms)`,
+          value: `offer ${off(a)} ms; CPU ${cpu(a)} ms`,
+          baseline: `bot: offer ${off(b)} ms; CPU ${cpu(b)} ms`,
+        });
+        facts[`purple_${i}_ratio`] = ratio;
+        if (TRACE && c.method === 's5b' && c.size <= MiB) await tracePurple(purple, comp, newId, sha, c.label);
+      } finally {
+        await comp.stop();
+        for (const id of ids) intranet.files.delete(id);
+        rmSync(path, { force: true });
+      }
+    }
+  } finally {
+    await bot.stop();
+    await purple.quit();
+    rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
 // ------------------------------------------------------------------ report
 
 function sh(cmd: string, args: string[]): string {
@@ -1373,7 +1623,7 @@ function analysis(): string[] {
       '  the response headers (size from Content-Length), then sent while the download is still being written to the spool. The',
       `  download alone, by the same HTTP client into memory, runs at ${f('s5b_http_hopRaw')}× raw, so 0.7× raw is out of reach for any sender`,
       `  that fetches over HTTP first; the component reaches ${f('s5b_http_vsHop')}× that hop while also spooling and sending every byte`,
-      `  (${f('s5b_http_cpuGiB')} s CPU per GiB: receive, write to the spool in 256 KiB batches, read back, send), with the intranet (this bench`,
+      `  (${f('s5b_http_cpuGiB')} s CPU per GiB: receive, write to the spool in 256 KiB batches, send from memory), with the intranet (this bench`,
       '  process) and the receiver on the same 2 cores. Until the 2026-11-25 run the offer waited for the whole report in the',
       '  spool, hashed with MD5 and SHA-256 (1238 ms for 256 MiB: 0.15× raw, 0.43× slixmpp end to end).',
     );
@@ -1436,7 +1686,7 @@ function report(startedAt: number): string {
     'Set-up:',
     '',
     `- The component runs as its own process (\`node ${START_NODE_ARGS.join(' ')} dist/src/main.js\`, as \`npm start\`), configured by environment: folder source (items 1-3) or`,
-    "  the bench's HTTP intranet (items 1, 4, 5), spool under .run/bench, streamhost on 127.0.0.1, `XR_IBB_WINDOW` as above,",
+    "  the bench's HTTP intranet (items 1, 4, 5, 6), spool under .run/bench, streamhost on 127.0.0.1, `XR_IBB_WINDOW` as above,",
     '  `XR_PROXY_MAX_PER_ADDRESS=10000` (every bench receiver connects from 127.0.0.1) and the per-user request limits lifted',
     `  (${Object.entries(BENCH_LIMITS)
       .map(([k, v]) => `${k}=${v}`)
@@ -1448,6 +1698,10 @@ function report(startedAt: number): string {
     "  the component's direct candidate, sends candidate-used and ends the session with <success/> after the last byte.",
     '- slixmpp baseline: bench/slix-sender.py, a c2s bot (SI offer and streamhost IQ written raw; SOCKS5, activation and IBB',
     "  from slixmpp's plugins), S5B through ejabberd's mod_proxy65, IBB with one block in flight.",
+    '- Item 6: the real libpurple receiver (test/clients/purple-receiver.c, files to /dev/shm), timed in the client from the',
+    "  request message to libpurple's file-recv-complete signal (CLOCK_MONOTONIC). Baseline: bench/slix-component.py, a",
+    '  slixmpp external component on its own listener that downloads the whole report into memory (asyncio HTTP/1.1), then',
+    '  offers it by SI and sends it through its own streamhost (S5B) or in IQ blocks of 32 KiB, 8 in flight (IBB).',
     '- Raw baseline: bench/raw-sender.ts, a Node TCP server writing the same file through two reused 1 MiB buffers.',
     '- ejabberd: private instances from scripts/ejabberd.sh (c2s shaper none; the Debian-shaper instance as labelled).',
     '',
@@ -1468,14 +1722,20 @@ async function main(): Promise<number> {
       throw new Error(`${f} missing: run via npm run bench (scripts/bench.sh builds first)`);
   }
   log(`starting the bench ejabberd (${join(ROOT, '.run', 'bench-ejabberd')}, ports ${PORT_BASE}–${PORT_BASE + 4})`);
-  ej = await startEj({
-    runDir: join(ROOT, '.run', 'bench-ejabberd'),
-    portBase: PORT_BASE,
-    nodeName: 'xrbench@localhost',
-  });
+  // the bench ejabberd alone gets the bot's component domain (item 7)
+  process.env.XR_EJ_TEMPLATE = benchTemplate();
+  try {
+    ej = await startEj({
+      runDir: join(ROOT, '.run', 'bench-ejabberd'),
+      portBase: PORT_BASE,
+      nodeName: 'xrbench@localhost',
+    });
+  } finally {
+    delete process.env.XR_EJ_TEMPLATE;
+  }
   const intranet = await new ReportServer().start();
   try {
-    await register(['rx', jingleUser, botUser]);
+    await register(['rx', jingleUser, botUser, purpleUser]);
     rx = await Receiver.start('receiver');
     await rx.login('rx', ej, 'rx', users.get('rx')!);
     const items: Array<[string, () => Promise<void>]> = [
@@ -1491,6 +1751,7 @@ async function main(): Promise<number> {
       ['4', () => benchBig(intranet)],
       ['5', () => benchLatency(intranet)],
       ['6', benchProsody],
+      ['7', () => benchPurple(intranet)],
     ];
     for (const [id, fn] of items) {
       if (!ONLY.has(id)) continue;

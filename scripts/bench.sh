@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need, builds, and runs bench/run.ts,
-# which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35226;
+# which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35227;
 # a second one with Debian's c2s shaper on 31242-31246; for item 6 two private
 # Prosodys, .run/bench-prosody with network_default_read_size 65536 and
 # .run/bench-prosody-stock with Prosody's 4096, on base+20 and base+30 (c2s,
@@ -13,6 +13,7 @@
 #   --quick   smaller files and fewer runs: a smoke check of a few minutes
 #   --only=…  a subset of the items 1 (S5B: SI, and Jingle against SI) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
 #             6 (IBB and S5B through Prosody beside ejabberd, the servers alternated in the same run)
+#             7 (libpurple receiver vs a slixmpp component bot, reports from the HTTP intranet)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:
@@ -20,7 +21,9 @@
 #   XR_BENCH_COMPONENT_LOG=FILE (the components' log lines), XR_BENCH_VERBOSE=1
 #   (every transfer's timings), XR_BENCH_RSS_TIMELINE=1 (item 3 RSS over time),
 #   XR_BENCH_IBB_BLOCKS=65535,4096, XR_BENCH_SKIP_SHAPED=1, XR_BENCH_CONC_RUNS=N,
-#   XR_BENCH_S5B_HASH=inline, XR_BENCH_COMPONENT_NODE_ARGS='--import …'.
+#   XR_BENCH_S5B_HASH=inline, XR_BENCH_COMPONENT_NODE_ARGS='--import …', XR_BENCH_TRACE=1 (item 7: three
+#   requests step by step), XR_BENCH_PURPLE_CASES=1,2,3,4 (item 7: a subset), XR_BENCH_PURPLE_DEBUG=1.
+#   Item 6 also uses port XR_BENCH_PORT_BASE+5 (the bot's component listener).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -3,12 +3,12 @@ import { xml, type Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import type { Addresses, Jid, Target } from '../xmpp/addresses.js';
 import { ReportError, type ReportSource, type Report } from '../reports/source.js';
-import { DeliveryError, type Delivery, type DeliveryProgress } from '../transfer/delivery.js';
+import { DeliveryError, type Delivery, type DeliveryProgress, type DeliveryRequest } from '../transfer/delivery.js';
 import { oobMessage } from '../transfer/links/message.js';
 import { ActiveRequests, type ActiveRequest, type ActiveRequestInfo } from './active.js';
 import type { CommandParser } from './commands.js';
 import { ConcurrencyGate, GateClosedError, QueueFullError, RateLimiter, SharedFetches, type Lease } from './limits.js';
-import type { RequestJournal } from './journal.js';
+import type { JournalNote, RequestJournal } from './journal.js';
 import { formatSize, replies } from './replies.js';
 
 export interface RequestDeps {
@@ -216,7 +216,27 @@ export class Requests {
       job.outcome = 'cancelled';
       return say(replies.cancelledByAdmin(`the report of project ${project}`));
     }
-    await say(replies.fetching(project));
+    // Written while the download starts, not before it; awaited before anything else is said.
+    const told = say(replies.fetching(project));
+    told.catch(() => {});
+    // The client's disco#info is asked now, in parallel with the download, not after it (issue 15).
+    const probe = from.resource
+      ? this.deps.delivery.probe?.(this.deps.addresses.projectFull(project), from.full)
+      : undefined;
+    // Noted in the journal now, while the report downloads, so the write is not on the critical path;
+    // the file name follows once known. On disk before any offer (see deliver()).
+    const note = from.resource
+      ? this.deps.journal?.note({
+          to: from.full,
+          from: this.deps.addresses.projectFull(project),
+          project,
+          file: `the report of project ${project}`,
+          startedAt: new Date().toISOString(),
+        })
+      : undefined;
+    const forget = () =>
+      note?.forget().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'journal entry not removed'));
+    log.debug('report download and disco#info started');
     const started = Date.now();
     // With a per-user intranet header, users may see different reports: share only per user then.
     const key = this.deps.perUserReports ? `${project} ${from.bare}` : project;
@@ -226,6 +246,8 @@ export class Requests {
         this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
       );
     } catch (err) {
+      await forget();
+      await told;
       job.outcome = err instanceof ReportError ? err.kind : 'error';
       if (err instanceof ReportError) {
         log.warn({ reason: err.kind, ...err.detail, err: err.message }, 'report fetch failed');
@@ -250,6 +272,13 @@ export class Requests {
     }
     const report = lease.value;
     log.info({ bytes: report.size, ms: Date.now() - started }, 'report fetched');
+    try {
+      await told;
+    } catch (err) {
+      await forget();
+      await lease.release().catch(() => {});
+      throw err;
+    }
     // The spooled copy is removed before the final reply, so a user who got
     // an answer never leaves a file behind.
     let final: string;
@@ -261,9 +290,11 @@ export class Requests {
         job.outcome = 'cancelled';
         final = replies.cancelledByAdmin(report.name);
       } else {
-        final = await this.deliver(report, from, project, out, log, job);
+        void note?.name(report.name);
+        final = await this.deliver(report, from, project, out, log, job, probe, note);
       }
     } finally {
+      await forget();
       await lease
         .release()
         .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not remove spooled report'));
@@ -279,32 +310,23 @@ export class Requests {
     out: Output,
     log: Logger,
     job: ActiveRequest,
+    probe: DeliveryRequest['probe'],
+    note: JournalNote | undefined,
   ): Promise<string> {
     const { say } = out;
     job.outcome = report.size === 0 ? 'empty' : 'notified';
     if (report.size === 0) return replies.empty(project);
     if (!from.resource) return replies.ready(report.name, report.size);
+    // SI and Jingle await progress('offering') before they offer: the journal entry is on disk by then.
+    const noted = note?.written.then((ok) => {
+      if (!ok) log.warn('could not note the request in the journal');
+    });
     const progress = async (p: DeliveryProgress) => {
-      if (p.kind === 'offering') await say(replies.sending(report.name, report.size));
-      else await say(replies.linkInstead(report.name, p.why));
+      const line =
+        p.kind === 'offering' ? replies.sending(report.name, report.size) : replies.linkInstead(report.name, p.why);
+      await Promise.all([noted, say(line)]);
     };
-    const forget = await this.deps.journal
-      ?.begin({
-        to: from.full,
-        from: this.deps.addresses.projectFull(project),
-        project,
-        file: report.name,
-        startedAt: new Date().toISOString(),
-      })
-      .catch((err: unknown) => {
-        log.warn({ err: (err as Error).message }, 'could not note the request in the journal');
-        return undefined;
-      });
-    try {
-      return await this.offer(report, from, project, out, log, job, progress);
-    } finally {
-      await forget?.().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'journal entry not removed'));
-    }
+    return this.offer(report, from, project, out, log, job, progress, probe);
   }
 
   private async offer(
@@ -315,6 +337,7 @@ export class Requests {
     log: Logger,
     job: ActiveRequest,
     progress: (p: DeliveryProgress) => Promise<void>,
+    probe: DeliveryRequest['probe'],
   ): Promise<string> {
     const { say } = out;
     for (let attempt = 1; ; attempt++) {
@@ -326,6 +349,8 @@ export class Requests {
           log,
           signal: job.signal,
           progress,
+          // a second attempt (after our own connection dropped) asks again
+          probe: attempt === 1 ? probe : undefined,
         });
         job.outcome = outcome.kind;
         if (outcome.kind === 'notified') return replies.ready(report.name, report.size);

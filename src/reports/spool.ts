@@ -4,7 +4,7 @@
 // written (SpoolFile.open): a transfer then starts at the first byte from the
 // intranet instead of after the last one.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
@@ -26,16 +26,26 @@ const FLUSH_MS = 2;
 
 /** One file being (or done being) written into the spool. */
 export class SpoolFile {
-  /** Bytes on disk so far: readers may read below this offset. */
+  /** Bytes on disk so far. */
   written = 0;
+  /** Bytes received so far (counted, within the limits): readers may read below this offset. */
+  received = 0;
+  // The bytes received but not yet on disk, in order, from offset `written`: live readers
+  // take them from here as they arrive, and the file is only the backing for readers
+  // that fall behind (or join late). Bounded by the write back-pressure (about two batches).
+  private mem: Buffer[] = [];
+  /** Bytes have waited FLUSH_MS since they came (a source that trickles): readers take what there is. */
+  private stale = false;
+  /** The announced size (Infinity when unknown). */
+  private readonly expected: number;
   /** Resolves with the final size; rejects (ReportError or the stream's error) when the download failed. */
   readonly done: Promise<number>;
   private failure: Error | undefined;
   private finished = false;
   private waiters: (() => void)[] = [];
   private readonly abortCtl = new AbortController();
-  private created!: () => void;
-  private readonly exists = new Promise<void>((resolve) => (this.created = resolve)); // or failed
+  /** The spool file, opened for writing; its creation is not waited for before the first bytes are taken. */
+  private readonly file: Promise<FileHandle>;
 
   constructor(
     readonly path: string,
@@ -43,6 +53,9 @@ export class SpoolFile {
     o: SpoolOptions,
   ) {
     const signal = o.signal ? AbortSignal.any([o.signal, this.abortCtl.signal]) : this.abortCtl.signal;
+    this.expected = o.expectedSize ?? Infinity;
+    this.file = open(path, 'w', 0o600);
+    this.file.catch(() => {}); // awaited by run()
     this.done = this.run(input, o, signal).then(
       (size) => {
         this.finished = true;
@@ -52,7 +65,6 @@ export class SpoolFile {
       async (raw: Error) => {
         const err = o.describe ? o.describe(raw) : raw;
         this.failure = err;
-        this.created();
         this.wake();
         await rm(path, { force: true });
         throw err;
@@ -62,15 +74,13 @@ export class SpoolFile {
   }
 
   private async run(input: Readable, o: SpoolOptions, signal: AbortSignal): Promise<number> {
-    const fh = await open(this.path, 'w', 0o600);
-    this.created();
     try {
       // Chunks are gathered into writes of WRITE_BATCH bytes: one file write
       // (and one read by each follower) per 64 KiB HTTP chunk cost more CPU
       // than the bytes themselves (bench item 1, HTTP source). A source that
-      // trickles is flushed after FLUSH_MS, so readers never wait long for
-      // bytes that have arrived. Each batch is on disk before `written`
-      // moves, so it is always a prefix readers can rely on.
+      // trickles is flushed after FLUSH_MS. Readers do not wait for the disk:
+      // bytes not yet written are read from `mem` (issue 15: the write and
+      // read back were on the critical path of every transfer).
       let received = 0;
       let pending: Buffer[] = [];
       let pendingLen = 0;
@@ -85,10 +95,11 @@ export class SpoolFile {
         pending = [];
         pendingLen = 0;
         chain = chain.then(async () => {
-          const { bytesWritten } = await fh.writev(bufs, this.written);
+          const { bytesWritten } = await (await this.file).writev(bufs, this.written);
           if (bytesWritten !== len) throw new Error(`short write to the spool (${bytesWritten} of ${len} bytes)`);
+          // the batch is on disk: from now on its bytes are read from the file
+          this.mem.splice(0, bufs.length);
           this.written += len;
-          this.wake();
         });
         return chain;
       };
@@ -111,8 +122,17 @@ export class SpoolFile {
           }
           pending.push(chunk);
           pendingLen += chunk.length;
+          this.mem.push(chunk);
+          this.received = received;
+          this.wake();
           if (pendingLen >= WRITE_BATCH) return void flush().then(() => cb(), cb); // back-pressure: the next chunk waits for the disk
-          timer ??= setTimeout(() => void flush().catch(() => {}), FLUSH_MS); // a failure shows in the next write or in final
+          this.stale = false;
+          // a failure shows in the next write or in final
+          timer ??= setTimeout(() => {
+            this.stale = true;
+            this.wake();
+            void flush().catch(() => {});
+          }, FLUSH_MS);
           cb();
         },
         final: (cb) => void flush().then(() => cb(), cb),
@@ -135,7 +155,8 @@ export class SpoolFile {
       }
       return this.written;
     } finally {
-      await fh.close();
+      // a file that could not be created fails the spool here, if no write failed first
+      await (await this.file).close();
     }
   }
 
@@ -145,30 +166,61 @@ export class SpoolFile {
     for (const f of w) f();
   }
 
-  /** Resolves once bytes beyond `position` are on disk, or the file is complete; rejects when it failed. */
-  private async reach(position: number): Promise<void> {
-    while (!this.finished && this.written <= position) {
+  /**
+   * Resolves once `want` bytes from `position` have arrived (or all the rest of an announced
+   * size), or the file is complete; rejects when it failed. Waiting for a batch rather than
+   * for every HTTP chunk keeps a fast transfer's reads (and socket writes) large.
+   */
+  private async reach(position: number, want: number): Promise<void> {
+    const need = Math.min(want, this.expected - position);
+    while (!this.finished && !(this.received > position && (this.received - position >= need || this.stale))) {
       if (this.failure) throw this.failure;
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     if (this.failure) throw this.failure;
   }
 
-  /** A reader of its own; reads wait for bytes still on their way. */
-  async open(): Promise<ReportReader> {
-    await this.exists;
-    if (this.failure) throw this.failure;
-    const fh = await open(this.path, 'r');
-    return {
+  /** Copies bytes at `position` (at or past `written`) from the chunks not yet on disk. */
+  private fromMemory(buf: Buffer, offset: number, length: number, position: number): number {
+    let at = this.written;
+    let n = 0;
+    for (const chunk of this.mem) {
+      if (n >= length) break;
+      const end = at + chunk.length;
+      if (end > position + n) {
+        const from = position + n - at;
+        n += chunk.copy(buf, offset + n, from, Math.min(chunk.length, from + length - n));
+      }
+      at = end;
+    }
+    return n;
+  }
+
+  /**
+   * A reader of its own; reads wait for bytes still on their way. It opens the
+   * file only when it needs bytes already on disk (a reader that keeps up never does).
+   */
+  open(): Promise<ReportReader> {
+    if (this.failure) return Promise.reject(this.failure);
+    let fh: Promise<FileHandle> | undefined;
+    let closed = false;
+    return Promise.resolve({
       read: async (buf, offset, length, position) => {
-        await this.reach(position);
+        if (closed) throw new Error('reader closed');
+        await this.reach(position, Math.min(length, WRITE_BATCH));
+        if (position >= this.written) return this.fromMemory(buf, offset, length, position);
         const n = Math.min(length, this.written - position);
         if (n <= 0) return 0;
-        const { bytesRead } = await fh.read(buf, offset, n, position);
+        // the write handle settles before the first batch is on disk, so the file exists by now
+        fh ??= open(this.path, 'r');
+        const { bytesRead } = await (await fh).read(buf, offset, n, position);
         return bytesRead;
       },
-      close: () => fh.close(),
-    };
+      close: async () => {
+        closed = true;
+        if (fh) await (await fh.catch(() => undefined))?.close();
+      },
+    });
   }
 
   /** Stops an unfinished download and removes the file. */

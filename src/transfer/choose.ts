@@ -79,8 +79,12 @@ export class ChoosingDelivery implements Delivery {
     this.order = opts.order ?? ['si', 'jingle', 'link'];
   }
 
+  probe(from: string, to: string): Promise<ClientInfo | 'unknown'> {
+    return this.caps.info(from, to).catch(() => 'unknown' as const);
+  }
+
   async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
-    const info = await this.caps.info(req.from, req.to);
+    const info = await (req.probe ?? this.caps.info(req.from, req.to));
     const features = info === 'unknown' ? 'unknown' : info.features;
     const has = (f: string) => features !== 'unknown' && features.has(f);
     const can = (m: TransferMethod): boolean =>

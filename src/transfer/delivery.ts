@@ -16,6 +16,8 @@ export interface DeliveryRequest {
   progress?: (p: DeliveryProgress) => Promise<void>;
   /** what the requester's client advertised (disco#info), when the chooser asked */
   client?: ClientInfo;
+  /** the answer to a disco#info asked early (Delivery.probe), so it was not on the critical path */
+  probe?: Promise<ClientInfo | 'unknown'>;
 }
 
 export type DeliveryOutcome =
@@ -85,6 +87,11 @@ export class DeliveryError extends Error {
 
 export interface Delivery {
   deliver(req: DeliveryRequest): Promise<DeliveryOutcome>;
+  /**
+   * Starts asking what the client can take (disco#info) before the report is there, so the
+   * answer is in when deliver() needs it (pass it as DeliveryRequest.probe). Never rejects.
+   */
+  probe?(from: string, to: string): Promise<ClientInfo | 'unknown'>;
 }
 
 /** The report's own download failed under a transfer (see Report.open): no other method can help. */

@@ -19,13 +19,21 @@
  *        (what a UI would show in a dialog, e.g. "Message delivery to X failed: ..."
  *         or "File transfer from X failed."; informational only)
  *   {"event":"subscription_request","from":"..."}              (always authorized)
- *   {"event":"offer","from":"...","name":"...","size":N}
+ *   {"event":"offer","from":"...","name":"...","size":N,"t_us":N}
  *   {"event":"streamhosts","from":"...","sid":"...","hosts":[{"jid":"...","host":"...","port":N},...]}
  *        (a XEP-0065 streamhost offer as it arrived on the wire, before libpurple
  *         tries the hosts in this order; from the "jabber-receiving-xmlnode" signal)
  *   {"event":"declined","from":"...","name":"...","size":N}   (with --decline)
+ *   {"event":"sent","to":"...","t_us":N,"wall_us":N}                      (a "send" command's message went out)
  *   {"event":"received","from":"...","name":"...","size":N,"bytes":N,
- *    "sha256":"<hex of the file on disk>","disk_bytes":N,"method":"s5b"|"ibb","path":"..."}
+ *    "sha256":"<hex of the file on disk>","disk_bytes":N,"method":"s5b"|"ibb","path":"...",
+ *    "complete_us":N}
+ *        t_us (also in "offer") and complete_us are g_get_monotonic_time() (CLOCK_MONOTONIC, microseconds) just
+ *        before the message is handed to libpurple and at libpurple's "file-recv-complete"
+ *        signal, so complete_us - t_us times a request in the client itself (npm run bench),
+ *        without the SHA-256 of the file on disk that comes before the "received" line.
+ *        wall_us and complete_wall_us: the same moments by g_get_real_time(), to line them
+ *        up with another process's log (bench step-by-step trace).
  *   {"event":"failed","from":"...","name":"...",
  *    "reason":"cancelled local"|"cancelled remote"|"no local file",
  *    "bytes":N,"method":"s5b"|"ibb"|null,"path":"..."}
@@ -141,6 +149,8 @@ typedef struct {
 	char *path;          /* where we asked libpurple to write the file */
 	const char *method;  /* "s5b", "ibb" or NULL while unknown */
 	gboolean finished;   /* received/failed already reported */
+	gint64 complete_us;  /* g_get_monotonic_time() at "file-recv-complete" (0: not yet) */
+	gint64 complete_wall_us; /* g_get_real_time() then */
 } XferState;
 
 /* ------------------------------------------------------------------ */
@@ -674,6 +684,8 @@ cmd_send(const char *to, const char *body)
 {
 	PurpleConversation *conv;
 	char *escaped, *html;
+	gint64 t_us, wall_us;
+	GString *e;
 
 	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, to, account);
 	if (conv == NULL)
@@ -681,9 +693,16 @@ cmd_send(const char *to, const char *body)
 	/* purple_conv_im_send() takes HTML: escape the text, newlines -> <br>. */
 	escaped = g_markup_escape_text(body, -1);
 	html = purple_strdup_withhtml(escaped);
+	t_us = g_get_monotonic_time();
+	wall_us = g_get_real_time();
 	purple_conv_im_send(PURPLE_CONV_IM(conv), html);
 	g_free(html);
 	g_free(escaped);
+	e = ev_begin("sent");
+	ev_str(e, "to", to);
+	ev_int(e, "t_us", t_us);
+	ev_int(e, "wall_us", wall_us);
+	ev_emit(e);
 }
 
 static void
@@ -1082,6 +1101,8 @@ file_recv_request_cb(PurpleXfer *xfer, gpointer data)
 	ev_str(e, "from", purple_xfer_get_remote_user(xfer));
 	ev_str(e, "name", purple_xfer_get_filename(xfer));
 	ev_int(e, "size", (gint64)purple_xfer_get_size(xfer));
+	ev_int(e, "t_us", g_get_monotonic_time());
+	ev_int(e, "wall_us", g_get_real_time());
 	ev_emit(e);
 
 	if (opt.decline) {
@@ -1132,6 +1153,8 @@ report_received_cb(gpointer data)
 		ev_int(e, "disk_bytes", disk);
 		ev_str(e, "method", st->method);
 		ev_str(e, "path", path);
+		ev_int(e, "complete_us", st->complete_us);
+		ev_int(e, "complete_wall_us", st->complete_wall_us);
 		ev_emit(e);
 		g_free(sha);
 	}
@@ -1145,6 +1168,8 @@ file_recv_complete_cb(PurpleXfer *xfer, gpointer data)
 	(void)data;
 	if (purple_xfer_get_account(xfer) != account)
 		return;
+	xfer_state(xfer)->complete_us = g_get_monotonic_time();
+	xfer_state(xfer)->complete_wall_us = g_get_real_time();
 	detect_method(xfer);
 	/* "file-recv-complete" is emitted when the status becomes DONE, before
 	 * the core has counted the last chunk and closed the file: report from

@@ -43,4 +43,24 @@ describe('chat/journal', () => {
     expect((await next.leftOver()).entries).to.deep.equal([]);
     expect((await readdir(dir)).sort()).to.have.length(2); // the new run's entry and the spool file
   });
+
+  it('note() writes in the background, and forget() removes the entry after its writes', async () => {
+    const j = new RequestJournal(dir);
+    const n = j.note({ ...entry('7'), file: 'the report of project 7' });
+    expect(await n.written).to.equal(true);
+    void n.name('status-7.pdf');
+    await n.forget(); // waits for the rewrite, so nothing is left behind
+    expect(await readdir(dir)).to.deep.equal([]);
+  });
+
+  it('note().name() replaces the entry by a rename: a later run reads the new name, and no temporary file', async () => {
+    const j = new RequestJournal(dir);
+    const n = j.note(entry('8'));
+    await n.name('status-8.html');
+    expect(await readdir(dir)).to.have.length(1);
+    const { entries } = await new RequestJournal(dir).leftOver();
+    expect(entries.map((e) => e.file)).to.deep.equal(['status-8.html']);
+    await n.forget();
+    expect(await readdir(dir)).to.deep.equal([]);
+  });
 });

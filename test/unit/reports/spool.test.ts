@@ -228,6 +228,27 @@ describe('reports/spool', () => {
       expect(await readdir(dir)).to.deep.equal([]);
     });
 
+    it('a live reader gets bytes from memory before they are on disk, and a late one from the file', async () => {
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 20, expectedSize: 8 });
+      const r = await file.open();
+      src.write('abcd');
+      const buf = Buffer.alloc(8);
+      // well under a write batch, before the flush timer: nothing on disk yet
+      expect(await within(r.read(buf, 0, 4, 0), 3000)).to.equal(4);
+      expect(file.written).to.equal(0);
+      expect(buf.subarray(0, 4).toString()).to.equal('abcd');
+      src.write('ef');
+      src.write('gh');
+      expect(await within(r.read(buf, 0, 8, 5), 3000)).to.equal(3); // across two chunks, from the middle of one
+      expect(buf.subarray(0, 3).toString()).to.equal('fgh');
+      src.end();
+      expect(await within(file.done, 3000)).to.equal(8);
+      await r.close();
+      expect((await readAt(file, 2, 8)).toString()).to.equal('cdefgh'); // all on disk now
+      await file.remove();
+    });
+
     it('fewer bytes than announced fail the reads waiting past them, and leave no file', async () => {
       const src = new PassThrough();
       const file = spool.begin(src, { maxBytes: 100, expectedSize: 10 });
