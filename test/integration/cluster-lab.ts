@@ -100,7 +100,8 @@ export async function startClusterWorld(): Promise<ClusterWorld> {
     const intranet = await LabIntranet.start(lab);
     return { lab, nodes: [ej1, ej2], intranet, runDir };
   } catch (err) {
-    await lab.down();
+    await lab.down(); // also ends the nodes started so far (every process in the lab's namespaces)
+    await rm(runDir, { recursive: true, force: true });
     throw err;
   }
 }
