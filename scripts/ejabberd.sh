@@ -33,6 +33,15 @@
 #             address, IPv4 too; e.g. in the network lab, where 127.0.0.1 alone is unreachable)
 #   XR_EJ_PROXY65_IP [127.0.0.1] address mod_proxy65 listens on
 #   XR_EJ_PROXY65_HOST [127.0.0.1] the host mod_proxy65 tells clients to connect to (an address or name)
+# An ejabberd cluster across hosts (all empty/127.0.0.1 by default: a lone node on loopback):
+#   XR_EJ_DIST_IP [127.0.0.1] IPv4 address the Erlang distribution listens on, on XR_EJ_DIST_PORT
+#             (fixed: inet_dist_listen_min = max = that port, and -erl_epmd_port: no epmd; every
+#             node of the cluster uses the same port). Name the node on it: XR_EJ_NODE=ej1@192.0.2.10
+#   XR_EJ_COOKIE_FILE [] a file holding the cluster's own Erlang cookie; copied into the run dir as
+#             .erlang.cookie (0400) and found there through HOME (never on a command line). Set, the
+#             node runs as the current user (Debian's su would reset HOME to the shared cookie's)
+#   XR_EJ_JOIN [] a node of an existing cluster (name@address): after start, `ejabberdctl
+#             join_cluster` it unless already in its cluster (mnesia then copies users etc.)
 #   XR_EJ_START_TIMEOUT [60] seconds, XR_EJ_STOP_TIMEOUT [20] seconds
 #   XR_EJ_TEMPLATE [scripts/ejabberd/ejabberd.test.yml.tmpl] config template
 # For every command but start/restart, settings not given in the environment are taken
@@ -48,7 +57,7 @@ SYSTEM_CTL=/usr/sbin/ejabberdctl
 SETTINGS=(XR_EJ_VHOST XR_EJ_COMPONENT_DOMAIN XR_EJ_COMPONENT_SECRET XR_EJ_C2S_PORT
   XR_EJ_COMPONENT_PORT XR_EJ_HTTP_PORT XR_EJ_DIST_PORT XR_EJ_PROXY65_PORT XR_EJ_NODE
   XR_EJ_SHAPER XR_EJ_STARTTLS XR_EJ_CERTFILE XR_EJ_COMPONENT_TLS XR_EJ_DOMAIN_BALANCING XR_EJ_RUN_AS
-  XR_EJ_LISTEN_IP XR_EJ_PROXY65_IP XR_EJ_PROXY65_HOST)
+  XR_EJ_LISTEN_IP XR_EJ_PROXY65_IP XR_EJ_PROXY65_HOST XR_EJ_DIST_IP XR_EJ_COOKIE_FILE XR_EJ_JOIN)
 
 log() { printf 'ejabberd.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -103,6 +112,9 @@ apply_defaults() {
   : "${XR_EJ_LISTEN_IP:=127.0.0.1}"
   : "${XR_EJ_PROXY65_IP:=127.0.0.1}"
   : "${XR_EJ_PROXY65_HOST:=127.0.0.1}"
+  : "${XR_EJ_DIST_IP:=127.0.0.1}"
+  : "${XR_EJ_COOKIE_FILE:=}"
+  : "${XR_EJ_JOIN:=}"
   : "${XR_EJ_START_TIMEOUT:=60}"
   : "${XR_EJ_STOP_TIMEOUT:=20}"
 
@@ -122,6 +134,16 @@ apply_defaults() {
     [[ ${!p} =~ ^[0-9a-fA-F.:]+$ ]] || die "$p=${!p} is not an IP address"
   done
   [[ $XR_EJ_PROXY65_HOST =~ ^[A-Za-z0-9.:-]+$ ]] || die "XR_EJ_PROXY65_HOST=$XR_EJ_PROXY65_HOST is not an address or host name"
+  [[ $XR_EJ_DIST_IP =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] ||
+    die "XR_EJ_DIST_IP=$XR_EJ_DIST_IP is not an IPv4 address"
+  [[ -z $XR_EJ_JOIN || $XR_EJ_JOIN =~ ^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+$ ]] || die "bad XR_EJ_JOIN: $XR_EJ_JOIN (name@host)"
+  [[ -z $XR_EJ_JOIN || $XR_EJ_JOIN != "$XR_EJ_NODE" ]] || die "XR_EJ_JOIN must name another node than XR_EJ_NODE"
+  if [[ -n $XR_EJ_COOKIE_FILE ]]; then
+    [[ $XR_EJ_COOKIE_FILE == /* ]] || XR_EJ_COOKIE_FILE=$PWD/$XR_EJ_COOKIE_FILE
+    [[ -r $XR_EJ_COOKIE_FILE ]] || die "XR_EJ_COOKIE_FILE=$XR_EJ_COOKIE_FILE is not a readable file"
+    grep -qE '^[A-Za-z0-9]{16,255}$' "$XR_EJ_COOKIE_FILE" ||
+      die "XR_EJ_COOKIE_FILE must hold one line of 16 to 255 letters and digits"
+  fi
   case $XR_EJ_SHAPER in none | debian) ;; *) die "XR_EJ_SHAPER must be none or debian" ;; esac
   [[ -z $XR_EJ_DOMAIN_BALANCING || $XR_EJ_DOMAIN_BALANCING =~ ^(random|source|destination|bare_source|bare_destination):([2-9]|[1-9][0-9]+)$ ]] ||
     die "XR_EJ_DOMAIN_BALANCING must be TYPE:N (e.g. source:2; N >= 2), got $XR_EJ_DOMAIN_BALANCING"
@@ -168,7 +190,12 @@ ensure_installed() {
 #   otherwise (a run dir under /root, a non-root user)   -> a copy with INSTALLUSER
 #       emptied, which runs everything as the current user.
 choose_run_as() {
-  if [[ $(id -un) == ejabberd ]]; then
+  if [[ -n $XR_EJ_COOKIE_FILE ]]; then
+    # Debian's ejabberdctl su's to `ejabberd`, which resets HOME to /var/lib/ejabberd and
+    # its cookie, shared with every other node of that user: our own cookie needs our HOME.
+    ((EUID == 0)) && chown -R "$(id -u):$(id -g)" "$RUN_DIR"
+    XR_EJ_RUN_AS=self
+  elif [[ $(id -un) == ejabberd ]]; then
     XR_EJ_RUN_AS=ejabberd
   elif ((EUID == 0)) && id ejabberd >/dev/null 2>&1; then
     chown -R ejabberd: "$RUN_DIR"
@@ -204,12 +231,18 @@ ctl_args() {
     --logs "$LOG_DIR" --spool "$SPOOL_DIR" --node "$XR_EJ_NODE"
 }
 
+# runs "$@" (VAR=value... cmd) with HOME at the run dir when the node has a cookie of its own
+# there: Erlang reads $HOME/.erlang.cookie (server and ejabberdctl alike).
+ctl_home() {
+  if [[ -f $RUN_DIR/.erlang.cookie ]]; then env HOME="$RUN_DIR" "$@"; else env "$@"; fi
+}
+
 # ejabberdctl against this instance (status, register, registered_users, ...)
 run_ctl() {
   local ctl args
   ctl=$(ctl_path)
   mapfile -t args < <(ctl_args)
-  SCRIPT=$SYSTEM_CTL timeout 60 "$ctl" "${args[@]}" "$@" 2> >(grep -v 'not recommended to run ejabberd as root' >&2)
+  ctl_home SCRIPT=$SYSTEM_CTL timeout 60 "$ctl" "${args[@]}" "$@" 2> >(grep -v 'not recommended to run ejabberd as root' >&2)
 }
 
 # ---------------------------------------------------------------- rendering
@@ -296,7 +329,9 @@ render_config() {
     printf '# generated by scripts/ejabberd.sh\n'
     printf 'ERLANG_NODE=%s\n' "$XR_EJ_NODE"
     printf 'ERL_DIST_PORT=%s\n' "$XR_EJ_DIST_PORT"
-    printf 'ERL_OPTIONS=%q\n' "-env ERL_CRASH_DUMP_BYTES 0 -kernel inet_dist_use_interface {127,0,0,1}"
+    printf 'ERL_OPTIONS=%q\n' "-env ERL_CRASH_DUMP_BYTES 0 -kernel inet_dist_use_interface {${XR_EJ_DIST_IP//./,}}"
+    # a fixed distribution port for the firewall (the same as -erl_epmd_port: no epmd)
+    [[ $XR_EJ_DIST_IP != 127.0.0.1 ]] && printf 'FIREWALL_WINDOW=%s-%s\n' "$XR_EJ_DIST_PORT" "$XR_EJ_DIST_PORT"
     printf 'EJABBERD_PID_PATH=%q\n' "$BEAM_PID_FILE"
     printf 'EJABBERD_BYPASS_WARNINGS=true\n'
     printf 'CONTRIB_MODULES_CONF_DIR=%q\n' "$RUN_DIR/modules.d"
@@ -418,7 +453,7 @@ ejabberd ($XR_EJ_NODE) ready, run dir $RUN_DIR
   component port  $XR_EJ_LISTEN_IP:$XR_EJ_COMPONENT_PORT  ($([[ $XR_EJ_COMPONENT_TLS == true ]] && echo 'direct TLS: xmpps://' || echo 'plain TCP: xmpp://'))
   http            http://127.0.0.1:$XR_EJ_HTTP_PORT/api  http://127.0.0.1:$XR_EJ_HTTP_PORT/upload
   proxy65         proxy.$XR_EJ_VHOST at $XR_EJ_PROXY65_HOST:$XR_EJ_PROXY65_PORT (listening on $XR_EJ_PROXY65_IP)
-  erlang dist     127.0.0.1:$XR_EJ_DIST_PORT (no epmd)
+  erlang dist     $XR_EJ_DIST_IP:$XR_EJ_DIST_PORT (no epmd$([[ -n $XR_EJ_COOKIE_FILE ]] && echo ', own cookie')$([[ -n $XR_EJ_JOIN ]] && echo ", cluster of $XR_EJ_JOIN"))
   upload service  upload.$XR_EJ_VHOST
 EOF
 }
@@ -478,6 +513,11 @@ cmd_start() {
   fi
   printf '%s\n' "$XR_EJ_NODE" >"$SPOOL_DIR/.node"
 
+  rm -f "$RUN_DIR/.erlang.cookie"
+  if [[ -n $XR_EJ_COOKIE_FILE ]]; then
+    (umask 077 && tr -d '\n' <"$XR_EJ_COOKIE_FILE" >"$RUN_DIR/.erlang.cookie") || die "cannot copy the cookie"
+    chmod 0400 "$RUN_DIR/.erlang.cookie"
+  fi
   if [[ -n $XR_EJ_CERTFILE ]]; then
     # A copy inside the run dir, so the ejabberd user can read it wherever the original lives.
     install -m 0640 "$XR_EJ_CERTFILE" "$RUN_DIR/certs.pem" || die "cannot copy $XR_EJ_CERTFILE"
@@ -492,7 +532,7 @@ cmd_start() {
   printf '\n==== %s start\n' "$(date '+%F %T')" >>"$CONSOLE_LOG"
   # setsid: own session and process group, so stop can signal the whole group.
   # The launcher writes its own pid, then becomes ejabberdctl (exec).
-  SCRIPT=$SYSTEM_CTL setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' xr-ejabberd \
+  ctl_home SCRIPT=$SYSTEM_CTL setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' xr-ejabberd \
     "$LAUNCHER_PID_FILE" "$ctl" "${args[@]}" foreground \
     </dev/null >>"$CONSOLE_LOG" 2>&1 &
   local i
@@ -506,8 +546,27 @@ cmd_start() {
     cmd_stop >/dev/null 2>&1 || true
     exit 1
   fi
+  [[ -n $XR_EJ_JOIN ]] && join_cluster
   log "started in $((SECONDS - t0))s (launcher pid $(launcher_pid), beam pid $(beam_pid))"
   print_ports
+}
+
+# Joins XR_EJ_JOIN's cluster unless already in it (a restart of a joined node rejoins by itself).
+join_cluster() {
+  local nodes
+  nodes=$(run_ctl list_cluster 2>/dev/null | tr -d "'") || die "list_cluster failed"
+  if grep -qxF "$XR_EJ_JOIN" <<<"$nodes"; then
+    log "already in the cluster of $XR_EJ_JOIN"
+    return 0
+  fi
+  log "joining the cluster of $XR_EJ_JOIN"
+  local out
+  out=$(run_ctl join_cluster "$XR_EJ_JOIN" 2>&1) || { show_logs; die "join_cluster $XR_EJ_JOIN failed: $out"; }
+  # join_cluster restarts ejabberd's application on this node
+  wait_ready "$XR_EJ_START_TIMEOUT" || { show_logs; die "not ready after joining $XR_EJ_JOIN"; }
+  nodes=$(run_ctl list_cluster 2>/dev/null | tr -d "'") || die "list_cluster failed"
+  grep -qxF "$XR_EJ_JOIN" <<<"$nodes" || die "joined, but $XR_EJ_JOIN is not in list_cluster: $nodes"
+  log "in the cluster: $(tr '\n' ' ' <<<"$nodes")"
 }
 
 cmd_stop() {

@@ -32,6 +32,8 @@ export interface EjabberdInstance {
   restart(): Promise<void>;
   /** Stops the server; fine to call twice. */
   stop(): Promise<void>;
+  /** Runs `ejabberdctl ARGS` against this instance (scripts/ejabberd.sh ctl) and resolves with its stdout. */
+  ctl(...args: string[]): Promise<string>;
 }
 
 export interface EjabberdOptions {
@@ -59,6 +61,12 @@ export interface EjabberdOptions {
   proxy65Host: string;
   /** Run the server (and every script command) inside this network namespace (`ip netns exec`). */
   netns: string;
+  /** A cluster across hosts: the IPv4 address of the Erlang distribution (XR_EJ_DIST_IP; default 127.0.0.1). */
+  distIp: string;
+  /** File with the cluster's own Erlang cookie (XR_EJ_COOKIE_FILE); default none (Debian's). */
+  cookieFile: string;
+  /** A node of the cluster to join after start (XR_EJ_JOIN), e.g. ej1@192.0.2.10. */
+  join: string;
 }
 
 export const DEFAULT_PORT_BASE = 15222;
@@ -164,6 +172,9 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     XR_EJ_LISTEN_IP: opts.listenIp ?? '127.0.0.1',
     XR_EJ_PROXY65_IP: opts.proxy65Ip ?? '127.0.0.1',
     XR_EJ_PROXY65_HOST: opts.proxy65Host ?? '127.0.0.1',
+    XR_EJ_DIST_IP: opts.distIp ?? '127.0.0.1',
+    XR_EJ_COOKIE_FILE: opts.cookieFile ?? '',
+    XR_EJ_JOIN: opts.join ?? '',
   };
   const run = (args: string[], timeoutMs: number) => runScript(script, env, args, timeoutMs, opts.netns);
 
@@ -188,6 +199,9 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     },
     async stop(): Promise<void> {
       await run(['stop'], STOP_TIMEOUT_MS);
+    },
+    ctl(...args: string[]): Promise<string> {
+      return run(['ctl', ...args], REGISTER_TIMEOUT_MS);
     },
   };
 }
