@@ -80,9 +80,9 @@ const DECLARED = [
     key: 'xmpp.keepaliveMs',
     env: 'XR_XMPP_KEEPALIVE_MS',
     kind: 'int',
-    def: 30000,
+    def: 0,
     min: 0,
-    doc: 'how often the component pings xmpp.serverDomain (XEP-0199); no answer within as long again drops the link and moves to the next server (0 = never: a vanished server host is then noticed only when a write fails, minutes later)',
+    doc: "how often the component pings xmpp.serverDomain (XEP-0199); no answer within as long again drops the link and moves to the next server, so a vanished server host is left in seconds, not when a write times out minutes later. 0 = never. 30000 suits one connection per domain (Prosody always); leave 0 with ejabberd domain_balancing, which hands the server's answers to one instance only",
   },
 
   {

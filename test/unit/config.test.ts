@@ -74,7 +74,7 @@ describe('config', () => {
         resource: 'reports',
         reconnectMaxMs: 30000,
         serverDomain: 'example.com',
-        keepaliveMs: 30000,
+        keepaliveMs: 0,
       });
       expect(c.reports).to.deep.equal({
         source: 'folder',
