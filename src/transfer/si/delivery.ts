@@ -20,6 +20,7 @@ import {
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
 import { Interruption, stopReasonOf } from '../interruption.js';
+import { hostPort } from '../s5b/addresses.js';
 import { connectProxy } from '../s5b/proxy.js';
 import { StreamError } from '../s5b/send.js';
 import { dstAddr } from '../s5b/socks5.js';
@@ -162,9 +163,14 @@ export class SiDelivery implements Delivery, ComponentModule {
     // Our streamhost is offered under the initiator's own JID: to the target
     // it is a direct connection, so no <activate/> is needed (XEP-0065 §5).
     const expectation = own?.expect(hash, connectTimeoutMs);
-    if (own) hosts.push({ jid: from, host: own.host, port: own.port });
+    // Every address the streamhost offers, best first (s5b/addresses.ts): the target tries them in order.
+    if (own) for (const host of own.hosts) hosts.push({ jid: from, host, port: own.port });
     const proxies = this.deps.proxies.list;
     hosts.push(...proxies);
+    log.info(
+      { method: 's5b', streamhosts: hosts.map((h) => `${h.jid} ${hostPort(h.host, h.port)}`) },
+      'streamhosts offered',
+    );
     let used: string | undefined;
     try {
       const result = await run.race(
