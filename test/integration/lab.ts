@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
 import { LAB_ADDRESSES, Netlab, type HostName } from '../support/netlab.js';
 import { startPurpleReceiver } from '../support/purple.js';
-import { field, ReceiverProcess, type ReceiverEvent } from '../support/receiver.js';
+import { commonReceiverArgs, field, inNetns, ReceiverProcess, type ReceiverEvent } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { ComponentProcess } from './harness.js';
 
@@ -166,7 +166,7 @@ export interface LabReceiver {
 /** A receiving user (libpurple or slixmpp) on a user host, logged in to ejabberd at the address it can reach. */
 export async function startLabReceiver(
   w: LabWorld,
-  kind: 'purple' | 'slix',
+  kind: 'purple' | 'slix' | 'jingle',
   host: HostName,
   name: string,
   extra: { methods?: string[] } = {},
@@ -186,7 +186,13 @@ export async function startLabReceiver(
     netns: w.lab.ns(host),
     ...extra,
   };
-  const proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
+  let proc: ReceiverProcess;
+  if (kind === 'jingle') {
+    // test/clients/jingle-receiver.ts: an @xmpp/client Jingle receiver (S5B and IBB transports)
+    const script = join(process.cwd(), 'dist', 'test', 'clients', 'jingle-receiver.js');
+    const [cmd, argv] = inNetns(common.netns, process.execPath, [script, ...commonReceiverArgs(common)]);
+    proc = await ReceiverProcess.start(cmd, argv, { name: `jingle-receiver ${jid}`, startTimeoutMs: 30000 });
+  } else proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
   return { proc, outDir, jid };
 }
 

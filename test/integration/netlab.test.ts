@@ -119,8 +119,9 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
     expect(end.method, 'the method libpurple saw').to.equal(method);
     expect(field(end, 'sha256')).to.equal(sha256(body));
     expect(sha256(await readFile(field(end, 'path')))).to.equal(sha256(body));
+    // the receiver may have every byte a moment before the component logs the end
+    const delivered = await ctx.component!.waitForLog((l) => l.msg === 'delivered' && l.project === project, 30000);
     const lines = ctx.component!.logs.filter((l) => l.project === project);
-    const delivered = lines.find((l) => l.msg === 'delivered');
     expect(delivered?.method, 'the method the component logged').to.equal(method);
     return { project, lines };
   }
@@ -176,6 +177,43 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
         const { lines } = await deliver(ctx, rx, 's5b');
         const connected = lines.find((l) => l.msg === 'bytestream connected');
         expect(String(connected?.streamhost), 'through the proxy, not direct').to.equal(`proxy.${w!.ej.domain}`);
+      });
+    });
+
+    describe("Jingle at home, with ejabberd's proxy65 in transfer.externalProxies", () => {
+      const ctx = withComponent(() => ({
+        XR_EXTERNAL_PROXIES: `proxy.${w!.ej.domain}@${LAB_ADDRESSES.xmpp.v4}:${w!.ej.proxy65Port}`,
+      }));
+      it('a Jingle receiver at home gets the report byte-exact by Jingle S5B through proxy65', async function () {
+        this.timeout(180000);
+        const rx = await startLabReceiver(w!, 'jingle', 'home', 'jhome1');
+        ctx.rxs.push(rx);
+        const { lines } = await deliver(ctx, rx, 's5b');
+        const end = rx.proc.events.find((e) => e.event === 'received');
+        expect(end?.streamhost, 'the candidate the receiver used').to.equal(`proxy.${w!.ej.domain}`);
+        // the direct candidates (our streamhost) were tried first and are dropped from outside
+        const tried = rx.proc.events.filter((e) => e.event === 'candidate');
+        expect(tried.map((e) => [e.type, e.used])).to.deep.equal([
+          ['direct', false],
+          ['direct', false],
+          ['proxy', true],
+        ]);
+        const connected = lines.find((l) => l.msg === 'bytestream connected');
+        expect(String(connected?.candidate)).to.match(/^proxy /);
+      });
+    });
+
+    describe('Jingle at home without any proxy', () => {
+      const ctx = withComponent(() => ({}));
+      it('a Jingle receiver at home gets the report byte-exact by Jingle IBB (transport-replace)', async function () {
+        this.timeout(180000);
+        const rx = await startLabReceiver(w!, 'jingle', 'home', 'jhome2');
+        ctx.rxs.push(rx);
+        const { lines } = await deliver(ctx, rx, 'ibb', 512 * 1024 + 3);
+        expect(lines.some((l) => l.msg === 'bytestream connected')).to.equal(false);
+        expect(rx.proc.events.find((e) => e.event === 'offer')?.transport, 'offered S5B first').to.equal(
+          'urn:xmpp:jingle:transports:s5b:1',
+        );
       });
     });
 
