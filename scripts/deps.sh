@@ -19,6 +19,8 @@ if [ "$what" = test ]; then
   /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || pkgs+=(python3-slixmpp)
   command -v profanity >/dev/null 2>&1 || pkgs+=(profanity)
   command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
+  # test CAs and certificates (the TLS component link, Dino's STARTTLS)
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   # the browser for the Converse.js test (puppeteer-core drives it; it downloads none)
   [ -x /usr/bin/chromium ] || pkgs+=(chromium)
   # the network lab (test/support/netlab.ts, scripts/netlab.sh): namespaces, veth, bridges, tc; nft

@@ -24,6 +24,8 @@
 #   XR_EJ_STARTTLS [false] (false | true = c2s offers STARTTLS | required; needs XR_EJ_CERTFILE)
 #   XR_EJ_CERTFILE [] PEM file with the server certificate, its key and chain (copied into the
 #             run dir as certs.pem; e.g. a cert for `localhost` from a test CA, for Dino)
+#   XR_EJ_COMPONENT_TLS [false] (false | true = the component listener speaks direct TLS,
+#             `tls: true` with XR_EJ_CERTFILE as its certfile; the component then uses xmpps://)
 #   XR_EJ_DOMAIN_BALANCING [] TYPE:N = domain_balancing for the component domain, e.g.
 #             source:2 (type random|source|destination|bare_source|bare_destination, N =
 #             component_number, the number of component connections); empty = none
@@ -45,7 +47,7 @@ SYSTEM_CTL=/usr/sbin/ejabberdctl
 
 SETTINGS=(XR_EJ_VHOST XR_EJ_COMPONENT_DOMAIN XR_EJ_COMPONENT_SECRET XR_EJ_C2S_PORT
   XR_EJ_COMPONENT_PORT XR_EJ_HTTP_PORT XR_EJ_DIST_PORT XR_EJ_PROXY65_PORT XR_EJ_NODE
-  XR_EJ_SHAPER XR_EJ_STARTTLS XR_EJ_CERTFILE XR_EJ_DOMAIN_BALANCING XR_EJ_RUN_AS
+  XR_EJ_SHAPER XR_EJ_STARTTLS XR_EJ_CERTFILE XR_EJ_COMPONENT_TLS XR_EJ_DOMAIN_BALANCING XR_EJ_RUN_AS
   XR_EJ_LISTEN_IP XR_EJ_PROXY65_IP XR_EJ_PROXY65_HOST)
 
 log() { printf 'ejabberd.sh: %s\n' "$*" >&2; }
@@ -96,6 +98,7 @@ apply_defaults() {
   : "${XR_EJ_SHAPER:=none}"
   : "${XR_EJ_STARTTLS:=false}"
   : "${XR_EJ_CERTFILE:=}"
+  : "${XR_EJ_COMPONENT_TLS:=false}"
   : "${XR_EJ_DOMAIN_BALANCING:=}"
   : "${XR_EJ_LISTEN_IP:=127.0.0.1}"
   : "${XR_EJ_PROXY65_IP:=127.0.0.1}"
@@ -125,6 +128,10 @@ apply_defaults() {
   case $XR_EJ_STARTTLS in false | true | required) ;; *) die "XR_EJ_STARTTLS must be false, true or required" ;; esac
   if [[ $XR_EJ_STARTTLS != false ]]; then
     [[ -n $XR_EJ_CERTFILE ]] || die "XR_EJ_STARTTLS=$XR_EJ_STARTTLS needs XR_EJ_CERTFILE (PEM with certificate and key)"
+  fi
+  case $XR_EJ_COMPONENT_TLS in false | true) ;; *) die "XR_EJ_COMPONENT_TLS must be false or true" ;; esac
+  if [[ $XR_EJ_COMPONENT_TLS == true ]]; then
+    [[ -n $XR_EJ_CERTFILE ]] || die "XR_EJ_COMPONENT_TLS=true needs XR_EJ_CERTFILE (PEM with certificate and key)"
   fi
   if [[ -n $XR_EJ_CERTFILE ]]; then
     [[ $XR_EJ_CERTFILE == /* ]] || XR_EJ_CERTFILE=$PWD/$XR_EJ_CERTFILE
@@ -243,6 +250,12 @@ render_yaml() { # the rendered ejabberd.yml on stdout
   [[ $XR_EJ_STARTTLS != false ]] && starttls=true
   [[ $XR_EJ_STARTTLS == required ]] && starttls_required=true
   t=${t//\{\{CERTFILES\}\}/$certfiles}
+  # Direct TLS on the component listener: nothing unless XR_EJ_COMPONENT_TLS=true (default output unchanged).
+  local component_tls=""
+  if [[ $XR_EJ_COMPONENT_TLS == true ]]; then
+    component_tls=$'\n'"    ## XR_EJ_COMPONENT_TLS: direct TLS (the component connects with xmpps://)"$'\n'"    tls: true"$'\n'"    certfile: \"$(yaml_dq "$RUN_DIR/certs.pem")\""
+  fi
+  t=${t//\{\{COMPONENT_TLS\}\}/$component_tls}
   # Several component connections: nothing unless XR_EJ_DOMAIN_BALANCING says so (default output unchanged).
   local balancing=""
   if [[ -n $XR_EJ_DOMAIN_BALANCING ]]; then
@@ -401,7 +414,7 @@ ejabberd ($XR_EJ_NODE) ready, run dir $RUN_DIR
   vhost           $XR_EJ_VHOST
   component       $XR_EJ_COMPONENT_DOMAIN (secret from XR_EJ_COMPONENT_SECRET)
   c2s             $XR_EJ_LISTEN_IP:$XR_EJ_C2S_PORT  ($([[ $XR_EJ_STARTTLS == false ]] && echo 'plain TCP, no STARTTLS' || echo "STARTTLS $XR_EJ_STARTTLS"), c2s shaper: $XR_EJ_SHAPER)
-  component port  $XR_EJ_LISTEN_IP:$XR_EJ_COMPONENT_PORT
+  component port  $XR_EJ_LISTEN_IP:$XR_EJ_COMPONENT_PORT  ($([[ $XR_EJ_COMPONENT_TLS == true ]] && echo 'direct TLS: xmpps://' || echo 'plain TCP: xmpp://'))
   http            http://127.0.0.1:$XR_EJ_HTTP_PORT/api  http://127.0.0.1:$XR_EJ_HTTP_PORT/upload
   proxy65         proxy.$XR_EJ_VHOST at $XR_EJ_PROXY65_HOST:$XR_EJ_PROXY65_PORT (listening on $XR_EJ_PROXY65_IP)
   erlang dist     127.0.0.1:$XR_EJ_DIST_PORT (no epmd)

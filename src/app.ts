@@ -22,6 +22,7 @@ import { IbbStreams } from './transfer/ibb/streams.js';
 import { JingleDelivery } from './transfer/jingle/delivery.js';
 import { ServerLinks, UploadLinks } from './transfer/links/publishers.js';
 import { LinkServer } from './transfer/links/server.js';
+import { StreamhostMemory } from './transfer/s5b/memory.js';
 import { Proxies } from './transfer/s5b/proxies.js';
 import { S5bSender } from './transfer/s5b/send.js';
 import { parseProxySpec } from './transfer/s5b/stanzas.js';
@@ -73,7 +74,13 @@ export class App {
     const parser = new CommandParser(config.projects.idPattern);
     this.connection = new Connection(
       {
-        service: config.xmpp.service,
+        services: config.xmpp.service,
+        tls: {
+          ...(config.xmpp.tls.caFile
+            ? { ca: readFileSync(config.xmpp.tls.caFile, 'utf8'), caOrigin: config.xmpp.tls.caFile }
+            : {}),
+          ...(config.xmpp.tls.serverName ? { serverName: config.xmpp.tls.serverName } : {}),
+        },
         domain: config.xmpp.domain,
         secret: config.xmpp.secret,
         reconnectMaxMs: config.xmpp.reconnectMaxMs,
@@ -334,10 +341,13 @@ export function transferModules(
   const proxies = new Proxies(t.externalProxies.map(parseProxySpec), {
     request,
     from: o.domain,
-    timeoutMs: t.connectTimeoutMs,
+    // a server answers these at once; start-up (which awaits the check) must not hang on one that does not
+    timeoutMs: Math.min(t.connectTimeoutMs, 10000),
     log: o.log,
+    discover: t.discoverProxies ? t.discoverDomain : undefined,
   });
-  const deps = { request, streamhost, proxies, s5b, ibb };
+  const memory = new StreamhostMemory({ maxUsers: t.memory.maxUsers, ttlMs: t.memory.ttlMs });
+  const deps = { request, streamhost, proxies, memory, s5b, ibb };
   const siDelivery = new SiDelivery(deps, si);
   const jingle = new JingleDelivery(deps, {
     ...si,

@@ -1,5 +1,6 @@
 // One schema for every setting: its key in the config file, its environment
 // variable, its type, default and meaning. The README's reference is this table.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { NetworkPolicy } from './networks.js';
@@ -21,9 +22,23 @@ const DECLARED = [
   {
     key: 'xmpp.service',
     env: 'XR_XMPP_SERVICE',
+    kind: 'list',
+    def: ['xmpp://127.0.0.1:5275'],
+    doc: 'ejabberd component listeners (ejabberd_service), in order, as xmpp://host:port, or xmpps://host:port for a listener with `tls: true`; several (comma-separated): the component uses the first that answers and moves to the next when its server goes away',
+  },
+  {
+    key: 'xmpp.tls.caFile',
+    env: 'XR_XMPP_TLS_CA_FILE',
     kind: 'string',
-    def: 'xmpp://127.0.0.1:5275',
-    doc: 'ejabberd component listener (ejabberd_service), as xmpp://host:port',
+    def: '',
+    doc: "xmpps:// servers: PEM file of the CA certificates that may sign the server's certificate (default: the system's CAs)",
+  },
+  {
+    key: 'xmpp.tls.serverName',
+    env: 'XR_XMPP_TLS_SERVER_NAME',
+    kind: 'string',
+    def: '',
+    doc: "xmpps:// servers: the name the server's certificate must carry (default: each server's host in xmpp.service)",
   },
   {
     key: 'xmpp.domain',
@@ -281,6 +296,36 @@ const DECLARED = [
     doc: 'extra XEP-0065 proxies offered after the built-in one, as jid@host:port (e.g. proxy.example.com@proxy.example.com:7777)',
   },
   {
+    key: 'transfer.discoverProxies',
+    env: 'XR_DISCOVER_PROXIES',
+    kind: 'bool',
+    def: true,
+    doc: "find the server's XEP-0065 proxies at connect and on reload (disco#items and disco#info on transfer.discoverDomain) and offer them after the built-in streamhost and transfer.externalProxies",
+  },
+  {
+    key: 'transfer.discoverDomain',
+    env: 'XR_DISCOVER_DOMAIN',
+    kind: 'string',
+    def: '',
+    doc: "the XMPP server's domain, searched for proxies (default: the parent of xmpp.domain; the component protocol does not tell it)",
+  },
+  {
+    key: 'transfer.memory.maxUsers',
+    env: 'XR_MEMORY_MAX_USERS',
+    kind: 'int',
+    def: 10000,
+    min: 0,
+    doc: 'users (bare JIDs) for whom the streamhost that worked is remembered and offered first next time; least recently used forgotten first; 0 = remember nothing',
+  },
+  {
+    key: 'transfer.memory.ttlMs',
+    env: 'XR_MEMORY_TTL_MS',
+    kind: 'int',
+    def: 604800000,
+    min: 1000,
+    doc: 'how long what a transfer showed about a streamhost (worked, failed) counts for that user',
+  },
+  {
     key: 'transfer.ibb.blockSize',
     env: 'XR_IBB_BLOCK_SIZE',
     kind: 'int',
@@ -484,7 +529,14 @@ const DECLARED = [
 export const SETTINGS: readonly Setting[] = DECLARED;
 
 export interface Config {
-  xmpp: { service: string; domain: string; secret: string; resource: string; reconnectMaxMs: number };
+  xmpp: {
+    service: string[];
+    tls: { caFile: string; serverName: string };
+    domain: string;
+    secret: string;
+    resource: string;
+    reconnectMaxMs: number;
+  };
   reports: {
     source: 'folder' | 'http';
     folder: string;
@@ -517,6 +569,9 @@ export interface Config {
       maxPerAddress: number;
     };
     externalProxies: string[];
+    discoverProxies: boolean;
+    discoverDomain: string;
+    memory: { maxUsers: number; ttlMs: number };
     ibb: { blockSize: number; window: number };
     order: Array<'si' | 'jingle' | 'link'>;
     jingle: { peerNetworks: string[]; noIbbClients: string[]; brokenClients: string[]; ackTimeoutMs: number };
@@ -717,9 +772,7 @@ function validate(c: Config): Config {
       fail(key, 'credentials do not belong in the URL; use reports.basicUser/basicPassword or reports.authHeader');
   };
 
-  if (!/^xmpp:\/\/[^/:]+:\d+$/.test(c.xmpp.service) && !/^xmpp:\/\/\[[0-9a-f:]+\]:\d+$/i.test(c.xmpp.service)) {
-    fail('xmpp.service', `expected xmpp://host:port, got ${JSON.stringify(c.xmpp.service)}`);
-  }
+  checkServices(c.xmpp, fail);
   if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(c.xmpp.domain))
     fail('xmpp.domain', `expected a domain name such as reports.example.com, got ${JSON.stringify(c.xmpp.domain)}`);
   c.xmpp.domain = c.xmpp.domain.toLowerCase();
@@ -751,6 +804,12 @@ function validate(c: Config): Config {
     if (!/^[^@\s]+@[^\s:]+:\d{1,5}$/.test(p))
       fail('transfer.externalProxies', `expected jid@host:port, got ${JSON.stringify(p)}`);
   }
+  if (c.transfer.discoverDomain && !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(c.transfer.discoverDomain))
+    fail(
+      'transfer.discoverDomain',
+      `expected a domain such as example.com, got ${JSON.stringify(c.transfer.discoverDomain)}`,
+    );
+  c.transfer.discoverDomain = (c.transfer.discoverDomain || c.xmpp.domain.split('.').slice(1).join('.')).toLowerCase();
   if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
   if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
   for (const m of c.transfer.order)
@@ -792,6 +851,44 @@ function validate(c: Config): Config {
       );
   }
   return c;
+}
+
+/** xmpp.service (each entry by itself) and the xmpp.tls settings that go with xmpps:// entries. */
+function checkServices(x: Config['xmpp'], fail: (key: string, msg: string) => never): void {
+  if (x.service.length === 0) fail('xmpp.service', 'give at least one server, e.g. xmpp://127.0.0.1:5275');
+  const seen = new Set<string>();
+  x.service.forEach((svc, i) => {
+    const which = x.service.length > 1 ? `entry ${i + 1} of ${x.service.length}, ` : '';
+    const m = /^(xmpps?):\/\/(?:\[[0-9a-f:.]+\]|[^/:[\]@\s]+):(\d{1,5})$/i.exec(svc);
+    if (!m) fail('xmpp.service', `${which}${JSON.stringify(svc)}: expected xmpp://host:port or xmpps://host:port`);
+    const port = Number(m[2]);
+    if (port < 1 || port > 65535) fail('xmpp.service', `${which}${JSON.stringify(svc)}: port ${port} is not 1-65535`);
+    if (seen.has(svc.toLowerCase())) fail('xmpp.service', `${which}${JSON.stringify(svc)} is listed twice`);
+    seen.add(svc.toLowerCase());
+  });
+  const tls = x.service.some((svc) => /^xmpps:/i.test(svc));
+  for (const key of ['caFile', 'serverName'] as const)
+    if (x.tls[key] !== '' && !tls)
+      fail(
+        `xmpp.tls.${key}`,
+        `set, but no server in xmpp.service uses TLS (xmpps://host:port): the link would not be encrypted`,
+      );
+  if (x.tls.serverName !== '' && !/^([a-z0-9-]+(\.[a-z0-9-]+)*|[0-9.]+|[0-9a-f:]+)$/i.test(x.tls.serverName))
+    fail('xmpp.tls.serverName', `expected a host name or address, got ${JSON.stringify(x.tls.serverName)}`);
+  if (x.tls.caFile !== '') {
+    let pem: string;
+    try {
+      pem = readFileSync(x.tls.caFile, 'utf8');
+    } catch (err) {
+      return fail('xmpp.tls.caFile', `cannot read ${x.tls.caFile}: ${(err as Error).message}`);
+    }
+    try {
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+      new X509Certificate(pem);
+    } catch (err) {
+      fail('xmpp.tls.caFile', `${x.tls.caFile} holds no usable CA certificate: ${(err as Error).message}`);
+    }
+  }
 }
 
 /** The settings whose values differ between two configurations. */

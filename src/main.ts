@@ -7,7 +7,7 @@
 import { App } from './app.js';
 import { ConfigError, SETTINGS, loadConfig } from './config.js';
 import { createLogger } from './log.js';
-import { HandshakeRefused } from './xmpp/connection.js';
+import { HandshakeRefused, ServerNotTrusted } from './xmpp/connection.js';
 
 function usage(): string {
   const lines = ['Usage: xmpp-reports [--config FILE]', '', 'Settings (config file key / environment variable):'];
@@ -61,8 +61,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     await app.start();
   } catch (err) {
-    if (!(err instanceof HandshakeRefused)) throw err;
-    // A refused handshake at start-up is a configuration error (logged with the server's words): exit 2, which systemd does not restart.
+    if (!(err instanceof HandshakeRefused || err instanceof ServerNotTrusted)) throw err;
+    // A refused handshake at start-up, or a server whose TLS certificate or name
+    // does not verify, is a configuration error (logged with the server's words
+    // or what it presented): exit 2, which systemd does not restart.
     process.stderr.write(`xmpp-reports: configuration error: ${err.message}\n`);
     await app.stop(0);
     return 2;

@@ -20,6 +20,8 @@ export interface Probe {
   /** the server link in detail: reconnecting after it once worked, and the last error */
   xmppLink?(): {
     state: 'connecting' | 'connected' | 'reconnecting';
+    /** the server connected to, or being tried */
+    server?: string;
     lastError: string | undefined;
     since: Date | undefined;
   };
@@ -34,6 +36,8 @@ export interface Health {
   xmpp: 'connected' | 'disconnected';
   /** while disconnected: 'connecting' (never online yet) or 'reconnecting', the last error, and since when */
   xmppState?: 'connecting' | 'connected' | 'reconnecting';
+  /** the server (one of xmpp.service) connected to, or being tried */
+  xmppServer?: string;
   xmppLastError?: string;
   xmppDownSince?: string;
   streamhost: 'listening' | 'down' | 'disabled';
@@ -151,6 +155,7 @@ export class Metrics {
       ok: xmpp === 'connected' && streamhost !== 'down',
       xmpp,
       ...(link ? { xmppState: link.state } : {}),
+      ...(link?.server ? { xmppServer: link.server } : {}),
       ...(link?.lastError ? { xmppLastError: link.lastError } : {}),
       ...(link?.since ? { xmppDownSince: link.since.toISOString() } : {}),
       streamhost,

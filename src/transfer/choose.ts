@@ -97,6 +97,16 @@ export class ChoosingDelivery implements Delivery {
       try {
         return await (m === 'si' ? this.si : this.opts.jingle!).deliver(withClient);
       } catch (err) {
+        // A client that answered no disco#info was offered SI blind; if it never answers that offer
+        // either (Converse.js does neither), it most likely cannot take SI: the link reaches it.
+        if (
+          err instanceof DeliveryError &&
+          err.reason === 'offer-timeout' &&
+          m === 'si' &&
+          features === 'unknown' &&
+          plan.includes('link')
+        )
+          return this.link(req, 'no-answer');
         // Unsupported, failed on every bytestream, broke off, or unconfirmable: a link may still get the report there.
         if (
           !(err instanceof DeliveryError) ||

@@ -3,6 +3,7 @@
 import type { Element } from '@xmpp/component';
 import type { IbbStreams } from './ibb/streams.js';
 import type { S5bSender } from './s5b/send.js';
+import type { StreamhostMemory } from './s5b/memory.js';
 import type { StreamhostInfo } from './s5b/stanzas.js';
 import type { Streamhost } from './s5b/streamhost.js';
 
@@ -11,6 +12,8 @@ export interface StreamDeps {
   streamhost: Streamhost | undefined;
   /** third-party XEP-0065 proxies, offered after our own streamhost */
   proxies: { readonly list: readonly StreamhostInfo[] };
+  /** per user: which streamhost worked, offered first next time */
+  memory: StreamhostMemory;
   s5b: S5bSender;
   ibb: IbbStreams;
 }

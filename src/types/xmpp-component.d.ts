@@ -44,7 +44,15 @@ declare module '@xmpp/component' {
   export interface Component extends EventEmitter {
     status: string;
     /** The TCP socket (@xmpp/connection-tcp wraps net.Socket); null while disconnected. */
-    socket: { setNoDelay?(noDelay?: boolean): unknown } | null;
+    socket: { setNoDelay?(noDelay?: boolean): unknown; destroy?(): unknown } | null;
+    /** The socket class connect() instantiates (connection-tcp: net.Socket); an own property overrides it. */
+    Socket: new () => unknown;
+    /** connect()'s argument to socket.connect(), from the service URI. */
+    socketParameters(service: string): { host: string; port: number } | undefined;
+    options: { service: string; domain: string };
+    /** Opens the socket (resolves on its 'connect'); then open() sends the stream header. */
+    connect(service: string): Promise<unknown>;
+    open(options: { domain: string; lang?: string }): Promise<unknown>;
     jid: { toString(): string } | null;
     reconnect: Reconnect;
     iqCaller: IqCaller;

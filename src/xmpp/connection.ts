@@ -1,8 +1,14 @@
 // The component's link to ejabberd (XEP-0114) through @xmpp/component:
-// connect, reconnect with exponential backoff, send, and IQ requests.
+// connect (plain TCP or direct TLS) to the first of several servers that
+// answers, move on to the next with exponential backoff when the link is lost,
+// send, and IQ requests.
 import { component, type Component, type Element } from '@xmpp/component';
+import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorElement } from './errors.js';
+import { ServerNotTrusted, tlsSocketClass, type TlsOptions } from './tls.js';
+
+export { ServerNotTrusted, type TlsOptions } from './tls.js';
 
 /**
  * Handles one incoming stanza. For IQ get/set, return the payload of the
@@ -25,6 +31,8 @@ const REFUSALS = new Set(['not-authorized', 'host-unknown', 'conflict', 'imprope
 /** What /healthz shows of the server link. */
 export interface LinkState {
   state: 'connecting' | 'connected' | 'reconnecting';
+  /** the server connected to, or being tried (xmpp://host:port or xmpps://host:port) */
+  server: string | undefined;
   /** the last connection error, e.g. "connection refused" */
   lastError: string | undefined;
   /** when the link was last lost (reconnecting only) */
@@ -32,37 +40,69 @@ export interface LinkState {
 }
 
 export interface ConnectionOptions {
-  service: string;
+  /** The servers, in order: xmpp://host:port (plain TCP) or xmpps://host:port (direct TLS). */
+  services: readonly string[];
   domain: string;
   secret: string;
   reconnectMaxMs: number;
+  /** How xmpps:// servers are verified. */
+  tls?: TlsOptions;
+  /** One attempt at most (TCP connect, TLS, stream header, handshake); default 10 s. */
+  attemptTimeoutMs?: number;
+}
+
+interface Server {
+  /** as configured, for logs and /healthz */
+  service: string;
+  host: string;
+  port: number;
+  tls: boolean;
+}
+
+/** Parses xmpp://host:port or xmpps://host:port (IPv6 in brackets); throws on anything else. */
+export function parseService(service: string): Server {
+  const m = /^(xmpps?):\/\/(?:\[([0-9a-f:.]+)\]|([^/:[\]@\s]+)):(\d{1,5})$/i.exec(service);
+  const port = m ? Number(m[4]) : 0;
+  if (!m || port < 1 || port > 65535)
+    throw new Error(`expected xmpp://host:port or xmpps://host:port, got ${JSON.stringify(service)}`);
+  return { service, host: m[2] ?? m[3], port, tls: m[1].toLowerCase() === 'xmpps' };
 }
 
 export class Connection {
   readonly xmpp: Component;
   private online = false;
   private stopping = false;
-  private attempt = 0;
+  /** failed attempts since the link was last up: the backoff's exponent */
+  private failures = 0;
+  private readonly servers: Server[];
+  /** index into servers of the one connected to, or being tried */
+  private index = 0;
+  private attempting = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly tlsSocket: new () => unknown;
   private readonly lostListeners = new Set<() => void>();
   private readonly onlineWaiters = new Set<() => void>();
   private stanzaHandler: StanzaHandler = () => Promise.resolve(undefined);
   private everOnline = false;
   private lastError: string | undefined;
   private lostAt: Date | undefined;
-  private refuse: (err: HandshakeRefused) => void = () => {};
+  private refuse: (err: Error) => void = () => {};
 
   constructor(
     private readonly opts: ConnectionOptions,
     private readonly log: Logger,
   ) {
-    this.xmpp = component({ service: opts.service, domain: opts.domain, password: opts.secret });
-    // The library's reconnect uses a fixed 1 s delay; we grow it on each
-    // failed attempt so a restarting ejabberd is not hammered.
-    this.xmpp.reconnect.delay = 1000;
-    this.xmpp.reconnect.on('reconnecting', () => {
-      this.attempt++;
-      this.xmpp.reconnect.delay = Math.min(1000 * 2 ** this.attempt, opts.reconnectMaxMs);
-    });
+    if (opts.services.length === 0) throw new Error('no XMPP server given');
+    this.servers = opts.services.map(parseService);
+    this.tlsSocket = tlsSocketClass(opts.tls ?? {});
+    this.xmpp = component({ service: plainUri(this.servers[0]), domain: opts.domain, password: opts.secret });
+    // Every attempt is ours (which server, backoff, a bound on each attempt):
+    // the library's reconnect retries only its one service, every second, and
+    // waits forever on a connect whose packets are dropped.
+    this.xmpp.reconnect.stop();
+    // The library takes host and port from its service URI; ours come from
+    // the current server (also IPv6 literals, which its parser leaves in brackets).
+    this.xmpp.socketParameters = () => ({ host: this.current.host, port: this.current.port });
     // Stanzas are small and answered at once (IBB acks, offers): Nagle's
     // algorithm against the server's delayed ACKs cost ~40-80 ms per exchange
     // (bench item 5: request → offer p99 94 ms, 24 ms with it off).
@@ -84,9 +124,11 @@ export class Connection {
       this.everOnline = true;
       this.lastError = undefined;
       this.lostAt = undefined;
-      this.attempt = 0;
-      this.xmpp.reconnect.delay = 1000;
-      this.log.info({ server: opts.service, domain: opts.domain }, 'connected to the XMPP server');
+      this.failures = 0;
+      this.log.info(
+        { server: this.current.service, domain: opts.domain, tls: this.current.tls },
+        'connected to the XMPP server',
+      );
       for (const w of [...this.onlineWaiters]) w();
     });
     this.xmpp.on('offline', () => {
@@ -98,33 +140,56 @@ export class Connection {
         this.lostAt = new Date();
         if (!this.stopping)
           this.log.warn(
-            { server: opts.service, reason: describe(ev?.reason) },
+            {
+              server: this.current.service,
+              reason: describe(ev?.reason),
+              ...(this.servers.length > 1
+                ? { next: this.servers[(this.index + 1) % this.servers.length].service }
+                : {}),
+            },
             'disconnected from the XMPP server; reconnecting',
           );
         for (const fn of this.lostListeners) fn();
       }
+      // A failed attempt is followed up by attempt() itself.
+      if (!this.attempting) this.scheduleNext();
     });
     let lastError = '';
     this.xmpp.on('error', (err: Error & { condition?: string; text?: string }) => {
       const msg = err.condition ? `${err.condition}${err.text ? `: ${err.text}` : ''}` : err.message;
       this.lastError = msg;
+      const server = this.current.service;
+      if (err instanceof ServerNotTrusted) {
+        // We refuse the server: a wrong CA or name is a configuration error at
+        // start-up; later (a certificate replaced) the link keeps retrying.
+        if (!this.everOnline) {
+          if (!this.stopping) this.log.fatal({ server, err: err.message }, err.message);
+          this.refuse(err);
+          return;
+        }
+        if (msg !== lastError) this.log.error({ server, err: err.message }, err.message);
+        lastError = msg;
+        return;
+      }
       if (err.condition && REFUSALS.has(err.condition)) {
         // The server's own words first; a guess only when it gave none.
         const said = err.text ? `the server said "${err.text}"` : guess(err.condition);
         const text = `the XMPP server refused the component ${opts.domain} (${err.condition}): ${said}`;
         if (!this.everOnline) {
-          if (!this.stopping) this.log.fatal({ domain: opts.domain, condition: err.condition, text: err.text }, text);
+          if (!this.stopping)
+            this.log.fatal({ server, domain: opts.domain, condition: err.condition, text: err.text }, text);
           this.refuse(new HandshakeRefused(text));
           return;
         }
-        if (msg !== lastError) this.log.error({ domain: opts.domain, condition: err.condition, text: err.text }, text);
+        if (msg !== lastError)
+          this.log.error({ server, domain: opts.domain, condition: err.condition, text: err.text }, text);
         lastError = msg;
         return;
       }
       // Connection errors repeat on every retry; log each distinct one once.
-      if (msg === lastError) return;
-      lastError = msg;
-      this.log.error({ err: msg }, 'XMPP connection error');
+      if (`${server} ${msg}` === lastError) return;
+      lastError = `${server} ${msg}`;
+      this.log.error({ server, err: msg }, 'XMPP connection error');
     });
     // Stanzas go through the library's middleware chain, after its IQ
     // caller (replies to our requests) and callee (which wraps what we return
@@ -144,6 +209,10 @@ export class Connection {
     });
   }
 
+  private get current(): Server {
+    return this.servers[this.index];
+  }
+
   get isOnline(): boolean {
     return this.online;
   }
@@ -151,6 +220,7 @@ export class Connection {
   get link(): LinkState {
     return {
       state: this.online ? 'connected' : this.everOnline ? 'reconnecting' : 'connecting',
+      server: this.current.service,
       lastError: this.online ? undefined : this.lastError,
       since: this.online ? undefined : this.lostAt,
     };
@@ -181,9 +251,10 @@ export class Connection {
   }
 
   /**
-   * Resolves at the first successful handshake, retrying while the server
-   * cannot be reached; rejects with HandshakeRefused when the server refuses
-   * the component (and stops trying).
+   * Resolves at the first successful handshake, trying the servers in turn
+   * while none can be reached; rejects with HandshakeRefused when a server
+   * refuses the component, or ServerNotTrusted when a server's TLS
+   * certificate or name fails verification (and stops trying).
    */
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -195,22 +266,60 @@ export class Connection {
         this.refuse = () => {};
         resolve();
       });
-      this.xmpp.start().catch(() => {
-        // The first attempt failed (error already logged): the reconnect
-        // module only reacts to 'disconnect', so schedule retries ourselves.
-        this.retryFirstConnect();
-      });
+      void this.attempt();
     });
   }
 
-  private retryFirstConnect(): void {
-    if (this.stopping || this.online) return;
-    this.attempt++;
-    const delay = Math.min(1000 * 2 ** this.attempt, this.opts.reconnectMaxMs);
-    setTimeout(() => {
-      if (this.stopping || this.online || this.xmpp.status === 'connecting' || this.xmpp.status === 'opening') return;
-      this.xmpp.start().catch(() => this.retryFirstConnect());
-    }, delay).unref();
+  /** One attempt on the current server; on failure, the next server after the backoff. */
+  private async attempt(): Promise<void> {
+    this.timer = undefined;
+    if (this.stopping || this.online || this.attempting) return;
+    this.attempting = true;
+    const server = this.current;
+    this.xmpp.options.service = plainUri(server); // what the library itself reads (see-other-host)
+    // Set per attempt: a list may mix plain and TLS servers.
+    this.xmpp.Socket = server.tls ? this.tlsSocket : Socket;
+    this.log.debug({ server: server.service, attempt: this.failures + 1 }, 'connecting to the XMPP server');
+    const ok = await new Promise<boolean>((resolve) => {
+      const finish = (up: boolean) => {
+        clearTimeout(timer);
+        this.xmpp.removeListener('online', onOnline);
+        this.xmpp.removeListener('disconnect', onDown);
+        resolve(up);
+      };
+      const onOnline = () => finish(true);
+      const onDown = () => finish(false);
+      const timer = setTimeout(() => {
+        const msg = `no answer from ${server.service} within ${this.opts.attemptTimeoutMs ?? 10000} ms`;
+        this.xmpp.emit('error', new Error(msg));
+        finish(false);
+      }, this.opts.attemptTimeoutMs ?? 10000);
+      this.xmpp.on('online', onOnline);
+      this.xmpp.on('disconnect', onDown);
+      // Failures arrive as 'error' (logged above) and 'disconnect'.
+      this.xmpp
+        .connect(plainUri(server))
+        .then(() => this.xmpp.open({ domain: this.opts.domain }))
+        // (the server never sent its stream header: drop the socket rather than wait for the timeout)
+        .catch(() => !this.online && this.xmpp.socket?.destroy?.());
+    });
+    this.attempting = false;
+    if (ok || this.stopping) return;
+    this.failures++;
+    // Still half-open (timed out): drop it; its 'disconnect' then finds the next attempt scheduled.
+    this.xmpp.socket?.destroy?.();
+    this.scheduleNext();
+  }
+
+  /** The next server in the list, after the backoff (1 s doubling up to reconnectMaxMs). */
+  private scheduleNext(): void {
+    if (this.stopping || this.online || this.attempting || this.timer) return;
+    const from = this.current;
+    this.index = (this.index + 1) % this.servers.length;
+    const delay = Math.min(1000 * 2 ** this.failures, this.opts.reconnectMaxMs);
+    if (this.servers.length > 1)
+      this.log.info({ from: from.service, server: this.current.service, inMs: delay }, 'trying the next XMPP server');
+    this.timer = setTimeout(() => void this.attempt(), delay);
   }
 
   async send(el: Element): Promise<void> {
@@ -230,14 +339,22 @@ export class Connection {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.xmpp.reconnect.stop();
     try {
       await this.xmpp.stop();
     } catch {
       // already closed
     }
+    this.xmpp.socket?.destroy?.();
     this.log.info({ domain: this.opts.domain }, 'disconnected from the XMPP server');
   }
+}
+
+/** The library's own form of a server (it knows xmpp:// only; TLS is our Socket class). */
+function plainUri(s: Server): string {
+  return `xmpp://${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
 }
 
 /** Why a server may refuse a component, for a server that gave no text. */

@@ -20,6 +20,9 @@
  *         or "File transfer from X failed."; informational only)
  *   {"event":"subscription_request","from":"..."}              (always authorized)
  *   {"event":"offer","from":"...","name":"...","size":N}
+ *   {"event":"streamhosts","from":"...","sid":"...","hosts":[{"jid":"...","host":"...","port":N},...]}
+ *        (a XEP-0065 streamhost offer as it arrived on the wire, before libpurple
+ *         tries the hosts in this order; from the "jabber-receiving-xmlnode" signal)
  *   {"event":"declined","from":"...","name":"...","size":N}   (with --decline)
  *   {"event":"received","from":"...","name":"...","size":N,"bytes":N,
  *    "sha256":"<hex of the file on disk>","disk_bytes":N,"method":"s5b"|"ibb","path":"..."}
@@ -1492,6 +1495,44 @@ parse_args(int argc, char **argv)
 		usage("--jid must be a full JID: user@host/resource");
 }
 
+/* Every stanza libpurple's jabber prpl receives passes here first: report the
+ * streamhosts of a bytestreams offer (XEP-0065 §5.3.1) in document order, the
+ * order libpurple will try them in (si.c). */
+static void
+receiving_xmlnode_cb(PurpleConnection *gc, xmlnode **packet, gpointer data)
+{
+	xmlnode *query, *sh;
+	const char *type;
+	GString *e;
+	gboolean first = TRUE;
+
+	(void)gc;
+	(void)data;
+	if (packet == NULL || *packet == NULL || g_strcmp0((*packet)->name, "iq") != 0)
+		return;
+	type = xmlnode_get_attrib(*packet, "type");
+	query = xmlnode_get_child_with_namespace(*packet, "query", "http://jabber.org/protocol/bytestreams");
+	if (g_strcmp0(type, "set") != 0 || query == NULL || xmlnode_get_child(query, "streamhost") == NULL)
+		return;
+	e = ev_begin("streamhosts");
+	ev_str(e, "from", xmlnode_get_attrib(*packet, "from"));
+	ev_str(e, "sid", xmlnode_get_attrib(query, "sid"));
+	g_string_append(e, ",\"hosts\":[");
+	for (sh = xmlnode_get_child(query, "streamhost"); sh != NULL; sh = xmlnode_get_next_twin(sh)) {
+		const char *port = xmlnode_get_attrib(sh, "port");
+		if (!first)
+			g_string_append_c(e, ',');
+		first = FALSE;
+		g_string_append(e, "{\"jid\":");
+		json_append_string(e, xmlnode_get_attrib(sh, "jid"));
+		ev_str(e, "host", xmlnode_get_attrib(sh, "host"));
+		ev_int(e, "port", port ? g_ascii_strtoll(port, NULL, 10) : 0);
+		g_string_append_c(e, '}');
+	}
+	g_string_append_c(e, ']');
+	ev_emit(e);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1567,6 +1608,8 @@ main(int argc, char **argv)
 	                      &signals_handle, PURPLE_CALLBACK(file_recv_request_cb), NULL);
 	purple_signal_connect(purple_xfers_get_handle(), "file-recv-complete",
 	                      &signals_handle, PURPLE_CALLBACK(file_recv_complete_cb), NULL);
+	purple_signal_connect(purple_find_prpl("prpl-jabber"), "jabber-receiving-xmlnode",
+	                      &signals_handle, PURPLE_CALLBACK(receiving_xmlnode_cb), NULL);
 
 	/* The resource is part of the username for prpl-jabber. */
 	account = purple_account_new(opt.jid, "prpl-jabber");

@@ -171,6 +171,7 @@ describe('integration: a transfer that fails on every bytestream ends with a lin
       XR_REPORTS_SOURCE: 'http',
       XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
       XR_PROXY_ADVERTISE_PORT: String(deadPort), // nobody can connect: S5B fails
+      XR_DISCOVER_PROXIES: 'false', // and there is no proxy to fall back on
       XR_LINKS_PUBLIC_BASE_URL: 'http://127.0.0.1:0/files/',
       XR_LINKS_BIND_HOST: '127.0.0.1',
       XR_LINKS_BIND_PORT: '0',
@@ -225,6 +226,69 @@ describe("integration: links through the server's XEP-0363 upload service", func
     } finally {
       await r.rx.quit();
       await rm(r.outDir, { recursive: true, force: true });
+      await comp.stop();
+    }
+  });
+});
+
+describe('integration: a client that answers neither disco#info nor the SI offer gets a link', function () {
+  this.timeout(120000);
+
+  it('sends the link after the offer timeout and says the client did not answer', async () => {
+    const { XmppUser } = await import('../support/xmpp-user.js');
+    const { NS } = await import('../../src/xmpp/namespaces.js');
+    const ej = await getEjabberd();
+    const intranet = await getIntranet();
+    const comp = await startComponent({
+      XR_REPORTS_SOURCE: 'http',
+      XR_REPORTS_URL_TEMPLATE: intranet.urlTemplate,
+      XR_CAPS_TIMEOUT_MS: '1000',
+      XR_TRANSFER_OFFER_TIMEOUT_MS: '2000',
+      XR_LINKS_PUBLIC_BASE_URL: 'http://127.0.0.1:0/files/',
+      XR_LINKS_BIND_HOST: '127.0.0.1',
+      XR_LINKS_BIND_PORT: '0',
+      XR_LINKS_STATE_DIR: await mkdtemp(join(tmpdir(), 'xr-links-')),
+    });
+    const u = await user('mute');
+    const mute = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: u.username,
+      password: u.password,
+    });
+    // Like Converse.js: no answer at all (not even an error) to disco#info or to the SI offer.
+    const seen: string[] = [];
+    const never = (what: string) => () => {
+      seen.push(what);
+      return new Promise<never>(() => {});
+    };
+    mute.xmpp.iqCallee.get('http://jabber.org/protocol/disco#info', 'query', never('disco#info'));
+    mute.xmpp.iqCallee.set(NS.SI, 'si', never('si'));
+    try {
+      const body = randomBytes(40_000);
+      const project = await publish(body);
+      const from = `${project}@${ej.componentDomain}`;
+      await mute.say(from, 'report');
+      const why = await mute.waitForMessage(
+        from,
+        /did not answer the file offer for status-\d+\.pdf, so here is a download link/,
+        30000,
+      );
+      expect(why.getChildText('body')).to.include(`status-${project}.pdf`);
+      const oob = await mute.waitFor(
+        (e) => e.name === 'message' && (e.attrs.from ?? '').startsWith(from) && !!e.getChild('x', 'jabber:x:oob'),
+        30000,
+        'the link',
+      );
+      const url = oob.getChild('x', 'jabber:x:oob')!.getChildText('url')!;
+      expect(oob.getChildText('body')).to.equal(url);
+      expect(seen).to.deep.equal(['disco#info', 'si']);
+      const got = await download(url.replace('http://127.0.0.1:0/', `http://127.0.0.1:${comp.app.linkServer!.port}/`));
+      expect(got.status).to.equal(200);
+      expect(sha256(got.body)).to.equal(sha256(body));
+      expect(comp.logged('link published').some((l) => l.project === project && l.why === 'no-answer')).to.equal(true);
+    } finally {
+      await mute.logout();
       await comp.stop();
     }
   });

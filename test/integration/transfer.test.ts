@@ -155,6 +155,7 @@ for (const kind of ['purple', 'slix'] as const) {
           XR_REPORTS_SOURCE: 'http',
           XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
           XR_PROXY_ADVERTISE_PORT: String(await freePort()),
+          XR_DISCOVER_PROXIES: 'false', // no proxy: S5B has nowhere else to go
           XR_IBB_BLOCK_SIZE: '4096',
         });
       });

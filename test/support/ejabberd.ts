@@ -43,6 +43,8 @@ export interface EjabberdOptions {
   certFile: string;
   /** c2s STARTTLS (XR_EJ_STARTTLS): false (default), true (offered) or 'required'; needs certFile. */
   starttls: boolean | 'required';
+  /** the component listener speaks direct TLS (XR_EJ_COMPONENT_TLS; `tls: true`, certFile as its certfile); needs certFile. */
+  componentTls: boolean;
   /** c2s port when it must not be portBase (Dino always connects to localhost:5222). */
   c2sPort: number;
   /** ejabberd's domain_balancing for the component domain as TYPE:N (XR_EJ_DOMAIN_BALANCING), e.g. 'source:2'; default none. */
@@ -154,6 +156,7 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     XR_EJ_SHAPER: shaper,
     XR_EJ_CERTFILE: opts.certFile ?? '',
     XR_EJ_STARTTLS: String(opts.starttls ?? false),
+    XR_EJ_COMPONENT_TLS: String(opts.componentTls ?? false),
     XR_EJ_DOMAIN_BALANCING: opts.domainBalancing ?? '',
     XR_EJ_LISTEN_IP: opts.listenIp ?? '127.0.0.1',
     XR_EJ_PROXY65_IP: opts.proxy65Ip ?? '127.0.0.1',

@@ -67,7 +67,8 @@ describe('config', () => {
 
     it('uses the documented defaults when only the secret is given', () => {
       expect(c.xmpp).to.deep.equal({
-        service: 'xmpp://127.0.0.1:5275',
+        service: ['xmpp://127.0.0.1:5275'],
+        tls: { caFile: '', serverName: '' },
         domain: 'reports.example.com',
         secret: 's3cret',
         resource: 'reports',
@@ -106,10 +107,19 @@ describe('config', () => {
       expect(c.access.denyJids).to.deep.equal([]);
       expect(c.shutdown.graceMs).to.equal(30000);
       expect(c.transfer.externalProxies).to.deep.equal([]);
+      expect(c.transfer.discoverProxies).to.equal(true);
+      expect(c.transfer.discoverDomain).to.equal('example.com'); // the parent of reports.example.com
+      expect(c.transfer.memory).to.deep.equal({ maxUsers: 10000, ttlMs: 7 * 24 * 3600 * 1000 });
       expect(c.transfer.ibb).to.deep.equal({ blockSize: 32768, window: 8 });
       expect(c.log.level).to.equal('info');
       expect(c.metrics).to.deep.equal({ bindHost: '127.0.0.1', bindPort: 0 });
       expect(c.admin.jids).to.deep.equal([]);
+    });
+
+    it('takes the discovery domain as given, lower-cased, and discovery can be turned off', () => {
+      const c = loadConfig({ env: env({ XR_DISCOVER_DOMAIN: 'XMPP.Example.NET', XR_DISCOVER_PROXIES: 'false' }) });
+      expect(c.transfer.discoverDomain).to.equal('xmpp.example.net');
+      expect(c.transfer.discoverProxies).to.equal(false);
     });
 
     it('admin JIDs are bare, lower-cased; metrics port and metadata URL are checked', () => {
@@ -208,7 +218,7 @@ describe('config', () => {
         ].join('\n'),
       );
       const c = loadConfig({ file: path, env: {} });
-      expect(c.xmpp.service).to.equal('xmpp://ejabberd.internal:5347');
+      expect(c.xmpp.service).to.deep.equal(['xmpp://ejabberd.internal:5347']);
       expect(c.xmpp.domain).to.equal('status.corp.example');
       expect(c.xmpp.secret).to.equal('from-yaml');
       expect(c.reports.source).to.equal('http');
@@ -390,9 +400,54 @@ describe('config', () => {
     });
 
     it('accepts an IPv6 service address', () => {
-      expect(loadConfig({ env: env({ XR_XMPP_SERVICE: 'xmpp://[::1]:5275' }) }).xmpp.service).to.equal(
+      expect(loadConfig({ env: env({ XR_XMPP_SERVICE: 'xmpp://[::1]:5275' }) }).xmpp.service).to.deep.equal([
         'xmpp://[::1]:5275',
+      ]);
+    });
+
+    it('accepts several servers, in order, plain and TLS', () => {
+      const c = loadConfig({
+        env: env({
+          XR_XMPP_SERVICE: 'xmpps://xmpp-a.corp.example:5275, xmpp://[2001:db8::2]:5275,xmpps://192.0.2.3:5276',
+        }),
+      });
+      expect(c.xmpp.service).to.deep.equal([
+        'xmpps://xmpp-a.corp.example:5275',
+        'xmpp://[2001:db8::2]:5275',
+        'xmpps://192.0.2.3:5276',
+      ]);
+    });
+
+    it('takes a CA file and a server name for xmpps:// servers', async () => {
+      const ca = await file(
+        'pem',
+        // a real (throw-away, self-signed) CA certificate
+        (await import('node:child_process')).execFileSync(
+          'openssl',
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'rsa:2048',
+            '-nodes',
+            '-keyout',
+            join(dir, 'ca-unit.key'),
+            '-subj',
+            '/CN=unit CA',
+            '-days',
+            '1',
+          ],
+          { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+        ),
       );
+      const c = loadConfig({
+        env: env({
+          XR_XMPP_SERVICE: 'xmpps://127.0.0.1:5275',
+          XR_XMPP_TLS_CA_FILE: ca,
+          XR_XMPP_TLS_SERVER_NAME: 'xmpp.corp.example',
+        }),
+      });
+      expect(c.xmpp.tls).to.deep.equal({ caFile: ca, serverName: 'xmpp.corp.example' });
     });
   });
 
@@ -493,6 +548,55 @@ describe('config', () => {
         /expected xmpp:\/\/host:port/,
       ],
       ['a service with a path', { XR_XMPP_SERVICE: 'xmpp://h:5275/x' }, 'xmpp.service', /expected xmpp:\/\/host:port/],
+      [
+        'a bad entry among several, naming it',
+        { XR_XMPP_SERVICE: 'xmpp://a.example:5275,xmpps://b.example' },
+        'xmpp.service',
+        /: entry 2 of 2, "xmpps:\/\/b.example": expected xmpp:\/\/host:port or xmpps:\/\/host:port$/,
+      ],
+      [
+        'a port out of range',
+        { XR_XMPP_SERVICE: 'xmpp://a.example:5275,xmpp://b.example:70000' },
+        'xmpp.service',
+        /entry 2 of 2, "xmpp:\/\/b.example:70000": port 70000 is not 1-65535/,
+      ],
+      [
+        'a server listed twice',
+        { XR_XMPP_SERVICE: 'xmpp://a.example:5275,xmpp://A.example:5275' },
+        'xmpp.service',
+        /entry 2 of 2, "xmpp:\/\/A.example:5275" is listed twice/,
+      ],
+      ['no server at all', { XR_XMPP_SERVICE: ' , ' }, 'xmpp.service', /give at least one server/],
+      [
+        'a CA file without any xmpps:// server',
+        { XR_XMPP_TLS_CA_FILE: '/etc/ssl/certs/ca-certificates.crt' },
+        'xmpp.tls.caFile',
+        /no server in xmpp.service uses TLS \(xmpps:\/\/host:port\): the link would not be encrypted/,
+      ],
+      [
+        'a server name without any xmpps:// server',
+        { XR_XMPP_TLS_SERVER_NAME: 'xmpp.example.com' },
+        'xmpp.tls.serverName',
+        /no server in xmpp.service uses TLS/,
+      ],
+      [
+        'a CA file that is not there',
+        { XR_XMPP_SERVICE: 'xmpps://a.example:5275', XR_XMPP_TLS_CA_FILE: '/nonexistent/ca.pem' },
+        'xmpp.tls.caFile',
+        /cannot read \/nonexistent\/ca.pem: ENOENT/,
+      ],
+      [
+        'a CA file without a certificate',
+        { XR_XMPP_SERVICE: 'xmpps://a.example:5275', XR_XMPP_TLS_CA_FILE: 'package.json' },
+        'xmpp.tls.caFile',
+        /package.json holds no usable CA certificate: no PEM certificate in it/,
+      ],
+      [
+        'a server name with a space',
+        { XR_XMPP_SERVICE: 'xmpps://a.example:5275', XR_XMPP_TLS_SERVER_NAME: 'a b' },
+        'xmpp.tls.serverName',
+        /expected a host name or address/,
+      ],
       ['a domain without a dot', { XR_XMPP_DOMAIN: 'localhost' }, 'xmpp.domain', /expected a domain name/],
       ['a domain with a space', { XR_XMPP_DOMAIN: 'reports example.com' }, 'xmpp.domain', /expected a domain name/],
       ['a domain with an @', { XR_XMPP_DOMAIN: 'x@reports.example.com' }, 'xmpp.domain', /expected a domain name/],
@@ -573,6 +677,13 @@ describe('config', () => {
         'transfer.externalProxies',
         /expected jid@host:port/,
       ],
+      [
+        'a discovery domain that is no domain',
+        { XR_DISCOVER_DOMAIN: 'example.com/x' },
+        'transfer.discoverDomain',
+        /expected a domain/,
+      ],
+      ['a negative memory size', { XR_MEMORY_MAX_USERS: '-1' }, 'transfer.memory.maxUsers', />= 0/],
       ['an IBB block size above 65535', { XR_IBB_BLOCK_SIZE: '65536' }, 'transfer.ibb.blockSize', /at most 65535/],
       ['an IBB window above 256', { XR_IBB_WINDOW: '257' }, 'transfer.ibb.window', /at most 256/],
     ];

@@ -14,6 +14,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ClientInfo } from '../../xmpp/caps.js';
+import { parseJid } from '../../xmpp/addresses.js';
 import { requestFailure } from '../../xmpp/errors.js';
 import { newId, newSid } from '../../xmpp/ids.js';
 import { NS } from '../../xmpp/namespaces.js';
@@ -30,11 +31,12 @@ import {
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
 import { Interruption, stopReasonOf, type StopReason } from '../interruption.js';
+import { remember, streamhostKey } from '../s5b/memory.js';
 import { connectProxy } from '../s5b/proxy.js';
 import { StreamError } from '../s5b/send.js';
 import { agreedBlockSize, ibbOffer } from './ibb-transport.js';
 import type { NetworkPolicy } from '../../networks.js';
-import { dstAddrs, nominate, ourCandidates, tryPeerCandidates } from './s5b-transport.js';
+import { dstAddrs, inPreferredOrder, nominate, ourCandidates, tryPeerCandidates } from './s5b-transport.js';
 import { JingleSession, JingleSessions, SessionEnded, SessionTimeout, type SessionEvent } from './session.js';
 import {
   buildChecksumInfo,
@@ -200,7 +202,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
     const ibbTrusted = trustsIbb(req.client, cfg.noIbbClients);
     const allowIbb = cfg.methods.includes('ibb') && responderIbb;
     const tsid = newSid('xs', 8);
-    const candidates =
+    const defaults =
       cfg.methods.includes('s5b') && responderS5b
         ? ourCandidates({
             from,
@@ -209,6 +211,12 @@ export class JingleDelivery implements Delivery, ComponentModule {
             newCid: () => newSid('c', 6),
           })
         : [];
+    // A responder tries our candidates by priority: the one that worked for this user last time gets the top one.
+    const user = parseJid(to)?.bare ?? to;
+    const key = (c: S5bCandidate) => streamhostKey(c, from);
+    const candidates = inPreferredOrder(defaults, this.deps.memory.order(user, defaults, key));
+    const learn = (seen: { worked?: string; failed?: readonly string[] }) =>
+      remember(this.deps.memory, log, user, defaults.map(key), seen);
     const s5bPossible =
       cfg.methods.includes('s5b') && responderS5b && (candidates.length > 0 || cfg.peerNetworks.allowsAnything);
 
@@ -310,7 +318,19 @@ export class JingleDelivery implements Delivery, ComponentModule {
     const started = Date.now();
 
     if (session.transport.kind === 's5b') {
-      const r = await this.negotiateS5b({ req, run, log, env, session, accept, tsid, candidates, expectation });
+      const r = await this.negotiateS5b({
+        req,
+        run,
+        log,
+        env,
+        session,
+        accept,
+        tsid,
+        candidates,
+        expectation,
+        learn,
+        key,
+      });
       if ('socket' in r) {
         log.info(
           { method: 's5b', candidate: `${r.candidate.type} ${r.candidate.host}:${r.candidate.port}`, side: r.side },
@@ -401,6 +421,9 @@ export class JingleDelivery implements Delivery, ComponentModule {
     tsid: string;
     candidates: S5bCandidate[];
     expectation: { socket: Promise<Socket>; cancel: () => void } | undefined;
+    /** notes in the streamhost memory what this exchange showed about our candidates */
+    learn: (seen: { worked?: string; failed?: readonly string[] }) => void;
+    key: (c: S5bCandidate) => string;
   }): Promise<{ socket: Socket; candidate: S5bCandidate; side: 'ours' | 'theirs' } | { failed: string }> {
     const { req, run, log, env, session, tsid } = o;
     const cfg = this.o;
@@ -454,6 +477,10 @@ export class JingleDelivery implements Delivery, ComponentModule {
       mine?.socket.destroy();
       return { failed: 'the receiver did not tell whether it could connect' };
     }
+    // XEP-0260 §2.3: candidate-used names the candidate of ours the responder connected to; candidate-error
+    // says it reached none of them.
+    if (responderUsed) o.learn({ worked: o.key(responderUsed) });
+    else if (o.candidates.length > 0) o.learn({ failed: o.candidates.map(o.key) });
     const nom = nominate(responderUsed ?? null, mine?.candidate ?? null);
     log.info(
       { responderUsed: responderUsed?.cid ?? null, initiatorUsed: mine?.candidate.cid ?? null, nominated: nom.kind },
@@ -512,6 +539,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
           await this.deps
             .request(buildTransportInfo(env(), CONTENT, tsid, { kind: 'proxy-error' }), cfg.connectTimeoutMs)
             .catch(() => {});
+          o.learn({ failed: [o.key(c)] });
           return { failed: `proxy ${c.jid} did not work: ${requestFailure(err)}` };
         }
       }

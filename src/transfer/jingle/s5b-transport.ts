@@ -55,6 +55,19 @@ export function ourCandidates(o: {
 }
 
 /**
+ * Our candidates in the order the streamhost memory prefers for this user:
+ * the same priority values, handed out again in that order, so a responder
+ * that tries by priority (XEP-0260 §2.3) starts with the one that worked
+ * last time. §2.2's type preferences are a recommendation; a proxy that is
+ * known to work for this user outranks a direct candidate that is not.
+ */
+export function inPreferredOrder(defaults: readonly S5bCandidate[], ordered: readonly S5bCandidate[]): S5bCandidate[] {
+  if (ordered.every((c, i) => c === defaults[i])) return [...defaults];
+  const priorities = defaults.map((c) => c.priority).sort((a, b) => b - a);
+  return ordered.map((c, i) => ({ ...c, priority: priorities[i] }));
+}
+
+/**
  * DST.ADDR for each direction (XEP-0260 §2.2): our candidates carry
  * SHA1(tsid + initiator + responder); the responder's carry
  * SHA1(tsid + responder + initiator) unless its transport names a dstaddr.

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { parseJid } from '../../xmpp/addresses.js';
-import { requestFailure } from '../../xmpp/errors.js';
+import { requestCondition, requestFailure } from '../../xmpp/errors.js';
 import { newId, newSid } from '../../xmpp/ids.js';
 import { NS } from '../../xmpp/namespaces.js';
 import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
@@ -21,6 +21,7 @@ import {
 import { IbbError } from '../ibb/sender.js';
 import { Interruption, stopReasonOf } from '../interruption.js';
 import { hostPort } from '../s5b/addresses.js';
+import { remember, streamhostKey } from '../s5b/memory.js';
 import { connectProxy } from '../s5b/proxy.js';
 import { StreamError } from '../s5b/send.js';
 import { dstAddr } from '../s5b/socks5.js';
@@ -158,15 +159,24 @@ export class SiDelivery implements Delivery, ComponentModule {
     const { to, from, report } = req;
     const { connectTimeoutMs } = this.o;
     const hash = dstAddr(sid, from, to);
-    const hosts: StreamhostInfo[] = [];
+    const defaults: StreamhostInfo[] = [];
     const own = this.deps.streamhost;
     // Our streamhost is offered under the initiator's own JID: to the target
     // it is a direct connection, so no <activate/> is needed (XEP-0065 §5).
     const expectation = own?.expect(hash, connectTimeoutMs);
     // Every address the streamhost offers, best first (s5b/addresses.ts): the target tries them in order.
-    if (own) for (const host of own.hosts) hosts.push({ jid: from, host, port: own.port });
+    const ownHosts: StreamhostInfo[] = own ? own.hosts.map((host) => ({ jid: from, host, port: own.port })) : [];
+    defaults.push(...ownHosts);
     const proxies = this.deps.proxies.list;
-    hosts.push(...proxies);
+    defaults.push(...proxies);
+    // libpurple tries streamhosts in document order and waits out each one it cannot reach: the one that
+    // worked for this user last time goes first.
+    const user = parseJid(to)?.bare ?? to;
+    const key = (h: StreamhostInfo) => streamhostKey(h, from);
+    const offeredKeys = defaults.map(key);
+    const hosts = this.deps.memory.order(user, defaults, key);
+    const learn = (seen: { worked?: string; failed?: readonly string[] }) =>
+      remember(this.deps.memory, log, user, offeredKeys, seen);
     log.info(
       { method: 's5b', streamhosts: hosts.map((h) => `${h.jid} ${hostPort(h.host, h.port)}`) },
       'streamhosts offered',
@@ -180,6 +190,10 @@ export class SiDelivery implements Delivery, ComponentModule {
     } catch (err) {
       expectation?.cancel();
       if (err instanceof DeliveryError) throw err;
+      // libpurple's item-not-found after trying every streamhost, or still no answer when our wait ended. Any
+      // other error (the user went offline) says nothing about the streamhosts.
+      if (requestCondition(err) === 'item-not-found' || (err as Error).name === 'TimeoutError')
+        learn({ failed: offeredKeys });
       throw new S5bFailed(`receiver could not connect (${requestFailure(err)})`, true);
     }
     let socket: Socket;
@@ -188,8 +202,12 @@ export class SiDelivery implements Delivery, ComponentModule {
         // The target connects before it answers, so the socket is normally here already.
         socket = await expectation.socket;
       } catch (err) {
+        learn({ failed: ownHosts.map(key) });
         throw new S5bFailed(`receiver named our streamhost but never connected: ${(err as Error).message}`, true);
       }
+      // Every address is offered under one JID: which one the target reached, the socket says.
+      const reached = (socket.localAddress ?? '').replace(/^::ffff:/, '');
+      learn({ worked: key(ownHosts.find((h) => h.host === reached) ?? ownHosts[0]) });
     } else {
       expectation?.cancel();
       const proxy = proxies.find((p) => p.jid === used);
@@ -205,8 +223,10 @@ export class SiDelivery implements Delivery, ComponentModule {
           request: this.deps.request,
         });
       } catch (err) {
+        learn({ failed: [key(proxy)] });
         throw new S5bFailed((err as Error).message, true);
       }
+      learn({ worked: key(proxy) });
     }
     log.info({ method: 's5b', streamhost: used }, 'bytestream connected');
     // A shutdown past its grace period cuts the stream; the server connection dropping does not (TCP is ours).

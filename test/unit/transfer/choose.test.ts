@@ -208,6 +208,21 @@ describe('transfer/ChoosingDelivery', () => {
     expect(s.progress).to.deep.equal([{ kind: 'link-instead', why: 'no-direct-connection' }]);
   });
 
+  it('sends the link ("no-answer") when a client that answered no disco#info never answers the blind SI offer', async () => {
+    const timeout = async () => Promise.reject(new DeliveryError({ reason: 'offer-timeout', message: 'not in time' }));
+    const silent = setup('silent', { si: timeout });
+    const out = await silent.choosing.deliver(silent.req);
+    expect(silent.calls).to.deep.equal(['si', 'link']);
+    expect(out).to.include({ kind: 'linked', why: 'no-answer' });
+    expect(silent.progress).to.deep.equal([{ kind: 'link-instead', why: 'no-answer' }]);
+    // A client that advertises SI and lets the offer time out is a user who did not accept: no link.
+    const psi = setup('psi', { si: timeout });
+    let err: unknown;
+    await psi.choosing.deliver(psi.req).catch((e: unknown) => (err = e));
+    expect(psi.calls).to.deep.equal(['si']);
+    expect((err as DeliveryError).reason).to.equal('offer-timeout');
+  });
+
   it('passes declines, timeouts and failures without a link on to the user', async () => {
     const declined = setup('dino', {
       jingle: async () => Promise.reject(new DeliveryError({ reason: 'declined', message: 'declined' })),

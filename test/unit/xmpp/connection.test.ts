@@ -1,12 +1,18 @@
-// The component's server link against a fake XEP-0114 server on loopback:
+// The component's server link against fake XEP-0114 servers on loopback:
 // what the real @xmpp/component does with a refused handshake, a server that
-// goes away, and bytes its XML parser throws on.
+// goes away, bytes its XML parser throws on, several servers, and TLS (a
+// certificate from a test CA, a wrong CA, a wrong name).
 import { expect } from 'chai';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { createLogger } from '../../../src/log.js';
-import { Connection, HandshakeRefused } from '../../../src/xmpp/connection.js';
+import { Connection, HandshakeRefused, ServerNotTrusted, type TlsOptions } from '../../../src/xmpp/connection.js';
+import { makeTestCa, type TestCa } from '../../support/tls.js';
 
 const DOMAIN = 'reports.example.com';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -17,16 +23,25 @@ type Script = 'accept' | { refuse: string; text?: string };
 class FakeServer {
   readonly sockets: Socket[] = [];
   handshakes = 0;
-  private server!: Server;
+  /** application bytes received (after TLS, when TLS) */
+  bytes = 0;
+  /** TCP connections accepted (also those whose TLS handshake failed) */
+  connections = 0;
+  protected server!: Server | TlsServer;
   port = 0;
 
   constructor(private readonly scripts: Script[]) {}
 
   async start(): Promise<this> {
-    this.server = createServer((s) => this.serve(s));
+    this.server = this.listen((s) => this.serve(s));
+    this.server.on('connection', () => this.connections++);
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
     this.port = (this.server.address() as AddressInfo).port;
     return this;
+  }
+
+  protected listen(serve: (s: Socket) => void): Server | TlsServer {
+    return createServer(serve);
   }
 
   private serve(s: Socket): void {
@@ -35,6 +50,7 @@ class FakeServer {
     s.on('error', () => {});
     let buf = '';
     s.on('data', (d: Buffer) => {
+      this.bytes += d.length;
       buf += d.toString();
       if (buf.includes('<stream:stream') && !buf.includes('<handshake')) {
         s.write(
@@ -64,6 +80,27 @@ class FakeServer {
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/** The same XEP-0114 server behind direct TLS (ejabberd_service with `tls: true`), with the given certificate. */
+class FakeTlsServer extends FakeServer {
+  constructor(
+    scripts: Script[],
+    private readonly pem: string,
+  ) {
+    super(scripts);
+  }
+
+  protected override listen(serve: (s: Socket) => void): TlsServer {
+    const srv = createTlsServer({ key: this.pem, cert: this.pem }, serve);
+    srv.on('tlsClientError', () => {});
+    return srv;
+  }
+
+  /** Presents another certificate from the next connection on. */
+  present(pem: string): void {
+    (this.server as TlsServer).setSecureContext({ key: pem, cert: pem });
   }
 }
 
@@ -97,7 +134,7 @@ describe('xmpp/connection against a fake XEP-0114 server', function () {
   });
 
   const connect = (port: number, log: ReturnType<typeof createLogger>) =>
-    new Connection({ service: `xmpp://127.0.0.1:${port}`, domain: DOMAIN, secret: 's', reconnectMaxMs: 1000 }, log);
+    new Connection({ services: [`xmpp://127.0.0.1:${port}`], domain: DOMAIN, secret: 's', reconnectMaxMs: 1000 }, log);
 
   it('a refused handshake at start-up rejects start() with the server’s own words, and stops retrying', async () => {
     server = await new FakeServer([{ refuse: 'not-authorized', text: 'Invalid secret for this component' }]).start();
@@ -156,6 +193,206 @@ describe('xmpp/connection against a fake XEP-0114 server', function () {
     expect(conn.link.since).to.be.instanceOf(Date);
     await until('online again', () => conn!.isOnline, 15000);
     expect(server.sockets.length).to.be.at.least(3); // the refusal in between was retried, not fatal
-    expect(conn.link).to.deep.equal({ state: 'connected', lastError: undefined, since: undefined });
+    expect(conn.link).to.deep.equal({
+      state: 'connected',
+      server: `xmpp://127.0.0.1:${server.port}`,
+      lastError: undefined,
+      since: undefined,
+    });
+  });
+});
+
+/** A port nobody listens on (now): connection refused. */
+async function deadPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('xmpp/connection with several servers (xmpp.service as a list)', function () {
+  this.timeout(30000);
+  const servers: FakeServer[] = [];
+  let conn: Connection | undefined;
+  afterEach(async () => {
+    await conn?.stop();
+    for (const s of servers.splice(0)) await s.stop();
+    conn = undefined;
+  });
+  const uri = (port: number) => `xmpp://127.0.0.1:${port}`;
+  const start = async (n: number) => {
+    for (let i = 0; i < n; i++) servers.push(await new FakeServer(['accept']).start());
+  };
+
+  it('uses the first server that answers, in order, and says which', async () => {
+    await start(2);
+    const dead = await deadPort();
+    const { log, lines } = capture();
+    conn = new Connection(
+      {
+        services: [uri(dead), uri(servers[0].port), uri(servers[1].port)],
+        domain: DOMAIN,
+        secret: 's',
+        reconnectMaxMs: 1000,
+      },
+      log,
+    );
+    await conn.start();
+    expect(conn.link.server).to.equal(uri(servers[0].port));
+    expect(servers.map((s) => s.handshakes)).to.deep.equal([1, 0]);
+    const connected = lines.filter((l) => l.msg === 'connected to the XMPP server');
+    expect(connected.map((l) => l.server)).to.deep.equal([uri(servers[0].port)]);
+    expect(lines.some((l) => l.msg === 'XMPP connection error' && l.server === uri(dead))).to.equal(true);
+  });
+
+  it('when its server goes away, moves to the next one in the list (and around)', async () => {
+    await start(2);
+    const { log, lines } = capture();
+    conn = new Connection(
+      { services: [uri(servers[0].port), uri(servers[1].port)], domain: DOMAIN, secret: 's', reconnectMaxMs: 1000 },
+      log,
+    );
+    const lost: string[] = [];
+    conn.onLost(() => lost.push('lost'));
+    await conn.start();
+    expect(conn.link.server).to.equal(uri(servers[0].port));
+    servers[0].sockets[0].destroy();
+    await until('online on the second server', () => conn!.isOnline && conn!.link.server === uri(servers[1].port));
+    expect(servers.map((s) => s.handshakes)).to.deep.equal([1, 1]);
+    expect(lost).to.deep.equal(['lost']);
+    const warn = lines.find((l) => l.msg === 'disconnected from the XMPP server; reconnecting');
+    expect(warn).to.include({ server: uri(servers[0].port), next: uri(servers[1].port) });
+    // the second one goes too: back to the first
+    servers[1].sockets[0].destroy();
+    await until('online on the first server again', () => conn!.isOnline && conn!.link.server === uri(servers[0].port));
+    expect(servers.map((s) => s.handshakes)).to.deep.equal([2, 1]);
+    expect(lines.filter((l) => l.msg === 'connected to the XMPP server').map((l) => l.server)).to.deep.equal([
+      uri(servers[0].port),
+      uri(servers[1].port),
+      uri(servers[0].port),
+    ]);
+  });
+
+  it('shows the server being tried while none answers', async () => {
+    const [a, b] = [await deadPort(), await deadPort()];
+    conn = new Connection(
+      { services: [uri(a), uri(b)], domain: DOMAIN, secret: 's', reconnectMaxMs: 1000 },
+      capture().log,
+    );
+    void conn.start();
+    await until('the second server tried', () => conn!.link.server === uri(b));
+    expect(conn.link.state).to.equal('connecting');
+    expect(conn.link.lastError).to.match(/ECONNREFUSED/);
+  });
+});
+
+describe('xmpp/connection over TLS (xmpps://)', function () {
+  this.timeout(60000);
+  let dir: string;
+  let good: TestCa;
+  let other: TestCa; // another CA, and its own localhost certificate
+  let server: FakeTlsServer | undefined;
+  let conn: Connection | undefined;
+
+  before(async function () {
+    this.timeout(60000);
+    dir = await mkdtemp(join(tmpdir(), 'xr-tls-unit-'));
+    [good, other] = await Promise.all([makeTestCa(join(dir, 'good')), makeTestCa(join(dir, 'other'))]);
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    await conn?.stop();
+    await server?.stop();
+    conn = server = undefined;
+  });
+
+  const tlsConnect = async (tls: TlsOptions, log = capture().log, host = '127.0.0.1') =>
+    new Connection(
+      { services: [`xmpps://${host}:${server!.port}`], domain: DOMAIN, secret: 's', reconnectMaxMs: 1000, tls },
+      log,
+    );
+  const caOf = async (ca: TestCa) => ({ ca: await readFile(ca.caCert, 'utf8'), caOrigin: ca.caCert });
+
+  it('connects with a certificate from the configured CA and the expected name, and the stream runs inside TLS', async () => {
+    server = await new FakeTlsServer(['accept'], await readFile(good.serverPem, 'utf8')).start();
+    const { log, lines } = capture();
+    conn = await tlsConnect({ ...(await caOf(good)), serverName: 'localhost' }, log);
+    await conn.start();
+    expect(server.handshakes).to.equal(1);
+    expect(conn.link.server).to.equal(`xmpps://127.0.0.1:${server.port}`);
+    expect(lines.find((l) => l.msg === 'connected to the XMPP server')).to.include({ tls: true });
+  });
+
+  it('by default expects the host of the service as the name', async () => {
+    server = await new FakeTlsServer(['accept'], await readFile(good.serverPem, 'utf8')).start();
+    conn = await tlsConnect(await caOf(good), capture().log, 'localhost');
+    await conn.start();
+    expect(server.handshakes).to.equal(1);
+  });
+
+  it('a certificate from another CA: start() fails with what the server presented, and not one byte is sent', async () => {
+    server = await new FakeTlsServer(['accept'], await readFile(other.serverPem, 'utf8')).start();
+    const { log, lines } = capture();
+    conn = await tlsConnect({ ...(await caOf(good)), serverName: 'localhost' }, log);
+    const err = await conn.start().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).to.be.instanceOf(ServerNotTrusted);
+    expect(err!.message).to.include(`TLS to 127.0.0.1:${server.port}: the server's certificate is not trusted`);
+    expect(err!.message).to.include(`xmpp.tls.caFile (XR_XMPP_TLS_CA_FILE) ${good.caCert}`);
+    expect(err!.message).to.match(
+      /it presented "CN=localhost" \(DNS:localhost, DNS:\*\.localhost\), issued by "CN=xmpp-reports test CA"/,
+    );
+    expect(lines.find((l) => l.level === 60)?.msg).to.equal(err!.message);
+    await sleep(2500); // longer than the first retry's backoff
+    expect(server.connections).to.equal(1); // it did connect, and never again
+    expect(server.bytes).to.equal(0); // no stream header, no handshake
+  });
+
+  it('the right CA but another name: start() fails naming xmpp.tls.serverName, and not one byte is sent', async () => {
+    server = await new FakeTlsServer(['accept'], await readFile(good.serverPem, 'utf8')).start();
+    conn = await tlsConnect({ ...(await caOf(good)), serverName: 'xmpp.example.net' });
+    const err = await conn.start().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).to.be.instanceOf(ServerNotTrusted);
+    expect(err!.message).to.include(
+      `the server's certificate is not for "xmpp.example.net" (DNS:localhost, DNS:*.localhost); the expected name is xmpp.tls.serverName (XR_XMPP_TLS_SERVER_NAME)`,
+    );
+    expect(server.connections).to.equal(1);
+    expect(server.bytes).to.equal(0);
+  });
+
+  it("the system's CAs by default: a private CA's certificate is refused, and the error says how to trust it", async () => {
+    server = await new FakeTlsServer(['accept'], await readFile(good.serverPem, 'utf8')).start();
+    conn = await tlsConnect({ serverName: 'localhost' });
+    const err = await conn.start().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).to.be.instanceOf(ServerNotTrusted);
+    expect(err!.message).to.include("trusted: the system's CAs (set xmpp.tls.caFile");
+    expect(server.bytes).to.equal(0);
+  });
+
+  it('once it has worked, a certificate that stops verifying is retried (shown as the last error), not fatal', async () => {
+    const goodPem = await readFile(good.serverPem, 'utf8');
+    server = await new FakeTlsServer(['accept'], goodPem).start();
+    conn = await tlsConnect({ ...(await caOf(good)), serverName: 'localhost' });
+    await conn.start();
+    server.present(await readFile(other.serverPem, 'utf8'));
+    const bytesBefore = server.bytes;
+    server.sockets[0].destroy();
+    await until('a refused certificate', () => /not trusted/.test(conn!.link.lastError ?? ''));
+    expect(conn.link.state).to.equal('reconnecting');
+    expect(server.bytes).to.equal(bytesBefore);
+    server.present(goodPem);
+    await until('online again', () => conn!.isOnline, 15000);
+    expect(server.handshakes).to.equal(2);
   });
 });

@@ -647,6 +647,33 @@ describe('transfer/jingle delivery against a scripted receiver', function () {
       expect(act.attrs.to).to.equal('proxy.example.com');
     });
 
+    it('offers the proxy that worked for this user first next time, with the top priority', async () => {
+      const b: Behaviour = { s5b: 'connect', useOurs: 1, confirm: 'terminate' };
+      const { jingle, responder } = setup(b, { XR_EXTERNAL_PROXIES: `proxy.example.com@127.0.0.1:${proxy.port}` });
+      responder.onActivate = () => proxy.activateAll() >= 1;
+      const first = await jingle.deliver(req(client('Conversations')));
+      expect(first).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
+      b.useOurs = 0; // the responder takes the first candidate of the next offer
+      const second = await jingle.deliver(req(client('Conversations')));
+      expect(second).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
+      expect(sha256(responder.bytes)).to.equal(sha256(Buffer.concat([body, body])));
+      const offers = responder.fromUs
+        .filter((j) => j.action === 'session-initiate')
+        .map((j) => (j.contents[0].transport as S5bTransport).candidates.map((c) => [c.type, c.jid, c.priority]));
+      expect(offers).to.deep.equal([
+        [
+          ['direct', US, 126 * 65536 + 65535],
+          ['proxy', 'proxy.example.com', 10 * 65536 + 65535],
+        ],
+        [
+          ['proxy', 'proxy.example.com', 126 * 65536 + 65535],
+          ['direct', US, 10 * 65536 + 65535],
+        ],
+      ]);
+      // both times through the proxy: the second activation names the second session's target too
+      expect(responder.sent.filter((iq) => iq.getChild('query', NS.BYTESTREAMS))).to.have.length(2);
+    });
+
     it("uses the receiver's own proxy candidate once the receiver activated it", async () => {
       const { jingle, responder } = setup(
         {

@@ -27,6 +27,7 @@ import {
   candidatePriority,
   candidatesToTry,
   dstAddrs,
+  inPreferredOrder,
   nominate,
   ourCandidates,
   tryPeerCandidates,
@@ -283,6 +284,27 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
         { cid: 'c1', host: '2001:db8:1::20', jid: 'p@r/x', port: 7625, priority: 126 * 65536 + 65534, type: 'direct' },
         { cid: 'c2', host: '10.0.0.1', jid: 'proxy.e', port: 7777, priority: 10 * 65536 + 65535, type: 'proxy' },
       ]);
+    });
+
+    it("hands our priorities out again in the memory's order, so a proxy that worked for this user outranks our direct candidate", () => {
+      let n = 0;
+      const ours = ourCandidates({
+        from: 'p@r/x',
+        streamhost: { hosts: ['127.0.0.1'], port: 7625 },
+        proxies: [
+          { jid: 'proxy.e', host: '10.0.0.1', port: 7777 },
+          { jid: 'proxy2.e', host: '10.0.0.2', port: 7777 },
+        ],
+        newCid: () => `c${n++}`,
+      });
+      expect(inPreferredOrder(ours, ours)).to.deep.equal(ours); // nothing learnt: unchanged
+      const preferred = inPreferredOrder(ours, [ours[2], ours[0], ours[1]]);
+      expect(preferred.map((c) => [c.cid, c.type, c.priority])).to.deep.equal([
+        ['c2', 'proxy', 126 * 65536 + 65535],
+        ['c0', 'direct', 10 * 65536 + 65535],
+        ['c1', 'proxy', 10 * 65536 + 65534],
+      ]);
+      expect(candidatesToTry(preferred).map((c) => c.cid)).to.deep.equal(['c2', 'c0', 'c1']); // a responder's order
     });
 
     it('nominates by XEP-0260 §2.4', () => {
