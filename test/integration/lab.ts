@@ -153,8 +153,12 @@ export function labComponentEnv(w: LabWorld, env: Record<string, string> = {}): 
 }
 
 /** Starts the component as its own process on the `component` host. */
-export function startLabComponent(w: LabWorld, env: Record<string, string> = {}): Promise<ComponentProcess> {
-  return ComponentProcess.spawn(labComponentEnv(w, env), { ejabberd: w.ej, netns: w.lab.ns('component') });
+export function startLabComponent(
+  w: LabWorld,
+  env: Record<string, string> = {},
+  ejabberd: EjabberdInstance = w.ej,
+): Promise<ComponentProcess> {
+  return ComponentProcess.spawn(labComponentEnv(w, env), { ejabberd, netns: w.lab.ns('component') });
 }
 
 export interface LabReceiver {
@@ -169,22 +173,23 @@ export async function startLabReceiver(
   kind: 'purple' | 'slix' | 'jingle',
   host: HostName,
   name: string,
-  extra: { methods?: string[] } = {},
+  extra: { methods?: string[]; ejabberd?: EjabberdInstance } = {},
 ): Promise<LabReceiver> {
+  const { ejabberd: ej = w.ej, ...rest } = extra;
   const password = `pw-${name}`;
-  await w.ej.register(name, password);
+  await ej.register(name, password);
   const outDir = await mkdtemp(join(tmpdir(), `xr-lab-rx-${name}-`));
   const a = LAB_ADDRESSES.xmpp;
-  const jid = `${name}@${w.ej.domain}/${kind}`;
+  const jid = `${name}@${ej.domain}/${kind}`;
   const common = {
     jid,
     password,
     host: LAB_ADDRESSES[host].v4 === undefined ? a.v6! : a.v4!,
-    port: w.ej.c2sPort,
+    port: ej.c2sPort,
     outDir,
     timeoutSec: 600,
     netns: w.lab.ns(host),
-    ...extra,
+    ...rest,
   };
   let proc: ReceiverProcess;
   if (kind === 'jingle') {

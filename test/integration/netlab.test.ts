@@ -6,9 +6,12 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
 import { CORP_PUBLIC_V4, HOME_PUBLIC_V4, LAB_ADDRESSES } from '../support/netlab.js';
 import { field } from '../support/receiver.js';
-import type { ComponentProcess } from './harness.js';
+import { makeTestCa } from '../support/tls.js';
+import type { ComponentProcess, LogLine } from './harness.js';
 import {
   fetchFrom,
   LAB_PORTS,
@@ -126,6 +129,9 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
     return { project, lines };
   }
 
+  /** The project's full JID, under which our own streamhost is offered. */
+  const own = (lines: LogLine[]) => `${String(lines[0].project)}@${w!.ej.componentDomain}/reports`;
+
   describe('the default streamhost (bound to all addresses, no advertiseHost)', () => {
     const ctx = withComponent(() => ({}));
 
@@ -146,6 +152,7 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
       expect(offered?.streamhosts).to.deep.equal([
         `${project}@${w!.ej.componentDomain}/reports ${LAB_ADDRESSES.component.v4}:${LAB_PORTS.streamhost}`,
         `${project}@${w!.ej.componentDomain}/reports [${LAB_ADDRESSES.component.v6}]:${LAB_PORTS.streamhost}`,
+        `proxy.${w!.ej.domain} ${LAB_ADDRESSES.xmpp.v4}:${w!.ej.proxy65Port}`, // found at connect, offered last
       ]);
       // our own streamhost is offered under the project's JID (XEP-0065 §5): direct, not a proxy
       const connected = lines.find((l) => l.msg === 'bytestream connected');
@@ -166,10 +173,9 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
       await w!.lab.dropFromOutside('component', LAB_PORTS.streamhost);
     });
 
-    describe("with ejabberd's proxy65 in transfer.externalProxies", () => {
-      const ctx = withComponent(() => ({
-        XR_EXTERNAL_PROXIES: `proxy.${w!.ej.domain}@${LAB_ADDRESSES.xmpp.v4}:${w!.ej.proxy65Port}`,
-      }));
+    describe("with ejabberd's proxy65, found at connect", () => {
+      // the default: the component finds ejabberd's proxy65 at connect (disco#items, disco#info)
+      const ctx = withComponent(() => ({}));
       it('libpurple at home gets the report byte-exact by S5B through proxy65', async function () {
         this.timeout(180000);
         const rx = await startLabReceiver(w!, 'purple', 'home', 'home1');
@@ -177,13 +183,37 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
         const { lines } = await deliver(ctx, rx, 's5b');
         const connected = lines.find((l) => l.msg === 'bytestream connected');
         expect(String(connected?.streamhost), 'through the proxy, not direct').to.equal(`proxy.${w!.ej.domain}`);
+        // first request: our streamhost's addresses first (the firewall drops them), the proxy last
+        const offered = lines.find((l) => l.msg === 'streamhosts offered')?.streamhosts as string[];
+        expect(offered.map((h) => h.split(' ')[0])).to.deep.equal([own(lines), own(lines), `proxy.${w!.ej.domain}`]);
+      });
+
+      it("the home user's second request starts with the proxy that worked (the streamhost memory)", async function () {
+        this.timeout(180000);
+        const rx = ctx.rxs[0];
+        const { lines } = await deliver(ctx, rx, 's5b');
+        const offered = lines.find((l) => l.msg === 'streamhosts offered')?.streamhosts as string[];
+        expect(offered[0], 'the proxy first').to.equal(
+          `proxy.${w!.ej.domain} ${LAB_ADDRESSES.xmpp.v4}:${w!.ej.proxy65Port}`,
+        );
+        const connected = lines.find((l) => l.msg === 'bytestream connected');
+        expect(String(connected?.streamhost)).to.equal(`proxy.${w!.ej.domain}`);
+      });
+
+      it("what the home user taught changes nobody else's order: the office user still starts with our streamhost", async function () {
+        this.timeout(180000);
+        const rx = await startLabReceiver(w!, 'purple', 'office', 'office2');
+        ctx.rxs.push(rx);
+        const { lines } = await deliver(ctx, rx, 's5b');
+        const offered = lines.find((l) => l.msg === 'streamhosts offered')?.streamhosts as string[];
+        expect(offered[0]).to.equal(`${own(lines)} ${LAB_ADDRESSES.component.v4}:${LAB_PORTS.streamhost}`);
+        expect(String(lines.find((l) => l.msg === 'bytestream connected')?.streamhost)).to.equal(own(lines));
       });
     });
 
-    describe("Jingle at home, with ejabberd's proxy65 in transfer.externalProxies", () => {
-      const ctx = withComponent(() => ({
-        XR_EXTERNAL_PROXIES: `proxy.${w!.ej.domain}@${LAB_ADDRESSES.xmpp.v4}:${w!.ej.proxy65Port}`,
-      }));
+    describe("Jingle at home, with ejabberd's proxy65, found at connect", () => {
+      // the default: the component finds ejabberd's proxy65 at connect (disco#items, disco#info)
+      const ctx = withComponent(() => ({}));
       it('a Jingle receiver at home gets the report byte-exact by Jingle S5B through proxy65', async function () {
         this.timeout(180000);
         const rx = await startLabReceiver(w!, 'jingle', 'home', 'jhome1');
@@ -204,7 +234,7 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
     });
 
     describe('Jingle at home without any proxy', () => {
-      const ctx = withComponent(() => ({}));
+      const ctx = withComponent(() => ({ XR_DISCOVER_PROXIES: 'false' }));
       it('a Jingle receiver at home gets the report byte-exact by Jingle IBB (transport-replace)', async function () {
         this.timeout(180000);
         const rx = await startLabReceiver(w!, 'jingle', 'home', 'jhome2');
@@ -218,7 +248,7 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
     });
 
     describe('without any proxy', () => {
-      const ctx = withComponent(() => ({}));
+      const ctx = withComponent(() => ({ XR_DISCOVER_PROXIES: 'false' }));
       it('libpurple at home gets the report byte-exact by IBB', async function () {
         this.timeout(180000);
         const rx = await startLabReceiver(w!, 'purple', 'home', 'home2');
@@ -252,6 +282,61 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
         expect(got.length).to.equal(body.length);
         expect(sha256(got)).to.equal(sha256(body));
       });
+    });
+  });
+  describe('the component linked to ejabberd over TLS, across hosts', () => {
+    let tlsEj: EjabberdInstance | undefined;
+    let component: ComponentProcess | undefined;
+    let rx: LabReceiver | undefined;
+    before(async function () {
+      this.timeout(240000);
+      const ca = await makeTestCa(join(w!.runDir, 'ca'));
+      // a second ejabberd on the xmpp host, its component listener on direct TLS (certificate for "localhost")
+      tlsEj = await startEjabberd({
+        runDir: join(w!.runDir, 'ejabberd-tls'),
+        portBase: 6222,
+        nodeName: `${w!.lab.prefix}tls@localhost`,
+        listenIp: '::',
+        proxy65Ip: '::',
+        proxy65Host: LAB_ADDRESSES.xmpp.v4,
+        netns: w!.lab.ns('xmpp'),
+        certFile: ca.serverPem,
+        componentTls: true,
+      });
+      component = await startLabComponent(
+        w!,
+        {
+          XR_XMPP_SERVICE: `xmpps://${LAB_ADDRESSES.xmpp.v4}:${tlsEj.componentPort}`,
+          XR_XMPP_TLS_CA_FILE: ca.caCert,
+          XR_XMPP_TLS_SERVER_NAME: 'localhost',
+          XR_TRANSFER_METHODS: 'ibb', // the report's bytes travel in stanzas, over the TLS link
+        },
+        tlsEj,
+      );
+      rx = await startLabReceiver(w!, 'purple', 'office', 'tlsuser', { ejabberd: tlsEj });
+    });
+    after(async function () {
+      this.timeout(120000);
+      await rx?.proc.quit();
+      if (rx) await rm(rx.outDir, { recursive: true, force: true });
+      await component?.stop();
+      await tlsEj?.stop();
+    });
+
+    it('connects with xmpps:// to the other host, verified, and delivers a report in-band byte-exact', async () => {
+      const connected = component!.logs.find((l) => l.msg === 'connected to the XMPP server');
+      expect(connected?.server).to.equal(`xmpps://${LAB_ADDRESSES.xmpp.v4}:${tlsEj!.componentPort}`);
+      expect(connected?.tls).to.equal(true);
+      const body = randomBytes(256 * 1024 + 9);
+      const project = nextProject();
+      await w!.intranet.publish(project, body);
+      const end = await rx!.proc.waitFor(
+        (e) => (e.event === 'received' || e.event === 'failed') && field(e, 'name') === `status-${project}.pdf`,
+        (rx!.proc.send(`${project}@${tlsEj!.componentDomain}`, 'report'), 120000),
+      );
+      expect(end.event, JSON.stringify(end)).to.equal('received');
+      expect(end.method).to.equal('ibb');
+      expect(field(end, 'sha256')).to.equal(sha256(body));
     });
   });
 });
