@@ -14,8 +14,9 @@
 //   5. latency from the request to the SI offer, 200 requests
 // Prints a table and writes bench/results/<date>.md.
 //
-// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5
+// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
+import { benchLab } from './netlab.js';
 import { execFileSync } from 'node:child_process';
 import {
   createReadStream,
@@ -55,7 +56,7 @@ const RUN = join(ROOT, '.run', 'bench');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const ONLY = new Set(
-  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5').split(',').map((s) => s.trim()),
+  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()),
 );
 const KEEP_EJ = argv.includes('--keep-ejabberd');
 const PY = process.env.XR_SLIX_PYTHON ?? '/usr/bin/python3';
@@ -1348,6 +1349,7 @@ async function main(): Promise<number> {
       ['3', benchConcurrency],
       ['4', () => benchBig(intranet)],
       ['5', () => benchLatency(intranet)],
+      ['6', () => benchLab({ row, log, quick: QUICK })],
     ];
     for (const [id, fn] of items) {
       if (!ONLY.has(id)) continue;
@@ -1371,7 +1373,7 @@ async function main(): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const file = join(
     dir,
-    `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 5 ? `-only-${[...ONLY].join('')}` : ''}.md`,
+    `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 6 ? `-only-${[...ONLY].join('')}` : ''}.md`,
   );
   writeFileSync(file, md + '\n');
   log(`written to ${file}`);

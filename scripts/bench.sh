@@ -9,6 +9,8 @@
 # Usage: npm run bench [-- --quick] [-- --only=1,3] [-- --keep-ejabberd]
 #   --quick   smaller files and fewer runs: a smoke check of a few minutes
 #   --only=…  a subset of the items 1 (S5B: SI, and Jingle against SI) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
+#             6 (network lab, root: office S5B direct, home at 20 Mbit/s by tbf through proxy65 and by IBB,
+#             the home user's first against second request; bench/netlab.ts)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:
