@@ -21,8 +21,9 @@
 //      window 8), request → libpurple's file-recv-complete, S5B at 100 KiB, 1 MiB, 64 MiB and IBB
 // Prints a table and writes bench/results/<date>.md.
 //
-// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6,7
+// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6,7,8
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
+import { benchLab } from './netlab.js';
 import { execFileSync } from 'node:child_process';
 import {
   createReadStream,
@@ -66,7 +67,7 @@ const RUN = join(ROOT, '.run', 'bench');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const ONLY = new Set(
-  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6,7').split(',').map((s) => s.trim()),
+  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6,7,8').split(',').map((s) => s.trim()),
 );
 const KEEP_EJ = argv.includes('--keep-ejabberd');
 const PY = process.env.XR_SLIX_PYTHON ?? '/usr/bin/python3';
@@ -1752,6 +1753,7 @@ async function main(): Promise<number> {
       ['5', () => benchLatency(intranet)],
       ['6', benchProsody],
       ['7', () => benchPurple(intranet)],
+      ['8', () => benchLab({ row, log, quick: QUICK })],
     ];
     for (const [id, fn] of items) {
       if (!ONLY.has(id)) continue;

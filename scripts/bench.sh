@@ -14,6 +14,8 @@
 #   --only=…  a subset of the items 1 (S5B: SI, and Jingle against SI) 2 (IBB) 3 (concurrency) 4 (memory) 5 (latency)
 #             6 (IBB and S5B through Prosody beside ejabberd, the servers alternated in the same run)
 #             7 (libpurple receiver vs a slixmpp component bot, reports from the HTTP intranet)
+#             8 (network lab, root: office S5B direct, home at 20 Mbit/s by tbf through proxy65 and by IBB,
+#             the home user's first against second request; bench/netlab.ts)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:

@@ -28,6 +28,7 @@ import { S5bSender } from './transfer/s5b/send.js';
 import { parseProxySpec } from './transfer/s5b/stanzas.js';
 import { SiDelivery, type SiOptions } from './transfer/si/delivery.js';
 import { Capabilities } from './xmpp/caps.js';
+import { hostPort } from './transfer/s5b/addresses.js';
 import { Streamhost } from './transfer/s5b/streamhost.js';
 import { AdhocCommands } from './xmpp/adhoc.js';
 import { Addresses, parseJid, type Target } from './xmpp/addresses.js';
@@ -139,7 +140,7 @@ export class App {
       journal: new RequestJournal(spool.dir),
     });
     const example = config.projects.example;
-    const instance = `${hostname()} pid ${process.pid}${streamhost ? `, streamhost ${streamhost.host}:${streamhost.port}` : ''}`;
+    const instance = `${hostname()} pid ${process.pid}${streamhost ? `, streamhost ${streamhost.hosts.map((h) => hostPort(h, streamhost.port)).join(' ')}` : ''}`;
     const adhoc = new AdhocCommands(
       addresses.domain,
       adminCommands({ requests: this.requests, metrics: this.metrics, reload: () => this.reload(), instance }),

@@ -253,8 +253,8 @@ const DECLARED = [
     key: 'transfer.proxy.bindHost',
     env: 'XR_PROXY_BIND_HOST',
     kind: 'string',
-    def: '0.0.0.0',
-    doc: 'address the built-in streamhost listens on',
+    def: '::',
+    doc: 'address the built-in streamhost listens on (:: = every IPv6 and IPv4 address; 0.0.0.0 = IPv4 only)',
   },
   {
     key: 'transfer.proxy.bindPort',
@@ -269,7 +269,7 @@ const DECLARED = [
     env: 'XR_PROXY_ADVERTISE_HOST',
     kind: 'string',
     def: '',
-    doc: 'host offered to clients (default: bindHost, or 127.0.0.1 when bound to all addresses)',
+    doc: 'host (address or DNS name) offered to clients first; when bound to all addresses, every non-loopback, non-link-local address of the host follows (IPv4, then IPv6 if bound to ::), 127.0.0.1 only when there is none',
   },
   {
     key: 'transfer.proxy.advertisePort',

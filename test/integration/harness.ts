@@ -158,17 +158,19 @@ export async function getIntranet(): Promise<ReportServer> {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// Root hook: whatever the tests started is stopped at the end of the run.
-after(async function () {
-  this.timeout(60000);
-  await intranet?.stop();
-  intranet = undefined;
-  try {
-    await stopEjabberd();
-  } finally {
-    await stopProsody();
-  }
-});
+// Root hook: whatever the tests started is stopped at the end of the run (only under mocha: the
+// bench imports the network-lab helpers too).
+if (typeof after === 'function')
+  after(async function () {
+    this.timeout(60000);
+    await intranet?.stop();
+    intranet = undefined;
+    try {
+      await stopEjabberd();
+    } finally {
+      await stopProsody();
+    }
+  });
 
 /** The component as its own process (for signals and exit codes), logging JSON lines. */
 export class ComponentProcess {

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
 import { LAB_ADDRESSES, Netlab, type HostName } from '../support/netlab.js';
 import { startPurpleReceiver } from '../support/purple.js';
-import { field, ReceiverProcess, type ReceiverEvent } from '../support/receiver.js';
+import { commonReceiverArgs, field, inNetns, ReceiverProcess, type ReceiverEvent } from '../support/receiver.js';
 import { startSlixReceiver } from '../support/slix.js';
 import { ComponentProcess } from './harness.js';
 
@@ -153,8 +153,12 @@ export function labComponentEnv(w: LabWorld, env: Record<string, string> = {}): 
 }
 
 /** Starts the component as its own process on the `component` host. */
-export function startLabComponent(w: LabWorld, env: Record<string, string> = {}): Promise<ComponentProcess> {
-  return ComponentProcess.spawn(labComponentEnv(w, env), { ejabberd: w.ej, netns: w.lab.ns('component') });
+export function startLabComponent(
+  w: LabWorld,
+  env: Record<string, string> = {},
+  ejabberd: EjabberdInstance = w.ej,
+): Promise<ComponentProcess> {
+  return ComponentProcess.spawn(labComponentEnv(w, env), { ejabberd, netns: w.lab.ns('component') });
 }
 
 export interface LabReceiver {
@@ -166,27 +170,34 @@ export interface LabReceiver {
 /** A receiving user (libpurple or slixmpp) on a user host, logged in to ejabberd at the address it can reach. */
 export async function startLabReceiver(
   w: LabWorld,
-  kind: 'purple' | 'slix',
+  kind: 'purple' | 'slix' | 'jingle',
   host: HostName,
   name: string,
-  extra: { methods?: string[] } = {},
+  extra: { methods?: string[]; ejabberd?: EjabberdInstance } = {},
 ): Promise<LabReceiver> {
+  const { ejabberd: ej = w.ej, ...rest } = extra;
   const password = `pw-${name}`;
-  await w.ej.register(name, password);
+  await ej.register(name, password);
   const outDir = await mkdtemp(join(tmpdir(), `xr-lab-rx-${name}-`));
   const a = LAB_ADDRESSES.xmpp;
-  const jid = `${name}@${w.ej.domain}/${kind}`;
+  const jid = `${name}@${ej.domain}/${kind}`;
   const common = {
     jid,
     password,
     host: LAB_ADDRESSES[host].v4 === undefined ? a.v6! : a.v4!,
-    port: w.ej.c2sPort,
+    port: ej.c2sPort,
     outDir,
     timeoutSec: 600,
     netns: w.lab.ns(host),
-    ...extra,
+    ...rest,
   };
-  const proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
+  let proc: ReceiverProcess;
+  if (kind === 'jingle') {
+    // test/clients/jingle-receiver.ts: an @xmpp/client Jingle receiver (S5B and IBB transports)
+    const script = join(process.cwd(), 'dist', 'test', 'clients', 'jingle-receiver.js');
+    const [cmd, argv] = inNetns(common.netns, process.execPath, [script, ...commonReceiverArgs(common)]);
+    proc = await ReceiverProcess.start(cmd, argv, { name: `jingle-receiver ${jid}`, startTimeoutMs: 30000 });
+  } else proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
   return { proc, outDir, jid };
 }
 

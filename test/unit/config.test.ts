@@ -97,7 +97,7 @@ describe('config', () => {
       expect(c.transfer.stallTimeoutMs).to.equal(60000);
       expect(c.transfer.proxy).to.deep.equal({
         enabled: true,
-        bindHost: '0.0.0.0',
+        bindHost: '::',
         bindPort: 7625,
         advertiseHost: '',
         advertisePort: 0,

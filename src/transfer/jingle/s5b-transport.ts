@@ -19,26 +19,28 @@ export function candidatePriority(type: CandidateType, localPreference: number):
 }
 
 /**
- * Our candidates: the built-in streamhost as a direct candidate with the
- * highest local preference (so a tie with a responder's candidate is rare),
+ * Our candidates: the built-in streamhost as direct candidates (one per
+ * offered address) with the highest local preferences (so a tie with a responder's candidate is rare),
  * then each configured proxy in config order.
  */
 export function ourCandidates(o: {
   from: string;
-  streamhost?: { host: string; port: number };
+  streamhost?: { hosts: readonly string[]; port: number };
   proxies: readonly StreamhostInfo[];
   newCid: () => string;
 }): S5bCandidate[] {
   const out: S5bCandidate[] = [];
-  if (o.streamhost)
+  // one direct candidate per offered address, best first (s5b/addresses.ts)
+  o.streamhost?.hosts.forEach((host, i) =>
     out.push({
       cid: o.newCid(),
-      host: o.streamhost.host,
+      host,
       jid: o.from,
-      port: o.streamhost.port,
-      priority: candidatePriority('direct', 65535),
+      port: o.streamhost!.port,
+      priority: candidatePriority('direct', 65535 - i),
       type: 'direct',
-    });
+    }),
+  );
   o.proxies.forEach((p, i) =>
     out.push({
       cid: o.newCid(),

@@ -5,6 +5,7 @@
 // the oldest connection still in its handshake makes room, so idle or slow
 // connections from one address (an office NAT) cannot lock a receiver out.
 import { createServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import {
   MAX_HANDSHAKE_BYTES,
@@ -16,6 +17,7 @@ import {
   parseConnect,
   parseGreeting,
 } from './socks5.js';
+import { advertisedHosts, hostPort, isWildcard, type InterfaceAddress } from './addresses.js';
 
 export interface StreamhostOptions {
   bindHost: string;
@@ -25,6 +27,8 @@ export interface StreamhostOptions {
   handshakeTimeoutMs: number;
   maxConnections: number;
   maxPerAddress: number;
+  /** The host's interfaces (default os.networkInterfaces()): which addresses to offer when bound to all. */
+  interfaces?: () => Record<string, InterfaceAddress[] | undefined>;
 }
 
 interface Expectation {
@@ -49,8 +53,10 @@ export class Streamhost {
   private readonly handshaking = new Map<Socket, { addr: string; greeted: boolean }>();
   private evicted = 0;
   private refused = 0;
-  readonly host: string;
+  /** Offered hosts, best first (addresses.ts); a client tries them in this order. */
+  readonly hosts: readonly string[];
   readonly port: number;
+  private readonly loopbackOnly: boolean;
 
   private constructor(
     private readonly server: Server,
@@ -59,26 +65,57 @@ export class Streamhost {
   ) {
     const addr = server.address();
     const bound = typeof addr === 'object' && addr ? addr.port : opts.bindPort;
-    const wildcard = opts.bindHost === '0.0.0.0' || opts.bindHost === '::';
-    this.host = opts.advertiseHost || (wildcard ? '127.0.0.1' : opts.bindHost);
+    const a = advertisedHosts({
+      bindHost: opts.bindHost,
+      advertiseHost: opts.advertiseHost,
+      interfaces: (opts.interfaces ?? networkInterfaces)(),
+    });
+    this.hosts = a.hosts;
+    this.loopbackOnly = a.loopbackOnly;
     this.port = opts.advertisePort || bound;
   }
 
-  static listen(opts: StreamhostOptions, log: Logger): Promise<Streamhost> {
+  /** The first offered host. */
+  get host(): string {
+    return this.hosts[0];
+  }
+
+  static async listen(opts: StreamhostOptions, log: Logger): Promise<Streamhost> {
+    try {
+      return await Streamhost.listenOn(opts, log);
+    } catch (err) {
+      // `::` on a host without IPv6: every IPv4 address instead.
+      const code = (err as { code?: string }).code;
+      if (opts.bindHost !== '::' || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw err;
+      log.info({ bind: opts.bindHost, err: code }, 'no IPv6 here: streamhost listens on every IPv4 address');
+      return Streamhost.listenOn({ ...opts, bindHost: '0.0.0.0' }, log);
+    }
+  }
+
+  private static listenOn(opts: StreamhostOptions, log: Logger): Promise<Streamhost> {
     return new Promise((resolve, reject) => {
       const server = createServer({ noDelay: true });
       // A burst of receivers connecting at once must not stall in the kernel queue.
-      server.once('error', (err) =>
-        reject(new Error(`streamhost cannot listen on ${opts.bindHost}:${opts.bindPort}: ${err.message}`)),
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          Object.assign(new Error(`streamhost cannot listen on ${opts.bindHost}:${opts.bindPort}: ${err.message}`), {
+            code: err.code,
+          }),
+        ),
       );
       server.listen({ host: opts.bindHost, port: opts.bindPort, backlog: 511 }, () => {
         const sh = new Streamhost(server, opts, log);
         server.on('connection', (s) => sh.accept(s));
         server.on('error', (err) => log.error({ err: err.message }, 'streamhost error'));
         log.info(
-          { bind: `${opts.bindHost}:${sh.boundPort}`, advertised: `${sh.host}:${sh.port}` },
+          { bind: `${opts.bindHost}:${sh.boundPort}`, advertised: sh.hosts.map((h) => hostPort(h, sh.port)) },
           'streamhost listening',
         );
+        if (sh.loopbackOnly)
+          log.warn(
+            { advertised: sh.hosts, bind: opts.bindHost, wildcard: isWildcard(opts.bindHost) },
+            'streamhost offers only loopback: users on other hosts cannot reach it (set transfer.proxy.advertiseHost or bindHost)',
+          );
         resolve(sh);
       });
     });

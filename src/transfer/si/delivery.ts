@@ -20,6 +20,7 @@ import {
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
 import { Interruption, stopReasonOf } from '../interruption.js';
+import { hostPort } from '../s5b/addresses.js';
 import { remember, streamhostKey } from '../s5b/memory.js';
 import { connectProxy } from '../s5b/proxy.js';
 import { StreamError } from '../s5b/send.js';
@@ -163,7 +164,9 @@ export class SiDelivery implements Delivery, ComponentModule {
     // Our streamhost is offered under the initiator's own JID: to the target
     // it is a direct connection, so no <activate/> is needed (XEP-0065 §5).
     const expectation = own?.expect(hash, connectTimeoutMs);
-    if (own) defaults.push({ jid: from, host: own.host, port: own.port });
+    // Every address the streamhost offers, best first (s5b/addresses.ts): the target tries them in order.
+    const ownHosts: StreamhostInfo[] = own ? own.hosts.map((host) => ({ jid: from, host, port: own.port })) : [];
+    defaults.push(...ownHosts);
     const proxies = this.deps.proxies.list;
     defaults.push(...proxies);
     // libpurple tries streamhosts in document order and waits out each one it cannot reach: the one that
@@ -174,6 +177,10 @@ export class SiDelivery implements Delivery, ComponentModule {
     const hosts = this.deps.memory.order(user, defaults, key);
     const learn = (seen: { worked?: string; failed?: readonly string[] }) =>
       remember(this.deps.memory, log, user, offeredKeys, seen);
+    log.info(
+      { method: 's5b', streamhosts: hosts.map((h) => `${h.jid} ${hostPort(h.host, h.port)}`) },
+      'streamhosts offered',
+    );
     let used: string | undefined;
     try {
       const result = await run.race(
@@ -191,15 +198,16 @@ export class SiDelivery implements Delivery, ComponentModule {
     }
     let socket: Socket;
     if (own && expectation && used === from) {
-      const ownKey = key(defaults[0]);
       try {
         // The target connects before it answers, so the socket is normally here already.
         socket = await expectation.socket;
       } catch (err) {
-        learn({ failed: [ownKey] });
+        learn({ failed: ownHosts.map(key) });
         throw new S5bFailed(`receiver named our streamhost but never connected: ${(err as Error).message}`, true);
       }
-      learn({ worked: ownKey });
+      // Every address is offered under one JID: which one the target reached, the socket says.
+      const reached = (socket.localAddress ?? '').replace(/^::ffff:/, '');
+      learn({ worked: key(ownHosts.find((h) => h.host === reached) ?? ownHosts[0]) });
     } else {
       expectation?.cancel();
       const proxy = proxies.find((p) => p.jid === used);

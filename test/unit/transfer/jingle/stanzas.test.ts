@@ -268,20 +268,21 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
       expect(agreedBlockSize(4096, undefined)).to.equal(4096);
     });
 
-    it('computes priorities by the formula, offers our streamhost first with the highest local preference', () => {
+    it('computes priorities by the formula, offers the addresses of our streamhost first, in order, with the highest local preferences', () => {
       expect(candidatePriority('direct', 100)).to.equal(8257636); // the examples' direct candidate
       expect(candidatePriority('assisted', 0)).to.equal(7864320);
       expect(candidatePriority('proxy', 65535)).to.equal(10 * 65536 + 65535);
       let n = 0;
       const ours = ourCandidates({
         from: 'p@r/x',
-        streamhost: { host: '127.0.0.1', port: 7625 },
+        streamhost: { hosts: ['192.0.2.20', '2001:db8:1::20'], port: 7625 },
         proxies: [{ jid: 'proxy.e', host: '10.0.0.1', port: 7777 }],
         newCid: () => `c${n++}`,
       });
       expect(ours).to.deep.equal([
-        { cid: 'c0', host: '127.0.0.1', jid: 'p@r/x', port: 7625, priority: 126 * 65536 + 65535, type: 'direct' },
-        { cid: 'c1', host: '10.0.0.1', jid: 'proxy.e', port: 7777, priority: 10 * 65536 + 65535, type: 'proxy' },
+        { cid: 'c0', host: '192.0.2.20', jid: 'p@r/x', port: 7625, priority: 126 * 65536 + 65535, type: 'direct' },
+        { cid: 'c1', host: '2001:db8:1::20', jid: 'p@r/x', port: 7625, priority: 126 * 65536 + 65534, type: 'direct' },
+        { cid: 'c2', host: '10.0.0.1', jid: 'proxy.e', port: 7777, priority: 10 * 65536 + 65535, type: 'proxy' },
       ]);
     });
 
@@ -289,7 +290,7 @@ describe('transfer/jingle stanzas against the XEP examples', () => {
       let n = 0;
       const ours = ourCandidates({
         from: 'p@r/x',
-        streamhost: { host: '127.0.0.1', port: 7625 },
+        streamhost: { hosts: ['127.0.0.1'], port: 7625 },
         proxies: [
           { jid: 'proxy.e', host: '10.0.0.1', port: 7777 },
           { jid: 'proxy2.e', host: '10.0.0.2', port: 7777 },
