@@ -8,15 +8,12 @@
 // starts its component in its before() and stops it in its after(), so there
 // is never a second component connected to the same server.
 import { expect } from 'chai';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startProsody, type ProsodyInstance } from '../support/prosody.js';
-import { startPurpleReceiver } from '../support/purple.js';
-import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
 import type { TestServer } from '../support/server.js';
-import { startSlixReceiver } from '../support/slix.js';
 import { XmppUser } from '../support/xmpp-user.js';
 import {
   ComponentProcess,
@@ -29,79 +26,23 @@ import {
   user,
   type RunningComponent,
 } from './harness.js';
+import {
+  expectDelivered,
+  projectIds,
+  requestReport,
+  sha256,
+  startReceiver,
+  stopReceiver,
+  type Kind,
+  type Rx,
+} from './receivers.js';
 
-type Kind = 'purple' | 'slix';
 const KINDS: Array<{ kind: Kind; label: string }> = [
   { kind: 'purple', label: 'libpurple' },
   { kind: 'slix', label: 'slixmpp' },
 ];
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-let projectCounter = 300000 + Math.floor(Math.random() * 90000);
-
-interface Rx {
-  proc: ReceiverProcess;
-  outDir: string;
-}
-
-async function startReceiver(
-  server: TestServer,
-  kind: Kind,
-  name: string,
-  extra: { noSi?: boolean } = {},
-): Promise<Rx> {
-  const u = await user(name, server);
-  const outDir = await mkdtemp(join(tmpdir(), `xr-mx-${kind}-`));
-  const common = {
-    jid: `${u.jid}/${kind}`,
-    password: u.password,
-    host: '127.0.0.1',
-    port: server.c2sPort,
-    outDir,
-    timeoutSec: 900,
-    ...extra,
-  };
-  const proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
-  return { proc, outDir };
-}
-
-async function stopReceiver(rx: Rx | undefined): Promise<void> {
-  if (!rx) return;
-  await rx.proc.quit();
-  await rm(rx.outDir, { recursive: true, force: true });
-}
-
-async function publish(body: Buffer): Promise<string> {
-  const project = String(projectCounter++);
-  (await getIntranet()).projects.set(project, { kind: 'file', body });
-  return project;
-}
-
-const isEnd = (project: string) => (e: ReceiverEvent) =>
-  (e.event === 'received' || e.event === 'failed' || e.event === 'declined') &&
-  field(e, 'name') === `status-${project}.pdf`;
-const finalMessage = (project: string) => (e: ReceiverEvent) =>
-  e.event === 'message' && field(e, 'body').includes(`status-${project}.pdf`) && !/^Sending /.test(field(e, 'body'));
-
-async function request(
-  server: TestServer,
-  rx: Rx,
-  project: string,
-): Promise<{ end: ReceiverEvent; final: ReceiverEvent }> {
-  rx.proc.send(`${project}@${server.componentDomain}`, 'report');
-  const end = await rx.proc.waitFor(isEnd(project), 120000);
-  const final = await rx.proc.waitFor(finalMessage(project), 60000);
-  return { end, final };
-}
-
-function expectDelivered(r: { end: ReceiverEvent; final: ReceiverEvent }, body: Buffer, method: 's5b' | 'ibb'): void {
-  expect(r.end.event, JSON.stringify(r.end)).to.equal('received');
-  expect(r.end.method).to.equal(method);
-  expect(r.end.size).to.equal(body.length);
-  expect(r.end.sha256).to.equal(sha256(body));
-  expect(String(r.final.body)).to.match(
-    new RegExp(`^Delivered status-\\d+\\.pdf \\(.+\\) ${method === 's5b' ? 'by direct connection' : 'in-band'}\\.$`),
-  );
-}
+const { fresh, publish } = projectIds(300000);
+const request = requestReport;
 
 async function httpComponent(server: TestServer, env: Record<string, string> = {}): Promise<RunningComponent> {
   return startComponent(
@@ -296,7 +237,7 @@ for (const server of servers) {
       });
 
       it('accepts a subscription, subscribes back and shows the project online with its status', async () => {
-        const id = String(projectCounter++);
+        const id = fresh();
         const project = `${id}@${srv.componentDomain}`;
         await u.presence(project, 'subscribe');
         // subscribed, or the roster push the server turns it into
@@ -340,7 +281,7 @@ for (const server of servers) {
             password: a.password,
             resource,
           });
-        const project = String(projectCounter++);
+        const project = fresh();
         const contact = `${project}@${srv.componentDomain}`;
         const intranet = await getIntranet();
         let open!: () => void;

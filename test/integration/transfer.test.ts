@@ -2,86 +2,27 @@
 // independent receiving clients (Pidgin's libpurple and slixmpp). Every
 // transfer is checked by the bytes that landed on the receiver's disk.
 import { expect } from 'chai';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startPurpleReceiver } from '../support/purple.js';
-import { field, type ReceiverEvent, type ReceiverProcess } from '../support/receiver.js';
-import { startSlixReceiver } from '../support/slix.js';
 import { freePort, getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
+import {
+  expectDelivered,
+  finalMessage,
+  isEnd,
+  projectIds,
+  requestReport,
+  startReceiver as startReceiverOn,
+  stopReceiver,
+  type Kind,
+  type Rx,
+} from './receivers.js';
 
-type Kind = 'purple' | 'slix';
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-let projectCounter = 700000 + Math.floor(Math.random() * 90000);
-
-interface Rx {
-  proc: ReceiverProcess;
-  outDir: string;
-}
-
-async function startReceiver(
-  kind: Kind,
-  name: string,
-  extra: { decline?: boolean; disconnectAfterBytes?: number; methods?: string[] } = {},
-): Promise<Rx> {
-  const ej = await getEjabberd();
-  const u = await user(name);
-  const outDir = await mkdtemp(join(tmpdir(), `xr-rx-${kind}-`));
-  const common = {
-    jid: `${u.jid}/${kind}`,
-    password: u.password,
-    host: '127.0.0.1',
-    port: ej.c2sPort,
-    outDir,
-    timeoutSec: 600,
-    ...extra,
-  };
-  const proc = kind === 'purple' ? await startPurpleReceiver(common) : await startSlixReceiver(common);
-  return { proc, outDir };
-}
-
-async function stopReceiver(rx: Rx | undefined): Promise<void> {
-  if (!rx) return;
-  await rx.proc.quit();
-  await rm(rx.outDir, { recursive: true, force: true });
-}
-
-/** Publishes a report under a new project id and returns the id. */
-async function publish(body: Buffer): Promise<string> {
-  const project = String(projectCounter++);
-  (await getIntranet()).projects.set(project, { kind: 'file', body });
-  return project;
-}
-
-const isEnd = (project: string) => (e: ReceiverEvent) =>
-  (e.event === 'received' || e.event === 'failed' || e.event === 'declined') &&
-  field(e, 'name') === `status-${project}.pdf`;
-const finalMessage = (project: string) => (e: ReceiverEvent) =>
-  e.event === 'message' && field(e, 'body').includes(`status-${project}.pdf`) && !/^Sending /.test(field(e, 'body'));
-
-/** Asks for the project's report and waits for the transfer's end and the component's closing line. */
-async function request(
-  rx: Rx,
-  project: string,
-  timeoutMs = 120000,
-): Promise<{ end: ReceiverEvent; final: ReceiverEvent }> {
-  const ej = await getEjabberd();
-  rx.proc.send(`${project}@${ej.componentDomain}`, 'report');
-  const end = await rx.proc.waitFor(isEnd(project), timeoutMs);
-  const final = await rx.proc.waitFor(finalMessage(project), 60000);
-  return { end, final };
-}
-
-function expectDelivered(r: { end: ReceiverEvent; final: ReceiverEvent }, body: Buffer, method: 's5b' | 'ibb'): void {
-  expect(r.end.event, JSON.stringify(r.end)).to.equal('received');
-  expect(r.end.method).to.equal(method);
-  expect(r.end.size).to.equal(body.length);
-  expect(r.end.sha256).to.equal(sha256(body));
-  expect(String(r.final.body)).to.match(method === 's5b' ? / by direct connection\.$/ : / in-band\.$/);
-  expect(String(r.final.body)).to.match(/^Delivered status-\d+\.pdf \(/);
-}
+const { fresh, publish } = projectIds(700000);
+const startReceiver = async (kind: Kind, name: string, extra: Parameters<typeof startReceiverOn>[3] = {}) =>
+  startReceiverOn(await getEjabberd(), kind, name, extra);
+const request = async (rx: Rx, project: string, timeoutMs?: number) =>
+  requestReport(await getEjabberd(), rx, project, timeoutMs);
 
 for (const kind of ['purple', 'slix'] as const) {
   const label = kind === 'purple' ? 'libpurple (Pidgin)' : 'slixmpp';
@@ -214,7 +155,7 @@ for (const kind of ['purple', 'slix'] as const) {
 
       it('tells it as the intranet stopping part-way, counting what the receiver had acknowledged', async () => {
         const body = randomBytes(6 * 1024 * 1024);
-        const project = String(projectCounter++);
+        const project = fresh();
         (await getIntranet()).projects.set(project, { kind: 'stall', body, after: 4 * 1024 * 1024 });
         const r = await request(rx, project);
         expect(r.end.event, JSON.stringify(r.end)).to.equal('failed');
@@ -244,7 +185,7 @@ for (const kind of ['purple', 'slix'] as const) {
 
       it('offers a report while the intranet is still sending it, and delivers it byte-exact', async () => {
         const body = randomBytes(3_000_000);
-        const project = String(projectCounter++);
+        const project = fresh();
         let rest!: () => void;
         (await getIntranet()).projects.set(project, {
           kind: 'split',
@@ -267,7 +208,7 @@ for (const kind of ['purple', 'slix'] as const) {
         const other = await startReceiver(kind, kind === 'purple' ? 'paula' : 'sid');
         try {
           const body = randomBytes(2_000_000);
-          const project = String(projectCounter++);
+          const project = fresh();
           const intranet = await getIntranet();
           let rest!: () => void;
           intranet.projects.set(project, {
@@ -296,7 +237,7 @@ for (const kind of ['purple', 'slix'] as const) {
 
       it('cuts the transfer when the intranet stalls mid-report, and tells the user it did not arrive complete', async () => {
         const body = randomBytes(2_000_000);
-        const project = String(projectCounter++);
+        const project = fresh();
         (await getIntranet()).projects.set(project, { kind: 'stall', body, after: 300_000 });
         const r = await request(rx, project);
         expect(r.end.event, JSON.stringify(r.end)).to.equal('failed');
