@@ -6,32 +6,12 @@
 // Erlang distribution = +3, proxy65 = +4. The default portBase (15222, or
 // XR_EJ_PORT_BASE from the environment) gives the script's own defaults:
 // 15222 / 15223 / 15224 / 15225 / 15226.
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { findRepoRoot, runServerScript, type TestServer } from './server.js';
 
-export interface EjabberdInstance {
+export interface EjabberdInstance extends TestServer {
   readonly kind: 'ejabberd';
-  /** the XMPP vhost users live on, e.g. example.com */
-  domain: string;
-  /** the external component's domain, e.g. reports.example.com */
-  componentDomain: string;
-  /** the component's handshake secret */
-  secret: string;
-  c2sPort: number;
-  componentPort: number;
   httpPort: number;
-  proxy65Port: number;
-  /** mod_proxy65's JID */
-  proxyJid: string;
-  runDir: string;
-  /** Registers user@domain (local part only); an existing user gets this password. */
-  register(user: string, password: string): Promise<void>;
-  /** Stops and starts the server; registered users survive. */
-  restart(): Promise<void>;
-  /** Stops the server; fine to call twice. */
-  stop(): Promise<void>;
   /** Runs `ejabberdctl ARGS` against this instance (scripts/ejabberd.sh ctl) and resolves with its stdout. */
   ctl(...args: string[]): Promise<string>;
 }
@@ -75,51 +55,6 @@ const START_TIMEOUT_MS = 120_000; // the script itself gives up after 60 s (+ a 
 const STOP_TIMEOUT_MS = 45_000; // the script: 20 s TERM, then KILL
 const REGISTER_TIMEOUT_MS = 30_000;
 
-function findRepoRoot(): string {
-  // this file runs from <repo>/test/support or <repo>/dist/test/support
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'scripts', 'ejabberd.sh'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('scripts/ejabberd.sh not found above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
-
-interface ScriptError extends Error {
-  code?: number | string | null;
-  killed?: boolean;
-  signal?: NodeJS.Signals | null;
-}
-
-function tail(text: string, lines: number): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-
-function runScript(
-  script: string,
-  env: NodeJS.ProcessEnv,
-  args: string[],
-  timeoutMs: number,
-  netns?: string,
-): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    execFile(
-      netns ? 'ip' : 'bash',
-      netns ? ['netns', 'exec', netns, 'bash', script, ...args] : [script, ...args],
-      { env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' },
-      (err: ScriptError | null, stdout: string, stderr: string) => {
-        if (!err) {
-          resolvePromise(stdout);
-          return;
-        }
-        const why = err.killed ? `timed out after ${timeoutMs} ms` : `exit ${String(err.code ?? err.signal)}`;
-        reject(new Error(`scripts/ejabberd.sh ${args[0] ?? ''} failed (${why}):\n${tail(stderr, 40)}`));
-      },
-    );
-  });
-}
-
 function portBaseFromEnv(): number | undefined {
   const raw = process.env.XR_EJ_PORT_BASE;
   if (raw === undefined || raw === '') return undefined;
@@ -129,7 +64,7 @@ function portBaseFromEnv(): number | undefined {
 }
 
 export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promise<EjabberdInstance> {
-  const root = findRepoRoot();
+  const root = findRepoRoot('ejabberd.sh');
   const script = join(root, 'scripts', 'ejabberd.sh');
   const portBase = opts.portBase ?? portBaseFromEnv() ?? DEFAULT_PORT_BASE;
   if (!Number.isInteger(portBase) || portBase < 1 || portBase > 65531) {
@@ -176,7 +111,7 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     XR_EJ_COOKIE_FILE: opts.cookieFile ?? '',
     XR_EJ_JOIN: opts.join ?? '',
   };
-  const run = (args: string[], timeoutMs: number) => runScript(script, env, args, timeoutMs, opts.netns);
+  const run = (args: string[], timeoutMs: number) => runServerScript(script, env, args, timeoutMs, opts.netns);
 
   await run(['start'], START_TIMEOUT_MS);
 

@@ -7,28 +7,11 @@
 // Ports derive from portBase: c2s = portBase, component = +1, proxy65 = +2.
 // Prosody accepts one connection per component domain: never run two component
 // instances against one Prosody at once (the second gets `conflict`).
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { findRepoRoot, runServerScript, type TestServer } from './server.js';
 
-export interface ProsodyInstance {
+export interface ProsodyInstance extends TestServer {
   readonly kind: 'prosody';
-  domain: string;
-  componentDomain: string;
-  secret: string;
-  c2sPort: number;
-  componentPort: number;
-  proxy65Port: number;
-  /** the proxy65 component's JID (bare, as Prosody gives it) */
-  proxyJid: string;
-  runDir: string;
-  /** Registers user@domain (local part only); an existing user gets this password. */
-  register(user: string, password: string): Promise<void>;
-  /** Stops and starts the server; the data dir (users, rosters, offline messages) survives. */
-  restart(): Promise<void>;
-  /** Stops the server; fine to call twice. */
-  stop(): Promise<void>;
   /** Prosody's own log (its file in the run dir), for assertions on what the server said. */
   readLog(): Promise<string>;
 }
@@ -51,40 +34,8 @@ const START_TIMEOUT_MS = 60_000; // the script gives up after 30 s (+ a stop)
 const STOP_TIMEOUT_MS = 30_000; // the script: 15 s TERM, then KILL
 const REGISTER_TIMEOUT_MS = 60_000;
 
-function findRepoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'scripts', 'prosody.sh'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('scripts/prosody.sh not found above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
-
-interface ScriptError extends Error {
-  code?: number | string | null;
-  killed?: boolean;
-  signal?: NodeJS.Signals | null;
-}
-
-function runScript(script: string, env: NodeJS.ProcessEnv, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    execFile(
-      'bash',
-      [script, ...args],
-      { env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' },
-      (err: ScriptError | null, stdout: string, stderr: string) => {
-        if (!err) return resolvePromise(stdout);
-        const why = err.killed ? `timed out after ${timeoutMs} ms` : `exit ${String(err.code ?? err.signal)}`;
-        const tail = stderr.trimEnd().split('\n').slice(-40).join('\n');
-        reject(new Error(`scripts/prosody.sh ${args[0] ?? ''} failed (${why}):\n${tail}`));
-      },
-    );
-  });
-}
-
 export async function startProsody(opts: Partial<ProsodyOptions> = {}): Promise<ProsodyInstance> {
-  const root = findRepoRoot();
+  const root = findRepoRoot('prosody.sh');
   const script = join(root, 'scripts', 'prosody.sh');
   const portBase = opts.portBase ?? DEFAULT_PROSODY_PORT_BASE;
   if (!Number.isInteger(portBase) || portBase < 1 || portBase > 65533)
@@ -107,7 +58,7 @@ export async function startProsody(opts: Partial<ProsodyOptions> = {}): Promise<
     XR_PR_PROXY65_ACL: String(opts.proxy65Acl ?? true),
     XR_PR_READ_SIZE: String(opts.readSize ?? 65536),
   };
-  const run = (args: string[], timeoutMs: number) => runScript(script, env, args, timeoutMs);
+  const run = (args: string[], timeoutMs: number) => runServerScript(script, env, args, timeoutMs);
   await run(['start'], START_TIMEOUT_MS);
   return {
     kind: 'prosody',
