@@ -25,14 +25,18 @@ function linkWhy(err: DeliveryError): LinkReason {
 }
 
 /**
- * An offer refused with service-unavailable after the disco#info to the same
- * full JID failed too: the user's session is gone (Prosody answers both for a
- * vanished resource with a bare service-unavailable, no text), not a client
- * without file transfer. Anything else is returned as it was.
+ * What the answer to a blind offer (one made after the disco#info to the same
+ * full JID failed) says. Refused with service-unavailable: the user's session
+ * is gone (Prosody answers both for a vanished resource with a bare
+ * service-unavailable, no text), not a client without file transfer. Not
+ * answered in time either (Converse.js answers neither): most likely a client
+ * that cannot take SI, which the link reaches. Anything else is returned as it was.
  */
-function wentOffline(err: unknown, req: DeliveryRequest): unknown {
-  if (!(err instanceof DeliveryError) || err.reason !== 'unsupported' || err.condition !== 'service-unavailable')
-    return err;
+function blindOfferAnswer(err: unknown, req: DeliveryRequest): unknown {
+  if (!(err instanceof DeliveryError)) return err;
+  if (err.reason === 'offer-timeout')
+    return new DeliveryError({ reason: 'offer-timeout', message: err.message, linkWhy: 'no-answer' });
+  if (err.reason !== 'unsupported' || err.condition !== 'service-unavailable') return err;
   req.log.info({ condition: err.condition }, 'receiver went offline (disco#info and offer both unanswered)');
   return new DeliveryError({
     reason: 'failed',
@@ -119,17 +123,7 @@ export class ChoosingDelivery implements Delivery {
       try {
         return await (m === 'si' ? this.si : this.opts.jingle!).deliver(withClient);
       } catch (caught) {
-        const err = info === 'unknown' ? wentOffline(caught, req) : caught;
-        // A client that answered no disco#info was offered SI blind; if it never answers that offer
-        // either (Converse.js does neither), it most likely cannot take SI: the link reaches it.
-        if (
-          err instanceof DeliveryError &&
-          err.reason === 'offer-timeout' &&
-          m === 'si' &&
-          features === 'unknown' &&
-          plan.includes('link')
-        )
-          return this.link(req, 'no-answer');
+        const err = info === 'unknown' ? blindOfferAnswer(caught, req) : caught;
         // Unsupported, failed on every bytestream, broke off, or unconfirmable: a link may still get the report there.
         if (
           !(err instanceof DeliveryError) ||
