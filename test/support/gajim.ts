@@ -21,7 +21,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
-import { chmod, mkdir, readFile, readdir } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DesktopClient, alive, run, sleep, startXvfb, stopPid } from './x11.js';
 
@@ -139,13 +139,16 @@ export class GajimClient extends DesktopClient {
     this.uid = Number((await run('id', ['-u', this.userName], { timeoutMs: 5000 })).trim());
     for (const sub of ['', 'data', 'config', 'cache', 'run'])
       await mkdir(join(this.home, sub), { recursive: true, mode: 0o700 });
+    // A copy in the user's home: the checkout may sit in a directory only root can enter (mktemp -d).
+    const accountScript = join(this.home, 'gajim-account.py');
+    await copyFile(join(this.o.repoRoot, 'scripts', 'gajim-account.py'), accountScript);
     await run('chown', ['-R', `${this.userName}:`, this.home], { timeoutMs: 10_000 });
     const x = await startXvfb(15_000);
     this.xvfb = x.proc;
     this.display = x.display;
     // The account, with Gajim's own settings code, as the user Gajim runs as.
     const [c, a] = this.asUser('/usr/bin/python3', [
-      join(this.o.repoRoot, 'scripts', 'gajim-account.py'),
+      accountScript,
       this.o.jid,
       this.o.password,
       this.o.host,
