@@ -19,10 +19,14 @@
 //      intranet: the component against a competent slixmpp component bot (bench/slix-component.py:
 //      downloads the whole report into memory, then sends it through its own streamhost, IBB
 //      window 8), request → libpurple's file-recv-complete, S5B at 100 KiB, 1 MiB, 64 MiB and IBB
+//   8. on the network lab (bench/netlab.ts, root): office S5B, home through proxy65 and by IBB
+//   9. on the network lab's two-node ejabberd cluster (bench/cluster.ts, root): requests/s with 100 KiB
+//      reports from 50 users, one component instance against two (one per node)
 // Prints a table and writes bench/results/<date>.md.
 //
-// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6,7,8
+// Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6,7,8,9
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
+import { benchCluster } from './cluster.js';
 import { benchLab } from './netlab.js';
 import { execFileSync } from 'node:child_process';
 import {
@@ -67,7 +71,7 @@ const RUN = join(ROOT, '.run', 'bench');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const ONLY = new Set(
-  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6,7,8').split(',').map((s) => s.trim()),
+  (argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '1,2,3,4,5,6,7,8,9').split(',').map((s) => s.trim()),
 );
 const KEEP_EJ = argv.includes('--keep-ejabberd');
 const PY = process.env.XR_SLIX_PYTHON ?? '/usr/bin/python3';
@@ -139,7 +143,7 @@ const PORT_BASE = Number(process.env.XR_BENCH_PORT_BASE ?? 35222);
 // its ports taken by some client connection's local port.
 const SHAPED_PORT_BASE = Number(process.env.XR_BENCH_SHAPED_PORT_BASE ?? 31242);
 const COMPONENT_DOMAIN = 'reports.example.com';
-const BENCH_DEADLINE_MS = (QUICK ? 15 : 45) * 60_000; // the whole run, whatever happens
+const BENCH_DEADLINE_MS = (QUICK ? 15 : 55) * 60_000; // the whole run, whatever happens
 
 const log = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
@@ -1759,6 +1763,7 @@ async function main(): Promise<number> {
       ['6', benchProsody],
       ['7', () => benchPurple(intranet)],
       ['8', () => benchLab({ row, log, quick: QUICK })],
+      ['9', () => benchCluster({ row, log, quick: QUICK })],
     ];
     for (const [id, fn] of items) {
       if (!ONLY.has(id)) continue;

@@ -16,6 +16,8 @@
 #             7 (libpurple receiver vs a slixmpp component bot, reports from the HTTP intranet)
 #             8 (network lab, root: office S5B direct, home at 20 Mbit/s by tbf through proxy65 and by IBB,
 #             the home user's first against second request; bench/netlab.ts)
+#             9 (network lab, root: the two-node ejabberd cluster, requests/s of one instance against two,
+#             100 KiB reports from 50 users; bench/cluster.ts)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:
