@@ -58,6 +58,9 @@ interface RoundResult {
   latMs: number[];
   compCpuMsPerReq: number;
   ejCpuMsPerReq: number;
+  rxCpuMsPerReq: number;
+  intranetCpuMsPerReq: number;
+  driverCpuMsPerReq: number;
 }
 
 let projectCounter = 700000 + Math.floor(Math.random() * 200000);
@@ -122,7 +125,7 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
   const nUsers = o.quick ? 10 : 50;
   const perUser = o.quick ? 2 : 8; // R
   const outstanding = 2; // K
-  const rounds = o.quick ? 1 : 4;
+  const rounds = o.quick ? 1 : 6;
   const warmup = !o.quick;
   const calN = o.quick ? 6 : 20;
   let w: ClusterWorld | undefined;
@@ -226,6 +229,9 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
         }
       const compCpu0 = comps.map((c) => cpuSeconds(c.proc.pid!));
       const ejCpu0 = world.nodes.map((n) => cpuSeconds(beamPid(n)));
+      const rxCpu0 = set.map((u) => cpuSeconds(u.rx!.proc.pid!));
+      const inCpu0 = cpuSeconds(world.intranet.proc.pid!);
+      const driver0 = process.cpuUsage();
       const lat: number[] = [];
       let last = 0;
       const t0 = performance.now();
@@ -249,6 +255,9 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
       const n = projects.length;
       const compCpu = comps.reduce((s, c, i) => s + cpuSeconds(c.proc.pid!) - compCpu0[i], 0);
       const ejCpu = world.nodes.reduce((s, e, i) => s + cpuSeconds(beamPid(e)) - ejCpu0[i], 0);
+      const rxCpu = set.reduce((s, u, i) => s + cpuSeconds(u.rx!.proc.pid!) - rxCpu0[i], 0);
+      const inCpu = cpuSeconds(world.intranet.proc.pid!) - inCpu0;
+      const driver = process.cpuUsage(driver0);
       // each request handled exactly once, by the instance of its user's slot ("delivered" follows the
       // bytes: its log line may come a little after the file is saved; bounded wait)
       const want = new Set(projects.map((p) => p.project));
@@ -268,7 +277,16 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
       o.log(
         `item 9: ${label}: ${n} requests in ${fmt(last - t0)} ms = ${fmt(rps)} req/s; per instance ${byInstance.join('/')}`,
       );
-      return { rps, latMs: lat, compCpuMsPerReq: (compCpu * 1000) / n, ejCpuMsPerReq: (ejCpu * 1000) / n };
+      const perReq = (cpu: number) => (cpu * 1000) / n;
+      return {
+        rps,
+        latMs: lat,
+        compCpuMsPerReq: perReq(compCpu),
+        ejCpuMsPerReq: perReq(ejCpu),
+        rxCpuMsPerReq: perReq(rxCpu),
+        intranetCpuMsPerReq: perReq(inCpu),
+        driverCpuMsPerReq: perReq((driver.user + driver.system) / 1e6),
+      };
     };
 
     const res: Record<'A' | 'B', RoundResult[]> = { A: [], B: [] };
@@ -297,13 +315,26 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
       ['B', res.B],
     ] as const) {
       const lat = summarize(rs.flatMap((r) => r.latMs));
+      const med = (f: (r: RoundResult) => number) => fmt(summarize(rs.map(f)).median, 2);
       const comp = summarize(rs.map((r) => r.compCpuMsPerReq));
-      const ejc = summarize(rs.map((r) => r.ejCpuMsPerReq));
+      const total = summarize(
+        rs.map(
+          (r) => r.compCpuMsPerReq + r.ejCpuMsPerReq + r.rxCpuMsPerReq + r.intranetCpuMsPerReq + r.driverCpuMsPerReq,
+        ),
+      ).median;
+      const others = [
+        `ejabberd (both nodes) ${med((r) => r.ejCpuMsPerReq)}`,
+        `receivers ${med((r) => r.rxCpuMsPerReq)}`,
+        `intranet ${med((r) => r.intranetCpuMsPerReq)}`,
+        `bench driver ${med((r) => r.driverCpuMsPerReq)} ms`,
+      ].join(', ');
       o.row({
         item: ITEM,
-        figure: `${name === 'A' ? 'A, one instance' : 'B, two instances'}: request → saved per request (all rounds); CPU per request`,
+        figure: `${name === 'A' ? 'A, one instance' : 'B, two instances'}: request → saved per request (all rounds, at ${nUsers * outstanding} outstanding); CPU per request`,
         value: `median ${fmt(lat.median)} ms, p99 ${fmt(lat.p99)} ms (${lat.n} requests)`,
-        baseline: `component ${fmtSummary(comp, 2)} ms CPU${name === 'B' ? ' (both instances)' : ''}; ejabberd (both nodes) ${fmtSummary(ejc, 2)} ms CPU`,
+        baseline:
+          `component ${fmtSummary(comp, 2)} ms CPU${name === 'B' ? ' (both instances)' : ''}; ${others}; ` +
+          `together ${fmt(total, 1)} ms: at most ${fmt(2000 / total)} req/s on 2 cores`,
       });
     }
   } finally {
