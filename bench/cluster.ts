@@ -40,9 +40,29 @@ import { cpuSeconds, fmt, fmtSummary, sleep, summarize } from './lib.js';
 import type { LabBenchOut } from './netlab.js';
 
 const ITEM = '9';
+// The node options `npm start` gives the component (package.json), through NODE_OPTIONS: the lab's
+// ComponentProcess starts plain `node dist/src/main.js`.
+const START_NODE_OPTIONS =
+  (
+    JSON.parse(readFileSync(join(process.cwd(), 'package.json'), 'utf8')) as { scripts: { start: string } }
+  ).scripts.start.match(/^node (.*?) ?dist\/src\/main\.js/)?.[1] ?? '';
 const SIZE = 100 * 1024;
 const REQUEST_TIMEOUT_MS = 120_000;
 const ROUND_TIMEOUT_MS = 600_000;
+
+/** What item 9 measures, for the results file. */
+export const CLUSTER_SETUP = [
+  "- Item 9 (bench/cluster.ts, root): the lab's two-node ejabberd cluster (test/integration/cluster-lab.ts: ej1 on `xmpp`,",
+  '  ej2 on `xmpp2`, joined; domain_balancing bare_source, component_number 2), component instance #1 on `component`',
+  '  connected to ej1, #2 on `component2` connected to ej2, both connected throughout (XR_LOG_LEVEL=info,',
+  '  XR_DISCOVER_PROXIES=false, limits lifted). Real receivers on `office`, one process per user, half logged in to each',
+  '  node; each request a distinct project of 100 KiB random bytes from the lab intranet (LabIntranet), SHA-256 checked by',
+  "  the receiver on the saved file. A: 50 users all balanced to #1's slot (one instance serves everything, #2 gets nothing:",
+  "  checked per round from the instances' `delivered` lines); B: 50 users, 25 in each slot. Each user asks R times with",
+  '  at most 2 outstanding; a round runs from the first request to the last file saved; A and B alternate. Every process',
+  '  (both ejabberd nodes, both instances, all receivers, the intranet, this driver) shares the 2 cores: the B/A ratio',
+  '  shows the overhead of a second instance and of the cluster, not scaling.',
+];
 
 type Kind = 'purple' | 'slix';
 
@@ -140,6 +160,7 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
     const world = w;
     o.log(`item 9: lab ${w.lab.prefix} up, cluster ${w.nodes.map((n) => n.domain).join(', ')} joined`);
     const env = {
+      NODE_OPTIONS: START_NODE_OPTIONS,
       XR_LOG_LEVEL: 'info', // as shipped: the debug lines of every stanza would be the bench's own load
       XR_DISCOVER_PROXIES: 'false', // several instances: each its own streamhost (README, Several instances)
       XR_PROXY_MAX_PER_ADDRESS: '10000', // every user connects from the office host's one address

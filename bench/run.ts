@@ -26,7 +26,7 @@
 //
 // Options: --quick (fewer, smaller runs: a smoke check), --only=1,2,3,4,5,6,7,8,9
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
-import { benchCluster } from './cluster.js';
+import { benchCluster, CLUSTER_SETUP } from './cluster.js';
 import { benchLab } from './netlab.js';
 import { execFileSync } from 'node:child_process';
 import {
@@ -1675,6 +1675,7 @@ function analysis(): string[] {
       '  run every report was first copied into the spool, which alone took the peak to 193–200 MB.',
     );
   }
+  if (ONLY.has('9')) out.push(...CLUSTER_SETUP);
   out.push('');
   return out;
 }
