@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   startClusterComponent,
@@ -155,6 +155,13 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
     await Promise.all(list.map((r) => r.proc.quit().catch(() => null)));
     for (const r of list) await rm(r.outDir, { recursive: true, force: true });
   };
+  // On an interrupt the lab's own exit hook ends every process in its namespaces (by pid); this removes
+  // the directories they leave (the nodes' run dir, the receivers' files, the spools, the intranet's reports).
+  const leftovers = () => {
+    const dirs = [w?.runDir, w?.intranet.dir, ...rxs.map((r) => r.outDir), ...comps.map((c) => c.spoolDir)];
+    for (const d of dirs) if (d) rmSync(d, { recursive: true, force: true });
+  };
+  process.on('exit', leftovers);
   try {
     w = await startClusterWorld();
     const world = w;
@@ -365,5 +372,6 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
       await rm(c.spoolDir, { recursive: true, force: true }).catch(() => {});
     }
     await stopClusterWorld(w);
+    process.off('exit', leftovers);
   }
 }

@@ -1815,6 +1815,18 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+// The network lab (items 8, 9) exits at once on a signal (test/support/netlab.ts), before the stop above
+// is done: the bench ejabberd gets SIGTERM (beam stops cleanly on it) by its pid, if it is still ours.
+process.on('exit', () => {
+  if (!interrupted || !ej) return;
+  try {
+    const pid = beamPid(ej);
+    if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(ej.runDir)) process.kill(pid, 'SIGTERM');
+  } catch {
+    // stopped already
+  }
+});
+
 main().then(
   (code) => process.exit(code),
   async (err: unknown) => {
