@@ -25,6 +25,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  NODE_NAMES,
   startClusterComponent,
   startClusterReceiver,
   startClusterWorld,
@@ -61,7 +62,7 @@ export const CLUSTER_SETUP = [
   "  checked per round from the instances' `delivered` lines); B: 50 users, 25 in each slot. Each user asks R times with",
   '  at most 2 outstanding; a round runs from the first request to the last file saved; A and B alternate. Every process',
   '  (both ejabberd nodes, both instances, all receivers, the intranet, this driver) shares the 2 cores: the B/A ratio',
-  '  shows the overhead of a second instance and of the cluster, not scaling.',
+  '  shows the overhead of a second instance and of the cluster, not scaling. (--quick: 10 users, 2 requests each, one round.)',
 ];
 
 type Kind = 'purple' | 'slix';
@@ -165,7 +166,7 @@ export async function benchCluster(o: LabBenchOut): Promise<void> {
   try {
     w = await startClusterWorld();
     const world = w;
-    o.log(`item 9: lab ${w.lab.prefix} up, cluster ${w.nodes.map((n) => n.domain).join(', ')} joined`);
+    o.log(`item 9: lab ${w.lab.prefix} up, ${NODE_NAMES.join(' and ')} joined in one cluster`);
     const env = {
       NODE_OPTIONS: START_NODE_OPTIONS,
       XR_LOG_LEVEL: 'info', // as shipped: the debug lines of every stanza would be the bench's own load
