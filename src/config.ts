@@ -447,6 +447,14 @@ const DECLARED = [
     doc: "how long to wait for a client's disco#info before treating it as unknown",
   },
   {
+    key: 'caps.sessionCacheMs',
+    env: 'XR_CAPS_SESSION_CACHE_MS',
+    kind: 'int',
+    def: 600000,
+    min: 0,
+    doc: "how long a client's disco#info answer is reused for the same full JID when its presence carried no capabilities (a user asking a project not in their roster); forgotten when it goes offline or a transfer to it fails; 0 = ask every time",
+  },
+  {
     key: 'limits.requestsPerMinute',
     env: 'XR_LIMITS_REQUESTS_PER_MINUTE',
     kind: 'int',
@@ -594,7 +602,7 @@ export interface Config {
     maxDownloads: number;
     uploadService: string;
   };
-  caps: { timeoutMs: number };
+  caps: { timeoutMs: number; sessionCacheMs: number };
   metrics: { bindHost: string; bindPort: number };
   admin: { jids: string[] };
   limits: {
