@@ -23,6 +23,9 @@ export interface SpoolOptions {
 const PREFIX = 'spool-';
 const WRITE_BATCH = 256 << 10;
 const FLUSH_MS = 2;
+// A report no larger than this stays in memory whole until it is released: its reader usually
+// comes after the last byte (the offer's round trips) and then reads without opening the file.
+const KEEP_SMALL = 256 << 10;
 
 /** One file being (or done being) written into the spool. */
 export class SpoolFile {
@@ -34,6 +37,8 @@ export class SpoolFile {
   // take them from here as they arrive, and the file is only the backing for readers
   // that fall behind (or join late). Bounded by the write back-pressure (about two batches).
   private mem: Buffer[] = [];
+  /** The offset of mem[0]: `written`, or 0 for a small report kept whole (KEEP_SMALL). */
+  private memBase = 0;
   /** Bytes have waited FLUSH_MS since they came (a source that trickles): readers take what there is. */
   private stale = false;
   /** The announced size (Infinity when unknown). */
@@ -97,9 +102,12 @@ export class SpoolFile {
         chain = chain.then(async () => {
           const { bytesWritten } = await (await this.file).writev(bufs, this.written);
           if (bytesWritten !== len) throw new Error(`short write to the spool (${bytesWritten} of ${len} bytes)`);
-          // the batch is on disk: from now on its bytes are read from the file
-          this.mem.splice(0, bufs.length);
           this.written += len;
+          // the batch is on disk: from now on its bytes are read from the file, unless the report is small
+          const size = this.expected === Infinity ? this.received : this.expected;
+          if (size <= KEEP_SMALL) return;
+          while (this.mem.length > 0 && this.memBase + this.mem[0].length <= this.written)
+            this.memBase += this.mem.shift()!.length;
         });
         return chain;
       };
@@ -180,9 +188,9 @@ export class SpoolFile {
     if (this.failure) throw this.failure;
   }
 
-  /** Copies bytes at `position` (at or past `written`) from the chunks not yet on disk. */
+  /** Copies bytes at `position` (at or past `memBase`) from the chunks held in memory. */
   private fromMemory(buf: Buffer, offset: number, length: number, position: number): number {
-    let at = this.written;
+    let at = this.memBase;
     let n = 0;
     for (const chunk of this.mem) {
       if (n >= length) break;
@@ -208,7 +216,7 @@ export class SpoolFile {
       read: async (buf, offset, length, position) => {
         if (closed) throw new Error('reader closed');
         await this.reach(position, Math.min(length, WRITE_BATCH));
-        if (position >= this.written) return this.fromMemory(buf, offset, length, position);
+        if (position >= this.memBase) return this.fromMemory(buf, offset, length, position);
         const n = Math.min(length, this.written - position);
         if (n <= 0) return 0;
         // the write handle settles before the first batch is on disk, so the file exists by now
@@ -227,6 +235,7 @@ export class SpoolFile {
   async remove(): Promise<void> {
     if (!this.finished) this.abortCtl.abort(new ReportError('unavailable', 'download abandoned'));
     await this.done.catch(() => {});
+    this.mem = [];
     await rm(this.path, { force: true });
   }
 }
