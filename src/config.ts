@@ -540,6 +540,13 @@ const DECLARED = [
     def: 'auto',
     doc: 'json: one JSON object a line (for systemd and log shippers); pretty: plain text for people; auto: pretty when stdout is a terminal',
   },
+  {
+    key: 'log.preciseTime',
+    env: 'XR_LOG_PRECISE_TIME',
+    kind: 'bool',
+    def: false,
+    doc: 'log times in milliseconds with a microsecond fraction (to follow one request step by step; the bench trace uses it)',
+  },
 ] as const satisfies readonly Setting[];
 
 export const SETTINGS: readonly Setting[] = DECLARED;
@@ -616,6 +623,7 @@ export interface Config {
   log: {
     level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
     format: 'auto' | 'json' | 'pretty';
+    preciseTime: boolean;
   };
 }
 
