@@ -25,18 +25,7 @@
 // (a subset), --keep-ejabberd (leave the bench ejabberd running at the end).
 import { benchLab } from './netlab.js';
 import { execFileSync } from 'node:child_process';
-import {
-  createReadStream,
-  existsSync,
-  linkSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -321,25 +310,28 @@ class Component {
   }
 }
 
-/** The stand-in intranet: /projects/<id>/status.pdf streamed from a file on disk. */
+/**
+ * The stand-in intranet (bench/intranet.ts, its own process): /projects/<id>/status.pdf streamed
+ * from the file `files.set(id, path)` named (a link in a directory of its own).
+ */
 class ReportServer {
-  readonly files = new Map<string, string>();
-  private server!: Server;
+  private readonly dir = join(RUN, `intranet-${process.pid}`);
+  private child!: Child;
   port = 0;
+  readonly files = {
+    set: (id: string, path: string) => {
+      const link = join(this.dir, encodeURIComponent(id));
+      rmSync(link, { force: true });
+      symlinkSync(resolve(path), link);
+    },
+    delete: (id: string) => rmSync(join(this.dir, encodeURIComponent(id)), { force: true }),
+  };
 
   async start(): Promise<this> {
-    this.server = createServer((req, res) => {
-      const m = /^\/projects\/([^/]+)\/status\.pdf$/.exec(req.url ?? '');
-      const path = m ? this.files.get(decodeURIComponent(m[1])) : undefined;
-      if (!path) return void res.writeHead(404).end('not found');
-      res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': statSync(path).size });
-      createReadStream(path).pipe(res);
-    });
-    // Apache httpd's default KeepAliveTimeout (5 s); Node's HTTP agent does not reuse a connection whose
-    // server announced timeout=1, which would give every request a new TCP connection.
-    this.server.keepAliveTimeout = 5000;
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server.address() as AddressInfo).port;
+    rmSync(this.dir, { recursive: true, force: true });
+    mkdirSync(this.dir, { recursive: true });
+    this.child = new Child('intranet', process.execPath, [join(ROOT, 'dist', 'bench', 'intranet.js'), this.dir]);
+    this.port = Number((await this.child.waitFor((e) => e.event === 'listening', 10000, 'intranet')).port);
     return this;
   }
 
@@ -348,8 +340,8 @@ class ReportServer {
   }
 
   async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((r) => this.server.close(r));
+    await this.child.stop(10000);
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
