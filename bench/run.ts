@@ -29,18 +29,7 @@
 import { benchCluster, CLUSTER_SETUP } from './cluster.js';
 import { benchLab } from './netlab.js';
 import { execFileSync } from 'node:child_process';
-import {
-  createReadStream,
-  existsSync,
-  linkSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -291,6 +280,7 @@ class Component {
           // every bench receiver connects from 127.0.0.1: lift the per-address cap (default 50)
           XR_PROXY_MAX_PER_ADDRESS: '10000',
           XR_LOG_LEVEL: TRACE ? 'debug' : 'info',
+          ...(TRACE ? { XR_LOG_PRECISE_TIME: 'true' } : {}),
           XR_IBB_WINDOW: String(IBB_WINDOW),
           ...BENCH_LIMITS,
           ...env,
@@ -324,23 +314,28 @@ class Component {
   }
 }
 
-/** The stand-in intranet: /projects/<id>/status.pdf streamed from a file on disk. */
+/**
+ * The stand-in intranet (bench/intranet.ts, its own process): /projects/<id>/status.pdf streamed
+ * from the file `files.set(id, path)` named (a link in a directory of its own).
+ */
 class ReportServer {
-  readonly files = new Map<string, string>();
-  private server!: Server;
+  private readonly dir = join(RUN, `intranet-${process.pid}`);
+  private child!: Child;
   port = 0;
+  readonly files = {
+    set: (id: string, path: string) => {
+      const link = join(this.dir, encodeURIComponent(id));
+      rmSync(link, { force: true });
+      symlinkSync(resolve(path), link);
+    },
+    delete: (id: string) => rmSync(join(this.dir, encodeURIComponent(id)), { force: true }),
+  };
 
   async start(): Promise<this> {
-    this.server = createServer((req, res) => {
-      const m = /^\/projects\/([^/]+)\/status\.pdf$/.exec(req.url ?? '');
-      const path = m ? this.files.get(decodeURIComponent(m[1])) : undefined;
-      if (!path) return void res.writeHead(404).end('not found');
-      res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': statSync(path).size });
-      createReadStream(path).pipe(res);
-    });
-    this.server.keepAliveTimeout = 1000;
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server.address() as AddressInfo).port;
+    rmSync(this.dir, { recursive: true, force: true });
+    mkdirSync(this.dir, { recursive: true });
+    this.child = new Child('intranet', process.execPath, [join(ROOT, 'dist', 'bench', 'intranet.js'), this.dir]);
+    this.port = Number((await this.child.waitFor((e) => e.event === 'listening', 10000, 'intranet')).port);
     return this;
   }
 
@@ -349,8 +344,8 @@ class ReportServer {
   }
 
   async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((r) => this.server.close(r));
+    await this.child.stop(10000);
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -1442,7 +1437,10 @@ async function purpleRun(
   return { ms: (Number(r.complete_us) - Number(s.t_us)) / 1000, offerMs: (Number(o.t_us) - Number(s.t_us)) / 1000 };
 }
 
-/** One request step by step: the component's log lines (ms, wall clock) against libpurple's request and complete times. */
+/**
+ * Requests step by step: the component's log lines (wall clock, microseconds with XR_LOG_PRECISE_TIME)
+ * against libpurple's request and complete times; each step's median over TRACE_RUNS requests.
+ */
 async function tracePurple(
   purple: ReceiverProcess,
   comp: Component,
@@ -1450,7 +1448,9 @@ async function tracePurple(
   sha: string,
   label: string,
 ): Promise<void> {
-  for (let k = 0; k < 3; k++) {
+  const TRACE_RUNS = 15;
+  const at = new Map<string, number[]>();
+  for (let k = 0; k < TRACE_RUNS; k++) {
     const id = newId();
     const before = new Set(purple.events);
     const start = comp.child.events.length;
@@ -1458,17 +1458,28 @@ async function tracePurple(
     await sleep(300); // the closing lines
     const ev = purple.events.filter((e) => !before.has(e));
     const t0 = Number(ev.find((e) => e.event === 'sent')!.wall_us) / 1000;
-    const steps: string[] = [];
-    const at = (ms: number) => `${fmt(ms - t0, 1)}`;
+    const seen = new Set<string>();
+    const step = (name: string, ms: number) => {
+      if (seen.has(name)) return; // the first of each
+      seen.add(name);
+      at.set(name, [...(at.get(name) ?? []), ms - t0]);
+    };
     const lines = comp.child.events.slice(start).filter((e) => e.project === id || e.project === undefined);
-    for (const e of lines) if (typeof e.time === 'number') steps.push(`${at(e.time)} ${String(e.msg)}`);
-    steps.push(`${at(Number(ev.find((e) => e.event === 'offer')!.wall_us) / 1000)} libpurple: offer`);
-    const r = ev.find((e) => e.event === 'received')!;
-    steps.push(`${at(Number(r.complete_wall_us) / 1000)} libpurple: file-recv-complete`);
-    steps.sort((a, b) => parseFloat(a) - parseFloat(b));
-    log(`TRACE ${label} #${k + 1} (ms after libpurple sent the request):\n    ${steps.join('\n    ')}`);
-    notes.push(`trace, ${label} #${k + 1} (ms after the request): ${steps.join('; ')}`);
+    for (const e of lines) if (typeof e.time === 'number') step(String(e.msg), e.time);
+    step('libpurple: offer', Number(ev.find((e) => e.event === 'offer')!.wall_us) / 1000);
+    step('libpurple: file-recv-complete', Number(ev.find((e) => e.event === 'received')!.complete_wall_us) / 1000);
   }
+  const steps = [...at.entries()]
+    .map(([name, v]) => ({ name, s: summarize(v), n: v.length }))
+    .sort((a, b) => a.s.median - b.s.median)
+    .map(
+      ({ name, s, n }) =>
+        `${fmt(s.median, 2)} (${fmt(s.min, 2)}–${fmt(s.max, 2)}) ${name}${n < TRACE_RUNS ? ` [${n}×]` : ''}`,
+    );
+  log(
+    `TRACE ${label}, median (min–max) of ${TRACE_RUNS} requests, ms after libpurple sent the request:\n    ${steps.join('\n    ')}`,
+  );
+  notes.push(`trace, ${label}, medians of ${TRACE_RUNS} (ms after the request): ${steps.join('; ')}`);
 }
 
 async function benchPurple(intranet: ReportServer): Promise<void> {

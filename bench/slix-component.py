@@ -55,27 +55,48 @@ def emit(obj):
     sys.stdout.flush()
 
 
+_idle = {}  # (host, port) -> [(reader, writer)]: connections the intranet kept open
+
+
+async def _get_once(reader, writer, u):
+    path = u.path + ('?' + u.query if u.query else '')
+    writer.write(('GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: slix-bot\r\n\r\n' % (path, u.netloc)).encode('ascii'))
+    head = await reader.readuntil(b'\r\n\r\n')
+    lines = head.decode('latin-1').split('\r\n')
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ':' in line:
+            k, v = line.split(':', 1)
+            headers[k.strip().lower()] = v.strip()
+    body = await reader.readexactly(int(headers.get('content-length', '0')))
+    return status, headers, body
+
+
 async def http_get(url):
-    """The whole body of a plain-HTTP GET, in memory (Content-Length required)."""
+    """The whole body of a plain-HTTP GET, in memory (Content-Length required), over a kept-alive
+    connection when the intranet left one open (as a competent client's connection pool would)."""
     u = urllib.parse.urlsplit(url)
-    reader, writer = await asyncio.open_connection(u.hostname, u.port or 80)
-    try:
-        path = u.path + ('?' + u.query if u.query else '')
-        writer.write(('GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: slix-bot\r\nConnection: close\r\n\r\n'
-                      % (path, u.netloc)).encode('ascii'))
-        head = await reader.readuntil(b'\r\n\r\n')
-        lines = head.decode('latin-1').split('\r\n')
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            if ':' in line:
-                k, v = line.split(':', 1)
-                headers[k.strip().lower()] = v.strip()
+    key = (u.hostname, u.port or 80)
+    pool = _idle.setdefault(key, [])
+    for attempt in (0, 1):
+        reused = bool(pool) and attempt == 0
+        reader, writer = pool.pop() if reused else await asyncio.open_connection(*key)
+        try:
+            status, headers, body = await _get_once(reader, writer, u)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            if reused:
+                continue  # the server closed the idle connection meanwhile: once more on a new one
+            raise
+        if headers.get('connection', '').lower() == 'close':
+            writer.close()
+        else:
+            pool.append((reader, writer))
         if status != 200:
             raise RuntimeError('intranet answered %d' % status)
-        return await reader.readexactly(int(headers['content-length']))
-    finally:
-        writer.close()
+        return body
+    raise RuntimeError('unreachable')
 
 
 class Streamhost:

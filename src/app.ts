@@ -107,7 +107,7 @@ export class App {
     });
     this.proxies = proxies;
     this.connection.onLost(connectionLost);
-    const caps = new Capabilities(request, config.caps.timeoutMs);
+    const caps = new Capabilities(request, config.caps.timeoutMs, 10000, config.caps.sessionCacheMs);
     const links = config.links.uploadService
       ? new UploadLinks(request, config.links.uploadService, config.reports.timeoutMs)
       : linkServer

@@ -447,6 +447,14 @@ const DECLARED = [
     doc: "how long to wait for a client's disco#info before treating it as unknown",
   },
   {
+    key: 'caps.sessionCacheMs',
+    env: 'XR_CAPS_SESSION_CACHE_MS',
+    kind: 'int',
+    def: 600000,
+    min: 0,
+    doc: "how long a client's disco#info answer is reused for the same full JID when its presence carried no capabilities (a user asking a project not in their roster); forgotten when it goes offline or a transfer to it fails; 0 = ask every time",
+  },
+  {
     key: 'limits.requestsPerMinute',
     env: 'XR_LIMITS_REQUESTS_PER_MINUTE',
     kind: 'int',
@@ -532,6 +540,13 @@ const DECLARED = [
     def: 'auto',
     doc: 'json: one JSON object a line (for systemd and log shippers); pretty: plain text for people; auto: pretty when stdout is a terminal',
   },
+  {
+    key: 'log.preciseTime',
+    env: 'XR_LOG_PRECISE_TIME',
+    kind: 'bool',
+    def: false,
+    doc: 'log times in milliseconds with a microsecond fraction (to follow one request step by step; the bench trace uses it)',
+  },
 ] as const satisfies readonly Setting[];
 
 export const SETTINGS: readonly Setting[] = DECLARED;
@@ -594,7 +609,7 @@ export interface Config {
     maxDownloads: number;
     uploadService: string;
   };
-  caps: { timeoutMs: number };
+  caps: { timeoutMs: number; sessionCacheMs: number };
   metrics: { bindHost: string; bindPort: number };
   admin: { jids: string[] };
   limits: {
@@ -608,6 +623,7 @@ export interface Config {
   log: {
     level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
     format: 'auto' | 'json' | 'pretty';
+    preciseTime: boolean;
   };
 }
 

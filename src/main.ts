@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const log = createLogger(config.log.level, undefined, config.log.format);
+  const log = createLogger(config.log.level, undefined, config.log.format, config.log.preciseTime);
   let app: App;
   try {
     app = await App.create(config, log, { loadConfig: () => loadConfig(file ? { file } : {}) });

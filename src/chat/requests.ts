@@ -216,6 +216,14 @@ export class Requests {
       job.outcome = 'cancelled';
       return say(replies.cancelledByAdmin(`the report of project ${project}`));
     }
+    // The intranet request goes out first: its answer is the longest wait of a small report.
+    // With a per-user intranet header, users may see different reports: share only per user then.
+    const key = this.deps.perUserReports ? `${project} ${from.bare}` : project;
+    const started = Date.now();
+    const leased = this.shared.acquire(key, () =>
+      this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
+    );
+    leased.catch(() => {}); // awaited below
     // Written while the download starts, not before it; awaited before anything else is said.
     const told = say(replies.fetching(project));
     told.catch(() => {});
@@ -237,14 +245,9 @@ export class Requests {
     const forget = () =>
       note?.forget().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'journal entry not removed'));
     log.debug('report download and disco#info started');
-    const started = Date.now();
-    // With a per-user intranet header, users may see different reports: share only per user then.
-    const key = this.deps.perUserReports ? `${project} ${from.bare}` : project;
     let lease: Lease<Report>;
     try {
-      lease = await this.shared.acquire(key, () =>
-        this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
-      );
+      lease = await leased;
     } catch (err) {
       await forget();
       await told;
@@ -322,9 +325,9 @@ export class Requests {
       if (!ok) log.warn('could not note the request in the journal');
     });
     const progress = async (p: DeliveryProgress) => {
-      const line =
-        p.kind === 'offering' ? replies.sending(report.name, report.size) : replies.linkInstead(report.name, p.why);
-      await Promise.all([noted, say(line)]);
+      if (p.kind === 'offering') return noted;
+      if (p.kind === 'offered') return say(replies.sending(report.name, report.size));
+      await Promise.all([noted, say(replies.linkInstead(report.name, p.why))]);
     };
     return this.offer(report, from, project, out, log, job, progress, probe);
   }

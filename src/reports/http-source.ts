@@ -3,8 +3,8 @@
 // and an idle timeout, and HTTP outcomes become errors the user can read.
 // When the intranet says how large the report is, the report is handed on at
 // once and sent while it is still arriving.
-import { Transform, pipeline, type Readable } from 'node:stream';
-import fetch, { type Response } from 'node-fetch';
+import { Transform, pipeline } from 'node:stream';
+import { httpGet, type HttpGetResponse } from './http-get.js';
 import { spooledReport, type Spool } from './spool.js';
 import {
   ReportError,
@@ -92,13 +92,12 @@ export class HttpSource implements ReportSource {
     };
     let handedOver = false;
     try {
-      let res: Response;
+      let res: HttpGetResponse;
       try {
-        res = await fetch(url, {
+        res = await httpGet(url, {
           headers: this.headers(ctx),
           signal: abort.signal,
-          follow: this.opts.maxRedirects ?? 5,
-          compress: true,
+          maxRedirects: this.opts.maxRedirects ?? 5,
         });
       } catch (err) {
         if (timedOut)
@@ -127,7 +126,7 @@ export class HttpSource implements ReportSource {
           maxBytes: this.opts.maxBytes,
         });
       }
-      // Content-Length is the size of what we read only when nothing was decoded (node-fetch inflates gzip).
+      // Content-Length is the size of what we read only when nothing was decoded (httpGet inflates gzip, deflate, br).
       const encoding = (res.headers.get('content-encoding') ?? 'identity').trim().toLowerCase();
       const known = Number.isSafeInteger(declared) && declared >= 0 && encoding === 'identity' ? declared : undefined;
       const mime = (res.headers.get('content-type') ?? '').split(';')[0].trim() || 'application/octet-stream';
@@ -140,7 +139,7 @@ export class HttpSource implements ReportSource {
         },
       });
       // pipeline (not pipe) so a body cut mid-way fails at once instead of waiting for the idle timer
-      const body = pipeline(res.body as Readable, idle, () => {});
+      const body = pipeline(res.body, idle, () => {});
       const file = this.spool.begin(body, {
         maxBytes: this.opts.maxBytes,
         signal: abort.signal,

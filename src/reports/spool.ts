@@ -23,6 +23,17 @@ export interface SpoolOptions {
 const PREFIX = 'spool-';
 const WRITE_BATCH = 256 << 10;
 const FLUSH_MS = 2;
+// A report no larger than this stays in memory whole until it is released, while all such
+// reports together stay within KEEP_BUDGET: its reader usually comes after the last byte (the
+// offer's round trips) and then reads without opening the file.
+const KEEP_SMALL = 1 << 20;
+const KEEP_BUDGET = 16 << 20;
+
+/** Bytes of small reports held in memory, shared by one spool's files. */
+interface KeepBudget {
+  used: number;
+  readonly limit: number;
+}
 
 /** One file being (or done being) written into the spool. */
 export class SpoolFile {
@@ -34,6 +45,10 @@ export class SpoolFile {
   // take them from here as they arrive, and the file is only the backing for readers
   // that fall behind (or join late). Bounded by the write back-pressure (about two batches).
   private mem: Buffer[] = [];
+  /** The offset of mem[0]: `written`, or 0 for a small report kept whole (KEEP_SMALL). */
+  private memBase = 0;
+  /** Bytes of the keep budget this file holds. */
+  private kept = 0;
   /** Bytes have waited FLUSH_MS since they came (a source that trickles): readers take what there is. */
   private stale = false;
   /** The announced size (Infinity when unknown). */
@@ -51,6 +66,7 @@ export class SpoolFile {
     readonly path: string,
     input: Readable,
     o: SpoolOptions,
+    private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET },
   ) {
     const signal = o.signal ? AbortSignal.any([o.signal, this.abortCtl.signal]) : this.abortCtl.signal;
     this.expected = o.expectedSize ?? Infinity;
@@ -65,6 +81,8 @@ export class SpoolFile {
       async (raw: Error) => {
         const err = o.describe ? o.describe(raw) : raw;
         this.failure = err;
+        this.mem = [];
+        this.unkeep();
         this.wake();
         await rm(path, { force: true });
         throw err;
@@ -97,9 +115,11 @@ export class SpoolFile {
         chain = chain.then(async () => {
           const { bytesWritten } = await (await this.file).writev(bufs, this.written);
           if (bytesWritten !== len) throw new Error(`short write to the spool (${bytesWritten} of ${len} bytes)`);
-          // the batch is on disk: from now on its bytes are read from the file
-          this.mem.splice(0, bufs.length);
           this.written += len;
+          // the batch is on disk: from now on its bytes are read from the file, unless the report is small
+          if (this.keepWhole()) return;
+          while (this.mem.length > 0 && this.memBase + this.mem[0].length <= this.written)
+            this.memBase += this.mem.shift()!.length;
         });
         return chain;
       };
@@ -160,6 +180,24 @@ export class SpoolFile {
     }
   }
 
+  /** Whether the report is (so far) small enough to stay in memory whole, taking budget for it if so. */
+  private keepWhole(): boolean {
+    const size = this.expected === Infinity ? this.received : this.expected;
+    const more = size - this.kept;
+    if (size <= KEEP_SMALL && (more <= 0 || this.keep.used + more <= this.keep.limit)) {
+      this.keep.used += Math.max(0, more);
+      this.kept += Math.max(0, more);
+      return true;
+    }
+    this.unkeep();
+    return false;
+  }
+
+  private unkeep(): void {
+    this.keep.used -= this.kept;
+    this.kept = 0;
+  }
+
   private wake(): void {
     const w = this.waiters;
     this.waiters = [];
@@ -180,9 +218,9 @@ export class SpoolFile {
     if (this.failure) throw this.failure;
   }
 
-  /** Copies bytes at `position` (at or past `written`) from the chunks not yet on disk. */
+  /** Copies bytes at `position` (at or past `memBase`) from the chunks held in memory. */
   private fromMemory(buf: Buffer, offset: number, length: number, position: number): number {
-    let at = this.written;
+    let at = this.memBase;
     let n = 0;
     for (const chunk of this.mem) {
       if (n >= length) break;
@@ -208,7 +246,7 @@ export class SpoolFile {
       read: async (buf, offset, length, position) => {
         if (closed) throw new Error('reader closed');
         await this.reach(position, Math.min(length, WRITE_BATCH));
-        if (position >= this.written) return this.fromMemory(buf, offset, length, position);
+        if (position >= this.memBase) return this.fromMemory(buf, offset, length, position);
         const n = Math.min(length, this.written - position);
         if (n <= 0) return 0;
         // the write handle settles before the first batch is on disk, so the file exists by now
@@ -227,12 +265,20 @@ export class SpoolFile {
   async remove(): Promise<void> {
     if (!this.finished) this.abortCtl.abort(new ReportError('unavailable', 'download abandoned'));
     await this.done.catch(() => {});
+    this.mem = [];
+    this.unkeep();
     await rm(this.path, { force: true });
   }
 }
 
 export class Spool {
+  private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET };
   private constructor(readonly dir: string) {}
+
+  /** Bytes of small reports held in memory now (see KEEP_SMALL). */
+  get keptBytes(): number {
+    return this.keep.used;
+  }
 
   /** Opens the spool dir and removes what a crashed run left behind. */
   static async open(dir: string): Promise<Spool> {
@@ -249,7 +295,7 @@ export class Spool {
 
   /** Starts spooling input; returns at once. */
   begin(input: Readable, o: SpoolOptions): SpoolFile {
-    return new SpoolFile(join(this.dir, PREFIX + randomBytes(12).toString('hex')), input, o);
+    return new SpoolFile(join(this.dir, PREFIX + randomBytes(12).toString('hex')), input, o, this.keep);
   }
 
   /** Removes every spooled file (at shutdown: nothing of ours outlives the process). */

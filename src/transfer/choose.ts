@@ -77,7 +77,7 @@ export class ChoosingDelivery implements Delivery {
   constructor(
     private readonly si: Delivery,
     private readonly links: LinkPublisher | undefined,
-    private readonly caps: Pick<Capabilities, 'info'>,
+    private readonly caps: Pick<Capabilities, 'info'> & Partial<Pick<Capabilities, 'forget'>>,
     private readonly opts: ChooserOptions = {},
   ) {
     this.order = opts.order ?? ['si', 'jingle', 'link'];
@@ -123,6 +123,8 @@ export class ChoosingDelivery implements Delivery {
       try {
         return await (m === 'si' ? this.si : this.opts.jingle!).deliver(withClient);
       } catch (caught) {
+        // What this client was taken to support did not work out: the next request asks it again.
+        this.caps.forget?.(req.to);
         const err = info === 'unknown' ? blindOfferAnswer(caught, req) : caught;
         // Unsupported, failed on every bytestream, broke off, or unconfirmable: a link may still get the report there.
         if (

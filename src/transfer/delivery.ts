@@ -32,8 +32,20 @@ export type DeliveryOutcome =
  */
 export type LinkReason = 'no-file-transfer' | 'transfer-failed' | 'no-direct-connection' | 'went-offline' | 'no-answer';
 
-/** Steps the user hears about while a delivery runs. */
-export type DeliveryProgress = { kind: 'offering' } | { kind: 'link-instead'; why: LinkReason };
+/**
+ * Steps of a delivery. offering: awaited just before a file offer goes out (the
+ * request is on record by then); offered: the offer is on the wire, so the chat
+ * line about it follows it on the same stream and the receiving client sees the
+ * offer first; link-instead: awaited before a link is made.
+ */
+export type DeliveryProgress = { kind: 'offering' } | { kind: 'offered' } | { kind: 'link-instead'; why: LinkReason };
+
+/** Tells progress that the offer just written is out; the line is not waited for (see DeliveryProgress). */
+export function offerSent(req: Pick<DeliveryRequest, 'progress' | 'log'>): void {
+  req
+    .progress?.({ kind: 'offered' })
+    .catch((err: unknown) => req.log.debug({ err: (err as Error).message }, 'the line about the offer was not sent'));
+}
 
 // interrupted: the component's own connection to the server dropped (IBB and
 // pending negotiations cannot survive that); the caller may offer again.

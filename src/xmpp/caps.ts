@@ -1,5 +1,6 @@
 // What the requester's client can do: XEP-0030 disco#info on its full JID,
-// cached by XEP-0115 entity-capabilities hash when its presence carried one.
+// cached by XEP-0115 entity-capabilities hash when its presence carried one,
+// and for a while by full JID (one client session) when it did not.
 // A client that does not answer in time is "unknown", never a blocker.
 import { createHash } from 'node:crypto';
 import { xml, type Element } from '@xmpp/component';
@@ -71,24 +72,40 @@ export class Capabilities {
   private readonly adByJid = new Map<string, CapsAd>();
   private readonly infoByVer = new Map<string, ClientInfo>();
   private readonly pending = new Map<string, Promise<ClientInfo | 'unknown'>>();
+  // A user who asks a project that is not in their roster sends no presence to it, so no caps
+  // reach us; their second request within sessionMs is answered from here instead of by a second
+  // disco#info round trip, which is otherwise on the critical path of every small report.
+  private readonly infoByJid = new Map<string, { info: ClientInfo; at: number }>();
 
   constructor(
     private readonly request: (iq: Element, timeoutMs: number) => Promise<Element>,
     private readonly timeoutMs: number,
     private readonly maxEntries = 10000,
+    /** how long a full JID's answer is reused (0: never); a resource is one client session */
+    private readonly sessionMs = 0,
+    private readonly now: () => number = Date.now,
   ) {}
+
+  /** Drops what is known of a full JID (it went away, or something it was offered went wrong). */
+  forget(jid: string): void {
+    this.adByJid.delete(jid);
+    this.infoByJid.delete(jid);
+  }
 
   /** Remembers the caps a presence advertised (or forgets them when it goes away). */
   notePresence(presence: Element): void {
     const from = presence.attrs.from;
     if (!from) return;
     if (presence.attrs.type === 'unavailable') {
-      this.adByJid.delete(from);
+      this.forget(from);
       return;
     }
     if (presence.attrs.type) return;
     const c = presence.getChild('c', NS.CAPS);
     if (!c?.attrs.ver || !c.attrs.hash) return;
+    const known = this.adByJid.get(from);
+    // A client that changed what it advertises is asked again.
+    if (known && (known.ver !== c.attrs.ver || known.hash !== c.attrs.hash)) this.infoByJid.delete(from);
     if (this.adByJid.size >= this.maxEntries) this.adByJid.delete(this.adByJid.keys().next().value!);
     this.adByJid.set(from, { hash: c.attrs.hash, ver: c.attrs.ver, node: c.attrs.node ?? '' });
   }
@@ -119,6 +136,11 @@ export class Capabilities {
       const cached = this.infoByVer.get(`${ad.hash} ${ad.ver}`);
       if (cached) return cached;
     }
+    const seen = this.infoByJid.get(to);
+    if (seen) {
+      if (this.now() - seen.at < this.sessionMs) return seen.info;
+      this.infoByJid.delete(to);
+    }
     const key = `${to}`;
     let p = this.pending.get(key);
     if (!p) {
@@ -145,6 +167,10 @@ export class Capabilities {
       .getChildren('identity')
       .map((i) => ({ category: i.attrs.category ?? '', type: i.attrs.type ?? '', name: i.attrs.name ?? '' }));
     const out: ClientInfo = { features, identities };
+    if (this.sessionMs > 0) {
+      if (this.infoByJid.size >= this.maxEntries) this.infoByJid.delete(this.infoByJid.keys().next().value!);
+      this.infoByJid.set(to, { info: out, at: this.now() });
+    }
     // Cache by hash only when it verifies (XEP-0115 §5.4): a wrong or forged ver must not poison other users' entries.
     if (ad && capsHash(info, ad.hash) === ad.ver) {
       if (this.infoByVer.size >= this.maxEntries) this.infoByVer.delete(this.infoByVer.keys().next().value!);

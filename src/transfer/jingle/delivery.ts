@@ -22,6 +22,7 @@ import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
 import {
   DeliveryError,
   offerRefusal,
+  offerSent,
   sourceFailure,
   type Delivery,
   type DeliveryOutcome,
@@ -284,9 +285,12 @@ export class JingleDelivery implements Delivery, ComponentModule {
       'file offered',
     );
     try {
-      await run.race(
-        this.deps.request(buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }), cfg.ackTimeoutMs),
+      const asked = this.deps.request(
+        buildSessionInitiate(env(), { name: CONTENT_NAME, file, transport }),
+        cfg.ackTimeoutMs,
       );
+      offerSent(req);
+      await run.race(asked);
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
       // A client acknowledges the offer at once (XEP-0166 §6.3), before its user decides: silence means

@@ -16,6 +16,7 @@ import {
   type Delivery,
   type DeliveryOutcome,
   type DeliveryRequest,
+  offerSent,
   type Method,
 } from '../delivery.js';
 import { IbbError } from '../ibb/sender.js';
@@ -111,7 +112,9 @@ export class SiDelivery implements Delivery, ComponentModule {
     log.info({ bytes: report.size, methods: offered }, 'file offered');
     let answer: Element;
     try {
-      answer = await run.race(this.deps.request(offer, this.o.offerTimeoutMs));
+      const asked = this.deps.request(offer, this.o.offerTimeoutMs);
+      offerSent(req);
+      answer = await run.race(asked);
     } catch (err) {
       if (err instanceof DeliveryError) throw err;
       throw offerRefusal(

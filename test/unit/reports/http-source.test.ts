@@ -152,7 +152,7 @@ describe('reports/http-source', function () {
 
     // Regression guard (was a bug): encodeURIComponent leaves "." alone,
     // so the ids "." and ".." become dot segments that the URL parser (and
-    // node-fetch) resolves: ".." fetches http://i.example/status.pdf, outside
+    // the HTTP client) resolves: ".." fetches http://i.example/status.pdf, outside
     // /projects/. Unreachable with the default id pattern (digits only), but
     // any projects.idPattern that allows dots (e.g. "^[a-z0-9.-]+$") lets a
     // user leave the project path. Percent-encoding does not help (WHATWG URL
@@ -371,7 +371,7 @@ describe('reports/http-source', function () {
 
     it('keeps credentials embedded in the URL out of the error detail', async () => {
       server.routes.set('/s/', (_req, res) => res.writeHead(200).end('x'));
-      // node-fetch 3 refuses such URLs outright, so this is always unavailable.
+      // httpGet refuses such URLs outright, so this is always unavailable.
       const err = await reportError(
         source(`http://user:pw-1234@127.0.0.1:${server.port}/s/{project}`).fetch('1', CTX),
         'unavailable',

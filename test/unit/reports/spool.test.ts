@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -247,6 +247,57 @@ describe('reports/spool', () => {
       await r.close();
       expect((await readAt(file, 2, 8)).toString()).to.equal('cdefgh'); // all on disk now
       await file.remove();
+    });
+
+    it('a small report stays in memory for a late reader; a large one is read back from the file', async () => {
+      const small = Buffer.alloc(100 << 10, 7);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 8 << 20, expectedSize: small.length });
+      src.end(small);
+      expect(await within(file.done, 3000)).to.equal(small.length);
+      expect(file.written).to.equal(small.length);
+      rmSync(file.path); // a read from the file would fail now
+      expect((await readAt(file, 0, small.length)).equals(small)).to.equal(true);
+
+      const big = randomBytes(2 << 20);
+      const src2 = new PassThrough();
+      const file2 = spool.begin(src2, { maxBytes: 8 << 20 });
+      for (let i = 0; i < big.length; i += 64 << 10) src2.write(big.subarray(i, i + (64 << 10)));
+      src2.end();
+      expect(await within(file2.done, 3000)).to.equal(big.length);
+      expect((await readAt(file2, 0, big.length)).equals(big)).to.equal(true);
+      rmSync(file2.path);
+      let failed = false;
+      await readAt(file2, 0, 1024).catch(() => (failed = true));
+      expect(failed, 'the early bytes of a large report come from the file').to.equal(true);
+      await file.remove();
+      await file2.remove();
+    });
+
+    it('small reports stay in memory only within a budget (16 MiB), which their removal gives back', async () => {
+      const body = randomBytes(1 << 20);
+      const files: SpoolFile[] = [];
+      for (let i = 0; i < 20; i++) {
+        const src = new PassThrough();
+        const f = spool.begin(src, { maxBytes: 8 << 20, expectedSize: body.length });
+        src.end(body);
+        expect(await within(f.done, 3000)).to.equal(body.length);
+        files.push(f);
+      }
+      expect(spool.keptBytes).to.equal(16 << 20);
+      for (const f of files) rmSync(f.path);
+      const fromMemory = await Promise.all(
+        files.map((f) =>
+          readAt(f, 0, body.length).then(
+            (b) => b.equals(body),
+            () => false,
+          ),
+        ),
+      );
+      expect(fromMemory.filter(Boolean)).to.have.length(16); // the first 16; the rest needed their files
+      expect(fromMemory.slice(0, 16).every(Boolean)).to.equal(true);
+      for (const f of files) await f.remove();
+      expect(spool.keptBytes).to.equal(0);
     });
 
     it('fewer bytes than announced fail the reads waiting past them, and leave no file', async () => {

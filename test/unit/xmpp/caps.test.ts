@@ -75,4 +75,61 @@ describe('xmpp/caps (XEP-0115)', () => {
     answer = 'none';
     expect(await caps.features('p@r/x', 'd@example.com/w')).to.equal('unknown');
   });
+
+  it("reuses a full JID's answer for the session, and asks again after it expires, goes offline or a transfer failed", async () => {
+    const asked: string[] = [];
+    let answer: 'simple' | 'none' = 'simple';
+    const request = async (iq: Element): Promise<Element> => {
+      asked.push(iq.attrs.to!);
+      if (answer === 'none') throw new Error('timeout');
+      return xml('iq', { type: 'result' }, simple);
+    };
+    let now = 1000;
+    const caps = new Capabilities(request, 1000, 100, 60000, () => now);
+    const jid = 'u@example.com/pidgin';
+    const first = await caps.info('p1@r/x', jid);
+    expect(first).to.not.equal('unknown');
+    expect(await caps.info('p2@r/x', jid)).to.equal(first); // another project, the same client session
+    expect(asked).to.deep.equal([jid]);
+    now += 60000; // expired
+    await caps.info('p3@r/x', jid);
+    expect(asked).to.have.length(2);
+    caps.notePresence(xml('presence', { from: jid, type: 'unavailable' }));
+    await caps.info('p3@r/x', jid);
+    expect(asked).to.have.length(3);
+    caps.forget(jid);
+    await caps.info('p3@r/x', jid);
+    expect(asked).to.have.length(4);
+    // silence is never remembered
+    answer = 'none';
+    caps.forget(jid);
+    expect(await caps.info('p3@r/x', jid)).to.equal('unknown');
+    answer = 'simple';
+    expect(await caps.info('p3@r/x', jid)).to.not.equal('unknown');
+    expect(asked).to.have.length(6);
+    // off: every request asks
+    const off = new Capabilities(request, 1000, 100, 0, () => now);
+    await off.info('p@r/x', 'v@example.com/a');
+    await off.info('p@r/x', 'v@example.com/a');
+    expect(asked.filter((j) => j === 'v@example.com/a')).to.have.length(2);
+  });
+
+  it('asks a full JID again when its presence advertises other capabilities', async () => {
+    const asked: string[] = [];
+    const request = async (iq: Element): Promise<Element> => {
+      asked.push(iq.attrs.to!);
+      return xml('iq', { type: 'result' }, simple);
+    };
+    const caps = new Capabilities(request, 1000, 100, 60000);
+    const jid = 'w@example.com/r';
+    const presence = (ver: string) =>
+      xml('presence', { from: jid }, xml('c', { xmlns: NS.CAPS, hash: 'sha-1', node: 'n', ver }));
+    caps.notePresence(presence('forged-1='));
+    await caps.info('p@r/x', jid);
+    await caps.info('p@r/x', jid); // unverified ver: the session entry serves it
+    expect(asked).to.have.length(1);
+    caps.notePresence(presence('forged-2='));
+    await caps.info('p@r/x', jid);
+    expect(asked).to.have.length(2);
+  });
 });

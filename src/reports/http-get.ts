@@ -1,0 +1,108 @@
+// One HTTP(S) GET for the intranet source, on Node's own http/https client:
+// redirects followed (credentials dropped when one leaves the origin),
+// gzip/deflate/br bodies decoded, abortable. It replaces node-fetch for this
+// one job: measured on this machine (bench item 7, 100 KiB from an intranet
+// process on loopback), node-fetch took 2.6 ms to the response headers where
+// http.get took 1.8, and 3.3 ms to the last byte against 2.3, most of a
+// small report's lead over a bot that fetches with a bare socket.
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { pipeline, type Readable } from 'node:stream';
+import { constants, createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+
+export interface HttpGetOptions {
+  headers: Record<string, string>;
+  signal: AbortSignal;
+  /** redirects followed before giving up */
+  maxRedirects: number;
+}
+
+export interface HttpGetResponse {
+  status: number;
+  ok: boolean;
+  /** the URL that answered, after redirects */
+  url: string;
+  headers: { get(name: string): string | null };
+  /** the body, decoded when the server compressed it */
+  body: Readable;
+}
+
+/** Headers that carry credentials: not sent on to another origin (as browsers and node-fetch do). */
+const SENSITIVE = ['authorization', 'cookie', 'cookie2', 'proxy-authorization', 'www-authenticate'];
+const REDIRECT = new Set([301, 302, 303, 307, 308]);
+
+export class HttpGetError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function httpGet(url: string, o: HttpGetOptions): Promise<HttpGetResponse> {
+  let at = new URL(url);
+  if (at.username !== '' || at.password !== '') throw new HttpGetError(`${at.origin} is a URL with credentials in it`);
+  let headers: Record<string, string> = { ...o.headers, 'accept-encoding': 'gzip, deflate, br' };
+  for (let hops = 0; ; hops++) {
+    const res = await once(at, headers, o.signal);
+    const status = res.statusCode ?? 0;
+    const location = res.headers.location;
+    if (!REDIRECT.has(status) || location === undefined) return answer(res, at);
+    res.resume(); // the connection goes back to the agent
+    if (hops >= o.maxRedirects) throw new HttpGetError(`maximum redirect reached at ${at.origin}${at.pathname}`);
+    const next = new URL(location, at);
+    if (next.protocol !== 'http:' && next.protocol !== 'https:')
+      throw new HttpGetError(`redirect to an unsupported protocol ${next.protocol}`);
+    if (next.origin !== at.origin)
+      headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !SENSITIVE.includes(k.toLowerCase())));
+    at = next;
+  }
+}
+
+function once(at: URL, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(abortError());
+    const request = at.protocol === 'https:' ? httpsRequest : at.protocol === 'http:' ? httpRequest : undefined;
+    if (!request) return reject(new HttpGetError(`unsupported protocol ${at.protocol}`));
+    const req = request(at, { method: 'GET', headers, signal });
+    req.once('response', resolve);
+    req.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.name === 'AbortError' ? abortError() : new HttpGetError(err.message, err.code)),
+    );
+    req.end();
+  });
+}
+
+function answer(res: IncomingMessage, at: URL): HttpGetResponse {
+  const status = res.statusCode ?? 0;
+  const encoding = (res.headers['content-encoding'] ?? '').trim().toLowerCase();
+  // Servers end compressed bodies without the final flush now and then: take what came (as node-fetch does).
+  const lenient = { flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH };
+  let body: Readable = res;
+  const decode = (d: NodeJS.ReadWriteStream) => (body = pipeline(res, d, () => {}) as unknown as Readable);
+  if (status !== 204 && status !== 304) {
+    if (encoding === 'gzip' || encoding === 'x-gzip') decode(createGunzip(lenient));
+    else if (encoding === 'br') decode(createBrotliDecompress());
+    // "deflate" is zlib-wrapped (RFC 9110 §8.4.1.2); a few servers send it raw, which fails here as a broken body
+    else if (encoding === 'deflate') decode(createInflate(lenient));
+  }
+  return {
+    status,
+    ok: status >= 200 && status < 300,
+    url: at.href,
+    headers: {
+      get: (name) => {
+        const v = res.headers[name.toLowerCase()];
+        return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+      },
+    },
+    body,
+  };
+}
+
+function abortError(): Error {
+  const err = new Error('The operation was aborted');
+  err.name = 'AbortError';
+  return err;
+}
