@@ -36,6 +36,20 @@ const complex = xml(
   ),
 );
 
+/** A client that answers disco#info with the simple example (or not at all), noting whom it was asked for. */
+function fakeClient() {
+  const c = {
+    asked: [] as string[],
+    answer: 'simple' as 'simple' | 'none',
+    request: async (iq: Element): Promise<Element> => {
+      c.asked.push(iq.attrs.to!);
+      if (c.answer === 'none') throw new Error('timeout');
+      return xml('iq', { type: 'result' }, simple);
+    },
+  };
+  return c;
+}
+
 describe('xmpp/caps (XEP-0115)', () => {
   it('computes the verification string and hash of the simple example', () => {
     expect(capsVerificationString(simple)).to.equal(
@@ -49,13 +63,8 @@ describe('xmpp/caps (XEP-0115)', () => {
   });
 
   it('asks once per client, caches by verified hash, and treats silence as unknown', async () => {
-    const asked: string[] = [];
-    let answer: 'simple' | 'none' = 'simple';
-    const request = async (iq: Element): Promise<Element> => {
-      asked.push(iq.attrs.to!);
-      if (answer === 'none') throw new Error('timeout');
-      return xml('iq', { type: 'result' }, simple);
-    };
+    const client = fakeClient();
+    const { asked, request } = client;
     const caps = new Capabilities(request, 1000);
     const presence = (from: string, ver: string) =>
       xml('presence', { from }, xml('c', { xmlns: NS.CAPS, hash: 'sha-1', node: 'http://exodus', ver }));
@@ -72,18 +81,13 @@ describe('xmpp/caps (XEP-0115)', () => {
     await caps.features('p@r/x', 'c@example.com/z');
     await caps.features('p@r/x', 'c@example.com/z');
     expect(asked.filter((j) => j === 'c@example.com/z')).to.have.length(2);
-    answer = 'none';
+    client.answer = 'none';
     expect(await caps.features('p@r/x', 'd@example.com/w')).to.equal('unknown');
   });
 
   it("reuses a full JID's answer for the session, and asks again after it expires, goes offline or a transfer failed", async () => {
-    const asked: string[] = [];
-    let answer: 'simple' | 'none' = 'simple';
-    const request = async (iq: Element): Promise<Element> => {
-      asked.push(iq.attrs.to!);
-      if (answer === 'none') throw new Error('timeout');
-      return xml('iq', { type: 'result' }, simple);
-    };
+    const client = fakeClient();
+    const { asked, request } = client;
     let now = 1000;
     const caps = new Capabilities(request, 1000, 100, 60000, () => now);
     const jid = 'u@example.com/pidgin';
@@ -101,10 +105,10 @@ describe('xmpp/caps (XEP-0115)', () => {
     await caps.info('p3@r/x', jid);
     expect(asked).to.have.length(4);
     // silence is never remembered
-    answer = 'none';
+    client.answer = 'none';
     caps.forget(jid);
     expect(await caps.info('p3@r/x', jid)).to.equal('unknown');
-    answer = 'simple';
+    client.answer = 'simple';
     expect(await caps.info('p3@r/x', jid)).to.not.equal('unknown');
     expect(asked).to.have.length(6);
     // off: every request asks
