@@ -21,7 +21,7 @@
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
 #   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:
-#   XR_BENCH_PROFILE=DIR (V8 CPU profiles of the component and the receiver),
+#   XR_BENCH_PROFILE=DIR (V8 CPU profiles of the component and the receiver; node dist/bench/cpuprofile-sum.js FILE… sums them),
 #   XR_BENCH_COMPONENT_LOG=FILE (the components' log lines), XR_BENCH_VERBOSE=1
 #   (every transfer's timings), XR_BENCH_RSS_TIMELINE=1 (item 3 RSS over time),
 #   XR_BENCH_IBB_BLOCKS=65535,4096, XR_BENCH_SKIP_SHAPED=1, XR_BENCH_CONC_RUNS=N,

@@ -3,7 +3,6 @@
 // and an idle timeout, and HTTP outcomes become errors the user can read.
 // When the intranet says how large the report is, the report is handed on at
 // once and sent while it is still arriving.
-import { Transform, pipeline } from 'node:stream';
 import { httpGet, type HttpGetResponse } from './http-get.js';
 import { spooledReport, type Spool } from './spool.js';
 import {
@@ -66,16 +65,13 @@ export class HttpSource implements ReportSource {
     const onOuterAbort = () => abort.abort();
     ctx.signal?.addEventListener('abort', onOuterAbort, { once: true });
     let timedOut = false;
-    let timer: NodeJS.Timeout | undefined;
     // Re-armed on every chunk: a slow but moving download is fine, a stalled one is not.
-    const rearm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        timedOut = true;
-        abort.abort();
-      }, this.opts.timeoutMs);
-    };
-    rearm();
+    // refresh() moves the one timer on, cheaper per 64 KiB chunk than a new one.
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, this.opts.timeoutMs);
+    const rearm = () => void timer.refresh();
     const logUrl = scrub(url);
     const done = () => {
       clearTimeout(timer);
@@ -132,18 +128,13 @@ export class HttpSource implements ReportSource {
       const mime = (res.headers.get('content-type') ?? '').split(';')[0].trim() || 'application/octet-stream';
       const ext = extensionForMime(mime) ?? /\.([A-Za-z0-9]{1,8})$/.exec(new URL(res.url || url).pathname)?.[1];
       const lastModified = Date.parse(res.headers.get('last-modified') ?? '');
-      const idle = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          rearm();
-          cb(null, chunk);
-        },
-      });
-      // pipeline (not pipe) so a body cut mid-way fails at once instead of waiting for the idle timer
-      const body = pipeline(res.body, idle, () => {});
-      const file = this.spool.begin(body, {
+      // The body goes straight into the spool (which pipes it, so a body cut mid-way fails at once);
+      // the idle timer moves on at each chunk there, without a stream stage of its own.
+      const file = this.spool.begin(res.body, {
         maxBytes: this.opts.maxBytes,
         signal: abort.signal,
         describe,
+        onChunk: rearm,
         ...(known !== undefined ? { expectedSize: known } : {}),
       });
       handedOver = true;

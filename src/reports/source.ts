@@ -10,6 +10,13 @@ import type { FileHandle } from 'node:fs/promises';
 export interface ReportReader {
   /** Bytes read into buf (0 at the end); waits for bytes not yet downloaded; rejects when the download failed. */
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * Optional, for a report still arriving: the bytes from `position` (at most `max`) as the very
+   * buffers they arrived in, without a copy; waits like read() ([] at the end). The caller may keep
+   * them as long as it likes: nobody writes into them again. Undefined when those bytes are no
+   * longer in memory (a reader that fell behind): read() them instead.
+   */
+  chunks?(position: number, max: number): Promise<Buffer[] | undefined>;
   close(): Promise<void>;
 }
 

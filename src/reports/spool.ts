@@ -18,10 +18,14 @@ export interface SpoolOptions {
   signal?: AbortSignal;
   /** Turns a failure of the download into the error readers and the user see. */
   describe?: (err: Error) => Error;
+  /** Called for every chunk taken from the input (an idle timer). */
+  onChunk?: () => void;
 }
 
 const PREFIX = 'spool-';
-const WRITE_BATCH = 256 << 10;
+/** Bytes per spool file write (also bounds the memory a download holds: two batches). */
+export const WRITE_BATCH = 512 << 10;
+const READ_BATCH = 256 << 10;
 const FLUSH_MS = 2;
 // A report no larger than this stays in memory whole until it is released, while all such
 // reports together stay within KEEP_BUDGET: its reader usually comes after the last byte (the
@@ -49,6 +53,8 @@ export class SpoolFile {
   private memBase = 0;
   /** Bytes of the keep budget this file holds. */
   private kept = 0;
+  /** Bytes in `mem` not yet on disk. */
+  private memBytes = 0;
   /** Bytes have waited FLUSH_MS since they came (a source that trickles): readers take what there is. */
   private stale = false;
   /** The announced size (Infinity when unknown). */
@@ -95,10 +101,12 @@ export class SpoolFile {
     try {
       // Chunks are gathered into writes of WRITE_BATCH bytes: one file write
       // (and one read by each follower) per 64 KiB HTTP chunk cost more CPU
-      // than the bytes themselves (bench item 1, HTTP source). A source that
-      // trickles is flushed after FLUSH_MS. Readers do not wait for the disk:
-      // bytes not yet written are read from `mem` (issue 15: the write and
-      // read back were on the critical path of every transfer).
+      // than the bytes themselves (bench item 1, HTTP source); 512 KiB cost
+      // less than 256 KiB, on a libuv thread that competes with the download
+      // for the cores. A source that trickles is flushed after FLUSH_MS.
+      // Readers do not wait for the disk: bytes not yet written are taken
+      // from `mem` (issue 15: the write and read back were on the critical
+      // path of every transfer).
       let received = 0;
       let pending: Buffer[] = [];
       let pendingLen = 0;
@@ -115,6 +123,7 @@ export class SpoolFile {
         chain = chain.then(async () => {
           const { bytesWritten } = await (await this.file).writev(bufs, this.written);
           if (bytesWritten !== len) throw new Error(`short write to the spool (${bytesWritten} of ${len} bytes)`);
+          this.memBytes -= len;
           this.written += len;
           // the batch is on disk: from now on its bytes are read from the file, unless the report is small
           if (this.keepWhole()) return;
@@ -125,6 +134,7 @@ export class SpoolFile {
       };
       const sink = new Writable({
         write: (chunk: Buffer, _e, cb) => {
+          o.onChunk?.();
           // counted before anything is kept: an oversized or endless source stops at the limit
           received += chunk.length;
           if (received > o.maxBytes)
@@ -143,9 +153,16 @@ export class SpoolFile {
           pending.push(chunk);
           pendingLen += chunk.length;
           this.mem.push(chunk);
+          this.memBytes += chunk.length;
           this.received = received;
           this.wake();
-          if (pendingLen >= WRITE_BATCH) return void flush().then(() => cb(), cb); // back-pressure: the next chunk waits for the disk
+          if (pendingLen >= WRITE_BATCH) {
+            // Back-pressure: the next chunk waits for the batch before this one to be on disk, not
+            // for this one: the download goes on while a batch is written (at most two in memory).
+            const before = chain;
+            void flush().catch(() => {}); // a failure shows in the next write or in final
+            return void before.then(() => cb(), cb);
+          }
           this.stale = false;
           // a failure shows in the next write or in final
           timer ??= setTimeout(() => {
@@ -198,6 +215,11 @@ export class SpoolFile {
     this.kept = 0;
   }
 
+  /** Bytes received and not yet on disk, held in memory (bounded by the write back-pressure). */
+  get inMemory(): number {
+    return this.memBytes;
+  }
+
   private wake(): void {
     const w = this.waiters;
     this.waiters = [];
@@ -216,6 +238,29 @@ export class SpoolFile {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     if (this.failure) throw this.failure;
+  }
+
+  /**
+   * The bytes at `position` (at or past `memBase`), at most `max`, as views of the chunks held in
+   * memory: no copy. The chunks are the source's own buffers, which nobody writes to again (the
+   * disk write takes the same ones), so a caller may hold them past the disk write.
+   */
+  private viewMemory(position: number, max: number): Buffer[] {
+    const out: Buffer[] = [];
+    let at = this.memBase;
+    let n = 0;
+    for (const chunk of this.mem) {
+      if (n >= max) break;
+      const end = at + chunk.length;
+      if (end > position + n) {
+        const from = position + n - at;
+        const view = chunk.subarray(from, Math.min(chunk.length, from + max - n));
+        out.push(view);
+        n += view.length;
+      }
+      at = end;
+    }
+    return out;
   }
 
   /** Copies bytes at `position` (at or past `memBase`) from the chunks held in memory. */
@@ -245,7 +290,7 @@ export class SpoolFile {
     return Promise.resolve({
       read: async (buf, offset, length, position) => {
         if (closed) throw new Error('reader closed');
-        await this.reach(position, Math.min(length, WRITE_BATCH));
+        await this.reach(position, Math.min(length, READ_BATCH));
         if (position >= this.memBase) return this.fromMemory(buf, offset, length, position);
         const n = Math.min(length, this.written - position);
         if (n <= 0) return 0;
@@ -253,6 +298,12 @@ export class SpoolFile {
         fh ??= open(this.path, 'r');
         const { bytesRead } = await (await fh).read(buf, offset, n, position);
         return bytesRead;
+      },
+      chunks: async (position, max) => {
+        if (closed) throw new Error('reader closed');
+        await this.reach(position, Math.min(max, READ_BATCH));
+        // behind the disk write: those bytes are only in the file now
+        return position >= this.memBase ? this.viewMemory(position, max) : undefined;
       },
       close: async () => {
         closed = true;

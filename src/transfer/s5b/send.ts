@@ -79,30 +79,60 @@ export class S5bSender implements ComponentModule {
     try {
       const reader = await report.open();
       try {
-        const slots = [0, 1].map(() => ({
-          buf: Buffer.allocUnsafe(Math.max(1, Math.min(readSize, size))),
-          written: Promise.resolve(),
-        }));
-        let pos = 0;
-        for (let i = 0; pos < size; i ^= 1) {
-          const slot = slots[i];
-          await slot.written; // this buffer's previous contents are with the kernel
-          const bytesRead = await reader.read(slot.buf, 0, Math.min(slot.buf.length, size - pos), pos);
-          if (bytesRead === 0) break;
-          pos += bytesRead;
+        // Writes the socket has not taken yet, oldest first: at most two, as with two buffers.
+        const inFlight: Promise<void>[] = [];
+        const write = (bufs: Buffer[], bytes: number): Promise<void> => {
           writing++;
-          slot.written = new Promise<void>((resolve, reject) =>
-            socket.write(slot.buf.subarray(0, bytesRead), (err) => {
+          const p = new Promise<void>((resolve, reject) => {
+            const done = (err?: Error | null) => {
               writing--;
               if (err) return reject(err);
-              sent += bytesRead;
+              sent += bytes;
               armStall();
               resolve();
-            }),
-          );
-          slot.written.catch(() => {}); // awaited later; not unhandled meanwhile
+            };
+            if (bufs.length === 1) return void socket.write(bufs[0], done);
+            // corked: the buffers go to the kernel in one writev, not one syscall each
+            socket.cork();
+            for (let k = 0; k < bufs.length - 1; k++) socket.write(bufs[k]);
+            socket.write(bufs[bufs.length - 1], done);
+            socket.uncork();
+          });
+          p.catch(() => {}); // awaited later; not unhandled meanwhile
+          inFlight.push(p);
+          return p;
+        };
+        // The read path: two reusable buffers, one read into while the socket takes the other.
+        // Allocated only when needed (a report at hand, or a reader behind a download).
+        let slots: { buf: Buffer; written: Promise<void> }[] | undefined;
+        let next = 0;
+        let pos = 0;
+        while (pos < size) {
+          if (inFlight.length >= 2) await inFlight.shift();
+          const want = Math.min(readSize, size - pos);
+          // A report still arriving hands over the buffers it received: sent as they are, no copy.
+          const bufs = reader.chunks ? await reader.chunks(pos, want) : undefined;
+          if (bufs) {
+            let n = 0;
+            for (const b of bufs) n += b.length;
+            if (n === 0) break;
+            pos += n;
+            void write(bufs, n);
+            continue;
+          }
+          slots ??= [0, 1].map(() => ({
+            buf: Buffer.allocUnsafe(Math.max(1, Math.min(readSize, size))),
+            written: Promise.resolve(),
+          }));
+          const slot = slots[next];
+          next ^= 1;
+          await slot.written; // this buffer's previous contents are with the kernel
+          const bytesRead = await reader.read(slot.buf, 0, Math.min(slot.buf.length, want), pos);
+          if (bytesRead === 0) break;
+          pos += bytesRead;
+          slot.written = write([slot.buf.subarray(0, bytesRead)], bytesRead);
         }
-        await Promise.all(slots.map((s) => s.written));
+        await Promise.all(inFlight);
         // Shorter than offered: the report's fault, not the receiver's.
         if (pos < size) throw new ReportError('unavailable', `the report ended after ${pos} of ${size} bytes`);
       } finally {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { ReportError } from '../../../src/reports/source.js';
-import { Spool, type SpoolFile } from '../../../src/reports/spool.js';
+import { Spool, WRITE_BATCH, type SpoolFile } from '../../../src/reports/spool.js';
 
 /** Rejects if p takes longer than ms: no test may hang. */
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -298,6 +298,61 @@ describe('reports/spool', () => {
       expect(fromMemory.slice(0, 16).every(Boolean)).to.equal(true);
       for (const f of files) await f.remove();
       expect(spool.keptBytes).to.equal(0);
+    });
+
+    it('chunks() hands a live reader views of the buffers that arrived, and nothing once they are only on disk', async () => {
+      const src = new PassThrough();
+      const a = Buffer.from('abcd');
+      const b = Buffer.from('efgh');
+      // larger than what the spool keeps in memory whole (1 MiB), so its bytes leave memory once on disk
+      const filler = Buffer.alloc(2 << 20, 1);
+      const total = 8 + filler.length;
+      const file = spool.begin(src, { maxBytes: 4 << 20, expectedSize: total });
+      const r = await file.open();
+      src.write(a);
+      src.write(b);
+      const first = await within(r.chunks!(1, 5), 3000);
+      if (!first) return expect.fail('the bytes are in memory: chunks() must give them');
+      expect(first.map((x) => x.toString())).to.deep.equal(['bcd', 'ef']);
+      // no copy: the views share the memory of what was written in
+      expect(first[0].buffer).to.equal(a.buffer);
+      expect(first[1].buffer).to.equal(b.buffer);
+      src.end(filler);
+      expect(await within(file.done, 3000)).to.equal(total);
+      expect(file.inMemory).to.equal(0);
+      expect(await within(r.chunks!(2, 4), 3000)).to.equal(undefined); // on disk only: read() it
+      const buf = Buffer.alloc(4);
+      expect(await within(r.read(buf, 0, 4, 2), 3000)).to.equal(4);
+      expect(buf.toString()).to.equal('cdef');
+      expect(await within(r.chunks!(total, 4), 3000)).to.deep.equal([]); // the end
+      expect(first.map((x) => x.toString())).to.deep.equal(['bcd', 'ef']); // still what arrived
+      await r.close();
+      await file.remove();
+    });
+
+    it('takes the download on while a batch is written, holding at most two batches in memory', async () => {
+      const chunk = 64 << 10;
+      const total = 16 << 20;
+      let sent = 0;
+      let most = 0;
+      const at: { file?: SpoolFile } = {}; // the spool file, once begun
+      const src = new Readable({
+        read() {
+          most = Math.max(most, at.file?.inMemory ?? 0);
+          if (sent >= total) return void this.push(null);
+          sent += chunk;
+          this.push(Buffer.alloc(chunk, sent & 0xff));
+        },
+      });
+      const file = (at.file = spool.begin(src, { maxBytes: total, expectedSize: total }));
+      expect(await within(file.done, 10000)).to.equal(total);
+      // more than one batch at some point: chunks were taken while the one before was on its way to disk
+      expect(most).to.be.greaterThan(WRITE_BATCH);
+      expect(most).to.be.at.most(2 * WRITE_BATCH + chunk);
+      const back = await readFile(file.path);
+      expect(back.length).to.equal(total);
+      for (let i = 0; i < total / chunk; i++) expect(back[i * chunk]).to.equal((chunk * (i + 1)) & 0xff);
+      await file.remove();
     });
 
     it('fewer bytes than announced fail the reads waiting past them, and leave no file', async () => {

@@ -1,0 +1,201 @@
+// The S5B sender over real loopback sockets, fed by a spool still being written:
+// the live path hands on the buffers the download produced, with back-pressure;
+// a reader that falls behind switches to the file; a broken download is never delivered.
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { ReportError, type Report, type ReportReader } from '../../../../src/reports/source.js';
+import { Spool, spooledReport, type SpoolFile } from '../../../../src/reports/spool.js';
+import { S5bSender, StreamError } from '../../../../src/transfer/s5b/send.js';
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, guard]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What the receiving end of a socket saw. */
+interface Received {
+  socket: Socket;
+  bytes: number;
+  hash: ReturnType<typeof createHash>;
+  /** 'end' for a clean close, else the error's code. */
+  ended: Promise<string>;
+}
+
+/** How a reader served the sender: views of buffers still in memory, or copies from the file. */
+interface Spy {
+  views: number;
+  fromFile: number;
+  /** the buffers chunks() handed out, and a copy of their contents when handed out */
+  handed: { buf: Buffer; copy: Buffer }[];
+}
+
+function spied(report: Report, spy: Spy): Report {
+  return {
+    ...report,
+    open: async () => {
+      const r = await report.open();
+      const chunks = r.chunks!.bind(r);
+      const reader: ReportReader = {
+        read: async (buf, offset, length, position) => {
+          const n = await r.read(buf, offset, length, position);
+          if (n > 0) spy.fromFile++;
+          return n;
+        },
+        chunks: async (position, max) => {
+          const bufs = await chunks(position, max);
+          if (bufs?.length) {
+            spy.views++;
+            for (const b of bufs) spy.handed.push({ buf: b, copy: Buffer.from(b) });
+          }
+          return bufs;
+        },
+        close: () => r.close(),
+      };
+      return reader;
+    },
+  };
+}
+
+describe('transfer/s5b send', () => {
+  let root: string;
+  let spool: Spool;
+  let server: Server;
+  let accepted: Received[];
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 's5b-send-test-'));
+    spool = await Spool.open(root);
+    accepted = [];
+    server = createServer((socket) => {
+      const hash = createHash('sha256');
+      const rec: Received = {
+        socket,
+        bytes: 0,
+        hash,
+        ended: new Promise((resolve) => {
+          socket.on('end', () => {
+            socket.end();
+            resolve('end');
+          });
+          socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+        }),
+      };
+      socket.on('data', (d: Buffer) => {
+        rec.bytes += d.length;
+        hash.update(d);
+      });
+      accepted.push(rec);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  });
+  after(async () => {
+    await new Promise((r) => server.close(r));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** A connected pair: the sender's socket and what the receiving end sees. */
+  async function pair(): Promise<{ out: Socket; rec: Received }> {
+    const n = accepted.length;
+    const { port } = server.address() as { port: number };
+    const out = connect(port, '127.0.0.1');
+    await within(new Promise((r) => out.once('connect', r)), 3000, 'connect');
+    for (let i = 0; i < 100 && accepted.length === n; i++) await sleep(5);
+    return { out, rec: accepted[n] };
+  }
+
+  function report(file: SpoolFile, size: number): Report {
+    return spooledReport({ project: 'p', name: 'p.pdf', mime: 'application/pdf', size, date: new Date() }, file);
+  }
+
+  /** Writes data into src in 64 KiB chunks, as an HTTP body arrives, honouring back-pressure. */
+  async function feed(src: PassThrough, data: Buffer, end = true): Promise<void> {
+    for (let at = 0; at < data.length; at += 64 << 10) {
+      if (!src.write(data.subarray(at, at + (64 << 10)))) await new Promise((r) => src.once('drain', r));
+    }
+    if (end) src.end();
+  }
+
+  it('sends a report still arriving byte-exact, from the very buffers that arrived, untouched', async () => {
+    const data = randomBytes(8 << 20);
+    const src = new PassThrough();
+    const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+    const spy: Spy = { views: 0, fromFile: 0, handed: [] };
+    const { out, rec } = await pair();
+    const sending = new S5bSender({ stallTimeoutMs: 5000 }).send(out, spied(report(file, data.length), spy));
+    await feed(src, data);
+    expect(await within(sending, 10000, 'send')).to.equal(data.length);
+    expect(await within(rec.ended, 3000, 'receiver end')).to.equal('end');
+    expect(rec.bytes).to.equal(data.length);
+    expect(rec.hash.digest('hex')).to.equal(createHash('sha256').update(data).digest('hex'));
+    expect(spy.views).to.be.greaterThan(0);
+    // Ownership: what the sender was handed is still what arrived, after the disk write and the sends.
+    // No copy: every buffer handed out is a view of the memory the source produced.
+    for (const h of spy.handed) {
+      expect(h.buf.buffer).to.equal(data.buffer);
+      expect(h.buf.equals(h.copy)).to.equal(true);
+    }
+    expect(await within(file.done, 3000, 'spool')).to.equal(data.length);
+    await file.remove();
+  });
+
+  it('a receiver that stops reading holds the sender back; the reader falls behind to the file and catches up in order', async () => {
+    const data = randomBytes(24 << 20);
+    const src = new PassThrough();
+    const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+    const spy: Spy = { views: 0, fromFile: 0, handed: [] };
+    const { out, rec } = await pair();
+    rec.socket.pause(); // the receiver takes nothing for now
+    const sending = new S5bSender({ stallTimeoutMs: 10000 }).send(out, spied(report(file, data.length), spy));
+    await feed(src, data);
+    // The whole download lands in the spool while the sender waits for the socket.
+    expect(await within(file.done, 10000, 'spool')).to.equal(data.length);
+    // Back-pressure: two reads at most wait in the socket's buffer (1 MiB each at most).
+    expect(out.writableLength).to.be.at.most(2 << 20);
+    expect(file.inMemory).to.equal(0);
+    rec.socket.resume();
+    expect(await within(sending, 10000, 'send')).to.equal(data.length);
+    expect(await within(rec.ended, 3000, 'receiver end')).to.equal('end');
+    expect(rec.bytes).to.equal(data.length);
+    expect(rec.hash.digest('hex')).to.equal(createHash('sha256').update(data).digest('hex'));
+    expect(spy.fromFile).to.be.greaterThan(0); // the bytes it fell behind on came from the file
+    await file.remove();
+  });
+
+  it('a download that breaks mid-way is never delivered: the sender fails and resets the stream', async () => {
+    const data = randomBytes(3 << 20);
+    const src = new PassThrough();
+    const file = spool.begin(src, {
+      maxBytes: 1 << 30,
+      expectedSize: 8 << 20,
+      describe: (e) => (e instanceof ReportError ? e : new ReportError('unavailable', `download failed: ${e.message}`)),
+    });
+    const { out, rec } = await pair();
+    const sending = new S5bSender({ stallTimeoutMs: 5000 }).send(out, report(file, 8 << 20));
+    await feed(src, data, false);
+    src.destroy(new Error('socket hang up'));
+    const err = await within(
+      sending.then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      5000,
+      'send',
+    );
+    expect(err).to.be.instanceOf(StreamError);
+    expect((err as StreamError).sent).to.be.lessThan(8 << 20);
+    expect(((err as StreamError).cause as Error).message).to.equal('download failed: socket hang up');
+    // a reset, not a clean end: the receiver cannot take the cut stream for the whole file
+    expect(await within(rec.ended, 3000, 'receiver end')).to.not.equal('end');
+    expect(rec.bytes).to.be.lessThan(8 << 20);
+    await file.remove();
+  });
+});
