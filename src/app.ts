@@ -39,6 +39,8 @@ import { errorElement } from './xmpp/errors.js';
 import { NS } from './xmpp/namespaces.js';
 import { handlePresence } from './xmpp/presence.js';
 import { IqRouter, type ComponentModule } from './xmpp/router.js';
+import { SlotKeeper } from './xmpp/slots/keeper.js';
+import { isSlotAddress } from './xmpp/slots/stanzas.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   name: string;
@@ -49,6 +51,8 @@ export class App {
   readonly connection: Connection;
   readonly requests: Requests;
   readonly streamhost: Streamhost | undefined;
+  /** ejabberd balancing slots: probes, takeover, give-back (xmpp.balancing.slots > 0) */
+  readonly slots: SlotKeeper | undefined;
   private readonly spool: Spool;
 
   readonly linkServer: LinkServer | undefined;
@@ -89,6 +93,27 @@ export class App {
       log,
     );
     const send = (el: Element) => this.connection.sendWhenOnline(el);
+    const b = config.xmpp.balancing;
+    this.slots =
+      b.slots > 0
+        ? new SlotKeeper(
+            {
+              domain: config.xmpp.domain,
+              slots: b.slots,
+              checkMs: b.checkMs,
+              answerMs: b.answerMs,
+              releaseWaitMs: b.releaseWaitMs,
+              holdOffMs: 2 * b.checkMs + b.answerMs,
+            },
+            {
+              send: (el) => this.connection.send(el),
+              openSpare: (intercept, ms) => this.connection.openSpare(intercept, ms),
+              online: () => this.connection.isOnline,
+              busy: (mine) => this.requests.list().some((r) => mine(r.jid.split('/')[0].toLowerCase())),
+              log,
+            },
+          )
+        : undefined;
     this.metrics = new Metrics({
       xmppConnected: () => this.connection.isOnline,
       xmppLink: () => this.connection.link,
@@ -193,6 +218,11 @@ export class App {
     );
     const checkProject = (p: string) => (parser.isProjectId(p) ? null : replies.invalidId(p, example));
     this.connection.onStanza(async (el) => {
+      // the slot protocol's messages never reach the chat layer, balancing or not
+      if (el.name === 'message' && isSlotAddress(el.attrs.to, config.xmpp.domain)) {
+        this.slots?.take(el);
+        return undefined;
+      }
       const from = parseJid(el.attrs.from);
       const target = addresses.target(el.attrs.to);
       if (!from || !target) {
@@ -301,6 +331,7 @@ export class App {
 
   async start(): Promise<void> {
     await this.connection.start();
+    this.slots?.start();
     // XEP-0065 §4.2: a proxy that will not serve the component is found now, not by a user's failed transfer.
     await this.proxies.check();
     await this.requests.recover();
@@ -308,6 +339,7 @@ export class App {
 
   async stop(graceMs = this.config.shutdown.graceMs): Promise<void> {
     await this.requests.close(graceMs);
+    await this.slots?.stop();
     await this.connection.stop();
     await this.streamhost?.close();
     await this.linkServer?.close();
