@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Element } from '@xmpp/component';
+import { xml, type Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { adminCommands, type ReloadResult } from './admin.js';
 import { CommandParser } from './chat/commands.js';
@@ -41,6 +41,7 @@ import { handlePresence } from './xmpp/presence.js';
 import { IqRouter, type ComponentModule } from './xmpp/router.js';
 import { SlotKeeper } from './xmpp/slots/keeper.js';
 import { isSlotAddress } from './xmpp/slots/stanzas.js';
+import { StrayAnswers, type Stray } from './xmpp/slots/stray.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   name: string;
@@ -123,7 +124,24 @@ export class App {
     });
     const source = meteredSource(reportSource(config, spool), this.metrics);
     this.names = projectNames(config);
-    const request = (iq: Element, t: number) => this.connection.request(iq, t);
+    // After a slot takeover or give-back, answers can reach an instance that never made the offer.
+    const stray =
+      b.slots > 0
+        ? new StrayAnswers(
+            {
+              projectOf: (jid) => {
+                const t = addresses.target(jid);
+                return t?.kind === 'project' ? t.project : undefined;
+              },
+            },
+            () => Date.now(),
+          )
+        : undefined;
+    const request = (iq: Element, t: number) => {
+      const answered = this.connection.request(iq, t); // (which gives the IQ its id, if it has none)
+      stray?.sent(iq);
+      return answered;
+    };
     const t = config.transfer;
     const { si, jingle, s5b, ibb, proxies, connectionLost } = transferModules(t, request, streamhost, {
       domain: config.xmpp.domain,
@@ -229,8 +247,18 @@ export class App {
         return el.name === 'iq' ? errorElement('modify', 'jid-malformed') : undefined;
       }
       switch (el.name) {
-        case 'iq':
-          return this.router.handle(el, from, target);
+        case 'iq': {
+          if (el.attrs.type === 'result' || el.attrs.type === 'error') {
+            // no pending request of ours took it
+            const s = stray?.answer(el);
+            if (s) this.strayAnswer(s, parser.isProjectId(s.project ?? '') ? s.project : undefined);
+            return undefined;
+          }
+          const reply = await this.router.handle(el, from, target);
+          const s = stray?.query(el, reply);
+          if (s) this.strayAnswer(s, parser.isProjectId(s.project ?? '') ? s.project : undefined);
+          return reply;
+        }
         case 'message':
           this.requests.handleMessage(el, from, target);
           return undefined;
@@ -249,6 +277,27 @@ export class App {
           return undefined;
       }
     });
+  }
+
+  /** Tells the user an answer of theirs reached an instance that never made the offer, and offers the report again. */
+  private strayAnswer(s: Stray, project: string | undefined): void {
+    const from = parseJid(s.user);
+    if (!from) return;
+    const addresses = new Addresses(this.config.xmpp.domain, this.config.xmpp.resource);
+    this.log.info(
+      { jid: s.user, ...(project ? { project } : {}), what: s.what },
+      'an answer for a transfer this instance did not start',
+    );
+    const replyFrom = project ? addresses.projectFull(project) : addresses.domain;
+    const text = replies.strayAnswer(project, s.wanted, this.config.projects.example);
+    this.connection
+      .sendWhenOnline(xml('message', { from: replyFrom, to: s.user, type: 'chat' }, xml('body', {}, text)))
+      .catch(() => {});
+    if (project && s.wanted) {
+      // as if the user had asked: access, limits and the journal apply
+      const ask = xml('message', { from: s.user, to: replyFrom, type: 'chat' }, xml('body', {}, 'report'));
+      this.requests.handleMessage(ask, from, { kind: 'project', project });
+    }
   }
 
   /** loadConfig re-reads the configuration for reload() (default: XR_CONFIG and the environment). */

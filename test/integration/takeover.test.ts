@@ -14,7 +14,10 @@ import { join } from 'node:path';
 import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
 import { field, type ReceiverEvent } from '../support/receiver.js';
 import { userInSlot } from './cluster-lab.js';
-import { ComponentProcess, getIntranet, type LogLine } from './harness.js';
+import { xml } from '@xmpp/client';
+import { NS } from '../../src/xmpp/namespaces.js';
+import { XmppUser } from '../support/xmpp-user.js';
+import { ComponentProcess, getIntranet, user, type LogLine } from './harness.js';
 import { expectDelivered, projectIds, requestReport, startReceiver, stopReceiver, type Rx } from './receivers.js';
 
 // its own ejabberd, clear of the harness's (XR_TEST_PORT_BASE … +4) and Prosody's (+1000)
@@ -114,6 +117,34 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     expect(
       victim.proc.events.slice(n).filter((e) => field(e, 'body').includes(lost) || field(e, 'name').includes(lost)),
     ).to.deep.equal([]);
+    // An answer for an offer the killed instance made (an SI accept with an id the survivor never
+    // sent) now reaches the survivor: the user is told, and the report is offered again.
+    const u = await user(await userInSlot('tks', ej.domain, 1), ej);
+    const client = await XmppUser.login({
+      port: ej.c2sPort,
+      domain: ej.domain,
+      username: u.username,
+      password: u.password,
+      resource: 'raw',
+    });
+    try {
+      const again = await publish(randomBytes(1000));
+      projects.push(again);
+      await client.send(
+        xml(
+          'iq',
+          { type: 'result', id: 'xr-fromthekilledone', to: `${again}@${ej.componentDomain}/reports` },
+          xml('si', { xmlns: NS.SI }, xml('feature', { xmlns: NS.FEATURE_NEG })),
+        ),
+      );
+      const told = await client.waitForMessage(`${again}@${ej.componentDomain}`, /no longer knows/, 30000);
+      expect(told.getChildText('body')).to.match(/Offering the report again/);
+      await comps[0].waitForLog((l) => l.msg === 'report requested' && l.project === again, 30000);
+      const noted = comps[0].logs.filter((l) => l.msg === 'an answer for a transfer this instance did not start');
+      expect(noted.map((l) => [l.project, l.what])).to.deep.equal([[again, 'si-accept']]);
+    } finally {
+      await client.logout();
+    }
     process.stderr.write(
       `      (SIGKILL → slot seen dead ${time(dead) - killedAt} ms → taken over ${time(taken) - killedAt} ms (seen ${takenMs} ms) → report delivered ${servedMs} ms)\n`,
     );
