@@ -258,6 +258,19 @@ export class Connection {
     spare.Socket = server.tls ? this.tlsSocket : Socket;
     spare.socketParameters = () => ({ host: server.host, port: server.port });
     spare.on('connect', () => spare.socket?.setNoDelay?.(true));
+    // as for the primary: malformed XML must not throw out of the socket's data handler
+    const onData = spare._onData.bind(spare);
+    spare._onData = (data: Buffer) => {
+      try {
+        onData(data);
+      } catch (err) {
+        this.log.error(
+          { err: (err as Error).message },
+          'the XMPP server sent XML we cannot parse on a spare connection',
+        );
+        spare._onParserError(err as Error);
+      }
+    };
     spare.on('error', (err: Error & { condition?: string }) =>
       this.log.debug({ server: server.service, err: err.condition ?? err.message }, 'spare connection error'),
     );

@@ -301,7 +301,10 @@ describe('integration: a two-node ejabberd cluster on the lab, one component ins
     const killed = comps[1];
     killed.proc.kill('SIGKILL');
     await killed.exited;
-    const taken = await comps[0].waitForLog((l) => l.msg === 'balancing slot taken over', 30000);
+    const taken = await comps[0].waitForLog(
+      (l) => Number(l.time) >= killedAt && l.msg === 'balancing slot taken over',
+      30000,
+    );
     const p1 = await ask();
     const servedMs = Date.now() - killedAt;
     await comps[0].waitForLog((l) => l.msg === 'delivered' && l.project === p1, 30000);
@@ -309,7 +312,10 @@ describe('integration: a two-node ejabberd cluster on the lab, one component ins
 
     const restartedAt = Date.now();
     comps[1] = await startClusterComponent(w!, 1, balancing);
-    const given = await comps[0].waitForLog((l) => l.msg === 'balancing slot given back', 60000);
+    const given = await comps[0].waitForLog(
+      (l) => Number(l.time) >= restartedAt && l.msg === 'balancing slot given back',
+      60000,
+    );
     const back = await comps[1].waitForLog((l) => l.msg === 'balancing slot taken over', 60000);
     const p2 = await ask();
     await comps[1].waitForLog((l) => l.msg === 'delivered' && l.project === p2, 30000);
@@ -323,7 +329,10 @@ describe('integration: a two-node ejabberd cluster on the lab, one component ins
         `who served ${p}`,
       ).to.deep.equal(who);
     const closing = comps[0].logs.find(
-      (l) => l.msg === 'closing a spare connection' && l.why === 'a peer asked for its slot',
+      (l) =>
+        Number(l.time) >= restartedAt &&
+        l.msg === 'closing a spare connection' &&
+        l.why === 'a peer asked for its slot',
     );
     const online = comps[1].logs.find((l) => l.msg === 'spare connection online' && l.conn === back.conn);
     process.stderr.write(

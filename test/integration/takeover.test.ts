@@ -64,9 +64,11 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     // the first to connect holds slot 0, the second slot 1 (ejabberd_router_mnesia fills them in order)
     comps.push(await spawn());
     comps.push(await spawn());
-    // each sees the other live in a probe round
+    // each sees the other live in a probe round, and neither took the other's slot while it started
     for (const c of comps)
       await c.waitForLog((l) => l.msg === 'balancing probe round' && (l.peers as string[]).length === 1, 30000);
+    for (const c of comps)
+      expect(c.logs.filter((l) => /^balancing slot (dead|taken over|given back)/.test(l.msg))).to.deep.equal([]);
     victim = await startReceiver(ej, 'purple', await userInSlot('tkv', ej.domain, 1));
     ibbUser = await startReceiver(ej, 'slix', await userInSlot('tki', ej.domain, 1), { methods: ['ibb'] });
     other = await startReceiver(ej, 'slix', await userInSlot('tko', ej.domain, 0));
@@ -102,8 +104,11 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const lost = await publish(randomBytes(1000));
     const n = victim.proc.events.length;
     victim.proc.send(`${lost}@${ej.componentDomain}`, 'report');
-    const dead = await comps[0].waitForLog((l) => l.msg.startsWith('balancing slot dead'), 30000);
-    const taken = await comps[0].waitForLog((l) => l.msg === 'balancing slot taken over', 30000);
+    const dead = await comps[0].waitForLog(
+      (l) => time(l) >= killedAt && l.msg.startsWith('balancing slot dead'),
+      30000,
+    );
+    const taken = await comps[0].waitForLog((l) => time(l) >= killedAt && l.msg === 'balancing slot taken over', 30000);
     const takenMs = Date.now() - killedAt;
     const p = await ask(victim, randomBytes(300_000), 's5b');
     const servedMs = Date.now() - killedAt;
@@ -152,7 +157,7 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
 
   it('restart: the restarted instance asks for its slot, gets it once the transfer through the spare is done, and serves the next request', async () => {
     // a transfer of a slot-1 user through the survivor's spare, running while the killed instance comes back
-    const body = randomBytes(8 * 1024 * 1024); // 2048 IBB blocks: seconds, longer than the restart and the ask
+    const body = randomBytes(16 * 1024 * 1024); // 4096 IBB blocks: seconds, longer than the restart and the ask
     const running = await publish(body);
     projects.push(running);
     const runningEnd = requestReport(ej, ibbUser, running, 180000);
@@ -160,7 +165,10 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const restartedAt = Date.now();
     comps[1] = await spawn();
     const slotless = await comps[1].waitForLog((l) => l.msg.startsWith('this instance holds no balancing slot'), 30000);
-    const given = await comps[0].waitForLog((l) => l.msg.startsWith('balancing slot given back'), 60000);
+    const given = await comps[0].waitForLog(
+      (l) => time(l) >= restartedAt && l.msg.startsWith('balancing slot given back'),
+      60000,
+    );
     const taken = await comps[1].waitForLog((l) => l.msg === 'balancing slot taken over', 60000);
     // the give-back waited for the transfer, which finished byte-exact on the survivor
     expect(time(slotless), 'precondition: the ask came while the transfer ran').to.be.below(

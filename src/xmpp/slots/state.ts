@@ -21,6 +21,12 @@ export interface SlotWatchOptions {
   holdOffMs: number;
   /** fresh tokens per round (default 4 per slot, at most 32): the chance a slot gets none is (1-1/slots)^probes */
   probes?: number;
+  /**
+   * after start, no takeover for this long (default holdOffMs): instances
+   * started one after the other each take a slot of their own, rather than
+   * the first taking the next one's slot and then giving it back
+   */
+  startGraceMs?: number;
   /** pongs answered per second at most (default 50); the rest are dropped */
   maxAnswersPerSecond?: number;
   /** rounds without any probe back before this instance calls itself slotless (default 2) */
@@ -93,6 +99,7 @@ export class SlotWatch {
     private readonly now: () => number,
   ) {
     if (!Number.isInteger(opts.slots) || opts.slots < 1) throw new Error('slots must be a positive integer');
+    this.holdOffUntil = now() + (opts.startGraceMs ?? opts.holdOffMs);
   }
 
   private get probesPerRound(): number {

@@ -119,13 +119,14 @@ class Inst {
     private readonly router: FakeRouter,
     clock: { now: number },
     seed: number,
+    grace = 0,
   ) {
     let x = seed;
     const token = () => {
       x = (x * 1103515245 + 12345) % 2 ** 31;
       return x.toString(16).padStart(8, '0') + '00ff00ff';
     };
-    this.watch = new SlotWatch({ slots: router.n, holdOffMs: 5000 }, name, token, () => clock.now);
+    this.watch = new SlotWatch({ slots: router.n, holdOffMs: 5000, startGraceMs: grace }, name, token, () => clock.now);
   }
   connect(): void {
     this.router.handshake(this, PRIMARY);
@@ -283,6 +284,25 @@ describe('slots: the state of two instances on a fake clock', () => {
     tick(5000);
     const r2 = a.round();
     expect(r2.actions).to.deep.equal([{ do: 'open-spare' }]);
+  });
+
+  it('start grace: an instance just started leaves a slot not yet taken to the instance starting after it', () => {
+    router = new FakeRouter(2);
+    a = new Inst('aaaa', router, clock, 7, 5000);
+    a.connect(); // alone: slot 1 is free
+    a.round();
+    tick(2000);
+    const r = a.round();
+    expect(r.dropped).to.be.greaterThan(0);
+    expect(r.events).to.deep.equal([{ event: 'dead', dropped: r.dropped, heldOff: true }]);
+    expect(r.actions).to.deep.equal([]);
+    b = new Inst('bbbb', router, clock, 99);
+    b.connect(); // takes its own slot
+    tick(2000);
+    const r2 = a.round();
+    expect(r2.peers).to.deep.equal(['bbbb']);
+    expect(r2.events.map((e) => e.event)).to.deep.equal(['recovered']);
+    expect(r2.actions).to.deep.equal([]);
   });
 
   it('a release with no spare holding a slot changes nothing; answers are rate-bounded', () => {
