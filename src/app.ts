@@ -63,6 +63,7 @@ export class App {
   private readonly proxies: Proxies;
   private metricsServer: MetricsServer | undefined;
   private configLoader: () => Config = () => loadConfig();
+  private readonly addresses: Addresses;
   private names: ProjectNames | undefined;
 
   private constructor(
@@ -76,6 +77,7 @@ export class App {
     this.streamhost = streamhost;
     this.linkServer = linkServer;
     const addresses = new Addresses(config.xmpp.domain, config.xmpp.resource);
+    this.addresses = addresses;
     const parser = new CommandParser(config.projects.idPattern);
     this.connection = new Connection(
       {
@@ -283,7 +285,7 @@ export class App {
   private strayAnswer(s: Stray, project: string | undefined): void {
     const from = parseJid(s.user);
     if (!from) return;
-    const addresses = new Addresses(this.config.xmpp.domain, this.config.xmpp.resource);
+    const addresses = this.addresses;
     this.log.info(
       { jid: s.user, ...(project ? { project } : {}), what: s.what },
       'an answer for a transfer this instance did not start',

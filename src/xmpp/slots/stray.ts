@@ -111,7 +111,9 @@ export class StrayAnswers {
 
   private notice(iq: Element, what: Stray['what'], wanted: boolean): Stray | undefined {
     const user = iq.attrs.from;
-    if (!user) return undefined;
+    // users only: a server service (a proxy, the server's ping answer) has no local part, and the
+    // answers of services reach the instance their JID is balanced to, not the one that asked
+    if (!user || !/^[^@/]+@[^@/]+\/.+$/.test(user)) return undefined;
     const project = this.opts.projectOf(iq.attrs.to);
     const key = `${user.split('/')[0].toLowerCase()} ${project ?? ''}`;
     const t = this.now();

@@ -97,6 +97,15 @@ describe('stray answers', () => {
     const toDomain = xml('iq', { type: 'result', id: 'xr-z', from: USER, to: D }, xml('si', { xmlns: NS.SI }));
     expect(s.answer(toDomain)).to.deep.include({ project: undefined, wanted: true });
     expect(s.answer(iq('result', 'purple1234'))).to.equal(undefined); // an empty result with an id unlike ours
+    // a server's late answer to a ping or a proxy's to a disco (ids like ours, sent elsewhere): no user to tell
+    const fromServer = xml('iq', { type: 'result', id: 'xr-ping', from: 'example.com', to: D });
+    expect(s.answer(fromServer)).to.equal(undefined);
+    const fromProxy = xml(
+      'iq',
+      { type: 'error', id: 'xr-act', from: 'proxy.example.com', to: D },
+      errorElement('cancel', 'forbidden'),
+    );
+    expect(s.answer(fromProxy)).to.equal(undefined);
   });
 
   it('says it in plain words, offering the report again only where it can', () => {
