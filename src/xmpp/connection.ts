@@ -276,6 +276,8 @@ export class Connection {
     );
     spare.middleware.use((ctx) => {
       const el = ctx.stanza;
+      // stanzas only: not the spare's own <handshake/>
+      if (el.name !== 'iq' && el.name !== 'message' && el.name !== 'presence') return undefined;
       if (intercept(el)) return undefined;
       if (el.name === 'iq' && (el.attrs.type === 'result' || el.attrs.type === 'error')) {
         // the reply to a request sent through this connection: its iqCaller matches it
