@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Element } from '@xmpp/component';
+import { xml, type Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { adminCommands, type ReloadResult } from './admin.js';
 import { CommandParser } from './chat/commands.js';
@@ -39,6 +39,9 @@ import { errorElement } from './xmpp/errors.js';
 import { NS } from './xmpp/namespaces.js';
 import { handlePresence } from './xmpp/presence.js';
 import { IqRouter, type ComponentModule } from './xmpp/router.js';
+import { SlotKeeper } from './xmpp/slots/keeper.js';
+import { isSlotAddress } from './xmpp/slots/stanzas.js';
+import { StrayAnswers, type Stray } from './xmpp/slots/stray.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   name: string;
@@ -49,6 +52,8 @@ export class App {
   readonly connection: Connection;
   readonly requests: Requests;
   readonly streamhost: Streamhost | undefined;
+  /** ejabberd balancing slots: probes, takeover, give-back (xmpp.balancing.slots > 0) */
+  readonly slots: SlotKeeper | undefined;
   private readonly spool: Spool;
 
   readonly linkServer: LinkServer | undefined;
@@ -58,6 +63,7 @@ export class App {
   private readonly proxies: Proxies;
   private metricsServer: MetricsServer | undefined;
   private configLoader: () => Config = () => loadConfig();
+  private readonly addresses: Addresses;
   private names: ProjectNames | undefined;
 
   private constructor(
@@ -71,6 +77,7 @@ export class App {
     this.streamhost = streamhost;
     this.linkServer = linkServer;
     const addresses = new Addresses(config.xmpp.domain, config.xmpp.resource);
+    this.addresses = addresses;
     const parser = new CommandParser(config.projects.idPattern);
     this.connection = new Connection(
       {
@@ -89,6 +96,27 @@ export class App {
       log,
     );
     const send = (el: Element) => this.connection.sendWhenOnline(el);
+    const b = config.xmpp.balancing;
+    this.slots =
+      b.slots > 0
+        ? new SlotKeeper(
+            {
+              domain: config.xmpp.domain,
+              slots: b.slots,
+              checkMs: b.checkMs,
+              answerMs: b.answerMs,
+              releaseWaitMs: b.releaseWaitMs,
+              holdOffMs: 2 * b.checkMs + b.answerMs,
+            },
+            {
+              send: (el) => this.connection.send(el),
+              openSpare: (intercept, ms) => this.connection.openSpare(intercept, ms),
+              online: () => this.connection.isOnline,
+              busy: (mine) => this.requests.list().some((r) => mine(r.jid.split('/')[0].toLowerCase())),
+              log,
+            },
+          )
+        : undefined;
     this.metrics = new Metrics({
       xmppConnected: () => this.connection.isOnline,
       xmppLink: () => this.connection.link,
@@ -98,7 +126,24 @@ export class App {
     });
     const source = meteredSource(reportSource(config, spool), this.metrics);
     this.names = projectNames(config);
-    const request = (iq: Element, t: number) => this.connection.request(iq, t);
+    // After a slot takeover or give-back, answers can reach an instance that never made the offer.
+    const stray =
+      b.slots > 0
+        ? new StrayAnswers(
+            {
+              projectOf: (jid) => {
+                const t = addresses.target(jid);
+                return t?.kind === 'project' ? t.project : undefined;
+              },
+            },
+            () => Date.now(),
+          )
+        : undefined;
+    const request = (iq: Element, t: number) => {
+      const answered = this.connection.request(iq, t); // (which gives the IQ its id, if it has none)
+      stray?.sent(iq);
+      return answered;
+    };
     const t = config.transfer;
     const { si, jingle, s5b, ibb, proxies, connectionLost } = transferModules(t, request, streamhost, {
       domain: config.xmpp.domain,
@@ -193,14 +238,29 @@ export class App {
     );
     const checkProject = (p: string) => (parser.isProjectId(p) ? null : replies.invalidId(p, example));
     this.connection.onStanza(async (el) => {
+      // the slot protocol's messages never reach the chat layer, balancing or not
+      if (el.name === 'message' && isSlotAddress(el.attrs.to, config.xmpp.domain)) {
+        this.slots?.take(el);
+        return undefined;
+      }
       const from = parseJid(el.attrs.from);
       const target = addresses.target(el.attrs.to);
       if (!from || !target) {
         return el.name === 'iq' ? errorElement('modify', 'jid-malformed') : undefined;
       }
       switch (el.name) {
-        case 'iq':
-          return this.router.handle(el, from, target);
+        case 'iq': {
+          if (el.attrs.type === 'result' || el.attrs.type === 'error') {
+            // no pending request of ours took it
+            const s = stray?.answer(el);
+            if (s) this.strayAnswer(s, parser.isProjectId(s.project ?? '') ? s.project : undefined);
+            return undefined;
+          }
+          const reply = await this.router.handle(el, from, target);
+          const s = stray?.query(el, reply);
+          if (s) this.strayAnswer(s, parser.isProjectId(s.project ?? '') ? s.project : undefined);
+          return reply;
+        }
         case 'message':
           this.requests.handleMessage(el, from, target);
           return undefined;
@@ -219,6 +279,27 @@ export class App {
           return undefined;
       }
     });
+  }
+
+  /** Tells the user an answer of theirs reached an instance that never made the offer, and offers the report again. */
+  private strayAnswer(s: Stray, project: string | undefined): void {
+    const from = parseJid(s.user);
+    if (!from) return;
+    const addresses = this.addresses;
+    this.log.info(
+      { jid: s.user, ...(project ? { project } : {}), what: s.what },
+      'an answer for a transfer this instance did not start',
+    );
+    const replyFrom = project ? addresses.projectFull(project) : addresses.domain;
+    const text = replies.strayAnswer(project, s.wanted, this.config.projects.example);
+    this.connection
+      .sendWhenOnline(xml('message', { from: replyFrom, to: s.user, type: 'chat' }, xml('body', {}, text)))
+      .catch(() => {});
+    if (project && s.wanted) {
+      // as if the user had asked: access, limits and the journal apply
+      const ask = xml('message', { from: s.user, to: replyFrom, type: 'chat' }, xml('body', {}, 'report'));
+      this.requests.handleMessage(ask, from, { kind: 'project', project });
+    }
   }
 
   /** loadConfig re-reads the configuration for reload() (default: XR_CONFIG and the environment). */
@@ -301,6 +382,7 @@ export class App {
 
   async start(): Promise<void> {
     await this.connection.start();
+    this.slots?.start();
     // XEP-0065 §4.2: a proxy that will not serve the component is found now, not by a user's failed transfer.
     await this.proxies.check();
     await this.requests.recover();
@@ -308,6 +390,7 @@ export class App {
 
   async stop(graceMs = this.config.shutdown.graceMs): Promise<void> {
     await this.requests.close(graceMs);
+    await this.slots?.stop();
     await this.connection.stop();
     await this.streamhost?.close();
     await this.linkServer?.close();

@@ -84,6 +84,38 @@ const DECLARED = [
     min: 0,
     doc: "how often the component pings xmpp.serverDomain (XEP-0199); no answer within as long again drops the link and moves to the next server, so a vanished server host is left in seconds, not when a write times out minutes later. 0 = never. 30000 suits one connection per domain (Prosody always); leave 0 with ejabberd domain_balancing, which hands the server's answers to one instance only",
   },
+  {
+    key: 'xmpp.balancing.slots',
+    env: 'XR_XMPP_BALANCING_SLOTS',
+    kind: 'int',
+    def: 0,
+    min: 0,
+    doc: 'several instances behind ejabberd `domain_balancing` (type bare_source): its component_number. The instances then probe the slots; a slot whose instance died is taken over by a survivor\'s spare connection, which gives it back when that instance returns (README "Several hosts"). 0 = off (one instance, Prosody)',
+  },
+  {
+    key: 'xmpp.balancing.checkMs',
+    env: 'XR_XMPP_BALANCING_CHECK_MS',
+    kind: 'int',
+    def: 2000,
+    min: 200,
+    doc: 'how often the balancing slots are probed; a slot given back is left to its asker for 2 x this + xmpp.balancing.answerMs',
+  },
+  {
+    key: 'xmpp.balancing.answerMs',
+    env: 'XR_XMPP_BALANCING_ANSWER_MS',
+    kind: 'int',
+    def: 500,
+    min: 50,
+    doc: "how long a slot probe waits for its echo or a peer's answer before its slot counts as dead",
+  },
+  {
+    key: 'xmpp.balancing.releaseWaitMs',
+    env: 'XR_XMPP_BALANCING_RELEASE_WAIT_MS',
+    kind: 'int',
+    def: 30000,
+    min: 0,
+    doc: 'a spare connection asked to give its slot back first waits this long at most for the running transfers of the users it served',
+  },
 
   {
     key: 'reports.source',
@@ -561,6 +593,7 @@ export interface Config {
     reconnectMaxMs: number;
     serverDomain: string;
     keepaliveMs: number;
+    balancing: { slots: number; checkMs: number; answerMs: number; releaseWaitMs: number };
   };
   reports: {
     source: 'folder' | 'http';
@@ -832,6 +865,9 @@ function validate(c: Config): Config {
   if (c.xmpp.serverDomain && !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(c.xmpp.serverDomain))
     fail('xmpp.serverDomain', `expected a domain such as example.com, got ${JSON.stringify(c.xmpp.serverDomain)}`);
   c.xmpp.serverDomain = (c.xmpp.serverDomain || c.xmpp.domain.split('.').slice(1).join('.')).toLowerCase();
+  if (c.xmpp.balancing.slots > 64) fail('xmpp.balancing.slots', 'at most 64 (ejabberd component_number)');
+  if (c.xmpp.balancing.slots > 0 && c.xmpp.balancing.answerMs >= c.xmpp.balancing.checkMs)
+    fail('xmpp.balancing.answerMs', 'must be shorter than xmpp.balancing.checkMs');
   if (c.transfer.ibb.blockSize > 65535) fail('transfer.ibb.blockSize', 'expected at most 65535 (XEP-0047)');
   if (c.transfer.ibb.window > 256) fail('transfer.ibb.window', 'expected at most 256');
   for (const m of c.transfer.order)

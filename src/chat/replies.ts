@@ -96,5 +96,12 @@ export const replies = {
     `An administrator cancelled sending ${what}. Send me another message to ask again.`,
   cutByShutdown: (name: string) =>
     `The report service is shutting down, so the transfer of ${name} was stopped. Please ask again in a minute.`,
+  /** An answer (accept, decline, acknowledgement) for an offer another instance of the service made before it stopped. */
+  strayAnswer: (project: string | undefined, wanted: boolean, example: string) =>
+    project === undefined
+      ? `Your client answered a file offer this service no longer knows: the instance that made it has stopped. Send "report ${example}" (with your project) to get the report again.`
+      : wanted
+        ? `Your client answered an offer of the status report of project ${project} that this service no longer knows: the instance that made it has stopped. Offering the report again…`
+        : `Your client answered an offer of the status report of project ${project} that this service no longer knows: the instance that made it has stopped, so nothing more comes of it. Send me a message if you want the report.`,
   failed: (name: string, why: string) => `Could not send ${name}: ${why}. Send me another message to try again.`,
 };

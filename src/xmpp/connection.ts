@@ -41,6 +41,16 @@ export interface LinkState {
   since: Date | undefined;
 }
 
+/** A second connection of the component (see Connection.openSpare). */
+export interface SpareLink {
+  /** the server it is connected to */
+  readonly server: string;
+  /** Ends the stream and the socket (bounded). */
+  close(): Promise<void>;
+  /** Called once when the link ends, for whatever reason (at once when it already has). */
+  onClosed(fn: () => void): void;
+}
+
 export interface ConnectionOptions {
   /** The servers, in order: xmpp://host:port (plain TCP) or xmpps://host:port (direct TLS). */
   services: readonly string[];
@@ -215,18 +225,100 @@ export class Connection {
     // caller (replies to our requests) and callee (which wraps what we return
     // into exactly one result or error for IQ get/set, and answers
     // service-unavailable when we return nothing).
-    this.xmpp.middleware.use(async (ctx) => {
+    this.xmpp.middleware.use((ctx) => {
       lastError = '';
-      const el = ctx.stanza;
-      const isQuery = el.name === 'iq' && (el.attrs.type === 'get' || el.attrs.type === 'set');
-      try {
-        const reply = await this.stanzaHandler(el);
-        return isQuery ? reply : undefined;
-      } catch (err) {
-        this.log.error({ err: (err as Error).message, stanza: el.name, from: el.attrs.from }, 'stanza handler failed');
-        return isQuery ? errorElement('cancel', 'internal-server-error') : undefined;
-      }
+      return this.dispatch(ctx.stanza);
     });
+  }
+
+  /** One incoming stanza to the handler: for IQ get/set, the reply the library's callee sends. */
+  private async dispatch(el: Element): Promise<Element | true | undefined> {
+    const isQuery = el.name === 'iq' && (el.attrs.type === 'get' || el.attrs.type === 'set');
+    try {
+      const reply = await this.stanzaHandler(el);
+      return isQuery ? reply : undefined;
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, stanza: el.name, from: el.attrs.from }, 'stanza handler failed');
+      return isQuery ? errorElement('cancel', 'internal-server-error') : undefined;
+    }
+  }
+
+  /**
+   * Opens one more connection for the component domain to the server this one
+   * uses, handshake included (ejabberd domain_balancing gives it the first free
+   * slot, src/xmpp/slots). Whatever arrives on it is handled exactly like what
+   * arrives here: IQ replies reach this connection's pending requests, the rest
+   * goes to the stanza handler (and IQ get/set are answered on the spare),
+   * except what `intercept` takes (it returns true). Outbound stays here.
+   */
+  async openSpare(intercept: (el: Element) => boolean, timeoutMs: number): Promise<SpareLink> {
+    const server = this.current;
+    const spare = component({ service: plainUri(server), domain: this.opts.domain, password: this.opts.secret });
+    spare.reconnect.stop();
+    spare.Socket = server.tls ? this.tlsSocket : Socket;
+    spare.socketParameters = () => ({ host: server.host, port: server.port });
+    spare.on('connect', () => spare.socket?.setNoDelay?.(true));
+    // as for the primary: malformed XML must not throw out of the socket's data handler
+    const onData = spare._onData.bind(spare);
+    spare._onData = (data: Buffer) => {
+      try {
+        onData(data);
+      } catch (err) {
+        this.log.error(
+          { err: (err as Error).message },
+          'the XMPP server sent XML we cannot parse on a spare connection',
+        );
+        spare._onParserError(err as Error);
+      }
+    };
+    spare.on('error', (err: Error & { condition?: string }) =>
+      this.log.debug({ server: server.service, err: err.condition ?? err.message }, 'spare connection error'),
+    );
+    spare.middleware.use((ctx) => {
+      const el = ctx.stanza;
+      // stanzas only: not the spare's own <handshake/>
+      if (el.name !== 'iq' && el.name !== 'message' && el.name !== 'presence') return undefined;
+      if (intercept(el)) return undefined;
+      if (el.name === 'iq' && (el.attrs.type === 'result' || el.attrs.type === 'error')) {
+        // the reply to a request sent through this connection: its iqCaller matches it
+        this.xmpp.emit('element', el);
+        return undefined;
+      }
+      return this.dispatch(el);
+    });
+    const closed = new Set<() => void>();
+    let ended = false;
+    spare.on('disconnect', () => {
+      if (ended) return;
+      ended = true;
+      for (const fn of closed) fn();
+    });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        spare.start(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no handshake within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } catch (err) {
+      ended = true;
+      spare.socket?.destroy?.();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    return {
+      server: server.service,
+      close: async () => {
+        await Promise.race([spare.stop().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+        spare.socket?.destroy?.();
+      },
+      onClosed: (fn) => {
+        if (ended) fn();
+        else closed.add(fn);
+      },
+    };
   }
 
   private get current(): Server {

@@ -23,4 +23,6 @@ export const NS = {
   JINGLE_FT: 'urn:xmpp:jingle:apps:file-transfer:5',
   JINGLE_S5B: 'urn:xmpp:jingle:transports:s5b:1',
   JINGLE_IBB: 'urn:xmpp:jingle:transports:ibb:1',
+  /** ours: balancing-slot probes between instances of this component (src/xmpp/slots) */
+  SLOTS: 'urn:xmpp-reports:slots:0',
 } as const;

@@ -11,6 +11,7 @@ import type { ComponentProcess } from './harness.js';
 import {
   CLUSTER_ADDRESSES,
   NODE_NAMES,
+  restartNode,
   startClusterComponent,
   startClusterReceiver,
   startClusterWorld,
@@ -266,5 +267,76 @@ describe('integration: a two-node ejabberd cluster on the lab, one component ins
       await comps[old.slot].waitForLog((l) => l.msg === 'delivered' && l.project === project, 30000);
       expect(logsOf(comps[old.slot], 'delivered', project), old.name).to.have.length(1);
     }
+  });
+  it('with xmpp.balancing.slots: SIGKILL of the instance on ej2, the survivor on ej1 takes its slot over for a user on ej2; restarted, it gets the slot back', async () => {
+    // ej2 back; both instances again with balancing on, each on its own node (each takes the one free slot)
+    w!.nodes[1] = await restartNode(w!, 1);
+    const balancing = { XR_IBB_BLOCK_SIZE: '4096', XR_XMPP_BALANCING_SLOTS: '2' };
+    for (const i of [0, 1] as const) {
+      await comps[i].stop();
+      comps[i] = await startClusterComponent(w!, i, balancing);
+    }
+    expect(String(comps[1].logs.find((l) => l.msg === 'connected to the XMPP server')?.server)).to.include(
+      CLUSTER_ADDRESSES.xmpp2.v4,
+    );
+    for (const c of comps)
+      await c.waitForLog((l) => l.msg === 'balancing probe round' && (l.peers as string[]).length === 1, 30000);
+    // a user logged in on ej2 whose slot is instance 1's
+    const name = await userInSlot('pk', w!.nodes[0].domain, 1);
+    const rx = await startClusterReceiver(w!, 'purple', 'office', 1, name);
+    rxs.push({ ...rx, name, node: 1, slot: 1, method: 's5b' });
+    const ask = async () => {
+      const project = nextProject();
+      const body = randomBytes(200_000);
+      await w!.intranet.publish(project, body);
+      const end = await requestReport(viaNode(w!, 1), rx, project, 60000);
+      expect(end.event, JSON.stringify(end)).to.equal('received');
+      expect(field(end, 'sha256')).to.equal(sha256(body));
+      return project;
+    };
+    const p0 = await ask();
+    await comps[1].waitForLog((l) => l.msg === 'delivered' && l.project === p0, 30000);
+
+    const killedAt = Date.now();
+    const killed = comps[1];
+    killed.proc.kill('SIGKILL');
+    await killed.exited;
+    const taken = await comps[0].waitForLog(
+      (l) => Number(l.time) >= killedAt && l.msg === 'balancing slot taken over',
+      30000,
+    );
+    const p1 = await ask();
+    const servedMs = Date.now() - killedAt;
+    await comps[0].waitForLog((l) => l.msg === 'delivered' && l.project === p1, 30000);
+    expect(logsOf(comps[0], 'report requested', p1), 'served by the survivor, through ej1').to.have.length(1);
+
+    const restartedAt = Date.now();
+    comps[1] = await startClusterComponent(w!, 1, balancing);
+    const given = await comps[0].waitForLog(
+      (l) => Number(l.time) >= restartedAt && l.msg === 'balancing slot given back',
+      60000,
+    );
+    const back = await comps[1].waitForLog((l) => l.msg === 'balancing slot taken over', 60000);
+    const p2 = await ask();
+    await comps[1].waitForLog((l) => l.msg === 'delivered' && l.project === p2, 30000);
+    for (const [p, who] of [
+      [p0, [killed, comps[0], comps[1]].map((c) => (c === killed ? 1 : 0))],
+      [p1, [0, 1, 0]],
+      [p2, [0, 0, 1]],
+    ] as const)
+      expect(
+        [killed, comps[0], comps[1]].map((c) => logsOf(c, 'report requested', p).length),
+        `who served ${p}`,
+      ).to.deep.equal(who);
+    const closing = comps[0].logs.find(
+      (l) =>
+        Number(l.time) >= restartedAt &&
+        l.msg === 'closing a spare connection' &&
+        l.why === 'a peer asked for its slot',
+    );
+    const online = comps[1].logs.find((l) => l.msg === 'spare connection online' && l.conn === back.conn);
+    process.stderr.write(
+      `      (lab: SIGKILL → taken over ${Number(taken.time) - killedAt} ms → report on ej2 delivered ${servedMs} ms; restart → given back ${Number(given.time) - restartedAt} ms; handover window ${Number(online?.time) - Number(closing?.time)} ms)\n`,
+    );
   });
 });

@@ -75,6 +75,7 @@ describe('config', () => {
         reconnectMaxMs: 30000,
         serverDomain: 'example.com',
         keepaliveMs: 0,
+        balancing: { slots: 0, checkMs: 2000, answerMs: 500, releaseWaitMs: 30000 },
       });
       expect(c.reports).to.deep.equal({
         source: 'folder',
@@ -122,6 +123,15 @@ describe('config', () => {
       const c = loadConfig({ env: env({ XR_XMPP_SERVER_DOMAIN: 'XMPP.Example.NET', XR_DISCOVER_PROXIES: 'false' }) });
       expect(c.xmpp.serverDomain).to.equal('xmpp.example.net');
       expect(c.transfer.discoverProxies).to.equal(false);
+    });
+
+    it('balancing slots: off by default; on with component_number; answerMs shorter than checkMs; at most 64', () => {
+      const on = loadConfig({ env: env({ XR_XMPP_BALANCING_SLOTS: '2', XR_XMPP_BALANCING_CHECK_MS: '1000' }) });
+      expect(on.xmpp.balancing).to.deep.equal({ slots: 2, checkMs: 1000, answerMs: 500, releaseWaitMs: 30000 });
+      expect(() =>
+        loadConfig({ env: env({ XR_XMPP_BALANCING_SLOTS: '2', XR_XMPP_BALANCING_CHECK_MS: '500' }) }),
+      ).to.throw(/xmpp.balancing.answerMs .*shorter than xmpp.balancing.checkMs/);
+      expect(() => loadConfig({ env: env({ XR_XMPP_BALANCING_SLOTS: '65' }) })).to.throw(/xmpp.balancing.slots/);
     });
 
     it('admin JIDs are bare, lower-cased; metrics port and metadata URL are checked', () => {

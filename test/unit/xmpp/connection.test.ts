@@ -3,6 +3,7 @@
 // goes away, bytes its XML parser throws on, several servers, and TLS (a
 // certificate from a test CA, a wrong CA, a wrong name).
 import { expect } from 'chai';
+import { xml } from '@xmpp/component';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -214,6 +215,59 @@ describe('xmpp/connection against a fake XEP-0114 server', function () {
       lastError: undefined,
       since: undefined,
     });
+  });
+
+  it("a spare connection: its own handshake; IQ replies reach the primary's requests, IQ gets are answered on it, intercepted stanzas go nowhere else", async () => {
+    server = await new FakeServer(['accept']).start();
+    const { log } = capture();
+    conn = connect(server.port, log);
+    const handled: string[] = [];
+    conn.onStanza((el) => {
+      if (el.name !== 'handshake') handled.push(`${el.name} ${el.attrs.type ?? ''} ${el.attrs.id ?? ''}`);
+      return Promise.resolve(el.name === 'iq' ? true : undefined);
+    });
+    await conn.start();
+    const intercepted: string[] = [];
+    const spare = await conn.openSpare((el) => {
+      if (el.attrs.to?.startsWith('xr-slot-')) {
+        intercepted.push(el.attrs.to);
+        return true;
+      }
+      return false;
+    }, 5000);
+    expect(server.handshakes).to.equal(2);
+    const onSpare = server.sockets[1];
+    let written = '';
+    onSpare.on('data', (d: Buffer) => (written += d.toString()));
+    // the reply to a request sent through the primary, arriving on the spare
+    const pending = conn.request(
+      xml('iq', { type: 'get', to: 'alice@example.com/x', id: 'q1' }, xml('query', { xmlns: 'jabber:iq:version' })),
+      5000,
+    );
+    onSpare.write(
+      `<iq type='result' id='q1' from='alice@example.com/x' to='${DOMAIN}'><query xmlns='jabber:iq:version'/></iq>`,
+    );
+    const answer = await pending;
+    expect(answer.attrs.id).to.equal('q1');
+    expect(answer.getChild('query', 'jabber:iq:version')).to.not.equal(undefined);
+    // an IQ get: the same handler, answered once, on the spare
+    onSpare.write(
+      `<iq type='get' id='g1' from='alice@example.com/x' to='1234@${DOMAIN}/reports'><ping xmlns='urn:xmpp:ping'/></iq>`,
+    );
+    // a slot message: intercepted, never handled
+    onSpare.write(`<message from='xr-slot-00ff00ff@${DOMAIN}' to='xr-slot-00ff00ff@${DOMAIN}'/>`);
+    await until(
+      'the answer on the spare',
+      () => /<iq[^>]*type=.result.[^>]*id=.g1./.test(written) || /id=.g1.[^>]*type=.result./.test(written),
+    );
+    expect(handled).to.deep.equal(['iq get g1']);
+    expect(intercepted).to.deep.equal([`xr-slot-00ff00ff@${DOMAIN}`]);
+    expect(written.match(/g1/g)).to.have.length(1);
+    let closed = false;
+    spare.onClosed(() => (closed = true));
+    await spare.close();
+    await until('the spare closed', () => closed);
+    expect(conn.isOnline).to.equal(true);
   });
 });
 
