@@ -34,6 +34,8 @@ export interface EjabberdOptions {
   c2sPort: number;
   /** ejabberd's domain_balancing for the component domain as TYPE:N (XR_EJ_DOMAIN_BALANCING), e.g. 'source:2'; default none. */
   domainBalancing: string;
+  /** load mod_xr_failover (XR_EJ_FAILOVER): a dead balancing slot's stanzas go to a live connection */
+  failover: boolean;
   /** Address of the c2s, component and HTTP listeners (XR_EJ_LISTEN_IP); default 127.0.0.1. */
   listenIp: string;
   /** Address mod_proxy65 listens on (XR_EJ_PROXY65_IP) and the host it announces (XR_EJ_PROXY65_HOST); default 127.0.0.1. */
@@ -104,6 +106,7 @@ export async function startEjabberd(opts: Partial<EjabberdOptions> = {}): Promis
     XR_EJ_STARTTLS: String(opts.starttls ?? false),
     XR_EJ_COMPONENT_TLS: String(opts.componentTls ?? false),
     XR_EJ_DOMAIN_BALANCING: opts.domainBalancing ?? '',
+    XR_EJ_FAILOVER: String(opts.failover ?? false),
     XR_EJ_LISTEN_IP: opts.listenIp ?? '127.0.0.1',
     XR_EJ_PROXY65_IP: opts.proxy65Ip ?? '127.0.0.1',
     XR_EJ_PROXY65_HOST: opts.proxy65Host ?? '127.0.0.1',
