@@ -265,17 +265,8 @@ export class SpoolFile {
 
   /** Copies bytes at `position` (at or past `memBase`) from the chunks held in memory. */
   private fromMemory(buf: Buffer, offset: number, length: number, position: number): number {
-    let at = this.memBase;
     let n = 0;
-    for (const chunk of this.mem) {
-      if (n >= length) break;
-      const end = at + chunk.length;
-      if (end > position + n) {
-        const from = position + n - at;
-        n += chunk.copy(buf, offset + n, from, Math.min(chunk.length, from + length - n));
-      }
-      at = end;
-    }
+    for (const view of this.viewMemory(position, length)) n += view.copy(buf, offset + n);
     return n;
   }
 
