@@ -104,12 +104,15 @@ describe('transfer/s5b send', () => {
 
   /** A connected pair: the sender's socket and what the receiving end sees. */
   async function pair(): Promise<{ out: Socket; rec: Received }> {
-    const n = accepted.length;
     const { port } = server.address() as { port: number };
     const out = connect(port, '127.0.0.1');
     await within(new Promise((r) => out.once('connect', r)), 3000, 'connect');
-    for (let i = 0; i < 100 && accepted.length === n; i++) await sleep(5);
-    return { out, rec: accepted[n] };
+    // this connection's own end, by its port (the server may accept connections in any order)
+    const mine = () => accepted.find((r) => r.socket.remotePort === out.localPort);
+    for (let i = 0; i < 600 && !mine(); i++) await sleep(5);
+    const rec = mine();
+    if (!rec) throw new Error('the test server never accepted the connection');
+    return { out, rec };
   }
 
   function report(file: SpoolFile, size: number): Report {
