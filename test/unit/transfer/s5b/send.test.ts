@@ -182,6 +182,12 @@ describe('transfer/s5b send', () => {
       describe: (e) => (e instanceof ReportError ? e : new ReportError('unavailable', `download failed: ${e.message}`)),
     });
     const { out, rec } = await pair();
+    let reset = false;
+    const resetAndDestroy = out.resetAndDestroy.bind(out);
+    out.resetAndDestroy = () => {
+      reset = true;
+      return resetAndDestroy();
+    };
     const sending = new S5bSender({ stallTimeoutMs: 5000 }).send(out, report(file, 8 << 20));
     await feed(src, data, false);
     src.destroy(new Error('socket hang up'));
@@ -196,8 +202,11 @@ describe('transfer/s5b send', () => {
     expect(err).to.be.instanceOf(StreamError);
     expect((err as StreamError).sent).to.be.lessThan(8 << 20);
     expect(((err as StreamError).cause as Error).message).to.equal('download failed: socket hang up');
-    // a reset, not a clean end: the receiver cannot take the cut stream for the whole file
-    expect(await within(rec.ended, 3000, 'receiver end')).to.not.equal('end');
+    // A reset, not a clean end. (What the receiver reads of it is up to its kernel: Linux reports a
+    // reset connection whose receive queue still held bytes as an end of stream, so the receiver's
+    // own proof is the size it was offered, which the cut stream never reaches.)
+    expect(reset, 'the sender reset the stream').to.equal(true);
+    await within(rec.ended, 3000, 'receiver end');
     expect(rec.bytes).to.be.lessThan(8 << 20);
     await file.remove();
   });
