@@ -43,15 +43,8 @@ export class RequestJournal {
 
   constructor(private readonly dir: string) {}
 
-  /** Notes a request about to be offered; the returned function forgets it. */
-  async begin(entry: InFlight): Promise<() => Promise<void>> {
-    const path = join(this.dir, `${PREFIX}${this.run}-${++this.seq}.json`);
-    await writeFile(path, JSON.stringify(entry));
-    return () => rm(path, { force: true });
-  }
-
   /**
-   * Notes a request as begin() does, without waiting: `written` settles (true, or false when the
+   * Notes a request about to be offered, without waiting: `written` settles (true, or false when the
    * write failed) once the entry is on disk. name() puts the file's name in once it is known, by
    * an atomic rewrite in the background; forget() waits for the writes, then removes the entry.
    */

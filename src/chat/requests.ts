@@ -228,15 +228,14 @@ export class Requests {
     const told = say(replies.fetching(project));
     told.catch(() => {});
     // The client's disco#info is asked now, in parallel with the download, not after it (issue 15).
-    const probe = from.resource
-      ? this.deps.delivery.probe?.(this.deps.addresses.projectFull(project), from.full)
-      : undefined;
+    const projectJid = this.deps.addresses.projectFull(project);
+    const probe = from.resource ? this.deps.delivery.probe?.(projectJid, from.full) : undefined;
     // Noted in the journal now, while the report downloads, so the write is not on the critical path;
     // the file name follows once known. On disk before any offer (see deliver()).
     const note = from.resource
       ? this.deps.journal?.note({
           to: from.full,
-          from: this.deps.addresses.projectFull(project),
+          from: projectJid,
           project,
           file: `the report of project ${project}`,
           startedAt: new Date().toISOString(),

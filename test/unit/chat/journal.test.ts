@@ -23,20 +23,21 @@ describe('chat/journal', () => {
 
   it('keeps an entry until its request ends', async () => {
     const j = new RequestJournal(dir);
-    const forget = await j.begin(entry('1'));
+    const n = j.note(entry('1'));
+    expect(await n.written).to.equal(true);
     expect(await readdir(dir)).to.have.length(1);
-    await forget();
+    await n.forget();
     expect(await readdir(dir)).to.deep.equal([]);
   });
 
   it('gives a later run what an earlier one left, once, and never its own running entries', async () => {
     const killed = new RequestJournal(dir);
-    await killed.begin(entry('1'));
-    await killed.begin(entry('2'));
+    await killed.note(entry('1')).written;
+    await killed.note(entry('2')).written;
     await writeFile(join(dir, 'inflight-garbage.json'), '{not json');
     await writeFile(join(dir, 'spool-abc'), 'a spooled report, not ours');
     const next = new RequestJournal(dir);
-    await next.begin(entry('3')); // running now in the new run
+    await next.note(entry('3')).written; // running now in the new run
     const { entries, unreadable } = await next.leftOver();
     expect(entries.map((e) => e.project).sort()).to.deep.equal(['1', '2']);
     expect(unreadable).to.equal(1);
