@@ -173,11 +173,13 @@ keep1(Pid, Pkt) ->
                      erlang:monotonic_time(millisecond), Pkt},
             case node(Pid) =:= node() of
                 %% stored before the router hands the stanza over, so its answer cannot come first
-                true -> insert(Entry);
+                true ->
+                    insert(Entry),
+                    ?KEEPER ! {watch, Pid};
                 %% one distribution channel: this reaches the keeper before the stanza reaches Pid
-                false -> ok
+                false ->
+                    {?KEEPER, node(Pid)} ! {keep, Pid, Entry}
             end,
-            {?KEEPER, node(Pid)} ! {keep, Pid, Entry},
             ok;
         false ->
             ok
@@ -208,7 +210,10 @@ keeper() ->
 keeper_loop(Watched) ->
     receive
         {keep, Pid, Entry} ->
-            node(Pid) =:= node() orelse insert(Entry),
+            insert(Entry),
+            self() ! {watch, Pid},
+            keeper_loop(Watched);
+        {watch, Pid} ->
             case maps:is_key(Pid, Watched) of
                 true ->
                     keeper_loop(Watched);

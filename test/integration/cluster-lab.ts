@@ -65,9 +65,11 @@ export interface ClusterWorld {
   nodes: [EjabberdInstance, EjabberdInstance];
   intranet: LabIntranet;
   runDir: string;
+  /** both nodes load mod_xr_failover */
+  failover: boolean;
 }
 
-function nodeOptions(lab: Netlab, runDir: string, i: 0 | 1, cookieFile: string) {
+function nodeOptions(lab: Netlab, runDir: string, i: 0 | 1, cookieFile: string, failover: boolean) {
   const host = i === 0 ? 'xmpp' : 'xmpp2';
   return {
     runDir: join(runDir, `ejabberd${i + 1}`),
@@ -80,12 +82,17 @@ function nodeOptions(lab: Netlab, runDir: string, i: 0 | 1, cookieFile: string) 
     distIp: CLUSTER_ADDRESSES[host].v4,
     cookieFile,
     domainBalancing: BALANCING,
+    failover,
     ...(i === 1 ? { join: NODE_NAMES[0] } : {}),
   };
 }
 
-/** The lab with its two extra hosts, the two-node cluster and the intranet; stop with stopClusterWorld. */
-export async function startClusterWorld(): Promise<ClusterWorld> {
+/**
+ * The lab with its two extra hosts, the two-node cluster and the intranet; stop with stopClusterWorld.
+ * `failover`: both nodes load mod_xr_failover (scripts/ejabberd/mod_xr_failover.erl).
+ */
+export async function startClusterWorld(o: { failover?: boolean } = {}): Promise<ClusterWorld> {
+  const failover = o.failover ?? false;
   const lab = await Netlab.up();
   const runDir = join(process.cwd(), '.run', `cluster-lab-${lab.prefix}`);
   try {
@@ -95,10 +102,10 @@ export async function startClusterWorld(): Promise<ClusterWorld> {
     // The cluster's own cookie: a file only the nodes read (never on a command line).
     const cookieFile = join(runDir, 'cookie');
     await writeFile(cookieFile, randomBytes(24).toString('hex') + '\n', { mode: 0o600 });
-    const ej1 = await startEjabberd(nodeOptions(lab, runDir, 0, cookieFile));
-    const ej2 = await startEjabberd(nodeOptions(lab, runDir, 1, cookieFile));
+    const ej1 = await startEjabberd(nodeOptions(lab, runDir, 0, cookieFile, failover));
+    const ej2 = await startEjabberd(nodeOptions(lab, runDir, 1, cookieFile, failover));
     const intranet = await LabIntranet.start(lab);
-    return { lab, nodes: [ej1, ej2], intranet, runDir };
+    return { lab, nodes: [ej1, ej2], intranet, runDir, failover };
   } catch (err) {
     await lab.down(); // also ends the nodes started so far (every process in the lab's namespaces)
     await rm(runDir, { recursive: true, force: true });
@@ -108,7 +115,7 @@ export async function startClusterWorld(): Promise<ClusterWorld> {
 
 /** Starts node i again (same run dir, spool and settings: it rejoins the cluster by itself). */
 export function restartNode(w: ClusterWorld, i: 0 | 1): Promise<EjabberdInstance> {
-  return startEjabberd(nodeOptions(w.lab, w.runDir, i, join(w.runDir, 'cookie')));
+  return startEjabberd(nodeOptions(w.lab, w.runDir, i, join(w.runDir, 'cookie'), w.failover));
 }
 
 export async function stopClusterWorld(w: ClusterWorld | undefined): Promise<void> {

@@ -6,9 +6,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const run = promisify(execFile);
 
-/** Bytes waiting unread in the receive queues of `pid`'s established connections to `remotePort`. */
-export async function unreadBytes(pid: number, remotePort: number): Promise<number> {
-  const { stdout } = await run('ss', ['-tnpH', 'state', 'established', 'dport', '=', `:${remotePort}`]);
+/** Bytes waiting unread in the receive queues of `pid`'s established connections to `remotePort` (in network namespace `netns`). */
+export async function unreadBytes(pid: number, remotePort: number, netns?: string): Promise<number> {
+  const ss = ['ss', '-tnpH', 'state', 'established', 'dport', '=', `:${remotePort}`];
+  const [cmd, ...args] = netns ? ['ip', 'netns', 'exec', netns, ...ss] : ss;
+  const { stdout } = await run(cmd, args, { timeout: 10000 });
   let total = 0;
   for (const line of stdout.split('\n')) {
     // Recv-Q Send-Q Local Peer Process (the state column is left out under a state filter)
@@ -19,10 +21,15 @@ export async function unreadBytes(pid: number, remotePort: number): Promise<numb
 }
 
 /** Waits (bounded) until `pid` has unread bytes from `remotePort`; throws with what it saw if none come. */
-export async function waitForUnread(pid: number, remotePort: number, timeoutMs = 10000): Promise<number> {
+export async function waitForUnread(
+  pid: number,
+  remotePort: number,
+  o: { netns?: string; timeoutMs?: number } = {},
+): Promise<number> {
+  const timeoutMs = o.timeoutMs ?? 10000;
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const n = await unreadBytes(pid, remotePort);
+    const n = await unreadBytes(pid, remotePort, o.netns);
     if (n > 0) return n;
     if (Date.now() > end) throw new Error(`no unread bytes from port ${remotePort} at pid ${pid} in ${timeoutMs} ms`);
     await sleep(20);
