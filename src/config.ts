@@ -82,7 +82,7 @@ const DECLARED = [
     kind: 'int',
     def: 0,
     min: 0,
-    doc: "how often the component pings xmpp.serverDomain (XEP-0199); no answer within as long again drops the link and moves to the next server, so a vanished server host is left in seconds, not when a write times out minutes later. 0 = never. 30000 suits one connection per domain (Prosody always); leave 0 with ejabberd domain_balancing, which hands the server's answers to one instance only",
+    doc: "how often the component pings xmpp.serverDomain (XEP-0199); no answer within as long again drops the link and moves to the next server, so a vanished server host is left in seconds, not when a write times out minutes later. 0 = never. 30000 suits one connection per domain (Prosody always); with ejabberd domain_balancing leave 0 unless ejabberd loads mod_xr_failover (without it the server's answers all go to one instance)",
   },
   {
     key: 'xmpp.balancing.slots',

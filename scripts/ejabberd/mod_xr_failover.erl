@@ -23,6 +23,13 @@
 %%    short by the crash is not repeated (the component's own journal tells
 %%    the user after its restart).
 %%
+%% 3. Answers to the component's own IQs from JIDs that are not users: the
+%%    server's XEP-0199 pongs, its disco answers, a proxy's streamhost. They
+%%    come from the server's domain or the proxy's JID, which domain_balancing
+%%    hashes to one slot, so every other instance waits for them in vain. The
+%%    hook notes which connection sent each IQ get/set and hands the result
+%%    or error back to that connection.
+%%
 %% When no connection of the component is left, a request is answered with a
 %% service-unavailable error that the user's client shows, instead of
 %% silence. Other stanzas for a dead slot are dropped as ejabberd does.
@@ -49,6 +56,7 @@
 
 -define(KEEPER, mod_xr_failover_keeper).
 -define(TABLE, mod_xr_failover_requests).
+-define(IQS, mod_xr_failover_iqs).
 %% a request unanswered for this long is forgotten: its connection is alive
 %% but stuck, and sending it elsewhere later would surprise more than help
 -define(MAX_AGE_MS, 60000).
@@ -86,7 +94,55 @@ filter_packet(drop) ->
 filter_packet(Pkt) ->
     %% Never in the way: anything unexpected leaves the stanza to the router.
     try answered(Pkt) catch _:_ -> ok end,
-    try reroute(Pkt) catch _:_ -> Pkt end.
+    try sent_iq(Pkt) catch _:_ -> ok end,
+    case try iq_answer(Pkt) catch _:_ -> Pkt end of
+        drop -> drop;
+        _ -> try reroute(Pkt) catch _:_ -> Pkt end
+    end.
+
+%% An IQ get/set a component connection sends (the hook runs in that
+%% connection's process): its answer is to go back to it.
+sent_iq(#iq{type = T, id = Id, from = #jid{lserver = S} = From, to = To}) when T =:= get; T =:= set ->
+    case balancing(S) of
+        undefined ->
+            ok;
+        _ ->
+            Self = self(),
+            {ok, Routes} = (ejabberd_router:get_backend()):find_routes(S),
+            case lists:keymember(Self, #route.pid, Routes) of
+                true ->
+                    ets:info(?IQS, size) < ?MAX_KEPT andalso
+                        ets:insert(?IQS, {{jid:tolower(From), jid:tolower(To), Id}, Self, now_ms()});
+                false ->
+                    ok
+            end
+    end;
+sent_iq(_) ->
+    ok.
+
+iq_answer(#iq{type = T, id = Id, from = From, to = #jid{lserver = S} = To} = Pkt) when
+    T =:= result; T =:= error ->
+    case balancing(S) of
+        undefined ->
+            Pkt;
+        _ ->
+            case ets:take(?IQS, {jid:tolower(To), jid:tolower(From), Id}) of
+                [{_, Pid, _}] ->
+                    case alive(Pid) of
+                        true ->
+                            ejabberd_cluster:send(Pid, {route, Pkt}),
+                            drop;
+                        false ->
+                            Pkt
+                    end;
+                [] ->
+                    Pkt
+            end
+    end;
+iq_answer(Pkt) ->
+    Pkt.
+
+now_ms() -> erlang:monotonic_time(millisecond).
 
 reroute(Pkt) ->
     To = xmpp:get_to(Pkt),
@@ -169,8 +225,8 @@ keep(Pid, Pkt) ->
 keep1(Pid, Pkt) ->
     case is_request(Pkt) of
         true ->
-            Entry = {pair(xmpp:get_from(Pkt), xmpp:get_to(Pkt)), erlang:unique_integer([monotonic]), Pid,
-                     erlang:monotonic_time(millisecond), Pkt},
+            Entry = {pair(xmpp:get_from(Pkt), xmpp:get_to(Pkt)), erlang:unique_integer([monotonic]), Pid, now_ms(),
+                     Pkt},
             case node(Pid) =:= node() of
                 %% stored before the router hands the stanza over, so its answer cannot come first
                 true ->
@@ -204,6 +260,7 @@ answered(_) ->
 %% routes again what a dead one left unanswered.
 keeper() ->
     ets:new(?TABLE, [bag, public, named_table, {write_concurrency, true}]),
+    ets:new(?IQS, [set, public, named_table, {write_concurrency, true}]),
     erlang:send_after(?SWEEP_MS, self(), sweep),
     keeper_loop(#{}).
 
@@ -225,8 +282,10 @@ keeper_loop(Watched) ->
             replay(Pid),
             keeper_loop(maps:remove(Pid, Watched));
         sweep ->
-            Cutoff = erlang:monotonic_time(millisecond) - ?MAX_AGE_MS,
+            Cutoff = now_ms() - ?MAX_AGE_MS,
             ets:select_delete(?TABLE, [{{'_', '_', '_', '$1', '_'}, [{'<', '$1', Cutoff}], [true]}]),
+            %% an IQ unanswered this long has timed out at the component
+            ets:select_delete(?IQS, [{{'_', '_', '$1'}, [{'<', '$1', Cutoff}], [true]}]),
             erlang:send_after(?SWEEP_MS, self(), sweep),
             keeper_loop(Watched);
         stop ->
@@ -238,7 +297,7 @@ keeper_loop(Watched) ->
 replay(Pid) ->
     Left = lists:keysort(2, ets:match_object(?TABLE, {'_', '_', Pid, '_', '_'})),
     lists:foreach(fun(E) -> ets:delete_object(?TABLE, E) end, Left),
-    Cutoff = erlang:monotonic_time(millisecond) - ?MAX_AGE_MS,
+    Cutoff = now_ms() - ?MAX_AGE_MS,
     Again = [Pkt || {_, _, _, T, Pkt} <- Left, T >= Cutoff],
     case Again of
         [] ->

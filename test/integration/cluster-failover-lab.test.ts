@@ -8,6 +8,7 @@
 // - While slot 1 is dead, its users on either node are served by instance 0
 //   (each node's hook hands the stanza across).
 // - Restarted, instance 1 takes its slot back.
+// - Each instance gets the answers to its own pings and proxy queries.
 // Root only: when the lab cannot be built, the tests fail and say why.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
@@ -55,7 +56,8 @@ describe('integration: mod_xr_failover on a two-node ejabberd cluster on the lab
     return project;
   }
   const start = async (i: 0 | 1) => {
-    const c = await startClusterComponent(w!, i);
+    // pings and proxy discovery: answered by the server of the instance's own node, handed back to it
+    const c = await startClusterComponent(w!, i, { XR_XMPP_KEEPALIVE_MS: '1000' });
     all.push(c);
     return c;
   };
@@ -98,6 +100,18 @@ describe('integration: mod_xr_failover on a two-node ejabberd cluster on the lab
     expect(served(await ask('a1', 150_000))).to.deep.equal([0, 1]);
     expect(served(await ask('b1', 150_000))).to.deep.equal([0, 1]);
     expect(served(await ask('c0', 150_000))).to.deep.equal([1, 0]);
+  });
+
+  it("each instance gets its own node's answers to its pings and proxy queries", async () => {
+    for (const c of comps) {
+      const found = await c.waitForLog((l) => l.msg === 'proxies discovered', 30000);
+      expect(found.discovered).to.deep.equal([`proxy.${w!.nodes[0].domain}`]);
+      await c.waitForLog((l) => l.msg === 'proxy checked', 30000);
+      const pongs = () => c.logs.filter((l) => l.msg === 'the XMPP server answered a ping').length;
+      for (let i = 0; i < 100 && pongs() < 2; i++) await sleep(100);
+      expect(pongs(), 'pongs').to.be.at.least(2);
+      expect(c.logs.filter((l) => l.msg === 'the XMPP server did not answer a ping')).to.deep.equal([]);
+    }
   });
 
   it('a request from ej1 that ej2 wrote to a stopped instance on another host is served by the other instance when it dies', async () => {

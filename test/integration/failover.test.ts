@@ -41,7 +41,9 @@ describe('integration: mod_xr_failover hands a dead balancing slot to a live con
       {
         XR_REPORTS_SOURCE: 'http',
         XR_REPORTS_URL_TEMPLATE: (await getIntranet()).urlTemplate,
-        XR_DISCOVER_PROXIES: 'false',
+        // both instances ping the server and discover its proxy: the answers come from the server's
+        // domain and the proxy's JID, which domain_balancing alone hands to one instance
+        XR_XMPP_KEEPALIVE_MS: '500',
       },
       { ejabberd: ej },
     );
@@ -88,6 +90,18 @@ describe('integration: mod_xr_failover hands a dead balancing slot to a live con
   it('with every instance up, each slot is served by its own instance', async () => {
     expect(byWho(await ask(victim, randomBytes(200_000)))).to.deep.equal([0, 1]);
     expect(byWho(await ask(other, randomBytes(200_000)))).to.deep.equal([1, 0]);
+  });
+
+  it("each instance gets the answers to its own IQs: the server's pongs, its disco items, the proxy's streamhost", async () => {
+    for (const c of comps) {
+      const found = await c.waitForLog((l) => l.msg === 'proxies discovered', 30000);
+      expect(found.discovered, 'disco#items and #info answered').to.deep.equal([`proxy.${ej.domain}`]);
+      await c.waitForLog((l) => l.msg === 'proxy checked' && l.proxy === `proxy.${ej.domain}`, 30000);
+      const pongs = () => c.logs.filter((l) => l.msg === 'the XMPP server answered a ping').length;
+      for (let i = 0; i < 100 && pongs() < 3; i++) await sleep(100);
+      expect(pongs(), 'pongs').to.be.at.least(3);
+      expect(c.logs.filter((l) => l.msg === 'the XMPP server did not answer a ping')).to.deep.equal([]);
+    }
   });
 
   it('a request written to an instance that died without reading it is served by the other instance', async () => {
