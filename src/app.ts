@@ -123,6 +123,7 @@ export class App {
       streamhost: () => streamhost && { listening: streamhost.listening, connections: streamhost.connections },
       activeRequests: () => this.requests.list().length,
       activeTransfers: () => this.requests.transferCount,
+      balancing: () => this.slots?.status(),
     });
     const source = meteredSource(reportSource(config, spool), this.metrics);
     this.names = projectNames(config);

@@ -29,6 +29,20 @@ export interface Probe {
   streamhost(): { listening: boolean; connections: number } | undefined;
   activeRequests(): number;
   activeTransfers(): number;
+  /** ejabberd balancing slots (xmpp.balancing.slots > 0); undefined: not watched */
+  balancing?(): BalancingStatus | undefined;
+}
+
+export interface BalancingStatus {
+  slots: number;
+  /** false until the first probe round ended */
+  checked: boolean;
+  /** the primary connection held a slot in the last round */
+  holdsSlot: boolean;
+  /** spare connections holding a dead instance's slot */
+  spares: number;
+  /** ms since epoch since a slot has been seen dead; undefined: none now */
+  deadSince: number | undefined;
 }
 
 export interface Health {
@@ -41,6 +55,8 @@ export interface Health {
   xmppLastError?: string;
   xmppDownSince?: string;
   streamhost: 'listening' | 'down' | 'disabled';
+  /** with xmpp.balancing.slots: what this instance holds and whether a slot is dead */
+  balancing?: { slots: number; holdsSlot: boolean | 'unchecked'; spares: number; deadSlotSince?: string };
   activeTransfers: number;
   uptimeSeconds: number;
 }
@@ -121,6 +137,23 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: `${PREFIX}balancing_slots_held`,
+      help: 'ejabberd balancing slots this instance holds: its own connection (0 or 1) plus spares (xmpp.balancing.slots > 0)',
+      registers,
+      collect() {
+        const b = p.balancing?.();
+        this.set(b ? (b.holdsSlot ? 1 : 0) + b.spares : 0);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}balancing_dead_slot`,
+      help: '1 while the probes see a balancing slot that no instance holds (xmpp.balancing.slots > 0)',
+      registers,
+      collect() {
+        this.set(p.balancing?.()?.deadSince !== undefined ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: `${PREFIX}xmpp_connected`,
       help: '1 while connected to the XMPP server',
       registers,
@@ -151,6 +184,7 @@ export class Metrics {
     const xmpp = this.probe.xmppConnected() ? 'connected' : 'disconnected';
     const streamhost = sh === undefined ? 'disabled' : sh.listening ? 'listening' : 'down';
     const link = this.probe.xmppLink?.();
+    const b = this.probe.balancing?.();
     return {
       ok: xmpp === 'connected' && streamhost !== 'down',
       xmpp,
@@ -159,6 +193,16 @@ export class Metrics {
       ...(link?.lastError ? { xmppLastError: link.lastError } : {}),
       ...(link?.since ? { xmppDownSince: link.since.toISOString() } : {}),
       streamhost,
+      ...(b
+        ? {
+            balancing: {
+              slots: b.slots,
+              holdsSlot: b.checked ? b.holdsSlot : 'unchecked',
+              spares: b.spares,
+              ...(b.deadSince !== undefined ? { deadSlotSince: new Date(b.deadSince).toISOString() } : {}),
+            },
+          }
+        : {}),
       activeTransfers: this.probe.activeTransfers(),
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
     };

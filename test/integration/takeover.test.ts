@@ -11,13 +11,14 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
 import { field, type ReceiverEvent } from '../support/receiver.js';
 import { userInSlot } from './cluster-lab.js';
 import { xml } from '@xmpp/client';
 import { NS } from '../../src/xmpp/namespaces.js';
 import { XmppUser } from '../support/xmpp-user.js';
-import { ComponentProcess, getIntranet, user, type LogLine } from './harness.js';
+import { ComponentProcess, freePort, getIntranet, user, type LogLine } from './harness.js';
 import { expectDelivered, projectIds, requestReport, startReceiver, stopReceiver, type Rx } from './receivers.js';
 
 // its own ejabberd, clear of the harness's (XR_TEST_PORT_BASE … +4) and Prosody's (+1000)
@@ -43,11 +44,27 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     XR_IBB_BLOCK_SIZE: '4096',
     XR_XMPP_BALANCING_SLOTS: '2',
   });
+  const metricsPorts = new Map<ComponentProcess, number>();
   const spawn = async () => {
-    const c = await ComponentProcess.spawn(await env(), { ejabberd: ej });
+    const port = await freePort();
+    const c = await ComponentProcess.spawn(
+      { ...(await env()), XR_METRICS_BIND_HOST: '127.0.0.1', XR_METRICS_BIND_PORT: String(port) },
+      { ejabberd: ej },
+    );
+    metricsPorts.set(c, port);
     all.push(c);
     return c;
   };
+  /** what an operator reads: /healthz's balancing part and the two slot gauges */
+  async function slotState(c: ComponentProcess) {
+    const base = `http://127.0.0.1:${metricsPorts.get(c)}`;
+    const h = (await (await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(10000) })).json()) as {
+      balancing?: Record<string, unknown>;
+    };
+    const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(10000) })).text();
+    const gauge = (name: string) => Number(new RegExp(`^xmpp_reports_${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    return { healthz: h.balancing, held: gauge('balancing_slots_held'), dead: gauge('balancing_dead_slot') };
+  }
   const requested = (c: ComponentProcess, project: string) =>
     c.logs.filter((l) => l.msg === 'report requested' && l.project === project);
   const byWho = (project: string) => all.map((c) => requested(c, project).length);
@@ -94,6 +111,12 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const p0 = await ask(other, randomBytes(200_000), 's5b');
     expect(byWho(p1)).to.deep.equal([0, 1]);
     expect(byWho(p0)).to.deep.equal([1, 0]);
+    for (const c of comps)
+      expect(await slotState(c), 'each holds its own slot').to.deep.equal({
+        healthz: { slots: 2, holdsSlot: true, spares: 0 },
+        held: 1,
+        dead: 0,
+      });
   });
 
   it('SIGKILL: the survivor takes the dead slot over and serves its user; a request in the detection window is lost', async () => {
@@ -110,6 +133,13 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     );
     const taken = await comps[0].waitForLog((l) => time(l) >= killedAt && l.msg === 'balancing slot taken over', 30000);
     const takenMs = Date.now() - killedAt;
+    // the survivor's /healthz and gauges show the spare, and no dead slot, once a round has confirmed it
+    let st = await slotState(comps[0]);
+    for (let i = 0; i < 100 && (st.held !== 2 || st.dead !== 0); i++) {
+      await sleep(100);
+      st = await slotState(comps[0]);
+    }
+    expect(st).to.deep.equal({ healthz: { slots: 2, holdsSlot: true, spares: 1 }, held: 2, dead: 0 });
     const p = await ask(victim, randomBytes(300_000), 's5b');
     const servedMs = Date.now() - killedAt;
     expect(byWho(p), 'served by the survivor').to.deep.equal([1, 0]);

@@ -51,6 +51,29 @@ describe('metrics', () => {
     expect(text).to.match(/^xmpp_reports_process_cpu_user_seconds_total /m);
   });
 
+  it('shows the balancing slots in /healthz and two gauges, only when they are watched', async () => {
+    let b = { slots: 2, checked: false, holdsSlot: false, spares: 0, deadSince: undefined as number | undefined };
+    const m = new Metrics({ ...probe(), balancing: () => b });
+    expect(m.health().balancing).to.deep.equal({ slots: 2, holdsSlot: 'unchecked', spares: 0 });
+    b = { slots: 2, checked: true, holdsSlot: true, spares: 1, deadSince: Date.UTC(2026, 11, 2, 6, 0, 0) };
+    expect(m.health().balancing).to.deep.equal({
+      slots: 2,
+      holdsSlot: true,
+      spares: 1,
+      deadSlotSince: '2026-12-02T06:00:00.000Z',
+    });
+    expect(m.health().ok, 'a dead peer slot leaves this instance healthy').to.equal(true);
+    let text = await m.text();
+    expect(text).to.include('xmpp_reports_balancing_slots_held 2');
+    expect(text).to.include('xmpp_reports_balancing_dead_slot 1');
+    b = { ...b, holdsSlot: false, spares: 0, deadSince: undefined };
+    text = await m.text();
+    expect(text).to.include('xmpp_reports_balancing_slots_held 0');
+    expect(text).to.include('xmpp_reports_balancing_dead_slot 0');
+    const plain = new Metrics(probe());
+    expect(plain.health()).to.not.have.property('balancing');
+  });
+
   it('says healthy only when connected and the streamhost (if any) listens', () => {
     expect(new Metrics(probe()).health()).to.include({ ok: true, xmpp: 'connected', streamhost: 'listening' });
     expect(new Metrics(probe({ connected: false })).health()).to.include({ ok: false, xmpp: 'disconnected' });

@@ -71,6 +71,11 @@ export class SlotKeeper {
     return this.watch.instance;
   }
 
+  /** For /healthz and the metrics: see SlotWatch.status. */
+  status(): { slots: number } & ReturnType<SlotWatch['status']> {
+    return { slots: this.opts.slots, ...this.watch.status() };
+  }
+
   start(): void {
     this.stopped = false;
     this.deps.log.info(

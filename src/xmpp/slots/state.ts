@@ -91,6 +91,8 @@ export class SlotWatch {
   private spareOpening = false;
   private holdOffUntil = 0;
   private answers = { second: 0, count: 0 };
+  /** probes that came back to each connection in the last round that ended; undefined before the first */
+  private lastSelf: Record<Conn, number> | undefined;
 
   constructor(
     private readonly opts: SlotWatchOptions,
@@ -253,6 +255,7 @@ export class SlotWatch {
       if (this.deadSince !== undefined) events.push({ event: 'recovered', deadForMs: now - this.deadSince });
       this.deadSince = undefined;
     }
+    this.lastSelf = self;
     if (total === 0) {
       this.silentRounds++;
       if (this.silentRounds >= (this.opts.slotlessRounds ?? 2)) {
@@ -267,6 +270,20 @@ export class SlotWatch {
       this.slotlessSaid = false;
     }
     return { round: r.n, self, peers: [...peers], dropped, unknown: r.withReply ? 0 : silent.length, events, actions };
+  }
+
+  /**
+   * What an operator sees (/healthz, metrics): whether the primary connection
+   * held a slot in the last round, how many spares hold one, and since when a
+   * slot has been seen dead. `checked` is false until the first round ends.
+   */
+  status(): { checked: boolean; holdsSlot: boolean; spares: number; deadSince: number | undefined } {
+    return {
+      checked: this.lastSelf !== undefined,
+      holdsSlot: (this.lastSelf?.[PRIMARY] ?? 0) > 0,
+      spares: this.heldSpares.length,
+      deadSince: this.deadSince,
+    };
   }
 
   /** The keeper started opening a spare. */

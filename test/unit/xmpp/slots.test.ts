@@ -197,11 +197,19 @@ describe('slots: the state of two instances on a fake clock', () => {
   });
 
   it('a dead slot: opens one spare, which takes the slot and is confirmed by the dropped tokens coming back to it', () => {
+    expect(a.watch.status(), 'before any round').to.deep.equal({
+      checked: false,
+      holdsSlot: false,
+      spares: 0,
+      deadSince: undefined,
+    });
     a.round();
     b.round();
+    expect(a.watch.status()).to.deep.equal({ checked: true, holdsSlot: true, spares: 0, deadSince: undefined });
     router.drop(b); // SIGKILL
     tick(2000);
     const r = a.round();
+    expect(a.watch.status(), 'the dead slot, seen').to.include({ holdsSlot: true, deadSince: clock.now });
     expect(r.dropped).to.be.greaterThan(0);
     expect(r.events.map((e) => e.event)).to.deep.equal(['dead']);
     expect(r.actions).to.deep.equal([{ do: 'open-spare' }]);
@@ -216,6 +224,7 @@ describe('slots: the state of two instances on a fake clock', () => {
     expect(r2.actions).to.deep.equal([]);
     expect(a.watch.heldSpares).to.deep.equal(['spare-1']);
     expect(a.watch.urgent).to.equal(false);
+    expect(a.watch.status()).to.deep.equal({ checked: true, holdsSlot: true, spares: 1, deadSince: undefined });
   });
 
   it('a spare that gets no slot (someone took it first) is closed after its round', () => {
