@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, deflateSync } from 'node:zlib';
@@ -84,5 +85,45 @@ describe('reports/http-get', () => {
     let name = '';
     await p.catch((e: Error) => (name = e.name));
     expect(name).to.equal('AbortError');
+  });
+
+  it('bodies read through the shared read buffer arrive byte-exact, at once, to slow readers and over a reused connection', async () => {
+    // Bodies of several MiB: reads of up to READ_SIZE land in one buffer shared by every connection.
+    const bodies = [0, 1, 2].map((i) => randomBytes((3 << 20) + i * 12345));
+    const ports: number[] = [];
+    const s = await listen((req, res) => {
+      ports.push(req.socket.remotePort ?? 0);
+      const body = bodies[Number(req.url?.slice(1))];
+      res.writeHead(200, { 'content-length': body.length });
+      // in 64 KiB writes, as a file is streamed
+      let at = 0;
+      const more = (): void => {
+        while (at < body.length) {
+          const ok = res.write(body.subarray(at, at + (64 << 10)));
+          at += 64 << 10;
+          if (!ok) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    });
+    servers.push(s.server);
+    const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const read = async (i: number, slow: boolean): Promise<string> => {
+      const res = await httpGet(`${s.base}/${i}`, opts());
+      const h = createHash('sha256');
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        h.update(c);
+        // a reader that falls behind: the socket is paused meanwhile and its later reads reuse the buffer
+        if (slow) await new Promise((r) => setTimeout(r, 2));
+      }
+      return h.digest('hex');
+    };
+    expect(await Promise.all([read(0, false), read(1, true), read(2, false)])).to.deep.equal(bodies.map(digest));
+    // one after the other: the kept-alive connection is reused
+    ports.length = 0;
+    expect(await read(0, false)).to.equal(digest(bodies[0]));
+    expect(await read(2, true)).to.equal(digest(bodies[2]));
+    expect(ports[1]).to.equal(ports[0]);
   });
 });
