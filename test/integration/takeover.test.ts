@@ -134,12 +134,14 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const taken = await comps[0].waitForLog((l) => time(l) >= killedAt && l.msg === 'balancing slot taken over', 30000);
     const takenMs = Date.now() - killedAt;
     // the survivor's /healthz and gauges show the spare, and no dead slot, once a round has confirmed it
+    // (healthz and the gauges are two reads: a round may end between them, so all of it is awaited)
+    const want = { healthz: { slots: 2, holdsSlot: true, spares: 1 }, held: 2, dead: 0 };
     let st = await slotState(comps[0]);
-    for (let i = 0; i < 100 && (st.held !== 2 || st.dead !== 0); i++) {
+    for (let i = 0; i < 100 && JSON.stringify(st) !== JSON.stringify(want); i++) {
       await sleep(100);
       st = await slotState(comps[0]);
     }
-    expect(st).to.deep.equal({ healthz: { slots: 2, holdsSlot: true, spares: 1 }, held: 2, dead: 0 });
+    expect(st).to.deep.equal(want);
     const p = await ask(victim, randomBytes(300_000), 's5b');
     const servedMs = Date.now() - killedAt;
     expect(byWho(p), 'served by the survivor').to.deep.equal([1, 0]);
