@@ -224,8 +224,9 @@ export class Requests {
       this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
     );
     leased.catch(() => {}); // awaited below
-    // Written while the download starts, not before it; awaited before anything else is said.
-    const told = say(replies.fetching(project));
+    // Written once the intranet request is on its socket (Node's HTTP client writes it on the next
+    // tick, and this line's write would go first); awaited before anything else is said.
+    const told = new Promise<void>((resolve) => setImmediate(resolve)).then(() => say(replies.fetching(project)));
     told.catch(() => {});
     // The client's disco#info is asked now, in parallel with the download, not after it (issue 15).
     const projectJid = this.deps.addresses.projectFull(project);

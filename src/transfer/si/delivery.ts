@@ -109,10 +109,11 @@ export class SiDelivery implements Delivery, ComponentModule {
       },
     });
     await req.progress?.({ kind: 'offering' });
-    log.info({ bytes: report.size, methods: offered }, 'file offered');
     let answer: Element;
     try {
       const asked = this.deps.request(offer, this.o.offerTimeoutMs);
+      // logged once the offer is on its way, not before it
+      log.info({ bytes: report.size, methods: offered }, 'file offered');
       offerSent(req);
       answer = await run.race(asked);
     } catch (err) {
