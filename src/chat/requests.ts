@@ -1,6 +1,7 @@
 // One request from start to end: who asks, for what, fetch, deliver, reply.
 import { xml, type Element } from '@xmpp/component';
 import type { Logger } from 'pino';
+import { soon } from '../log.js';
 import type { Addresses, Jid, Target } from '../xmpp/addresses.js';
 import { ReportError, type ReportSource, type Report } from '../reports/source.js';
 import { DeliveryError, type Delivery, type DeliveryProgress, type DeliveryRequest } from '../transfer/delivery.js';
@@ -183,14 +184,14 @@ export class Requests {
       job.outcome = 'rate-limited';
       return say(replies.rateLimited(Math.max(1, Math.ceil(rate.retryAfterMs / 1000))));
     }
-    log.info('report requested');
+    soon(() => log.info('report requested'));
     try {
       await this.gate.run(
         from.bare,
         () => this.serve(project, from, out, log, job),
         (position) => {
           job.stage = 'queued';
-          log.info({ position }, 'request queued');
+          soon(() => log.info({ position }, 'request queued'));
           void say(replies.queued(position)).catch(() => {});
         },
       );
@@ -274,7 +275,8 @@ export class Requests {
       return say(replies.internal(project));
     }
     const report = lease.value;
-    log.info({ bytes: report.size, ms: Date.now() - started }, 'report fetched');
+    const fetchMs = Date.now() - started;
+    soon(() => log.info({ bytes: report.size, ms: fetchMs }, 'report fetched'));
     try {
       await told;
     } catch (err) {
