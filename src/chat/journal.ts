@@ -4,15 +4,17 @@
 // next start and tells each user what happened instead of leaving them with
 // "please accept the file" forever.
 //
-// One append-only file per run (inflight-<run>-<n>.log), opened once: a request
-// costs one write for its entry, one for its file name and one for its end,
-// where a file per request cost nine file operations (open, write, close, the
-// rename of a rewrite, stat and unlink), each a trip through libuv's threads,
-// and the offer waited behind the first three (bench item 7, 100 KiB). Lines are
-// JSON: {"b":id,"e":entry} begins, {"n":id,"file":name} names, {"x":id} ends.
-// The file is cut to nothing whenever no request is left in it, and rewritten
-// into a new one (live entries only) when it grows past ROTATE_BYTES.
-import { close, ftruncate, open, write } from 'node:fs';
+// One append-only file at a time per run (inflight-<run>-<n>.log): a request
+// adds a line for its entry, one for its file name and one for its end, where a
+// file per request cost nine file operations (open, write, close, the rename of
+// a rewrite, stat and unlink), each a trip through libuv's threads, and the
+// offer waited behind the first three (bench item 7, 100 KiB). Lines are JSON:
+// {"b":id,"e":entry} begins, {"n":id,"file":name} names, {"x":id} ends. The
+// file is removed whenever no request is left in it, so an idle component
+// leaves nothing behind (a request alone then costs five operations: create
+// with its entry, name, remove, close), and rewritten into a new one (live
+// entries only) when it grows past ROTATE_BYTES.
+import { close, open, write } from 'node:fs';
 import { readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { newSid } from '../xmpp/ids.js';
@@ -55,7 +57,6 @@ const writeAt = (fd: number, buf: Buffer, position: number) =>
       err ? rej(err) : n === buf.length ? res() : rej(new Error(`short write (${n} of ${buf.length} bytes)`)),
     ),
   );
-const truncate = (fd: number) => new Promise<void>((res, rej) => ftruncate(fd, 0, (err) => (err ? rej(err) : res())));
 const closeFd = (fd: number) => new Promise<void>((res) => close(fd, () => res()));
 
 export class RequestJournal {
@@ -131,10 +132,14 @@ export class RequestJournal {
 
   private async writeLines(lines: readonly string[]): Promise<void> {
     if (this.live.size === 0) {
-      // every entry in the file (and in these lines) has ended: nothing in it needs to survive
-      if (this.fd !== undefined && this.size > 0) {
-        await truncate(this.fd);
+      // every entry in the file (and in these lines) has ended: nothing in it needs to survive, and
+      // an idle component leaves no file behind; the next request starts a new one
+      if (this.fd !== undefined) {
+        const fd = this.fd;
+        this.fd = undefined;
         this.size = 0;
+        await unlink(this.path);
+        void closeFd(fd);
       }
       return;
     }
