@@ -43,6 +43,7 @@ import {
   MB,
   MiB,
   cpuSeconds,
+  cpuSecondsPrecise,
   fmt,
   fmtSummary,
   procStatusBytes,
@@ -1490,6 +1491,9 @@ async function benchPurple(intranet: ReportServer): Promise<void> {
     { label: '16 MiB by IBB, 32 KiB blocks', size: 16 * MiB, method: 'ibb', runs: P.purpleRuns.ibb, target: 3 },
   ];
   const only = process.env.XR_BENCH_PURPLE_CASES?.split(',').map((s) => s.trim());
+  // XR_BENCH_PURPLE_RUNS=N: N rounds of A and B per case (more samples for a profile or a CPU figure)
+  const runs = Number(process.env.XR_BENCH_PURPLE_RUNS ?? 0);
+  if (runs > 0) for (const c of cases) c.runs = runs;
   log(
     `6. libpurple receiver, reports from the HTTP intranet: component vs slixmpp component bot (${cases.map((c) => c.label).join('; ')})`,
   );
@@ -1536,15 +1540,15 @@ async function benchPurple(intranet: ReportServer): Promise<void> {
           {
             name: 'component',
             run: async () => {
-              const c0 = cpuSeconds(comp.pid);
+              const c0 = cpuSecondsPrecise(comp.pid);
               const r = await purpleRun(purple, `${newId()}@${COMPONENT_DOMAIN}`, 'report', sha, c.method, timeoutMs);
-              return { ...r, cpu: cpuSeconds(comp.pid) - c0 };
+              return { ...r, cpu: cpuSecondsPrecise(comp.pid) - c0 };
             },
           },
           {
             name: 'bot',
             run: async () => {
-              const c0 = cpuSeconds(bot.pid);
+              const c0 = cpuSecondsPrecise(bot.pid);
               const r = await purpleRun(
                 purple,
                 `${newId()}@${BOT_DOMAIN}`,
@@ -1553,7 +1557,7 @@ async function benchPurple(intranet: ReportServer): Promise<void> {
                 c.method,
                 timeoutMs,
               );
-              return { ...r, cpu: cpuSeconds(bot.pid) - c0 };
+              return { ...r, cpu: cpuSecondsPrecise(bot.pid) - c0 };
             },
           },
         ]);
@@ -1575,7 +1579,7 @@ async function benchPurple(intranet: ReportServer): Promise<void> {
           met: ratio >= c.target ? 'yes' : 'NO',
         });
         const off = (xs: PurpleSample[]) => fmtSummary(summarize(xs.map((x) => x.offerMs)), 2);
-        const cpu = (xs: PurpleSample[]) => fmt(summarize(xs.map((x) => x.cpu)).median * 1000, 0);
+        const cpu = (xs: PurpleSample[]) => fmt(summarize(xs.map((x) => x.cpu)).median * 1000);
         row({
           item: '7',
           figure: `libpurple, ${c.label}: request → offer at libpurple (ms); sender CPU per transfer (ms)`,

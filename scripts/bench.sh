@@ -26,7 +26,7 @@
 #   (every transfer's timings), XR_BENCH_RSS_TIMELINE=1 (item 3 RSS over time),
 #   XR_BENCH_IBB_BLOCKS=65535,4096, XR_BENCH_SKIP_SHAPED=1, XR_BENCH_CONC_RUNS=N,
 #   XR_BENCH_S5B_HASH=inline, XR_BENCH_COMPONENT_NODE_ARGS='--import …', XR_BENCH_TRACE=1 (item 7: 15
-#   requests step by step, each step's median; sub-ms log times), XR_BENCH_PURPLE_CASES=1,2,3,4 (item 7: a subset), XR_BENCH_PURPLE_DEBUG=1.
+#   requests step by step, each step's median; sub-ms log times), XR_BENCH_PURPLE_CASES=1,2,3,4 (item 7: a subset), XR_BENCH_PURPLE_RUNS=N (item 7: N rounds per case), XR_BENCH_PURPLE_DEBUG=1.
 #   Item 6 also uses port XR_BENCH_PORT_BASE+5 (the bot's component listener).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -22,24 +22,37 @@ export class ActiveRequest {
   /** How the request ended (requests_total's outcome label); unset for messages that were no report request. */
   outcome: string | undefined;
   readonly startedAt = new Date();
-  readonly signal: AbortSignal;
   private readonly own = new AbortController();
+  /** Aborted by a shutdown (with its reason), an admin's cancel, or the requester going offline. */
+  readonly signal = this.own.signal;
+  private byAdmin = false;
+  // A listener of its own on the shutdown signal rather than AbortSignal.any, whose weak references
+  // cost ~0.1 ms per message here (bench item 7); dispose() takes it off when the request ends.
+  private readonly onShutdown: () => void;
 
   constructor(
     readonly id: string,
     readonly jid: string,
-    shutdown: AbortSignal,
+    private readonly shutdown: AbortSignal,
   ) {
-    this.signal = AbortSignal.any([shutdown, this.own.signal]);
+    this.onShutdown = () => this.own.abort(shutdown.reason);
+    if (shutdown.aborted) this.onShutdown();
+    else shutdown.addEventListener('abort', this.onShutdown, { once: true });
   }
 
   /** True once an admin cancelled it (as opposed to a shutdown, or its requester going offline). */
   get cancelled(): boolean {
-    return this.own.signal.aborted && !(this.own.signal.reason instanceof ReceiverGone);
+    return this.byAdmin;
   }
 
   cancel(): void {
+    if (this.signal.reason instanceof ReceiverGone) return; // ended by its requester leaving already
+    this.byAdmin = true;
     this.own.abort();
+  }
+
+  dispose(): void {
+    this.shutdown.removeEventListener('abort', this.onShutdown);
   }
 
   /** Its requester's client went offline: what is being offered to it ends now. */
@@ -72,6 +85,7 @@ export class ActiveRequests {
   }
 
   remove(r: ActiveRequest): void {
+    r.dispose();
     this.byId.delete(r.id);
   }
 

@@ -1,6 +1,7 @@
 // One request from start to end: who asks, for what, fetch, deliver, reply.
 import { xml, type Element } from '@xmpp/component';
 import type { Logger } from 'pino';
+import { soon } from '../log.js';
 import type { Addresses, Jid, Target } from '../xmpp/addresses.js';
 import { ReportError, type ReportSource, type Report } from '../reports/source.js';
 import { DeliveryError, type Delivery, type DeliveryProgress, type DeliveryRequest } from '../transfer/delivery.js';
@@ -183,14 +184,14 @@ export class Requests {
       job.outcome = 'rate-limited';
       return say(replies.rateLimited(Math.max(1, Math.ceil(rate.retryAfterMs / 1000))));
     }
-    log.info('report requested');
+    soon(() => log.info('report requested'));
     try {
       await this.gate.run(
         from.bare,
         () => this.serve(project, from, out, log, job),
         (position) => {
           job.stage = 'queued';
-          log.info({ position }, 'request queued');
+          soon(() => log.info({ position }, 'request queued'));
           void say(replies.queued(position)).catch(() => {});
         },
       );
@@ -224,8 +225,9 @@ export class Requests {
       this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal }),
     );
     leased.catch(() => {}); // awaited below
-    // Written while the download starts, not before it; awaited before anything else is said.
-    const told = say(replies.fetching(project));
+    // Written once the intranet request is on its socket (Node's HTTP client writes it on the next
+    // tick, and this line's write would go first); awaited before anything else is said.
+    const told = new Promise<void>((resolve) => setImmediate(resolve)).then(() => say(replies.fetching(project)));
     told.catch(() => {});
     // The client's disco#info is asked now, in parallel with the download, not after it (issue 15).
     const projectJid = this.deps.addresses.projectFull(project);
@@ -273,7 +275,8 @@ export class Requests {
       return say(replies.internal(project));
     }
     const report = lease.value;
-    log.info({ bytes: report.size, ms: Date.now() - started }, 'report fetched');
+    const fetchMs = Date.now() - started;
+    soon(() => log.info({ bytes: report.size, ms: fetchMs }, 'report fetched'));
     try {
       await told;
     } catch (err) {

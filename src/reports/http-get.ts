@@ -101,7 +101,12 @@ function once(at: URL, headers: Record<string, string>, signal: AbortSignal): Pr
     if (signal.aborted) return reject(abortError());
     const request = at.protocol === 'https:' ? httpsRequest : at.protocol === 'http:' ? httpRequest : undefined;
     if (!request) return reject(new HttpGetError(`unsupported protocol ${at.protocol}`));
-    const req = request(at, { method: 'GET', headers, signal, agent: at.protocol === 'http:' ? agent : undefined });
+    // The signal is not given to request(): Node then ties it to the request through a stream
+    // end-of-stream watch, 0.18 ms of the 0.43 ms a request took to make here (bench item 7, 100 KiB).
+    const req = request(at, { method: 'GET', headers, agent: at.protocol === 'http:' ? agent : undefined });
+    const onAbort = () => req.destroy(abortError());
+    signal.addEventListener('abort', onAbort, { once: true });
+    req.once('close', () => signal.removeEventListener('abort', onAbort));
     req.once('response', resolve);
     req.once('error', (err: NodeJS.ErrnoException) =>
       reject(err.name === 'AbortError' ? abortError() : new HttpGetError(err.message, err.code)),

@@ -1,10 +1,11 @@
-// Streams a report to a temporary file, counting on the way, so a report is
-// never held whole in memory and its size limit holds even when the source
+// Streams a report to a temporary file, counting on the way, so a large report
+// is never held whole in memory and its size limit holds even when the source
 // lies about Content-Length. A spool file can be read while it is still being
 // written (SpoolFile.open): a transfer then starts at the first byte from the
-// intranet instead of after the last one.
+// intranet instead of after the last one. A small report of announced size
+// stays in memory only, and gets a file only if something asks for a path.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
@@ -65,8 +66,19 @@ export class SpoolFile {
   private finished = false;
   private waiters: (() => void)[] = [];
   private readonly abortCtl = new AbortController();
-  /** The spool file, opened for writing; its creation is not waited for before the first bytes are taken. */
-  private readonly file: Promise<FileHandle>;
+  /**
+   * The spool file, opened for writing; its creation is not waited for before the first bytes are taken.
+   * Undefined for a report kept in memory only (see memoryOnly).
+   */
+  private readonly file: Promise<FileHandle> | undefined;
+  /**
+   * A report whose announced size fits KEEP_SMALL and the keep budget (taken at the start) is held in
+   * memory whole and written to no file: its readers never need one, and the open, write, close and
+   * unlink cost more CPU than the report (bench item 7: a 100 KiB report). onDisk() writes it for
+   * those that need a path (links, Jingle's hash).
+   */
+  private readonly memoryOnly: boolean;
+  private materialized: Promise<void> | undefined;
 
   constructor(
     readonly path: string,
@@ -74,11 +86,18 @@ export class SpoolFile {
     o: SpoolOptions,
     private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET },
   ) {
-    const signal = o.signal ? AbortSignal.any([o.signal, this.abortCtl.signal]) : this.abortCtl.signal;
     this.expected = o.expectedSize ?? Infinity;
-    this.file = open(path, 'w', 0o600);
-    this.file.catch(() => {}); // awaited by run()
-    this.done = this.run(input, o, signal).then(
+    this.memoryOnly = this.expected <= KEEP_SMALL && this.keepWhole();
+    if (!this.memoryOnly) {
+      this.file = open(path, 'w', 0o600);
+      this.file.catch(() => {}); // awaited by run()
+    }
+    const signals = o.signal ? [o.signal, this.abortCtl.signal] : [this.abortCtl.signal];
+    this.done = (
+      this.memoryOnly
+        ? this.runInMemory(input, o, signals)
+        : this.run(input, o, signals.length > 1 ? AbortSignal.any(signals) : signals[0])
+    ).then(
       (size) => {
         this.finished = true;
         this.wake();
@@ -90,11 +109,110 @@ export class SpoolFile {
         this.mem = [];
         this.unkeep();
         this.wake();
-        await rm(path, { force: true });
+        if (!this.memoryOnly) await removeFile(path);
         throw err;
       },
     );
     this.done.catch(() => {}); // seen by readers and by whoever awaits done
+  }
+
+  /** The limits of a chunk taken from the input: the error it fails with, if any. */
+  private static refuse(received: number, o: SpoolOptions): ReportError | undefined {
+    if (received > o.maxBytes)
+      return new ReportError('too-large', `report is larger than the limit of ${o.maxBytes} bytes`, {
+        maxBytes: o.maxBytes,
+      });
+    if (o.expectedSize !== undefined && received > o.expectedSize)
+      return new ReportError('unavailable', `the intranet sent more than the ${o.expectedSize} bytes it announced`, {
+        size: o.expectedSize,
+      });
+    return undefined;
+  }
+
+  private static short(received: number, expected: number): ReportError {
+    return new ReportError('unavailable', `the intranet sent ${received} of the ${expected} bytes it announced`, {
+      size: expected,
+      received,
+    });
+  }
+
+  /**
+   * A report kept in memory only: the chunks are counted and kept, and no file is written. Plain
+   * listeners instead of a pipeline (no back-pressure to keep for at most KEEP_SMALL bytes): a
+   * pipeline and AbortSignal.any cost more than the rest of a small report's spooling.
+   */
+  private runInMemory(input: Readable, o: SpoolOptions, signals: readonly AbortSignal[]): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      // as run(): bytes that have waited FLUSH_MS go to readers waiting for more (a source that trickles)
+      let timer: NodeJS.Timeout | undefined;
+      let settled = false;
+      const settle = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        input.off('data', onData);
+        input.off('end', onEnd);
+        input.off('error', onError);
+        input.off('close', onClose);
+        for (const s of signals) s.removeEventListener('abort', onAbort);
+        if (!err) return resolve(this.received);
+        input.destroy();
+        reject(err);
+      };
+      const onData = (chunk: Buffer) => {
+        o.onChunk?.();
+        const refused = SpoolFile.refuse(this.received + chunk.length, o);
+        if (refused) return settle(refused);
+        this.mem.push(chunk);
+        this.memBytes += chunk.length;
+        this.received += chunk.length;
+        this.stale = false;
+        this.wake();
+        timer ??= setTimeout(() => {
+          timer = undefined;
+          this.stale = true;
+          this.wake();
+        }, FLUSH_MS);
+      };
+      const onEnd = () =>
+        settle(this.received === this.expected ? undefined : SpoolFile.short(this.received, this.expected));
+      const onError = (err: Error) => settle(err);
+      const onClose = () => settle(new Error('premature close'));
+      // as a pipeline given the signal rejects
+      const onAbort = function (this: AbortSignal) {
+        settle(
+          Object.assign(new Error('The operation was aborted', { cause: this.reason as unknown }), {
+            name: 'AbortError',
+          }),
+        );
+      };
+      const aborted = signals.find((s) => s.aborted);
+      if (aborted) return onAbort.call(aborted);
+      for (const s of signals) s.addEventListener('abort', onAbort, { once: true });
+      input.on('data', onData);
+      input.once('end', onEnd);
+      input.once('error', onError);
+      input.once('close', onClose);
+    });
+  }
+
+  /**
+   * Resolves once the whole report is in its file (for whoever needs a path); rejects when the
+   * download failed. A report kept in memory only is written out on the first call.
+   */
+  onDisk(): Promise<void> {
+    if (!this.memoryOnly) return this.done.then(() => {});
+    return (this.materialized ??= this.done.then(async () => {
+      const fh = await open(this.path, 'w', 0o600);
+      try {
+        const { bytesWritten } = await fh.writev(this.mem, 0);
+        if (bytesWritten !== this.received)
+          throw new Error(`short write to the spool (${bytesWritten} of ${this.received} bytes)`);
+      } finally {
+        await fh.close();
+      }
+      this.written = this.received;
+    }));
   }
 
   private async run(input: Readable, o: SpoolOptions, signal: AbortSignal): Promise<number> {
@@ -121,7 +239,7 @@ export class SpoolFile {
         pending = [];
         pendingLen = 0;
         chain = chain.then(async () => {
-          const { bytesWritten } = await (await this.file).writev(bufs, this.written);
+          const { bytesWritten } = await (await this.file!).writev(bufs, this.written);
           if (bytesWritten !== len) throw new Error(`short write to the spool (${bytesWritten} of ${len} bytes)`);
           this.memBytes -= len;
           this.written += len;
@@ -137,19 +255,8 @@ export class SpoolFile {
           o.onChunk?.();
           // counted before anything is kept: an oversized or endless source stops at the limit
           received += chunk.length;
-          if (received > o.maxBytes)
-            return cb(
-              new ReportError('too-large', `report is larger than the limit of ${o.maxBytes} bytes`, {
-                maxBytes: o.maxBytes,
-              }),
-            );
-          if (o.expectedSize !== undefined && received > o.expectedSize) {
-            return cb(
-              new ReportError('unavailable', `the intranet sent more than the ${o.expectedSize} bytes it announced`, {
-                size: o.expectedSize,
-              }),
-            );
-          }
+          const refused = SpoolFile.refuse(received, o);
+          if (refused) return cb(refused);
           pending.push(chunk);
           pendingLen += chunk.length;
           this.mem.push(chunk);
@@ -183,17 +290,12 @@ export class SpoolFile {
         },
       });
       await pipeline(input, sink, { signal });
-      if (o.expectedSize !== undefined && this.written !== o.expectedSize) {
-        throw new ReportError(
-          'unavailable',
-          `the intranet sent ${this.written} of the ${o.expectedSize} bytes it announced`,
-          { size: o.expectedSize, received: this.written },
-        );
-      }
+      if (o.expectedSize !== undefined && this.written !== o.expectedSize)
+        throw SpoolFile.short(this.written, o.expectedSize);
       return this.written;
     } finally {
       // a file that could not be created fails the spool here, if no write failed first
-      await (await this.file).close();
+      await (await this.file!).close();
     }
   }
 
@@ -307,14 +409,18 @@ export class SpoolFile {
   async remove(): Promise<void> {
     if (!this.finished) this.abortCtl.abort(new ReportError('unavailable', 'download abandoned'));
     await this.done.catch(() => {});
+    await this.materialized?.catch(() => {});
     this.mem = [];
     this.unkeep();
-    await rm(this.path, { force: true });
+    if (!this.memoryOnly || this.materialized) await removeFile(this.path);
   }
 }
 
 export class Spool {
   private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET };
+  // File names: this process's own random part and a counter (randomBytes per report cost more than the name is worth).
+  private readonly run = randomBytes(8).toString('hex');
+  private seq = 0;
   private constructor(readonly dir: string) {}
 
   /** Bytes of small reports held in memory now (see KEEP_SMALL). */
@@ -337,7 +443,7 @@ export class Spool {
 
   /** Starts spooling input; returns at once. */
   begin(input: Readable, o: SpoolOptions): SpoolFile {
-    return new SpoolFile(join(this.dir, PREFIX + randomBytes(12).toString('hex')), input, o, this.keep);
+    return new SpoolFile(join(this.dir, `${PREFIX}${this.run}-${++this.seq}`), input, o, this.keep);
   }
 
   /** Removes every spooled file (at shutdown: nothing of ours outlives the process). */
@@ -357,7 +463,7 @@ export function spooledReport(meta: ReportMeta, file: SpoolFile): Report {
     arrived,
     open: () => file.open(),
     complete: once(async () => {
-      await file.done;
+      await file.onDisk();
       const fh = await open(file.path, 'r');
       try {
         return { path: file.path, sha256: await sha256File(fh, meta.size) };
@@ -367,4 +473,13 @@ export function spooledReport(meta: ReportMeta, file: SpoolFile): Report {
     }),
     release: () => file.remove(),
   };
+}
+
+/** unlink, and a file already gone is fine (one call; rm({ force }) stats it first). */
+async function removeFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }

@@ -1,6 +1,7 @@
 // Picks SI, Jingle or a link for each request by the client's disco#info
 // features, in the configured order (transfer.order), and hands over to the
 // next method when one turns out not to work.
+import { soon } from '../log.js';
 import type { Capabilities, ClientInfo } from '../xmpp/caps.js';
 import { NS } from '../xmpp/namespaces.js';
 import {
@@ -101,20 +102,22 @@ export class ChoosingDelivery implements Delivery {
     if (plan.includes('jingle') && info !== 'unknown' && (await this.jingleBroken(info, req))) {
       plan = plan.filter((m) => m !== 'jingle');
     }
-    req.log.info(
-      {
-        features:
-          features === 'unknown' ? 'unknown' : [...features].filter((f) => /si|bytestreams|ibb|jingle|oob/.test(f)),
-        client:
-          info === 'unknown'
-            ? undefined
-            : info.identities
-                .map((i) => i.name)
-                .filter(Boolean)
-                .join(', ') || undefined,
-        plan,
-      },
-      'client capabilities',
+    soon(() =>
+      req.log.info(
+        {
+          features:
+            features === 'unknown' ? 'unknown' : [...features].filter((f) => /si|bytestreams|ibb|jingle|oob/.test(f)),
+          client:
+            info === 'unknown'
+              ? undefined
+              : info.identities
+                  .map((i) => i.name)
+                  .filter(Boolean)
+                  .join(', ') || undefined,
+          plan,
+        },
+        'client capabilities',
+      ),
     );
     const withClient: DeliveryRequest = info === 'unknown' ? req : { ...req, client: info };
     let failure: DeliveryError | undefined;

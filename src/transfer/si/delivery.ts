@@ -6,6 +6,7 @@ import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { parseJid } from '../../xmpp/addresses.js';
 import { requestCondition, requestFailure } from '../../xmpp/errors.js';
+import { soon } from '../../log.js';
 import { newId, newSid } from '../../xmpp/ids.js';
 import { NS } from '../../xmpp/namespaces.js';
 import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
@@ -92,7 +93,6 @@ export class SiDelivery implements Delivery, ComponentModule {
 
   private async negotiate(req: DeliveryRequest, sid: string, run: Interruption): Promise<DeliveryOutcome> {
     const { report, to, from } = req;
-    const log = req.log.child({ sid });
     const offered = this.methods();
     const offer = buildOffer({
       id: newId(),
@@ -109,10 +109,12 @@ export class SiDelivery implements Delivery, ComponentModule {
       },
     });
     await req.progress?.({ kind: 'offering' });
-    log.info({ bytes: report.size, methods: offered }, 'file offered');
     let answer: Element;
+    const asked = this.deps.request(offer, this.o.offerTimeoutMs);
+    // made once the offer is written: a child logger is not free either
+    const log = req.log.child({ sid });
     try {
-      const asked = this.deps.request(offer, this.o.offerTimeoutMs);
+      soon(() => log.info({ bytes: report.size, methods: offered }, 'file offered'));
       offerSent(req);
       answer = await run.race(asked);
     } catch (err) {
@@ -132,7 +134,7 @@ export class SiDelivery implements Delivery, ComponentModule {
       log.warn('offer accepted without a method we offered');
       throw new DeliveryError({ reason: 'unsupported', message: 'no common stream method' });
     }
-    log.info({ method }, 'offer accepted');
+    soon(() => log.info({ method }, 'offer accepted'));
     const started = Date.now();
     if (method === 's5b') {
       try {
@@ -180,9 +182,11 @@ export class SiDelivery implements Delivery, ComponentModule {
     const hosts = this.deps.memory.order(user, defaults, key);
     const learn = (seen: { worked?: string; failed?: readonly string[] }) =>
       remember(this.deps.memory, log, user, offeredKeys, seen);
-    log.info(
-      { method: 's5b', streamhosts: hosts.map((h) => `${h.jid} ${hostPort(h.host, h.port)}`) },
-      'streamhosts offered',
+    soon(() =>
+      log.info(
+        { method: 's5b', streamhosts: hosts.map((h) => `${h.jid} ${hostPort(h.host, h.port)}`) },
+        'streamhosts offered',
+      ),
     );
     let used: string | undefined;
     try {
@@ -231,7 +235,7 @@ export class SiDelivery implements Delivery, ComponentModule {
       }
       learn({ worked: key(proxy) });
     }
-    log.info({ method: 's5b', streamhost: used }, 'bytestream connected');
+    soon(() => log.info({ method: 's5b', streamhost: used }, 'bytestream connected'));
     // A shutdown past its grace period cuts the stream; the server connection dropping does not (TCP is ours).
     run.onTrigger((_why, err) => {
       if (run.cuts) socket.destroy(new Error(err.message));

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { ReportError } from '../../../src/reports/source.js';
-import { Spool, WRITE_BATCH, type SpoolFile } from '../../../src/reports/spool.js';
+import { Spool, WRITE_BATCH, spooledReport, type SpoolFile } from '../../../src/reports/spool.js';
 
 /** Rejects if p takes longer than ms: no test may hang. */
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -230,7 +230,8 @@ describe('reports/spool', () => {
 
     it('a live reader gets bytes from memory before they are on disk, and a late one from the file', async () => {
       const src = new PassThrough();
-      const file = spool.begin(src, { maxBytes: 1 << 20, expectedSize: 8 });
+      // no announced size: spooled to a file (an announced small one would stay in memory only)
+      const file = spool.begin(src, { maxBytes: 1 << 20 });
       const r = await file.open();
       src.write('abcd');
       const buf = Buffer.alloc(8);
@@ -255,8 +256,8 @@ describe('reports/spool', () => {
       const file = spool.begin(src, { maxBytes: 8 << 20, expectedSize: small.length });
       src.end(small);
       expect(await within(file.done, 3000)).to.equal(small.length);
-      expect(file.written).to.equal(small.length);
-      rmSync(file.path); // a read from the file would fail now
+      // its size announced and within the keep budget: no file at all
+      expect(existsSync(file.path)).to.equal(false);
       expect((await readAt(file, 0, small.length)).equals(small)).to.equal(true);
 
       const big = randomBytes(2 << 20);
@@ -274,6 +275,25 @@ describe('reports/spool', () => {
       await file2.remove();
     });
 
+    it('a report kept in memory only gets its file when complete() asks for a path, and release() removes it', async () => {
+      const body = randomBytes(100 << 10);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 8 << 20, expectedSize: body.length });
+      const report = spooledReport(
+        { project: 'p', name: 'p.pdf', mime: 'application/pdf', size: body.length, date: new Date() },
+        file,
+      );
+      src.end(body);
+      await within(report.arrived, 3000);
+      expect(await readdir(dir)).to.deep.equal([]);
+      const { path, sha256 } = await within(report.complete(), 3000);
+      expect(sha256).to.equal(createHash('sha256').update(body).digest('hex'));
+      expect((await readFile(path)).equals(body)).to.equal(true);
+      await report.release();
+      expect(await readdir(dir)).to.deep.equal([]);
+      expect(spool.keptBytes).to.equal(0);
+    });
+
     it('small reports stay in memory only within a budget (16 MiB), which their removal gives back', async () => {
       const body = randomBytes(1 << 20);
       const files: SpoolFile[] = [];
@@ -285,7 +305,7 @@ describe('reports/spool', () => {
         files.push(f);
       }
       expect(spool.keptBytes).to.equal(16 << 20);
-      for (const f of files) rmSync(f.path);
+      for (const f of files) rmSync(f.path, { force: true }); // reads from a file fail now
       const fromMemory = await Promise.all(
         files.map((f) =>
           readAt(f, 0, body.length).then(
@@ -388,6 +408,43 @@ describe('reports/spool', () => {
       src.destroy(new Error('socket hang up'));
       expect(((await rejection(waiting)) as Error).message).to.equal('download failed: socket hang up');
       await r.close();
+    });
+
+    it('a report kept in memory only ends as a spooled one does: a broken source, too large, an abort, remove()', async () => {
+      const broken = new PassThrough();
+      const f1 = spool.begin(broken, {
+        maxBytes: 100,
+        expectedSize: 10,
+        describe: (e) => new ReportError('unavailable', `download failed: ${e.message}`),
+      });
+      broken.write('ab');
+      const r1 = await f1.open();
+      const waiting = r1.read(Buffer.alloc(4), 0, 4, 2);
+      broken.destroy(new Error('socket hang up'));
+      expect(((await rejection(waiting)) as Error).message).to.equal('download failed: socket hang up');
+      await r1.close();
+
+      const big = new PassThrough();
+      const f2 = spool.begin(big, { maxBytes: 4, expectedSize: 4 });
+      big.write('abcdef');
+      expect(await rejection(f2.done)).to.include({ kind: 'too-large' });
+      expect(big.destroyed, 'the source is stopped').to.equal(true);
+
+      const ctl = new AbortController();
+      const slow = new PassThrough();
+      const f3 = spool.begin(slow, { maxBytes: 100, expectedSize: 10, signal: ctl.signal });
+      slow.write('ab');
+      ctl.abort();
+      expect(((await rejection(f3.done)) as Error).name).to.equal('AbortError');
+      expect(slow.destroyed).to.equal(true);
+
+      const never = new PassThrough();
+      const f4 = spool.begin(never, { maxBytes: 100, expectedSize: 10 });
+      never.write('ab');
+      await within(f4.remove(), 3000);
+      expect(never.destroyed).to.equal(true);
+      expect(spool.keptBytes).to.equal(0);
+      expect(await readdir(dir)).to.deep.equal([]);
     });
 
     it('remove() stops an unfinished download, fails its readers and removes the file', async () => {
