@@ -121,6 +121,8 @@ for (const slots of [0, 2])
       await comps[1].exited;
       expectDelivered(await asked, body, 's5b');
       expect(byWho(project), 'served once, by the survivor').to.deep.equal([1, 0]);
+      // the log line is written in the background: it may follow the user's "Delivered"
+      await comps[0].waitForLog((l) => l.msg === 'delivered' && l.project === project, 30000);
       expect(comps[0].logs.filter((l) => l.msg === 'delivered' && l.project === project)).to.have.length(1);
       // ejabberd's logger writes in the background: the line may follow the delivery
       let lines: string[] = [];
@@ -145,6 +147,7 @@ for (const slots of [0, 2])
       // sent while ejabberd may not yet have seen the TCP close: kept and routed again, or routed past the freed slot
       const p = await ask(victim, randomBytes(300_000));
       expect(byWho(p), 'served by the survivor').to.deep.equal([1, 0, 0]);
+      await comps[0].waitForLog((l) => l.msg === 'delivered' && l.project === p, 30000);
       expect(comps[0].logs.filter((l) => l.msg === 'delivered' && l.project === p)).to.have.length(1);
       // the live slot's user stays where it was
       expect(byWho(await ask(other, randomBytes(100_000)))).to.deep.equal([1, 0, 0]);

@@ -145,6 +145,8 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const p = await ask(victim, randomBytes(300_000), 's5b');
     const servedMs = Date.now() - killedAt;
     expect(byWho(p), 'served by the survivor').to.deep.equal([1, 0]);
+    // the log line is written in the background: it may follow the user's "Delivered"
+    await comps[0].waitForLog((l) => l.msg === 'delivered' && l.project === p, 30000);
     expect(
       comps[0].logs.filter((l) => l.msg === 'delivered' && l.project === p),
       'delivered by the survivor',
@@ -216,7 +218,9 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     expect(given.cutShort).to.equal(undefined);
     expectDelivered(await runningEnd, body, 'ibb');
     expect(byWho(running)).to.deep.equal([1, 0, 0]);
-    const delivered = comps[0].logs.find((l) => l.msg === 'delivered' && l.project === running);
+    const delivered = await comps[0]
+      .waitForLog((l) => l.msg === 'delivered' && l.project === running, 30000)
+      .catch(() => undefined);
     expect(delivered, 'the survivor logged the delivery').to.not.equal(undefined);
     expect(time(given)).to.be.at.least(time(delivered!));
     // the slot's users are the restarted instance's again
