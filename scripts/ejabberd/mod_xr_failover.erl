@@ -268,16 +268,9 @@ keeper_loop(Watched) ->
     receive
         {keep, Pid, Entry} ->
             insert(Entry),
-            self() ! {watch, Pid},
-            keeper_loop(Watched);
+            keeper_loop(watch(Pid, Watched));
         {watch, Pid} ->
-            case maps:is_key(Pid, Watched) of
-                true ->
-                    keeper_loop(Watched);
-                false ->
-                    erlang:monitor(process, Pid),
-                    keeper_loop(Watched#{Pid => true})
-            end;
+            keeper_loop(watch(Pid, Watched));
         {'DOWN', _, process, Pid, _} ->
             replay(Pid),
             keeper_loop(maps:remove(Pid, Watched));
@@ -293,6 +286,13 @@ keeper_loop(Watched) ->
         _ ->
             keeper_loop(Watched)
     end.
+
+%% One monitor per connection holding requests.
+watch(Pid, Watched) when is_map_key(Pid, Watched) ->
+    Watched;
+watch(Pid, Watched) ->
+    erlang:monitor(process, Pid),
+    Watched#{Pid => true}.
 
 replay(Pid) ->
     Left = lists:keysort(2, ets:match_object(?TABLE, {'_', '_', Pid, '_', '_'})),
