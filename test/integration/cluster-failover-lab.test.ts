@@ -12,11 +12,11 @@
 // Root only: when the lab cannot be built, the tests fail and say why.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { field } from '../support/receiver.js';
 import { waitForUnread } from '../support/sockets.js';
+import { expectOwnIqAnswers, newReplayLines, replayLines } from './failover-checks.js';
 import type { ComponentProcess } from './harness.js';
 import {
   startClusterComponent,
@@ -42,10 +42,7 @@ describe('integration: mod_xr_failover on a two-node ejabberd cluster on the lab
   // who took each request (logged as it arrives)
   const served = (project: string) =>
     all.map((c) => c.logs.filter((l) => l.msg === 'report requested' && l.project === project).length);
-  const replayLines = async (node: 0 | 1) =>
-    (await readFile(join(w!.runDir, `ejabberd${node + 1}`, 'logs', 'ejabberd.log'), 'utf8'))
-      .split('\n')
-      .filter((l) => l.includes('mod_xr_failover: ') && l.includes('routed again'));
+  const ejLog = (node: 0 | 1) => join(w!.runDir, `ejabberd${node + 1}`, 'logs', 'ejabberd.log');
   async function ask(who: keyof typeof rx, size: number) {
     const project = nextProject();
     const body = randomBytes(size);
@@ -103,19 +100,11 @@ describe('integration: mod_xr_failover on a two-node ejabberd cluster on the lab
   });
 
   it("each instance gets its own node's answers to its pings and proxy queries", async () => {
-    for (const c of comps) {
-      const found = await c.waitForLog((l) => l.msg === 'proxies discovered', 30000);
-      expect(found.discovered).to.deep.equal([`proxy.${w!.nodes[0].domain}`]);
-      await c.waitForLog((l) => l.msg === 'proxy checked', 30000);
-      const pongs = () => c.logs.filter((l) => l.msg === 'the XMPP server answered a ping').length;
-      for (let i = 0; i < 100 && pongs() < 2; i++) await sleep(100);
-      expect(pongs(), 'pongs').to.be.at.least(2);
-      expect(c.logs.filter((l) => l.msg === 'the XMPP server did not answer a ping')).to.deep.equal([]);
-    }
+    for (const c of comps) await expectOwnIqAnswers(c, `proxy.${w!.nodes[0].domain}`, 2);
   });
 
   it('a request from ej1 that ej2 wrote to a stopped instance on another host is served by the other instance when it dies', async () => {
-    const before = [(await replayLines(0)).length, (await replayLines(1)).length];
+    const before = [(await replayLines(ejLog(0))).length, (await replayLines(ejLog(1))).length];
     const victim = comps[1].proc;
     victim.kill('SIGSTOP');
     const project = nextProject();
@@ -130,15 +119,11 @@ describe('integration: mod_xr_failover on a two-node ejabberd cluster on the lab
     expect(field(e, 'sha256')).to.equal(sha256(body));
     expect(served(project), 'served once, by instance 0 on ej1').to.deep.equal([1, 0]);
     await comps[0].waitForLog((l) => l.msg === 'delivered' && l.project === project, 30000);
-    // routed again by the node whose connection went down (its logger writes in the background)
-    let lines: string[] = [];
-    for (let i = 0; i < 100 && lines.length === 0; i++) {
-      lines = (await replayLines(1)).slice(before[1]);
-      if (lines.length === 0) await sleep(100);
-    }
+    // routed again by the node whose connection went down
+    const lines = await newReplayLines(ejLog(1), before[1]);
     expect(lines, "ej2's log").to.have.length(1);
     expect(lines[0]).to.match(/ 1 unanswered request\(s\) held by a component connection that went down/);
-    expect((await replayLines(0)).slice(before[0]), "ej1's log").to.deep.equal([]);
+    expect((await replayLines(ejLog(0))).slice(before[0]), "ej1's log").to.deep.equal([]);
   });
 
   it("while slot 1 is dead, its users on both nodes are served by the other instance, the live slot's user stays", async () => {

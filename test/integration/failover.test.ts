@@ -13,13 +13,12 @@
 //   libpurple user reads, not silence.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startEjabberd, type EjabberdInstance } from '../support/ejabberd.js';
 import { field } from '../support/receiver.js';
 import { waitForUnread } from '../support/sockets.js';
 import { userInSlot } from './cluster-lab.js';
+import { expectOwnIqAnswers, newReplayLines, replayLines } from './failover-checks.js';
 import { ComponentProcess, getIntranet } from './harness.js';
 import { expectDelivered, projectIds, requestReport, startReceiver, stopReceiver, type Rx } from './receivers.js';
 
@@ -63,10 +62,7 @@ for (const slots of [0, 2])
     }
 
     const runDir = join(process.cwd(), '.run', 'failover-ejabberd');
-    const replayLines = async () =>
-      (await readFile(join(runDir, 'logs', 'ejabberd.log'), 'utf8'))
-        .split('\n')
-        .filter((l) => l.includes('mod_xr_failover: ') && l.includes('routed again'));
+    const ejLog = join(runDir, 'logs', 'ejabberd.log');
 
     before(async function () {
       this.timeout(300000);
@@ -97,19 +93,11 @@ for (const slots of [0, 2])
     });
 
     it("each instance gets the answers to its own IQs: the server's pongs, its disco items, the proxy's streamhost", async () => {
-      for (const c of comps) {
-        const found = await c.waitForLog((l) => l.msg === 'proxies discovered', 30000);
-        expect(found.discovered, 'disco#items and #info answered').to.deep.equal([`proxy.${ej.domain}`]);
-        await c.waitForLog((l) => l.msg === 'proxy checked' && l.proxy === `proxy.${ej.domain}`, 30000);
-        const pongs = () => c.logs.filter((l) => l.msg === 'the XMPP server answered a ping').length;
-        for (let i = 0; i < 100 && pongs() < 3; i++) await sleep(100);
-        expect(pongs(), 'pongs').to.be.at.least(3);
-        expect(c.logs.filter((l) => l.msg === 'the XMPP server did not answer a ping')).to.deep.equal([]);
-      }
+      for (const c of comps) await expectOwnIqAnswers(c, `proxy.${ej.domain}`, 3);
     });
 
     it('a request written to an instance that died without reading it is served by the other instance', async () => {
-      const before = (await replayLines()).length;
+      const before = (await replayLines(ejLog)).length;
       const victimProc = comps[1].proc;
       victimProc.kill('SIGSTOP');
       const body = randomBytes(250_000);
@@ -124,12 +112,7 @@ for (const slots of [0, 2])
       // the log line is written in the background: it may follow the user's "Delivered"
       await comps[0].waitForLog((l) => l.msg === 'delivered' && l.project === project, 30000);
       expect(comps[0].logs.filter((l) => l.msg === 'delivered' && l.project === project)).to.have.length(1);
-      // ejabberd's logger writes in the background: the line may follow the delivery
-      let lines: string[] = [];
-      for (let i = 0; i < 100 && lines.length === 0; i++) {
-        lines = (await replayLines()).slice(before);
-        if (lines.length === 0) await sleep(100);
-      }
+      const lines = await newReplayLines(ejLog, before);
       expect(lines, 'ejabberd logged the request routed again').to.have.length(1);
       expect(lines[0]).to.match(/ 1 unanswered request\(s\) held by a component connection that went down/);
     });
