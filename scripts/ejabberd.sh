@@ -373,10 +373,21 @@ read_pid() { # FILE -> pid on stdout if the file holds one
 }
 
 # Alive and ours: its command line mentions our run dir (guards against pid reuse).
+# While a process is in execve (the launcher becoming ejabberdctl, that becoming erl) the
+# kernel shows an empty command line for a moment; that is still ours, unless it is a
+# zombie or a kernel thread (also empty, parent 2).
 is_ours() {
-  local pid=$1 cmd
+  local pid=$1 cmd st
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
   cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  if [[ -z $cmd ]]; then
+    { read -r st <"/proc/$pid/stat"; } 2>/dev/null || return 1
+    st=${st##*) }
+    [[ ${st:0:1} != Z ]] || return 1
+    st=${st#* }
+    [[ ${st%% *} != 2 ]]
+    return
+  fi
   [[ $cmd == *"$RUN_DIR/"* ]]
 }
 

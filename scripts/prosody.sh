@@ -144,6 +144,9 @@ read_pid() {
 }
 
 # Alive, not a zombie, and ours: its command line names our config (guards against pid reuse).
+# While a process is in execve (the launcher becoming prosody, env becoming lua) the kernel
+# shows an empty command line for a moment; that is still ours, unless it is a kernel thread
+# (also empty, parent 2).
 our_pid() {
   local p st cmd
   p=$(read_pid)
@@ -152,6 +155,11 @@ our_pid() {
   st=${st##*) }
   [[ ${st:0:1} != Z ]] || return 0
   cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || return 0
+  if [[ -z $cmd ]]; then
+    st=${st#* }
+    [[ ${st%% *} != 2 ]] && printf '%s\n' "$p"
+    return 0
+  fi
   [[ $cmd == *"$CONFIG"* ]] && printf '%s\n' "$p"
   return 0
 }
