@@ -43,6 +43,9 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     XR_DISCOVER_PROXIES: 'false',
     XR_IBB_BLOCK_SIZE: '4096',
     XR_XMPP_BALANCING_SLOTS: '2',
+    // The give-back must wait for the running IBB transfer however slow the machine is: under CI's
+    // load that transfer once outlasted the default 30 s, and the slot was given back cut short.
+    XR_XMPP_BALANCING_RELEASE_WAIT_MS: '170000',
   });
   const metricsPorts = new Map<ComponentProcess, number>();
   const spawn = async () => {
@@ -201,7 +204,7 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const slotless = await comps[1].waitForLog((l) => l.msg.startsWith('this instance holds no balancing slot'), 30000);
     const given = await comps[0].waitForLog(
       (l) => time(l) >= restartedAt && l.msg.startsWith('balancing slot given back'),
-      60000,
+      175000,
     );
     const taken = await comps[1].waitForLog((l) => l.msg === 'balancing slot taken over', 60000);
     // the give-back waited for the transfer, which finished byte-exact on the survivor
