@@ -68,6 +68,10 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const gauge = (name: string) => Number(new RegExp(`^xmpp_reports_${name} (\\S+)$`, 'm').exec(text)?.[1]);
     return { healthz: h.balancing, held: gauge('balancing_slots_held'), dead: gauge('balancing_dead_slot') };
   }
+  async function gauge(c: ComponentProcess, name: string): Promise<number> {
+    const res = await fetch(`http://127.0.0.1:${metricsPorts.get(c)}/metrics`, { signal: AbortSignal.timeout(10000) });
+    return Number(new RegExp(`^xmpp_reports_${name} (\\S+)$`, 'm').exec(await res.text())?.[1]);
+  }
   const requested = (c: ComponentProcess, project: string) =>
     c.logs.filter((l) => l.msg === 'report requested' && l.project === project);
   const byWho = (project: string) => all.map((c) => requested(c, project).length);
@@ -184,6 +188,15 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
       await comps[0].waitForLog((l) => l.msg === 'report requested' && l.project === again, 30000);
       const noted = comps[0].logs.filter((l) => l.msg === 'an answer for a transfer this instance did not start');
       expect(noted.map((l) => [l.project, l.what])).to.deep.equal([[again, 'si-accept']]);
+      // The offer made again ends while this client is still online (its client library answers the
+      // offer with an error): logged out first, an offer already on its way would be lost with the
+      // session and keep the request, and so the spare's give-back in the next case, waiting.
+      let active = NaN;
+      for (let i = 0; i < 300 && active !== 0; i++) {
+        if (i > 0) await sleep(100);
+        active = await gauge(comps[0], 'active_requests');
+      }
+      expect(active, 'the survivor ended the offer made again').to.equal(0);
     } finally {
       await client.logout();
     }
