@@ -433,7 +433,13 @@ async function register(names: string[]): Promise<void> {
   }
 }
 
-/** Runs each variant once per round, in turn (A, B, A, B …); a warm-up round first when not quick. */
+/**
+ * Runs each variant once per round; a warm-up round first when not quick. Each measured round
+ * starts one variant further on (A B C, B C A, C A B …), so that no variant always runs right
+ * after the same one: a transfer that follows another of the same component finds it warm
+ * (item 1, in the fixed order: Jingle right after SI ran at 1.2-1.6× SI, and with the two
+ * swapped at 0.73-0.75×; with 2 s between runs the two were even).
+ */
 async function alternate<T>(
   rounds: number,
   variants: Array<{ name: string; run: () => Promise<T> }>,
@@ -441,7 +447,9 @@ async function alternate<T>(
   const out = new Map<string, T[]>(variants.map((v) => [v.name, []]));
   const total = rounds + (P.warmup ? 1 : 0);
   for (let i = 0; i < total; i++) {
-    for (const v of variants) {
+    const k = P.warmup ? Math.max(0, i - 1) : i;
+    const order = [...variants.slice(k % variants.length), ...variants.slice(0, k % variants.length)];
+    for (const v of order) {
       const r = await v.run();
       if (P.warmup && i === 0) continue;
       out.get(v.name)!.push(r);
