@@ -447,8 +447,8 @@ async function alternate<T>(
   const out = new Map<string, T[]>(variants.map((v) => [v.name, []]));
   const total = rounds + (P.warmup ? 1 : 0);
   for (let i = 0; i < total; i++) {
-    const k = P.warmup ? Math.max(0, i - 1) : i;
-    const order = [...variants.slice(k % variants.length), ...variants.slice(0, k % variants.length)];
+    const k = (P.warmup ? Math.max(0, i - 1) : i) % variants.length;
+    const order = [...variants.slice(k), ...variants.slice(0, k)];
     for (const v of order) {
       const r = await v.run();
       if (P.warmup && i === 0) continue;

@@ -377,18 +377,22 @@ read_pid() { # FILE -> pid on stdout if the file holds one
 # kernel shows an empty command line for a moment; that is still ours, unless it is a
 # zombie or a kernel thread (also empty, parent 2).
 is_ours() {
-  local pid=$1 cmd st
+  local pid=$1 cmd
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
   cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
   if [[ -z $cmd ]]; then
-    { read -r st <"/proc/$pid/stat"; } 2>/dev/null || return 1
-    st=${st##*) }
-    [[ ${st:0:1} != Z ]] || return 1
-    st=${st#* }
-    [[ ${st%% *} != 2 ]]
+    alive "$pid" && [[ $(parent_of "$pid") != 2 ]]
     return
   fi
   [[ $cmd == *"$RUN_DIR/"* ]]
+}
+
+parent_of() { # PID -> its parent's pid on stdout (nothing when it is gone)
+  local st
+  { read -r st <"/proc/$1/stat"; } 2>/dev/null || return 0
+  st=${st##*) } # after "(comm) "
+  st=${st#* }   # drop state
+  printf '%s\n' "${st%% *}"
 }
 
 # Alive and not a zombie (our launcher is reparented to pid 1, which may reap it late).

@@ -64,13 +64,14 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
     const h = (await (await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(10000) })).json()) as {
       balancing?: Record<string, unknown>;
     };
-    const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(10000) })).text();
-    const gauge = (name: string) => Number(new RegExp(`^xmpp_reports_${name} (\\S+)$`, 'm').exec(text)?.[1]);
-    return { healthz: h.balancing, held: gauge('balancing_slots_held'), dead: gauge('balancing_dead_slot') };
+    const [held, dead] = await gauges(c, ['balancing_slots_held', 'balancing_dead_slot']);
+    return { healthz: h.balancing, held, dead };
   }
-  async function gauge(c: ComponentProcess, name: string): Promise<number> {
+  /** the named xmpp_reports_ gauges of one /metrics read, in order */
+  async function gauges(c: ComponentProcess, names: string[]): Promise<number[]> {
     const res = await fetch(`http://127.0.0.1:${metricsPorts.get(c)}/metrics`, { signal: AbortSignal.timeout(10000) });
-    return Number(new RegExp(`^xmpp_reports_${name} (\\S+)$`, 'm').exec(await res.text())?.[1]);
+    const text = await res.text();
+    return names.map((name) => Number(new RegExp(`^xmpp_reports_${name} (\\S+)$`, 'm').exec(text)?.[1]));
   }
   const requested = (c: ComponentProcess, project: string) =>
     c.logs.filter((l) => l.msg === 'report requested' && l.project === project);
@@ -194,7 +195,7 @@ describe('integration: balancing slot takeover after SIGKILL, and give-back (eja
       let active = NaN;
       for (let i = 0; i < 300 && active !== 0; i++) {
         if (i > 0) await sleep(100);
-        active = await gauge(comps[0], 'active_requests');
+        [active] = await gauges(comps[0], ['active_requests']);
       }
       expect(active, 'the survivor ended the offer made again').to.equal(0);
     } finally {
