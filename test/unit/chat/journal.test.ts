@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RequestJournal, type InFlight } from '../../../src/chat/journal.js';
@@ -41,6 +41,22 @@ describe('chat/journal', () => {
     expect(await n.written).to.equal(true);
     const [name] = await files();
     expect(await readFile(join(dir, name), 'utf8')).to.include('"project":"1"');
+  });
+
+  it('a write that fails says so without throwing, and the next one works again', async () => {
+    const j = new RequestJournal(dir);
+    const n = j.note(entry('1'));
+    expect(await n.written).to.equal(true);
+    await n.forget();
+    await rm(dir, { recursive: true, force: true }); // the spool folder taken away under the component
+    const lost = j.note(entry('2'));
+    expect(await lost.written).to.equal(false);
+    await lost.name('status-2.pdf');
+    await lost.forget();
+    await mkdir(dir);
+    const back = j.note(entry('3'));
+    expect(await back.written).to.equal(true);
+    expect((await new RequestJournal(dir).leftOver()).entries.map((e) => e.project)).to.deep.equal(['3']);
   });
 
   it('the file goes when no request is left in it, and comes back with the next one', async () => {
