@@ -7,7 +7,8 @@
 // Usage: node --max-semi-space-size=4 --expose-gc dist/bench/http-path.js [SIZE_MIB] [ROUNDS] [MODES]
 //   MODES: comma-separated, run in turn every round (round 0 warms up, medians of the rest):
 //   get (httpGet, body drained), spool (HttpSource.fetch until the spool has the last byte),
-//   full (fetch + S5B send into a sink), and the floors: tcp / tcpbig (a GET by hand on a bare
+//   full (fetch + S5B send into a sink, every byte spooled, as Jingle reads), si (the same, read as SI
+//   reads: once, so a lone reader's bytes are not written), and the floors: tcp / tcpbig (a GET by hand on a bare
 //   socket, 64 KiB / 1 MiB reads), send (1 MiB writes from memory into the sink), file (the
 //   spool's writes alone). Under chrt -r 10 on a shared machine, and alternate A/B builds.
 // Environment: XR_CHECK=1 (get: SHA-256 of the body checked), SINK_HASH=1 (the sink hashes
@@ -195,9 +196,15 @@ async function runOnce(mode: string): Promise<void> {
       sock.on('data', (d: string) => (answer += d));
       sock.once('close', () => resolve());
     });
-    await sender.send(sock, report, async (closed) => {
-      await closed;
-    });
+    // si: read as SI's bytestream reads (once: what the sender passed is let go, not written)
+    await sender.send(
+      sock,
+      report,
+      async (closed) => {
+        await closed;
+      },
+      { once: mode === 'si' },
+    );
     await counted;
   } finally {
     await report.release();

@@ -250,9 +250,14 @@ interface Flight<T> {
 export class SharedFetches<T> {
   private readonly flights = new Map<string, Flight<T>>();
 
+  /**
+   * `join` is asked before a second (third, ...) request takes a value in flight; false (what it
+   * needs is gone) gives that request a fetch of its own.
+   */
   constructor(
     private readonly dispose: (value: T) => Promise<void>,
     private readonly until: (value: T) => Promise<unknown> = async () => {},
+    private readonly join: (value: T) => boolean = () => true,
   ) {}
 
   /** Keys being fetched now. */
@@ -267,6 +272,7 @@ export class SharedFetches<T> {
    */
   async acquire(key: string, fetch: () => Promise<T>): Promise<Lease<T>> {
     let flight = this.flights.get(key);
+    const joining = flight !== undefined;
     if (!flight) {
       let adopt!: (p: Promise<T>) => void;
       // Leaves the map when `until` settles, or at once when the last lease
@@ -293,16 +299,37 @@ export class SharedFetches<T> {
     const shared = flight;
     shared.users++;
     const value = await shared.promise;
+    const leave = async () => {
+      if (--shared.users === 0) {
+        shared.forget();
+        await this.dispose(value);
+      }
+    };
+    if (joining && !this.join(value)) {
+      await leave();
+      return this.alone(fetch);
+    }
     let released = false;
     return {
       value,
       release: async () => {
         if (released) return;
         released = true;
-        if (--shared.users === 0) {
-          shared.forget();
-          await this.dispose(value);
-        }
+        await leave();
+      },
+    };
+  }
+
+  /** A fetch of one's own, shared with nobody. */
+  private async alone(fetch: () => Promise<T>): Promise<Lease<T>> {
+    const value = await fetch();
+    let released = false;
+    return {
+      value,
+      release: async () => {
+        if (released) return;
+        released = true;
+        await this.dispose(value);
       },
     };
   }

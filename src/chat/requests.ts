@@ -55,10 +55,12 @@ export class Requests {
   private gate: ConcurrencyGate;
   private retiredGates: ConcurrencyGate[] = []; // replaced by a reload, still running or queueing requests
   private readonly jobs = new ActiveRequests();
-  // A download is shared until its last byte has arrived (reports are handed on at their headers).
+  // A download is shared until its last byte has arrived (reports are handed on at their headers),
+  // unless bytes the next request would need are gone (let go behind a lone reader: Report.share).
   private readonly shared = new SharedFetches<Report>(
     (r) => r.release(),
     (r) => r.arrived,
+    (r) => r.share?.() ?? true,
   );
 
   constructor(private readonly deps: RequestDeps) {

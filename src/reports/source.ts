@@ -28,8 +28,23 @@ export interface ReportMeta {
   date: Date;
 }
 
+/** How a reader will read a report (Report.open). */
+export interface OpenOptions {
+  /**
+   * It reads the report once, start to end, and never starts over (SI's bytestream): a source may
+   * then let the bytes it has passed go instead of keeping them (a spooled download, alone).
+   */
+  once?: boolean;
+}
+
 export interface Report extends ReportMeta {
-  open(): Promise<ReportReader>;
+  open(o?: OpenOptions): Promise<ReportReader>;
+  /**
+   * Another request takes this report too (a shared download): every byte is kept for it from now
+   * on. False when bytes it would need are gone already; that request then fetches its own.
+   * Absent where nothing is ever let go.
+   */
+  share?(): boolean;
   /** Settles when the last byte is on local disk; rejects when the download failed. */
   readonly arrived: Promise<void>;
   /**

@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ReportError, once, sha256File, type ReportMeta, type ReportReader, type Report } from './source.js';
+import {
+  ReportError,
+  once,
+  sha256File,
+  type OpenOptions,
+  type ReportMeta,
+  type ReportReader,
+  type Report,
+} from './source.js';
 
 export interface SpoolOptions {
   maxBytes: number;
@@ -33,11 +41,32 @@ const FLUSH_MS = 2;
 // offer's round trips) and then reads without opening the file.
 const KEEP_SMALL = 1 << 20;
 const KEEP_BUDGET = 16 << 20;
+// A lone reader that reads a report once (ReaderOptions.once: SI's bytestream, which never starts
+// over) takes the bytes it passed with it: from its open on, new bytes are not written to the file
+// but held for it and dropped once it is past them, so the disk sees nothing of a transfer that
+// keeps up. Writing every byte cost 0.4-0.65 s of CPU per GiB (libuv's threads, mostly kernel) on
+// the bench's 2 cores. A download is paced by that reader, holding at most PASS_HOLD bytes ahead of
+// it; held back for more than PASS_HOLD_MS in all (a slow receiver), it goes on into the file, so
+// the intranet never waits long on us. Nothing is dropped before PASS_FROM bytes have arrived, so a
+// second request that shares a download of that size still finds it whole (see SpoolFile.share).
+const PASS_FROM = 4 << 20;
+const PASS_HOLD = 8 << 20;
+const PASS_HOLD_MS = 500;
+/** Bytes held for lone readers by all of a spool's files (beyond it, downloads go to their files). */
+const PASS_BUDGET = 64 << 20;
 
 /** Bytes of small reports held in memory, shared by one spool's files. */
 interface KeepBudget {
   used: number;
   readonly limit: number;
+  /** bytes held for lone readers (at most PASS_HOLD each), by all files: PASS_BUDGET in all */
+  passing: number;
+}
+
+/** One open reader: where it reads now (it needs nothing below that) and how. */
+interface ReaderAt {
+  pos: number;
+  readonly once: boolean;
 }
 
 /** One file being (or done being) written into the spool. */
@@ -79,12 +108,30 @@ export class SpoolFile {
    */
   private readonly memoryOnly: boolean;
   private materialized: Promise<void> | undefined;
+  private readonly readers = new Set<ReaderAt>();
+  /**
+   * Passing a lone reader (PASS_FROM): bytes from `passFrom` on are not written but held in `mem`
+   * for it. `passFrom` is where the file's bytes end (those before it are, or are being, written).
+   */
+  private passing = false;
+  private passFrom = 0;
+  /** Bytes [passFrom, gapEnd) were dropped unwritten behind a lone reader: no other reader can have them. */
+  private gapEnd = 0;
+  /** Bytes this file counts in keep.passing. */
+  private passBytes = 0;
+  /** The download held back while PASS_HOLD bytes wait for the reader; and since when, and for how long in all. */
+  private held: (() => void) | undefined;
+  private heldSince = 0;
+  private heldMs = 0;
+  private heldTimer: NodeJS.Timeout | undefined;
+  /** Set by run(): goes back to writing every byte from memBase on (passing ends). */
+  private toFile: (() => void) | undefined;
 
   constructor(
     readonly path: string,
     input: Readable,
     o: SpoolOptions,
-    private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET },
+    private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET, passing: 0 },
   ) {
     this.expected = o.expectedSize ?? Infinity;
     this.memoryOnly = this.expected <= KEEP_SMALL && this.keepWhole();
@@ -108,6 +155,7 @@ export class SpoolFile {
         this.failure = err;
         this.mem = [];
         this.unkeep();
+        this.unpass();
         this.wake();
         if (!this.memoryOnly) await removeFile(path);
         throw err;
@@ -201,7 +249,12 @@ export class SpoolFile {
    * download failed. A report kept in memory only is written out on the first call.
    */
   onDisk(): Promise<void> {
-    if (!this.memoryOnly) return this.done.then(() => {});
+    if (!this.memoryOnly) {
+      if (!this.share()) return Promise.reject(this.gapError());
+      return this.done.then(() => {
+        if (this.gap) throw this.gapError();
+      });
+    }
     return (this.materialized ??= this.done.then(async () => {
       const fh = await open(this.path, 'w', 0o600);
       try {
@@ -228,6 +281,8 @@ export class SpoolFile {
       let received = 0;
       let pending: Buffer[] = [];
       let pendingLen = 0;
+      /** the file offset of pending[0] */
+      let pendingAt = 0;
       let timer: NodeJS.Timeout | undefined;
       let chain: Promise<void> = Promise.resolve();
       const flush = (): Promise<void> => {
@@ -236,19 +291,42 @@ export class SpoolFile {
         if (pendingLen === 0) return chain;
         const bufs = pending;
         const len = pendingLen;
+        const at = pendingAt;
         pending = [];
         pendingLen = 0;
+        pendingAt = at + len;
         chain = chain.then(async () => {
-          const { bytesWritten } = await (await this.file!).writev(bufs, this.written);
+          const { bytesWritten } = await (await this.file!).writev(bufs, at);
           if (bytesWritten !== len) throw new Error(`short write to the spool (${bytesWritten} of ${len} bytes)`);
           this.memBytes -= len;
-          this.written += len;
+          this.written = at + len;
           // the batch is on disk: from now on its bytes are read from the file, unless the report is small
           if (this.keepWhole()) return;
           while (this.mem.length > 0 && this.memBase + this.mem[0].length <= this.written)
             this.memBase += this.mem.shift()!.length;
         });
         return chain;
+      };
+      // Passing ends: the bytes held for the reader go to the file after all, at their offsets, and so
+      // does the rest. The file then lacks [passFrom, gapEnd) if anything was dropped.
+      this.toFile = () => {
+        if (!this.passing) return;
+        this.passing = false;
+        this.unpass();
+        void flush().catch(() => {}); // what was pending when passing began (below passFrom)
+        let at = this.memBase;
+        for (const chunk of this.mem) {
+          if (at >= this.passFrom) {
+            pending.push(chunk);
+            pendingLen += chunk.length;
+          }
+          at += chunk.length;
+        }
+        pendingAt = received - pendingLen;
+        const held = this.released();
+        const before = chain;
+        if (pendingLen > 0) void flush().catch(() => {}); // a failure shows in the next write or in final
+        if (held) void before.then(() => held(), held);
       };
       const sink = new Writable({
         write: (chunk: Buffer, _e, cb) => {
@@ -257,11 +335,33 @@ export class SpoolFile {
           received += chunk.length;
           const refused = SpoolFile.refuse(received, o);
           if (refused) return cb(refused);
-          pending.push(chunk);
-          pendingLen += chunk.length;
           this.mem.push(chunk);
           this.memBytes += chunk.length;
           this.received = received;
+          if (this.passing) {
+            this.passBytes += chunk.length;
+            this.keep.passing += chunk.length;
+            this.stale = false;
+            this.wake();
+            if (this.keep.passing > PASS_BUDGET || this.heldMs > PASS_HOLD_MS) {
+              this.toFile!();
+              return cb();
+            }
+            timer ??= setTimeout(() => {
+              timer = undefined;
+              this.stale = true;
+              this.wake();
+            }, FLUSH_MS);
+            if (this.memBytes < PASS_HOLD) return cb();
+            // the reader is PASS_HOLD behind: the download waits for it (dropBehind), or for the file
+            this.held = cb;
+            this.heldSince = performance.now();
+            const hold = setTimeout(() => this.toFile?.(), PASS_HOLD_MS - this.heldMs);
+            this.heldTimer = hold;
+            return;
+          }
+          pending.push(chunk);
+          pendingLen += chunk.length;
           this.wake();
           if (pendingLen >= WRITE_BATCH) {
             // Back-pressure: the next chunk waits for the batch before this one to be on disk, not
@@ -273,15 +373,22 @@ export class SpoolFile {
           this.stale = false;
           // a failure shows in the next write or in final
           timer ??= setTimeout(() => {
+            timer = undefined;
             this.stale = true;
             this.wake();
             void flush().catch(() => {});
           }, FLUSH_MS);
           cb();
         },
-        final: (cb) => void flush().then(() => cb(), cb),
+        // A report passed whole (nothing dropped) still ends up in its file, for whoever needs it later.
+        final: (cb) => {
+          if (this.passing && this.gapEnd <= this.passFrom) this.toFile!();
+          void flush().then(() => cb(), cb);
+        },
         destroy: (err, cb) => {
           clearTimeout(timer);
+          clearTimeout(this.heldTimer);
+          this.released();
           // a write under way must end before the file is closed
           void chain.then(
             () => cb(err),
@@ -290,10 +397,10 @@ export class SpoolFile {
         },
       });
       await pipeline(input, sink, { signal });
-      if (o.expectedSize !== undefined && this.written !== o.expectedSize)
-        throw SpoolFile.short(this.written, o.expectedSize);
-      return this.written;
+      if (o.expectedSize !== undefined && received !== o.expectedSize) throw SpoolFile.short(received, o.expectedSize);
+      return received;
     } finally {
+      this.toFile = undefined;
       // a file that could not be created fails the spool here, if no write failed first
       await (await this.file!).close();
     }
@@ -315,6 +422,59 @@ export class SpoolFile {
   private unkeep(): void {
     this.keep.used -= this.kept;
     this.kept = 0;
+  }
+
+  private unpass(): void {
+    this.keep.passing -= this.passBytes;
+    this.passBytes = 0;
+  }
+
+  /** Lets a held download go on; returns its callback (called by the caller), if it was held. */
+  private released(): (() => void) | undefined {
+    const held = this.held;
+    if (!held) return undefined;
+    this.held = undefined;
+    clearTimeout(this.heldTimer);
+    this.heldMs += performance.now() - this.heldSince;
+    return held;
+  }
+
+  /** A lone reader that reads once is at its `pos`: the bytes behind it go (see PASS_FROM). */
+  private dropBehind(): void {
+    if (!this.passing || this.received <= PASS_FROM || this.readers.size !== 1) return;
+    const [r] = this.readers;
+    if (!r.once) return;
+    while (this.mem.length > 0 && this.memBase + this.mem[0].length <= r.pos && this.memBase >= this.passFrom) {
+      const n = this.mem.shift()!.length;
+      this.memBase += n;
+      this.memBytes -= n;
+      this.passBytes -= n;
+      this.keep.passing -= n;
+      this.gapEnd = this.memBase;
+    }
+    if (this.memBytes < PASS_HOLD) this.released()?.();
+  }
+
+  /** Bytes no reader can have any more (dropped behind a lone reader), if any. */
+  private get gap(): boolean {
+    return this.gapEnd > this.passFrom;
+  }
+
+  private gapError(): ReportError {
+    return new ReportError(
+      'unavailable',
+      'the report was streamed on to its first reader and is no longer held here; it must be fetched again',
+    );
+  }
+
+  /**
+   * Another request takes this report too: every byte from now on is kept for it (written to the
+   * file). False when bytes are gone already (dropped behind a lone reader): that request fetches its own.
+   */
+  share(): boolean {
+    if (this.gap) return false;
+    this.toFile?.();
+    return true;
   }
 
   /** Bytes received and not yet on disk, held in memory (bounded by the write back-pressure). */
@@ -375,17 +535,35 @@ export class SpoolFile {
   /**
    * A reader of its own; reads wait for bytes still on their way. It opens the
    * file only when it needs bytes already on disk (a reader that keeps up never does).
+   * The first reader that reads once (o.once), alone, has the bytes it passed dropped (PASS_FROM);
+   * any other reader keeps every byte for all.
    */
-  open(): Promise<ReportReader> {
+  open(o: OpenOptions = {}): Promise<ReportReader> {
     if (this.failure) return Promise.reject(this.failure);
+    if (this.gap) return Promise.reject(this.gapError());
+    const at: ReaderAt = { pos: 0, once: o.once === true };
+    if (at.once && this.readers.size === 0 && !this.memoryOnly && !this.finished && this.toFile && !this.passing) {
+      // from here on nothing more is written; the file has what was taken so far
+      this.passing = true;
+      this.passFrom = this.gapEnd = this.received;
+    } else if (this.passing) this.toFile?.();
+    this.readers.add(at);
     let fh: Promise<FileHandle> | undefined;
     let closed = false;
+    const behind = (position: number) => position >= this.passFrom && position < this.gapEnd;
     return Promise.resolve({
       read: async (buf, offset, length, position) => {
         if (closed) throw new Error('reader closed');
+        at.pos = position;
+        this.dropBehind();
         await this.reach(position, Math.min(length, READ_BATCH));
         if (position >= this.memBase) return this.fromMemory(buf, offset, length, position);
-        const n = Math.min(length, this.written - position);
+        if (behind(position)) throw this.gapError();
+        // bytes below memBase are on disk, but for the gap
+        const n = Math.min(
+          length,
+          (position < this.passFrom ? Math.min(this.passFrom, this.memBase) : this.memBase) - position,
+        );
         if (n <= 0) return 0;
         // the write handle settles before the first batch is on disk, so the file exists by now
         fh ??= open(this.path, 'r');
@@ -394,12 +572,15 @@ export class SpoolFile {
       },
       chunks: async (position, max) => {
         if (closed) throw new Error('reader closed');
+        at.pos = position;
+        this.dropBehind();
         await this.reach(position, Math.min(max, READ_BATCH));
         // behind the disk write: those bytes are only in the file now
         return position >= this.memBase ? this.viewMemory(position, max) : undefined;
       },
       close: async () => {
         closed = true;
+        this.readers.delete(at);
         if (fh) await (await fh.catch(() => undefined))?.close();
       },
     });
@@ -412,12 +593,13 @@ export class SpoolFile {
     await this.materialized?.catch(() => {});
     this.mem = [];
     this.unkeep();
+    this.unpass();
     if (!this.memoryOnly || this.materialized) await removeFile(this.path);
   }
 }
 
 export class Spool {
-  private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET };
+  private readonly keep: KeepBudget = { used: 0, limit: KEEP_BUDGET, passing: 0 };
   // File names: this process's own random part and a counter (randomBytes per report cost more than the name is worth).
   private readonly run = randomBytes(8).toString('hex');
   private seq = 0;
@@ -461,7 +643,8 @@ export function spooledReport(meta: ReportMeta, file: SpoolFile): Report {
   return {
     ...meta,
     arrived,
-    open: () => file.open(),
+    open: (o) => file.open(o),
+    share: () => file.share(),
     complete: once(async () => {
       await file.onDisk();
       const fh = await open(file.path, 'r');

@@ -1,7 +1,7 @@
 // XEP-0065 bytestream data: the one sender of a report into a connected
 // SOCKS5 socket, shared by SI and Jingle (XEP-0260 carries the same stream).
 import type { Socket } from 'node:net';
-import { ReportError, type Report } from '../../reports/source.js';
+import { ReportError, type OpenOptions, type Report } from '../../reports/source.js';
 import { NS } from '../../xmpp/namespaces.js';
 import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
 
@@ -44,9 +44,15 @@ export class S5bSender implements ComponentModule {
   /**
    * Streams the report into the socket with back-pressure, then waits for
    * `confirm`; resolves with the bytes sent, rejects with StreamError (the
-   * socket destroyed, never ended, so a cut stream never looks whole).
+   * socket destroyed, never ended, so a cut stream never looks whole). `read` says how the
+   * report is read (OpenOptions: once for a stream that never starts over).
    */
-  async send(socket: Socket, report: Pick<Report, 'open' | 'size'>, confirm: Confirm = cleanClose): Promise<number> {
+  async send(
+    socket: Socket,
+    report: Pick<Report, 'open' | 'size'>,
+    confirm: Confirm = cleanClose,
+    read: OpenOptions = {},
+  ): Promise<number> {
     // Two reusable buffers per transfer: one is read into while the socket
     // takes the other. 1 MiB reads are cheapest for one fast transfer, but
     // many at once share a 4 MiB budget, down to 64 KiB each (bench: 200 ×
@@ -77,7 +83,7 @@ export class S5bSender implements ComponentModule {
     socket.on('error', () => {}); // shows in the write callbacks and in 'close'
     armStall();
     try {
-      const reader = await report.open();
+      const reader = await report.open(read);
       try {
         // Writes the socket has not taken yet, oldest first: at most two, as with two buffers.
         const inFlight: Promise<void>[] = [];

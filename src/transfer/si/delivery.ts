@@ -241,7 +241,9 @@ export class SiDelivery implements Delivery, ComponentModule {
       if (run.cuts) socket.destroy(new Error(err.message));
     });
     try {
-      return await this.deps.s5b.send(socket, report);
+      // once: an SI bytestream never starts over (no fallback once bytes flow, no re-offer of a
+      // stream our server link does not carry), so the report's bytes need not be kept behind it
+      return await this.deps.s5b.send(socket, report, undefined, { once: true });
     } catch (err) {
       const sent = err instanceof StreamError ? err.sent : 0;
       if (run.cuts) throw run.failure(sent, 's5b');

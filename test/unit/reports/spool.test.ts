@@ -460,4 +460,173 @@ describe('reports/spool', () => {
       expect(await readdir(dir)).to.deep.equal([]);
     });
   });
+
+  describe('a lone reader that reads once (SI): the bytes it passed are let go', () => {
+    let spool: Spool;
+    let dir: string;
+    beforeEach(async () => {
+      dir = freshDir();
+      spool = await Spool.open(dir);
+    });
+
+    /** Feeds data in 64 KiB chunks with back-pressure; resolves when all is taken. */
+    async function feed(src: PassThrough, data: Buffer): Promise<void> {
+      for (let at = 0; at < data.length; at += 64 << 10) {
+        if (!src.write(data.subarray(at, at + (64 << 10)))) await new Promise((r) => src.once('drain', r));
+      }
+      src.end();
+    }
+
+    /** Reads the whole report as a sender does (chunks() while in memory, read() from the file); the most held unwritten. */
+    async function readAll(
+      r: Awaited<ReturnType<SpoolFile['open']>>,
+      size: number,
+      file: SpoolFile,
+      pause?: { at: number; until: Promise<void> },
+    ): Promise<{ bytes: Buffer; most: number }> {
+      const parts: Buffer[] = [];
+      let pos = 0;
+      let most = 0;
+      while (pos < size) {
+        if (pause && pos >= pause.at) {
+          await pause.until;
+          pause = undefined;
+        }
+        most = Math.max(most, file.inMemory);
+        const views = await within(r.chunks!(pos, 1 << 20), 10000);
+        if (views) {
+          for (const v of views) parts.push(Buffer.from(v));
+          pos += views.reduce((n, v) => n + v.length, 0);
+        } else {
+          const buf = Buffer.alloc(Math.min(1 << 20, size - pos));
+          const n = await within(r.read(buf, 0, buf.length, pos), 10000);
+          parts.push(buf.subarray(0, n));
+          pos += n;
+        }
+      }
+      return { bytes: Buffer.concat(parts), most };
+    }
+
+    it('writes none of what arrives after it opened, holds little, and gives every byte in order', async () => {
+      const data = randomBytes(24 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const head = data.subarray(0, 1 << 20);
+      src.write(head); // arrived before the offer was answered: written as always
+      await within(new Promise((r) => setTimeout(r, 50)), 1000);
+      const r = await file.open({ once: true });
+      const feeding = feed(src, data.subarray(head.length));
+      const { bytes, most } = await readAll(r, data.length, file);
+      await within(feeding, 10000);
+      expect(await within(file.done, 10000)).to.equal(data.length);
+      expect(createHash('sha256').update(bytes).digest('hex')).to.equal(
+        createHash('sha256').update(data).digest('hex'),
+      );
+      // the download waited for the reader: never more than 8 MiB (and a chunk) held for it
+      expect(most).to.be.at.most((8 << 20) + (64 << 10));
+      // on disk: only the first MiB, taken before the reader came
+      expect((await stat(file.path)).size).to.equal(head.length);
+      // nobody else can have it now: a second reader, a shared request, a path
+      expect(file.share()).to.equal(false);
+      expect(await rejection(file.open())).to.be.instanceOf(ReportError);
+      expect(await rejection(file.onDisk())).to.be.instanceOf(ReportError);
+      await r.close();
+      await file.remove();
+      expect(await readdir(dir)).to.deep.equal([]);
+      expect(spool.keptBytes).to.equal(0);
+    });
+
+    it('lets nothing go of a report of at most 4 MiB: a request that shares it, and its file, get it whole', async () => {
+      const data = randomBytes(3 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const r = await file.open({ once: true });
+      const feeding = feed(src, data);
+      const { bytes } = await readAll(r, data.length, file);
+      await within(feeding, 10000);
+      expect(bytes.equals(data)).to.equal(true);
+      expect(file.share()).to.equal(true);
+      const second = await file.open();
+      const again = await readAll(second, data.length, file);
+      expect(again.bytes.equals(data)).to.equal(true);
+      await within(file.onDisk(), 10000);
+      expect((await readFile(file.path)).equals(data)).to.equal(true);
+      await r.close();
+      await second.close();
+      await file.remove();
+    });
+
+    it('a request that shares it before anything went keeps every byte: the second reader and the file get it whole', async () => {
+      const data = randomBytes(12 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const r = await file.open({ once: true });
+      src.write(data.subarray(0, 2 << 20));
+      await within(new Promise((res) => setTimeout(res, 50)), 1000);
+      expect(file.share()).to.equal(true); // 2 MiB in, nothing let go yet
+      const feeding = feed(src, data.subarray(2 << 20));
+      const first = await readAll(r, data.length, file);
+      await within(feeding, 10000);
+      expect(first.bytes.equals(data)).to.equal(true);
+      const second = await readAll(await file.open(), data.length, file);
+      expect(second.bytes.equals(data)).to.equal(true);
+      await within(file.onDisk(), 10000);
+      expect((await readFile(file.path)).equals(data)).to.equal(true);
+      await file.remove();
+    });
+
+    it('a reader that stops: the download goes on into the file after 500 ms held, and the reader catches up from it', async () => {
+      const data = randomBytes(32 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const r = await file.open({ once: true });
+      let resume!: () => void;
+      const until = new Promise<void>((res) => (resume = res));
+      const feeding = feed(src, data);
+      // the reader stops at 6 MiB: 8 MiB later the download is held back, then goes to the file
+      const reading = readAll(r, data.length, file, { at: 6 << 20, until });
+      expect(await within(file.done, 10000)).to.equal(data.length); // done while the reader waits
+      await within(feeding, 1000);
+      expect(file.inMemory).to.equal(0);
+      resume();
+      const { bytes } = await reading;
+      expect(bytes.equals(data)).to.equal(true);
+      // what the reader had passed before the hold is not in the file: nobody else can have the report
+      expect(file.share()).to.equal(false);
+      await r.close();
+      await file.remove();
+    });
+
+    it('a second reader (not once) alone, or once after another: every byte stays for all', async () => {
+      const data = randomBytes(10 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const a = await file.open(); // IBB, Jingle: may start over
+      const b = await file.open({ once: true });
+      const feeding = feed(src, data);
+      const [ra, rb] = await Promise.all([readAll(a, data.length, file), readAll(b, data.length, file)]);
+      await within(feeding, 10000);
+      expect(ra.bytes.equals(data) && rb.bytes.equals(data)).to.equal(true);
+      expect((await readFile(file.path)).equals(data)).to.equal(true);
+      expect(file.share()).to.equal(true);
+      await file.remove();
+    });
+
+    it('a download that breaks while passing fails the reader and leaves no file', async () => {
+      const data = randomBytes(8 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: 16 << 20 });
+      const r = await file.open({ once: true });
+      const reading = readAll(r, 16 << 20, file);
+      reading.catch(() => {});
+      for (let at = 0; at < data.length; at += 64 << 10) src.write(data.subarray(at, at + (64 << 10)));
+      await within(new Promise((res) => setTimeout(res, 100)), 1000);
+      src.destroy(new Error('connection reset'));
+      expect(await rejection(reading)).to.be.instanceOf(Error);
+      expect(await rejection(file.done)).to.be.instanceOf(Error);
+      await file.remove();
+      expect(await readdir(dir)).to.deep.equal([]);
+      expect(spool.keptBytes).to.equal(0);
+    });
+  });
 });
