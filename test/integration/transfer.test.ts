@@ -3,8 +3,9 @@
 // transfer is checked by the bytes that landed on the receiver's disk.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { freePort, getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
 import {
   expectDelivered,
@@ -234,6 +235,63 @@ for (const kind of ['purple', 'slix'] as const) {
           await stopReceiver(other);
         }
       });
+
+      if (kind === 'purple')
+        it('streams a large report on without writing it to the spool; a user who asks once it is past gets a download of their own; both byte-exact', async () => {
+          const other = await startReceiver(kind, 'paula');
+          try {
+            const body = randomBytes(12 << 20);
+            const project = fresh();
+            const intranet = await getIntranet();
+            let rest!: () => void;
+            let last!: () => void;
+            intranet.projects.set(project, {
+              kind: 'split',
+              body,
+              at: 1 << 20,
+              rest: new Promise<void>((r) => (rest = r)),
+              more: { at: 10 << 20, rest: new Promise<void>((r) => (last = r)) },
+            });
+            const ej = await getEjabberd();
+            const to = `${project}@${ej.componentDomain}`;
+            // the file libpurple writes as the bytes come (the folder has earlier tests' files too)
+            const received = async (dir: string, atLeast: number) => {
+              const deadline = Date.now() + 30000;
+              for (;;) {
+                for (const name of (await readdir(dir)).filter((n) => n.includes(`status-${project}`))) {
+                  if (((await stat(join(dir, name)).catch(() => undefined))?.size ?? -1) >= atLeast) return;
+                }
+                if (Date.now() > deadline) expect.fail(`no file of ${atLeast} bytes in ${dir} within 30 s`);
+                await new Promise((r) => setTimeout(r, 20));
+              }
+            };
+            rx.proc.send(to, 'report');
+            await rx.proc.waitFor((e) => e.event === 'offer' && e.name === `status-${project}.pdf`, 60000);
+            await received(rx.outDir, 1); // libpurple writes the first bytes: the bytestream reads
+            rest();
+            // the reader is well past 4 MiB (libpurple's writes lag a little); the intranet holds the rest after 10 MiB
+            await received(rx.outDir, 8 << 20);
+            // the spool has only the first MiB, which came before the bytestream did
+            const inSpool = await readdir(comp.spoolDir);
+            const spooled = inSpool.filter((n) => n.startsWith('spool-'));
+            expect(
+              spooled,
+              `${comp.spoolDir}: ${inSpool.join(' ')} ${JSON.stringify(comp.logged('transfer failed'))} ${JSON.stringify(comp.logged('report download broke during the transfer'))}`,
+            ).to.have.length(1);
+            expect((await stat(join(comp.spoolDir, spooled[0]))).size).to.equal(1 << 20);
+            other.proc.send(to, 'report'); // what the first download passed is gone: a download of its own
+            await other.proc.waitFor((e) => e.event === 'offer' && e.name === `status-${project}.pdf`, 60000);
+            last();
+            for (const r of [rx, other]) {
+              const end = await r.proc.waitFor(isEnd(project), 120000);
+              const final = await r.proc.waitFor(finalMessage(project), 60000);
+              expectDelivered({ end, final }, body, 's5b');
+            }
+            expect(intranet.requests.filter((q) => q.url === `/projects/${project}/status.pdf`)).to.have.length(2);
+          } finally {
+            await stopReceiver(other);
+          }
+        });
 
       it('cuts the transfer when the intranet stalls mid-report, and tells the user it did not arrive complete', async () => {
         const body = randomBytes(2_000_000);

@@ -9,7 +9,8 @@ export type Behaviour =
   | { kind: 'hang' } // never answers
   | { kind: 'stall'; body: Buffer; after: number; chunked?: boolean } // sends `after` bytes, then nothing; chunked: no Content-Length
   | { kind: 'gate'; body: Buffer; open: Promise<void> } // answers once the test opens the gate
-  | { kind: 'split'; body: Buffer; at: number; rest: Promise<void> }; // headers and `at` bytes at once, the rest once the test says
+  // headers and `at` bytes at once, the rest once the test says (with `more`: up to more.at, then the rest at more.rest)
+  | { kind: 'split'; body: Buffer; at: number; rest: Promise<void>; more?: { at: number; rest: Promise<void> } };
 
 export class ReportServer {
   readonly projects = new Map<string, Behaviour>();
@@ -60,9 +61,13 @@ export class ReportServer {
         this.open.add(res);
         res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': b.body.length });
         res.write(b.body.subarray(0, b.at));
-        void b.rest.then(() => {
+        void b.rest.then(async () => {
+          if (b.more) {
+            res.write(b.body.subarray(b.at, b.more.at));
+            await b.more.rest;
+          }
           this.open.delete(res);
-          res.end(b.body.subarray(b.at));
+          res.end(b.body.subarray(b.more ? b.more.at : b.at));
         });
         return;
       case 'stall':
