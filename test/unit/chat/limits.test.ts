@@ -413,6 +413,54 @@ describe('chat/limits', () => {
       return { shared, disposed, fetch, pending, fetches: () => fetches };
     }
 
+    it('a value join() refuses (its bytes are gone) gives the joiner a fetch of its own, disposed on its own', async () => {
+      const disposed: string[] = [];
+      const arrived = deferred<void>();
+      const asked: string[] = [];
+      let keeps = true;
+      const shared = new SharedFetches<string>(
+        async (v) => void disposed.push(v),
+        async () => arrived.promise,
+        (v) => {
+          asked.push(v);
+          return keeps;
+        },
+      );
+      let fetches = 0;
+      const fetch = async () => `file-${++fetches}`;
+      const a = await shared.acquire('p', fetch);
+      const b = await shared.acquire('p', fetch); // still whole: b shares it
+      keeps = false;
+      const c = await shared.acquire('p', fetch); // bytes let go behind a's reader: c fetches its own
+      expect([a.value, b.value, c.value, fetches]).to.deep.equal(['file-1', 'file-1', 'file-2', 2]);
+      expect(asked).to.deep.equal(['file-1', 'file-1']); // asked for joiners only, never for the first
+      await c.release();
+      expect(disposed).to.deep.equal(['file-2']);
+      await a.release();
+      await b.release();
+      expect(disposed).to.deep.equal(['file-2', 'file-1']);
+      arrived.resolve();
+    });
+
+    it('a refused joiner whose first lease went meanwhile still disposes the shared value', async () => {
+      const disposed: string[] = [];
+      const first = deferred<string>();
+      const shared = new SharedFetches<string>(
+        async (v) => void disposed.push(v),
+        async () => new Promise<void>(() => {}),
+        () => false,
+      );
+      const a = shared.acquire('p', () => first.promise);
+      const b = shared.acquire('p', async () => 'own'); // joins while the first is fetching
+      first.resolve('file-1');
+      await (await a).release(); // nothing disposed yet: b still counts as a user until join() refuses
+      const lb = await b;
+      expect(lb.value).to.equal('own');
+      expect(disposed).to.deep.equal(['file-1']);
+      await lb.release();
+      expect(disposed).to.deep.equal(['file-1', 'own']);
+    });
+
     it('with until(), a fetch stays joinable after it resolved, until until() settles or the last lease goes', async () => {
       const disposed: string[] = [];
       const arrived = deferred<void>();
