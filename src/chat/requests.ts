@@ -346,7 +346,34 @@ export class Requests {
     progress: (p: DeliveryProgress) => Promise<void>,
     probe: DeliveryRequest['probe'],
   ): Promise<string> {
+    // a report fetched again for a second attempt (see below), released here
+    let again: Report | undefined;
+    try {
+      return await this.attempts(report, from, project, out, log, job, progress, probe, async () => {
+        // The first attempt's reader let the bytes it sent go (Report.share): fetch the report again.
+        await again?.release();
+        again = await this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal });
+        if (again.size !== report.size) throw new Error('the report changed on the intranet meanwhile');
+        return again;
+      });
+    } finally {
+      await again?.release().catch(() => {});
+    }
+  }
+
+  private async attempts(
+    first: Report,
+    from: Jid,
+    project: string,
+    out: Output,
+    log: Logger,
+    job: ActiveRequest,
+    progress: (p: DeliveryProgress) => Promise<void>,
+    probe: DeliveryRequest['probe'],
+    refetch: () => Promise<Report>,
+  ): Promise<string> {
     const { say } = out;
+    let report = first;
     for (let attempt = 1; ; attempt++) {
       try {
         const outcome = await this.deps.delivery.deliver({
@@ -377,6 +404,14 @@ export class Requests {
           // Our own link to the server dropped mid-way; once it is back, offer again (say() waits for it).
           log.warn({ bytes: err.sent }, 'delivery interrupted by a server disconnect; offering again');
           await say(replies.interrupted(report.name));
+          if (report.share && !report.share()) {
+            try {
+              report = await refetch();
+            } catch (e) {
+              log.warn({ err: (e as Error).message }, 'report could not be fetched again for the second offer');
+              return replies.failed(report.name, 'the report could not be fetched again');
+            }
+          }
           continue;
         }
         if (err.reason === 'cancelled' && job.cancelled) return replies.cancelledByAdmin(report.name);

@@ -11,6 +11,7 @@
 // session-info <received/>) after the last byte, or, for S5B, closed the
 // stream cleanly after it; for IBB every block was acknowledged by a client
 // not listed in transfer.jingle.noIbbClients.
+import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ClientInfo } from '../../xmpp/caps.js';
@@ -597,9 +598,13 @@ export class JingleDelivery implements Delivery, ComponentModule {
         endedBy ? undefined : { condition: 'failed-transport', text: why },
         new DeliveryError({ reason: sent > 0 ? 'lost' : 'failed', message: why, sent, method: 's5b' }),
       );
+    // A report that can let its bytes go (a download, Report.share) is read once and hashed as it is
+    // sent: keeping it on disk to hash afterwards cost more than the hash (bench item 1, HTTP source).
+    // A folder report is hashed from its file after the last byte, off the transfer's path.
+    const inline = req.report.share ? createHash('sha256') : undefined;
     // All bytes are out: the receiver's session-terminate, <received/> or clean close says it has them.
     const confirm = async (closed: Promise<boolean>): Promise<void> => {
-      await this.sendChecksum(req, session, log);
+      await this.sendChecksum(req, session, log, inline?.digest('hex'));
       const confirmation = session.wait(
         (e) => e.kind === 'received' || e.kind === 'session-terminate',
         stallMs,
@@ -639,7 +644,7 @@ export class JingleDelivery implements Delivery, ComponentModule {
       log.info({ confirmedBy: e.kind === 'received' ? 'received' : 'session-terminate' }, 'receiver confirmed');
     };
     try {
-      return await this.deps.s5b.send(socket, req.report, confirm);
+      return await this.deps.s5b.send(socket, req.report, confirm, { once: inline !== undefined, hash: inline });
     } catch (err) {
       const sent = err instanceof StreamError ? err.sent : 0;
       const cause = (err as Error).cause;
@@ -719,12 +724,12 @@ export class JingleDelivery implements Delivery, ComponentModule {
 
   /**
    * XEP-0234 §8.2: the file's hash, announced by <hash-used/> in the offer,
-   * after the last byte (the whole report is on local disk by then); not
-   * sent when the receiver already ended the session.
+   * after the last byte (`known` when hashed as it was sent, else from the
+   * report on local disk); not sent when the receiver already ended the session.
    */
-  private async sendChecksum(req: DeliveryRequest, session: JingleSession, log: Logger): Promise<void> {
+  private async sendChecksum(req: DeliveryRequest, session: JingleSession, log: Logger, known?: string): Promise<void> {
     try {
-      const { sha256 } = await req.report.complete();
+      const sha256 = known ?? (await req.report.complete()).sha256;
       if (session.state === 'ended') return;
       const env: Envelope = { id: newId(), from: req.from, to: req.to, sid: session.sid, initiator: req.from };
       await this.deps.request(

@@ -1,9 +1,15 @@
 // XEP-0065 bytestream data: the one sender of a report into a connected
 // SOCKS5 socket, shared by SI and Jingle (XEP-0260 carries the same stream).
+import type { Hash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { ReportError, type OpenOptions, type Report } from '../../reports/source.js';
 import { NS } from '../../xmpp/namespaces.js';
 import type { ComponentModule, IqRoute } from '../../xmpp/router.js';
+
+/** How send() reads the report: OpenOptions, and a hash to feed every byte sent, in order. */
+export interface S5bRead extends OpenOptions {
+  hash?: Hash;
+}
 
 export interface S5bSendOptions {
   /** a stream that takes no bytes for this long is cut */
@@ -45,13 +51,14 @@ export class S5bSender implements ComponentModule {
    * Streams the report into the socket with back-pressure, then waits for
    * `confirm`; resolves with the bytes sent, rejects with StreamError (the
    * socket destroyed, never ended, so a cut stream never looks whole). `read` says how the
-   * report is read (OpenOptions: once for a stream that never starts over).
+   * report is read (OpenOptions: once for a stream that never starts over), and takes a hash
+   * of the bytes sent (Jingle's checksum, where the report is not kept to hash afterwards).
    */
   async send(
     socket: Socket,
     report: Pick<Report, 'open' | 'size'>,
     confirm: Confirm = cleanClose,
-    read: OpenOptions = {},
+    read: S5bRead = {},
   ): Promise<number> {
     // Two reusable buffers per transfer: one is read into while the socket
     // takes the other. 1 MiB reads are cheapest for one fast transfer, but
@@ -83,7 +90,8 @@ export class S5bSender implements ComponentModule {
     socket.on('error', () => {}); // shows in the write callbacks and in 'close'
     armStall();
     try {
-      const reader = await report.open(read);
+      const reader = await report.open({ once: read.once });
+      const { hash } = read;
       try {
         // Writes the socket has not taken yet, oldest first: at most two, as with two buffers.
         const inFlight: Promise<void>[] = [];
@@ -123,6 +131,7 @@ export class S5bSender implements ComponentModule {
             for (const b of bufs) n += b.length;
             if (n === 0) break;
             pos += n;
+            if (hash) for (const b of bufs) hash.update(b);
             void write(bufs, n);
             continue;
           }
@@ -136,6 +145,7 @@ export class S5bSender implements ComponentModule {
           const bytesRead = await reader.read(slot.buf, 0, Math.min(slot.buf.length, want), pos);
           if (bytesRead === 0) break;
           pos += bytesRead;
+          hash?.update(slot.buf.subarray(0, bytesRead));
           slot.written = write([slot.buf.subarray(0, bytesRead)], bytesRead);
         }
         await Promise.all(inFlight);

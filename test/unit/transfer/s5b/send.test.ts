@@ -42,8 +42,8 @@ interface Spy {
 function spied(report: Report, spy: Spy): Report {
   return {
     ...report,
-    open: async () => {
-      const r = await report.open();
+    open: async (o) => {
+      const r = await report.open(o);
       const chunks = r.chunks!.bind(r);
       const reader: ReportReader = {
         read: async (buf, offset, length, position) => {
@@ -170,6 +170,37 @@ describe('transfer/s5b send', () => {
     expect(rec.bytes).to.equal(data.length);
     expect(rec.hash.digest('hex')).to.equal(createHash('sha256').update(data).digest('hex'));
     expect(spy.fromFile).to.be.greaterThan(0); // the bytes it fell behind on came from the file
+    await file.remove();
+  });
+
+  it('reading once with a hash: the bytes sent are hashed in order, from memory and, behind a stalled receiver, from the file', async () => {
+    const data = randomBytes(24 << 20);
+    const src = new PassThrough();
+    const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+    const spy: Spy = { views: 0, fromFile: 0, handed: [] };
+    const { out, rec } = await pair();
+    const hash = createHash('sha256');
+    const sending = new S5bSender({ stallTimeoutMs: 10000 }).send(
+      out,
+      spied(report(file, data.length), spy),
+      undefined,
+      {
+        once: true,
+        hash,
+      },
+    );
+    rec.socket.pause(); // the download is held for it, then goes on into the file
+    const feeding = feed(src, data);
+    expect(await within(file.done, 10000, 'spool')).to.equal(data.length);
+    await within(feeding, 3000, 'feed');
+    rec.socket.resume();
+    expect(await within(sending, 10000, 'send')).to.equal(data.length);
+    expect(await within(rec.ended, 3000, 'receiver end')).to.equal('end');
+    const want = createHash('sha256').update(data).digest('hex');
+    expect(rec.hash.digest('hex')).to.equal(want);
+    expect(hash.digest('hex')).to.equal(want);
+    expect(spy.views).to.be.greaterThan(0);
+    expect(spy.fromFile).to.be.greaterThan(0);
     await file.remove();
   });
 
