@@ -1,0 +1,120 @@
+// A delivery cut by our own server link is offered again (requests.ts): with a report that let the
+// bytes its first reader sent go (Report.share false), the second offer gets the report fetched again.
+import { expect } from 'chai';
+import { xml, type Element } from '@xmpp/component';
+import { pino } from 'pino';
+import { CommandParser } from '../../../src/chat/commands.js';
+import { Requests, type RequestDeps } from '../../../src/chat/requests.js';
+import type { FetchContext, ReportSource, Report } from '../../../src/reports/source.js';
+import { stubReport } from '../../support/reports.js';
+import {
+  DeliveryError,
+  type Delivery,
+  type DeliveryOutcome,
+  type DeliveryRequest,
+} from '../../../src/transfer/delivery.js';
+import { Addresses, parseJid } from '../../../src/xmpp/addresses.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reports that say whether they still hold every byte (share), counting fetches and releases. */
+class CountingSource implements ReportSource {
+  readonly kind = 'counting';
+  fetched = 0;
+  released: number[] = [];
+  constructor(
+    private readonly whole: boolean,
+    private readonly sizes: number[] = [],
+  ) {}
+  async fetch(project: string, _ctx: FetchContext): Promise<Report> {
+    const n = ++this.fetched;
+    return {
+      ...stubReport(project, this.sizes[n - 1] ?? 10),
+      share: () => this.whole,
+      release: async () => void this.released.push(n),
+      // which fetch this is, for the test to see which report an offer carried
+      mime: `application/x-fetch-${n}`,
+    };
+  }
+}
+
+/** Fails the first offer as cut by our server link, delivers the second. */
+class InterruptedOnce implements Delivery {
+  readonly offered: Report[] = [];
+  async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
+    this.offered.push(req.report);
+    if (this.offered.length === 1)
+      throw new DeliveryError({ reason: 'interrupted', message: 'server link dropped', sent: 5, method: 's5b' });
+    return { kind: 'delivered', method: 's5b', bytes: req.report.size };
+  }
+}
+
+function setup(source: CountingSource) {
+  const sent: Element[] = [];
+  const delivery = new InterruptedOnce();
+  const deps: RequestDeps = {
+    addresses: new Addresses('reports.example.com', 'reports'),
+    parser: new CommandParser('^[0-9]{1,12}$'),
+    source,
+    delivery,
+    send: async (el) => void sent.push(el),
+    log: pino({ level: 'silent' }),
+    access: { allowedDomains: ['example.com'], allowJids: [], denyJids: [] },
+    maxBytes: 1000,
+    example: '1234',
+    limits: { requestsPerMinute: 100, maxConcurrent: 10, maxConcurrentPerUser: 10, maxQueue: 10, maxQueuedPerUser: 10 },
+    perUserReports: false,
+  };
+  const requests = new Requests(deps);
+  const from = 'alice@example.com/pc';
+  const ask = () =>
+    requests.handleMessage(
+      xml('message', { from, to: '1234@reports.example.com', type: 'chat' }, xml('body', {}, 'report')),
+      parseJid(from)!,
+      { kind: 'project', project: '1234' },
+    );
+  const bodies = () => sent.map((e) => e.getChildText('body') ?? '');
+  return { delivery, ask, bodies };
+}
+
+async function until(pred: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
+
+describe('chat/requests: offered again after our server link dropped', () => {
+  it('a report that let its sent bytes go is fetched again for the second offer; both are released', async () => {
+    const source = new CountingSource(false);
+    const t = setup(source);
+    t.ask();
+    await until(() => t.bodies().some((b) => b.startsWith('Delivered')));
+    expect(source.fetched).to.equal(2);
+    expect(t.delivery.offered.map((r) => r.mime)).to.deep.equal(['application/x-fetch-1', 'application/x-fetch-2']);
+    expect(source.released.sort()).to.deep.equal([1, 2]);
+  });
+
+  it('a report that still holds every byte is offered again as it is, fetched once', async () => {
+    const source = new CountingSource(true);
+    const t = setup(source);
+    t.ask();
+    await until(() => t.bodies().some((b) => b.startsWith('Delivered')));
+    expect(source.fetched).to.equal(1);
+    expect(t.delivery.offered.map((r) => r.mime)).to.deep.equal(['application/x-fetch-1', 'application/x-fetch-1']);
+    expect(source.released).to.deep.equal([1]);
+  });
+
+  it('a report that changed size on the intranet meanwhile is not offered again: the user is told', async () => {
+    const source = new CountingSource(false, [10, 12]);
+    const t = setup(source);
+    t.ask();
+    await until(() => t.bodies().some((b) => b.startsWith('Could not send')));
+    expect(t.bodies().at(-1)).to.equal(
+      'Could not send status-1234.pdf: the report could not be fetched again. Send me another message to try again.',
+    );
+    expect(t.delivery.offered).to.have.length(1);
+    expect(source.released.sort()).to.deep.equal([1, 2]);
+  });
+});
