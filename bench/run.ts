@@ -309,6 +309,13 @@ class Component {
     return this.child.events.filter((e) => e.msg === msg);
   }
 
+  /** The first line `msg` that pred takes, waiting for it: lines are written after the stanzas they follow. */
+  async line(msg: string, pred: (e: Event) => boolean, timeoutMs: number): Promise<Event> {
+    return (
+      this.logged(msg).find(pred) ?? this.child.waitFor((e) => e.msg === msg && pred(e), timeoutMs, `"${msg}" line`)
+    );
+  }
+
   async stop(): Promise<void> {
     await this.child.stop(10000);
     rmSync(this.spoolDir, { recursive: true, force: true });
@@ -1319,9 +1326,9 @@ async function benchLatency(intranet: ReportServer): Promise<void> {
           });
           check(d, sha, `latency request ${i}`, / by direct connection\.$/);
           if (i < 5) continue; // warm-up
-          const fetched = comp.logged('report fetched').find((e) => e.project === id);
+          const fetched = await comp.line('report fetched', (e) => e.project === id, 10000);
           lat.push(d.offerMs!);
-          beyond.push(d.offerMs! - Number(fetched?.ms ?? NaN));
+          beyond.push(d.offerMs! - Number(fetched.ms));
         }
         const l = summarize(lat);
         const b = summarize(beyond);

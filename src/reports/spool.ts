@@ -41,7 +41,7 @@ const FLUSH_MS = 2;
 // offer's round trips) and then reads without opening the file.
 const KEEP_SMALL = 1 << 20;
 const KEEP_BUDGET = 16 << 20;
-// A lone reader that reads a report once (ReaderOptions.once: SI's bytestream, which never starts
+// A lone reader that reads a report once (OpenOptions.once: SI's bytestream, which never starts
 // over) takes the bytes it passed with it: from its open on, new bytes are not written to the file
 // but held for it and dropped once it is past them, so the disk sees nothing of a transfer that
 // keeps up. Writing every byte cost 0.4-0.65 s of CPU per GiB (libuv's threads, mostly kernel) on
