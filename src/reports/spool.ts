@@ -124,6 +124,8 @@ export class SpoolFile {
   private heldSince = 0;
   private heldMs = 0;
   private heldTimer: NodeJS.Timeout | undefined;
+  /** Someone else needs every byte (share, onDisk): no reader passes from now on. */
+  private forAll = false;
   /** Set by run(): goes back to writing every byte from memBase on (passing ends). */
   private toFile: (() => void) | undefined;
 
@@ -473,6 +475,7 @@ export class SpoolFile {
    */
   share(): boolean {
     if (this.gap) return false;
+    this.forAll = true;
     this.toFile?.();
     return true;
   }
@@ -542,7 +545,8 @@ export class SpoolFile {
     if (this.failure) return Promise.reject(this.failure);
     if (this.gap) return Promise.reject(this.gapError());
     const at: ReaderAt = { pos: 0, once: o.once === true };
-    if (at.once && this.readers.size === 0 && !this.memoryOnly && !this.finished && this.toFile && !this.passing) {
+    const alone = this.readers.size === 0 && !this.forAll;
+    if (at.once && alone && !this.memoryOnly && !this.finished && this.toFile && !this.passing) {
       // from here on nothing more is written; the file has what was taken so far
       this.passing = true;
       this.passFrom = this.gapEnd = this.received;

@@ -575,6 +575,22 @@ describe('reports/spool', () => {
       await file.remove();
     });
 
+    it('a request that shares it before its first reader opens: that reader passes nothing, the second gets it whole', async () => {
+      const data = randomBytes(12 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      expect(file.share()).to.equal(true); // the second request came while the offers were out
+      const r = await file.open({ once: true });
+      const feeding = feed(src, data);
+      const first = await readAll(r, data.length, file);
+      await within(feeding, 10000);
+      expect(first.bytes.equals(data)).to.equal(true);
+      const second = await readAll(await file.open({ once: true }), data.length, file);
+      expect(second.bytes.equals(data)).to.equal(true);
+      expect((await readFile(file.path)).equals(data)).to.equal(true);
+      await file.remove();
+    });
+
     it('a reader that stops: the download goes on into the file after 500 ms held, and the reader catches up from it', async () => {
       const data = randomBytes(32 << 20);
       const src = new PassThrough();
