@@ -46,6 +46,9 @@ interface Output {
   sendLink: (url: string, desc: string) => Promise<void>;
 }
 
+/** Offers of one report in all when our server link keeps dropping under them (see attempts()). */
+const OFFERS_AFTER_DROPS = 3;
+
 export class Requests {
   private readonly active = new Set<Promise<void>>();
   private closed = false;
@@ -346,7 +349,7 @@ export class Requests {
     progress: (p: DeliveryProgress) => Promise<void>,
     probe: DeliveryRequest['probe'],
   ): Promise<string> {
-    // a report fetched again for a second attempt (see below), released here
+    // a report fetched again for a later attempt (see attempts()), released here
     let again: Report | undefined;
     try {
       return await this.attempts(report, from, project, out, log, job, progress, probe, async () => {
@@ -400,10 +403,12 @@ export class Requests {
           log.error({ err: (err as Error).message }, 'delivery failed unexpectedly');
           return replies.failed(report.name, 'an internal error');
         }
-        if (err.reason === 'interrupted' && attempt === 1 && !this.closed) {
+        if (err.reason === 'interrupted' && attempt < OFFERS_AFTER_DROPS && !this.closed) {
           // Our own link to the server dropped mid-way; once it is back, offer again (say() waits for it).
-          log.warn({ bytes: err.sent }, 'delivery interrupted by a server disconnect; offering again');
-          await say(replies.interrupted(report.name));
+          // A cluster node that is stopping can take the link back for a moment and drop it again,
+          // so this is tried more than once; the user is told the first time.
+          log.warn({ bytes: err.sent, attempt }, 'delivery interrupted by a server disconnect; offering again');
+          if (attempt === 1) await say(replies.interrupted(report.name));
           if (report.share && !report.share()) {
             try {
               report = await refetch();

@@ -38,20 +38,21 @@ class CountingSource implements ReportSource {
   }
 }
 
-/** Fails the first offer as cut by our server link, delivers the second. */
+/** Fails the first `cuts` offers as cut by our server link, delivers the next. */
 class InterruptedOnce implements Delivery {
   readonly offered: Report[] = [];
+  constructor(private readonly cuts = 1) {}
   async deliver(req: DeliveryRequest): Promise<DeliveryOutcome> {
     this.offered.push(req.report);
-    if (this.offered.length === 1)
+    if (this.offered.length <= this.cuts)
       throw new DeliveryError({ reason: 'interrupted', message: 'server link dropped', sent: 5, method: 's5b' });
     return { kind: 'delivered', method: 's5b', bytes: req.report.size };
   }
 }
 
-function setup(source: CountingSource) {
+function setup(source: CountingSource, cuts = 1) {
   const sent: Element[] = [];
-  const delivery = new InterruptedOnce();
+  const delivery = new InterruptedOnce(cuts);
   const deps: RequestDeps = {
     addresses: new Addresses('reports.example.com', 'reports'),
     parser: new CommandParser('^[0-9]{1,12}$'),
@@ -116,5 +117,21 @@ describe('chat/requests: offered again after our server link dropped', () => {
     );
     expect(t.delivery.offered).to.have.length(1);
     expect(source.released.sort()).to.deep.equal([1, 2]);
+  });
+
+  it('a link that drops again under the second offer (a cluster node stopping) gets a third; the user is told once', async () => {
+    const t = setup(new CountingSource(true), 2);
+    t.ask();
+    await until(() => t.bodies().some((b) => b.startsWith('Delivered')));
+    expect(t.delivery.offered).to.have.length(3);
+    expect(t.bodies().filter((b) => b.includes('offering it again'))).to.have.length(1);
+  });
+
+  it('three offers cut by the link in a row: the user is told it did not arrive', async () => {
+    const t = setup(new CountingSource(true), 3);
+    t.ask();
+    await until(() => t.bodies().some((b) => b.startsWith('Could not send')));
+    expect(t.delivery.offered).to.have.length(3);
+    expect(t.bodies().some((b) => b.startsWith('Delivered'))).to.equal(false);
   });
 });
