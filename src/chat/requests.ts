@@ -46,7 +46,7 @@ interface Output {
   sendLink: (url: string, desc: string) => Promise<void>;
 }
 
-/** Offers of one report in all when our server link keeps dropping under them (see attempts()). */
+/** Offers of one report in all when our server link keeps dropping under them (see offer()). */
 const OFFERS_AFTER_DROPS = 3;
 
 export class Requests {
@@ -340,31 +340,6 @@ export class Requests {
   }
 
   private async offer(
-    report: Report,
-    from: Jid,
-    project: string,
-    out: Output,
-    log: Logger,
-    job: ActiveRequest,
-    progress: (p: DeliveryProgress) => Promise<void>,
-    probe: DeliveryRequest['probe'],
-  ): Promise<string> {
-    // a report fetched again for a later attempt (see attempts()), released here
-    let again: Report | undefined;
-    try {
-      return await this.attempts(report, from, project, out, log, job, progress, probe, async () => {
-        // The first attempt's reader let the bytes it sent go (Report.share): fetch the report again.
-        await again?.release();
-        again = await this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal });
-        if (again.size !== report.size) throw new Error('the report changed on the intranet meanwhile');
-        return again;
-      });
-    } finally {
-      await again?.release().catch(() => {});
-    }
-  }
-
-  private async attempts(
     first: Report,
     from: Jid,
     project: string,
@@ -373,60 +348,71 @@ export class Requests {
     job: ActiveRequest,
     progress: (p: DeliveryProgress) => Promise<void>,
     probe: DeliveryRequest['probe'],
-    refetch: () => Promise<Report>,
   ): Promise<string> {
     const { say } = out;
     let report = first;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const outcome = await this.deps.delivery.deliver({
-          report,
-          to: from.full,
-          from: this.deps.addresses.projectFull(project),
-          log,
-          signal: job.signal,
-          progress,
-          // a second attempt (after our own connection dropped) asks again
-          probe: attempt === 1 ? probe : undefined,
-        });
-        job.outcome = outcome.kind;
-        if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
-        if (outcome.kind === 'linked') {
-          // XEP-0066: body == URL plus <x xmlns='jabber:x:oob'> is what Conversations and others show as a file.
-          await out.sendLink(outcome.url, `${report.name} (${formatSize(report.size)})`);
-          return replies.linked(report.name, report.size, outcome.expiresAt);
-        }
-        return replies.delivered(report.name, report.size, outcome.method);
-      } catch (err) {
-        job.outcome = err instanceof DeliveryError ? err.reason : 'error';
-        if (!(err instanceof DeliveryError)) {
-          log.error({ err: (err as Error).message }, 'delivery failed unexpectedly');
-          return replies.failed(report.name, 'an internal error');
-        }
-        if (err.reason === 'interrupted' && attempt < OFFERS_AFTER_DROPS && !this.closed) {
-          // Our own link to the server dropped mid-way; once it is back, offer again (say() waits for it).
-          // A cluster node that is stopping can take the link back for a moment and drop it again,
-          // so this is tried more than once; the user is told the first time.
-          log.warn({ bytes: err.sent, attempt }, 'delivery interrupted by a server disconnect; offering again');
-          if (attempt === 1) await say(replies.interrupted(report.name));
-          if (report.share && !report.share()) {
-            try {
-              report = await refetch();
-            } catch (e) {
-              log.warn({ err: (e as Error).message }, 'report could not be fetched again for the second offer');
-              return replies.failed(report.name, 'the report could not be fetched again');
-            }
+    // a report fetched anew for a later offer (see below), released here
+    let again: Report | undefined;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const outcome = await this.deps.delivery.deliver({
+            report,
+            to: from.full,
+            from: this.deps.addresses.projectFull(project),
+            log,
+            signal: job.signal,
+            progress,
+            // a second attempt (after our own connection dropped) asks again
+            probe: attempt === 1 ? probe : undefined,
+          });
+          job.outcome = outcome.kind;
+          if (outcome.kind === 'notified') return replies.ready(report.name, report.size);
+          if (outcome.kind === 'linked') {
+            // XEP-0066: body == URL plus <x xmlns='jabber:x:oob'> is what Conversations and others show as a file.
+            await out.sendLink(outcome.url, `${report.name} (${formatSize(report.size)})`);
+            return replies.linked(report.name, report.size, outcome.expiresAt);
           }
-          continue;
+          return replies.delivered(report.name, report.size, outcome.method);
+        } catch (err) {
+          job.outcome = err instanceof DeliveryError ? err.reason : 'error';
+          if (!(err instanceof DeliveryError)) {
+            log.error({ err: (err as Error).message }, 'delivery failed unexpectedly');
+            return replies.failed(report.name, 'an internal error');
+          }
+          if (err.reason === 'interrupted' && attempt < OFFERS_AFTER_DROPS && !this.closed) {
+            // Our own link to the server dropped mid-way; once it is back, offer again (say() waits for it).
+            // A cluster node that is stopping can take the link back for a moment and drop it again,
+            // so this is tried more than once; the user is told the first time.
+            log.warn({ bytes: err.sent, attempt }, 'delivery interrupted by a server disconnect; offering again');
+            if (attempt === 1) await say(replies.interrupted(report.name));
+            if (report.share && !report.share()) {
+              try {
+                // its first reader let the bytes it sent go (Report.share): fetch the report anew
+                const stale = again;
+                again = undefined; // released once: here, or in finally if the fetch below fails
+                await stale?.release();
+                again = await this.deps.source.fetch(project, { requester: from.bare, signal: this.shutdown.signal });
+                if (again.size !== first.size) throw new Error('the report changed on the intranet meanwhile');
+                report = again;
+              } catch (e) {
+                log.warn({ err: (e as Error).message }, 'report could not be fetched again for another offer');
+                return replies.failed(report.name, 'the report could not be fetched again');
+              }
+            }
+            continue;
+          }
+          if (err.reason === 'cancelled' && job.cancelled) return replies.cancelledByAdmin(report.name);
+          if (err.reason === 'source')
+            log.warn(
+              { method: err.method, bytes: err.sent, err: err.message },
+              'report download broke during the transfer',
+            );
+          return failureText(err, report);
         }
-        if (err.reason === 'cancelled' && job.cancelled) return replies.cancelledByAdmin(report.name);
-        if (err.reason === 'source')
-          log.warn(
-            { method: err.method, bytes: err.sent, err: err.message },
-            'report download broke during the transfer',
-          );
-        return failureText(err, report);
       }
+    } finally {
+      await again?.release().catch(() => {});
     }
   }
 
