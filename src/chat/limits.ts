@@ -306,31 +306,24 @@ export class SharedFetches<T> {
       }
     };
     if (joining && !this.join(value)) {
+      // a fetch of its own, shared with nobody
       await leave();
-      return this.alone(fetch);
+      const own = await fetch();
+      return leaseOf(own, () => this.dispose(own));
     }
-    let released = false;
-    return {
-      value,
-      release: async () => {
-        if (released) return;
-        released = true;
-        await leave();
-      },
-    };
+    return leaseOf(value, leave);
   }
+}
 
-  /** A fetch of one's own, shared with nobody. */
-  private async alone(fetch: () => Promise<T>): Promise<Lease<T>> {
-    const value = await fetch();
-    let released = false;
-    return {
-      value,
-      release: async () => {
-        if (released) return;
-        released = true;
-        await this.dispose(value);
-      },
-    };
-  }
+/** A lease whose release() does its work once, however often it is called. */
+function leaseOf<T>(value: T, release: () => Promise<void>): Lease<T> {
+  let released = false;
+  return {
+    value,
+    release: async () => {
+      if (released) return;
+      released = true;
+      await release();
+    },
+  };
 }
