@@ -1,5 +1,6 @@
 // Reports for unit tests: over a file on disk, or stand-ins without bytes.
 import { open } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { sha256File, type ReportReader, type Report } from '../../src/reports/source.js';
 
 const META = { mime: 'application/pdf', date: new Date('2026-11-25T10:00:00Z') };
@@ -56,4 +57,12 @@ export async function readReport(r: Pick<Report, 'open' | 'size'>): Promise<Buff
   } finally {
     await reader.close();
   }
+}
+
+/** Writes data into src in 64 KiB chunks, as an HTTP body arrives, honouring back-pressure; ends src unless told not to. */
+export async function feed(src: Writable, data: Buffer, end = true): Promise<void> {
+  for (let at = 0; at < data.length; at += 64 << 10) {
+    if (!src.write(data.subarray(at, at + (64 << 10)))) await new Promise((r) => src.once('drain', r));
+  }
+  if (end) src.end();
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { ReportError } from '../../../src/reports/source.js';
 import { Spool, WRITE_BATCH, spooledReport, type SpoolFile } from '../../../src/reports/spool.js';
+import { feed } from '../../support/reports.js';
 
 /** Rejects if p takes longer than ms: no test may hang. */
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -468,14 +469,6 @@ describe('reports/spool', () => {
       dir = freshDir();
       spool = await Spool.open(dir);
     });
-
-    /** Feeds data in 64 KiB chunks with back-pressure; resolves when all is taken. */
-    async function feed(src: PassThrough, data: Buffer): Promise<void> {
-      for (let at = 0; at < data.length; at += 64 << 10) {
-        if (!src.write(data.subarray(at, at + (64 << 10)))) await new Promise((r) => src.once('drain', r));
-      }
-      src.end();
-    }
 
     /** Reads the whole report as a sender does (chunks() while in memory, read() from the file); the most held unwritten. */
     async function readAll(

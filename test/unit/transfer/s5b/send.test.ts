@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import { ReportError, type Report, type ReportReader } from '../../../../src/reports/source.js';
 import { Spool, spooledReport, type SpoolFile } from '../../../../src/reports/spool.js';
 import { S5bSender, StreamError } from '../../../../src/transfer/s5b/send.js';
+import { feed } from '../../../support/reports.js';
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -117,14 +118,6 @@ describe('transfer/s5b send', () => {
 
   function report(file: SpoolFile, size: number): Report {
     return spooledReport({ project: 'p', name: 'p.pdf', mime: 'application/pdf', size, date: new Date() }, file);
-  }
-
-  /** Writes data into src in 64 KiB chunks, as an HTTP body arrives, honouring back-pressure. */
-  async function feed(src: PassThrough, data: Buffer, end = true): Promise<void> {
-    for (let at = 0; at < data.length; at += 64 << 10) {
-      if (!src.write(data.subarray(at, at + (64 << 10)))) await new Promise((r) => src.once('drain', r));
-    }
-    if (end) src.end();
   }
 
   it('sends a report still arriving byte-exact, from the very buffers that arrived, untouched', async () => {
