@@ -1,19 +1,17 @@
 // The hooks admins and metrics use in requests.ts: list and cancel running
 // report requests, the outcome of each request, and a config reload.
 import { expect } from 'chai';
-import { xml, type Element } from '@xmpp/component';
-import { pino } from 'pino';
-import { CommandParser } from '../../../src/chat/commands.js';
-import { Requests, type RequestDeps } from '../../../src/chat/requests.js';
+import { xml } from '@xmpp/component';
 import { ReportError, type FetchContext, type ReportSource, type Report } from '../../../src/reports/source.js';
 import { stubReport } from '../../support/reports.js';
+import { requestsWith, until } from '../../support/requests.js';
+import { parseJid } from '../../../src/xmpp/addresses.js';
 import {
   DeliveryError,
   type Delivery,
   type DeliveryOutcome,
   type DeliveryRequest,
 } from '../../../src/transfer/delivery.js';
-import { Addresses, parseJid } from '../../../src/xmpp/addresses.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -54,40 +52,10 @@ class FakeDelivery implements Delivery {
 }
 
 function setup(table: Record<string, 'ok' | 'empty' | 'missing' | 'slow'>) {
-  const sent: Element[] = [];
   const outcomes: string[] = [];
   const delivery = new FakeDelivery();
-  const deps: RequestDeps = {
-    addresses: new Addresses('reports.example.com', 'reports'),
-    parser: new CommandParser('^[0-9]{1,12}$'),
-    source: new FakeSource(table),
-    delivery,
-    send: async (el) => void sent.push(el),
-    log: pino({ level: 'silent' }),
-    access: { allowedDomains: ['example.com'], allowJids: [], denyJids: [] },
-    maxBytes: 1000,
-    example: '1234',
-    limits: { requestsPerMinute: 100, maxConcurrent: 10, maxConcurrentPerUser: 10, maxQueue: 10, maxQueuedPerUser: 10 },
-    perUserReports: false,
-    onEnd: (o) => outcomes.push(o),
-  };
-  const requests = new Requests(deps);
-  const ask = (project: string, from = 'alice@example.com/pc') =>
-    requests.handleMessage(
-      xml('message', { from, to: `${project}@reports.example.com`, type: 'chat' }, xml('body', {}, 'report')),
-      parseJid(from)!,
-      { kind: 'project', project },
-    );
-  const bodies = () => sent.map((e) => e.getChildText('body') ?? '');
+  const { requests, ask, bodies } = requestsWith(new FakeSource(table), delivery, { onEnd: (o) => outcomes.push(o) });
   return { requests, delivery, ask, bodies, outcomes };
-}
-
-async function until(pred: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
 }
 
 describe('chat/requests: admin and metrics hooks', () => {

@@ -1,21 +1,15 @@
 // A delivery cut by our own server link is offered again (requests.ts): with a report that let the
 // bytes its first reader sent go (Report.share false), the second offer gets the report fetched again.
 import { expect } from 'chai';
-import { xml, type Element } from '@xmpp/component';
-import { pino } from 'pino';
-import { CommandParser } from '../../../src/chat/commands.js';
-import { Requests, type RequestDeps } from '../../../src/chat/requests.js';
 import type { FetchContext, ReportSource, Report } from '../../../src/reports/source.js';
 import { stubReport } from '../../support/reports.js';
+import { requestsWith, until } from '../../support/requests.js';
 import {
   DeliveryError,
   type Delivery,
   type DeliveryOutcome,
   type DeliveryRequest,
 } from '../../../src/transfer/delivery.js';
-import { Addresses, parseJid } from '../../../src/xmpp/addresses.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Reports that say whether they still hold every byte (share), counting fetches and releases. */
 class CountingSource implements ReportSource {
@@ -51,39 +45,9 @@ class InterruptedOnce implements Delivery {
 }
 
 function setup(source: CountingSource, cuts = 1) {
-  const sent: Element[] = [];
   const delivery = new InterruptedOnce(cuts);
-  const deps: RequestDeps = {
-    addresses: new Addresses('reports.example.com', 'reports'),
-    parser: new CommandParser('^[0-9]{1,12}$'),
-    source,
-    delivery,
-    send: async (el) => void sent.push(el),
-    log: pino({ level: 'silent' }),
-    access: { allowedDomains: ['example.com'], allowJids: [], denyJids: [] },
-    maxBytes: 1000,
-    example: '1234',
-    limits: { requestsPerMinute: 100, maxConcurrent: 10, maxConcurrentPerUser: 10, maxQueue: 10, maxQueuedPerUser: 10 },
-    perUserReports: false,
-  };
-  const requests = new Requests(deps);
-  const from = 'alice@example.com/pc';
-  const ask = () =>
-    requests.handleMessage(
-      xml('message', { from, to: '1234@reports.example.com', type: 'chat' }, xml('body', {}, 'report')),
-      parseJid(from)!,
-      { kind: 'project', project: '1234' },
-    );
-  const bodies = () => sent.map((e) => e.getChildText('body') ?? '');
-  return { delivery, ask, bodies };
-}
-
-async function until(pred: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
+  const { ask, bodies } = requestsWith(source, delivery);
+  return { delivery, ask: () => ask('1234'), bodies };
 }
 
 describe('chat/requests: offered again after our server link dropped', () => {
