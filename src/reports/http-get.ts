@@ -1,14 +1,14 @@
-// One HTTP(S) GET for the intranet source, on Node's own http/https client:
-// redirects followed (credentials dropped when one leaves the origin),
-// gzip/deflate/br bodies decoded, abortable. It replaces node-fetch for this
-// one job: measured on this machine (bench item 7, 100 KiB from an intranet
-// process on loopback), node-fetch took 2.6 ms to the response headers where
-// http.get took 1.8, and 3.3 ms to the last byte against 2.3, most of a
-// small report's lead over a bot that fetches with a bare socket.
-import { Agent, request as httpRequest, type ClientRequestArgs, type IncomingMessage } from 'node:http';
+// One HTTP(S) GET for the intranet source: redirects followed (credentials
+// dropped when one leaves the origin), gzip/deflate/br bodies decoded,
+// abortable. Plain http goes through our own HTTP/1.1 client (http1.ts, which
+// says why), https through Node's. Both replace node-fetch for this one job:
+// measured on this machine (bench item 7, 100 KiB from an intranet process on
+// loopback), node-fetch took 2.6 ms to the response headers where http.get
+// took 1.8, and 3.3 ms to the last byte against 2.3.
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createConnection, type TcpNetConnectOpts } from 'node:net';
-import { pipeline, type Duplex, type Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
+import { Http1Pool, abortError } from './http1.js';
 import { constants, createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 
 export interface HttpGetOptions {
@@ -32,40 +32,9 @@ export interface HttpGetResponse {
 const SENSITIVE = ['authorization', 'cookie', 'cookie2', 'proxy-authorization', 'www-authenticate'];
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
 
-/** Bytes per socket read on a plain-HTTP intranet connection (libuv's own reads are 64 KiB). */
-export const READ_SIZE = 1 << 20;
-// One read buffer for all those connections: each read is handed to the HTTP
-// client synchronously, and its parser copies the body out (headers too, at the
-// end of each parse), so nothing refers to the buffer once the callback returns.
-// Without it every 64 KiB read was a new buffer and the parser's copy another;
-// V8 counts such external memory against the old generation's limit, and with
-// the component's ~10 MB heap it ran a full mark-compact every ~12 MB
-// downloaded (bench item 1, HTTP source: 27% of the main thread's busy time).
-const readBuffer = Buffer.allocUnsafe(READ_SIZE);
-
-/**
- * Node's global agent (keep-alive, LIFO, 5 s socket timeout), with connections that read up
- * to READ_SIZE at once into readBuffer: a 1 MiB read is one parse and one body chunk, where
- * 64 KiB reads made 16 of each (and 16 spool writes and socket writes downstream).
- */
-class BigReadAgent extends Agent {
-  override createConnection(options: ClientRequestArgs): Duplex {
-    const socket = createConnection({
-      ...(options as TcpNetConnectOpts),
-      onread: {
-        buffer: readBuffer,
-        // A socket with onread emits no 'data' of its own; the HTTP client parses what it gets there.
-        // Its back-pressure still holds: it pause()s the socket, which stops an onread socket's reads.
-        callback: (n) => {
-          socket.emit('data', readBuffer.subarray(0, n));
-          return true;
-        },
-      },
-    });
-    return socket;
-  }
-}
-const agent = new BigReadAgent({ keepAlive: true, scheduling: 'lifo', timeout: 5000, noDelay: true });
+// Plain-http intranets: our own HTTP/1.1 client (http1.ts), Node's agent settings (keep-alive,
+// most recent first, 5 s idle); https stays on Node's https client.
+const pool = new Http1Pool({ idleMs: 5000, maxIdle: 64 });
 
 export class HttpGetError extends Error {
   constructor(
@@ -82,10 +51,10 @@ export async function httpGet(url: string, o: HttpGetOptions): Promise<HttpGetRe
   let headers: Record<string, string> = { ...o.headers, 'accept-encoding': 'gzip, deflate, br' };
   for (let hops = 0; ; hops++) {
     const res = await once(at, headers, o.signal);
-    const status = res.statusCode ?? 0;
-    const location = res.headers.location;
+    const status = res.status;
+    const location = res.header('location');
     if (!REDIRECT.has(status) || location === undefined) return answer(res, at);
-    res.resume(); // the connection goes back to the agent
+    res.body.resume(); // read to its end, the connection goes back to the pool
     if (hops >= o.maxRedirects) throw new HttpGetError(`maximum redirect reached at ${at.origin}${at.pathname}`);
     const next = new URL(location, at);
     if (next.protocol !== 'http:' && next.protocol !== 'https:')
@@ -96,14 +65,29 @@ export async function httpGet(url: string, o: HttpGetOptions): Promise<HttpGetRe
   }
 }
 
-function once(at: URL, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
+/** The status, header fields and body of one response, whichever client fetched it. */
+interface Raw {
+  status: number;
+  header(name: string): string | undefined;
+  body: Readable;
+}
+
+async function once(at: URL, headers: Record<string, string>, signal: AbortSignal): Promise<Raw> {
+  if (at.protocol === 'http:') {
+    try {
+      const r = await pool.get(at, headers, signal);
+      return { status: r.head.status, header: (n) => r.head.headers.get(n), body: r.body };
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err;
+      throw new HttpGetError((err as Error).message, (err as NodeJS.ErrnoException).code);
+    }
+  }
+  if (at.protocol !== 'https:') throw new HttpGetError(`unsupported protocol ${at.protocol}`);
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
     if (signal.aborted) return reject(abortError());
-    const request = at.protocol === 'https:' ? httpsRequest : at.protocol === 'http:' ? httpRequest : undefined;
-    if (!request) return reject(new HttpGetError(`unsupported protocol ${at.protocol}`));
     // The signal is not given to request(): Node then ties it to the request through a stream
     // end-of-stream watch, 0.18 ms of the 0.43 ms a request took to make here (bench item 7, 100 KiB).
-    const req = request(at, { method: 'GET', headers, agent: at.protocol === 'http:' ? agent : undefined });
+    const req = httpsRequest(at, { method: 'GET', headers });
     const onAbort = () => req.destroy(abortError());
     signal.addEventListener('abort', onAbort, { once: true });
     req.once('close', () => signal.removeEventListener('abort', onAbort));
@@ -113,15 +97,23 @@ function once(at: URL, headers: Record<string, string>, signal: AbortSignal): Pr
     );
     req.end();
   });
+  return {
+    status: res.statusCode ?? 0,
+    header: (n) => {
+      const v = res.headers[n];
+      return v === undefined ? undefined : Array.isArray(v) ? v.join(', ') : v;
+    },
+    body: res,
+  };
 }
 
-function answer(res: IncomingMessage, at: URL): HttpGetResponse {
-  const status = res.statusCode ?? 0;
-  const encoding = (res.headers['content-encoding'] ?? '').trim().toLowerCase();
+function answer(res: Raw, at: URL): HttpGetResponse {
+  const status = res.status;
+  const encoding = (res.header('content-encoding') ?? '').trim().toLowerCase();
   // Servers end compressed bodies without the final flush now and then: take what came (as node-fetch does).
   const lenient = { flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH };
-  let body: Readable = res;
-  const decode = (d: NodeJS.ReadWriteStream) => (body = pipeline(res, d, () => {}) as unknown as Readable);
+  let body: Readable = res.body;
+  const decode = (d: NodeJS.ReadWriteStream) => (body = pipeline(res.body, d, () => {}) as unknown as Readable);
   if (status !== 204 && status !== 304) {
     if (encoding === 'gzip' || encoding === 'x-gzip') decode(createGunzip(lenient));
     else if (encoding === 'br') decode(createBrotliDecompress());
@@ -132,18 +124,7 @@ function answer(res: IncomingMessage, at: URL): HttpGetResponse {
     status,
     ok: status >= 200 && status < 300,
     url: at.href,
-    headers: {
-      get: (name) => {
-        const v = res.headers[name.toLowerCase()];
-        return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-      },
-    },
+    headers: { get: (name) => res.header(name.toLowerCase()) ?? null },
     body,
   };
-}
-
-function abortError(): Error {
-  const err = new Error('The operation was aborted');
-  err.name = 'AbortError';
-  return err;
 }

@@ -87,8 +87,8 @@ describe('reports/http-get', () => {
     expect(name).to.equal('AbortError');
   });
 
-  it('bodies read through the shared read buffer arrive byte-exact, at once, to slow readers and over a reused connection', async () => {
-    // Bodies of several MiB: reads of up to READ_SIZE land in one buffer shared by every connection.
+  it("bodies read into the connections' slabs arrive byte-exact, at once, to slow readers and over a reused connection", async () => {
+    // Bodies of several MiB, three connections at once: each read lands in its connection's slab.
     const bodies = [0, 1, 2].map((i) => randomBytes((3 << 20) + i * 12345));
     const ports: number[] = [];
     const s = await listen((req, res) => {
@@ -114,7 +114,7 @@ describe('reports/http-get', () => {
       const h = createHash('sha256');
       for await (const c of res.body as AsyncIterable<Buffer>) {
         h.update(c);
-        // a reader that falls behind: the socket is paused meanwhile and its later reads reuse the buffer
+        // a reader that falls behind: the socket is paused meanwhile
         if (slow) await new Promise((r) => setTimeout(r, 2));
       }
       return h.digest('hex');
