@@ -41,6 +41,7 @@ interface ParserEvents {
 }
 
 const CRLF = Buffer.from('\r\n');
+const EMPTY = Buffer.alloc(0);
 
 /**
  * An incremental parser for one response at a time (RFC 9112 §4–§7): interim 1xx responses are
@@ -50,8 +51,10 @@ const CRLF = Buffer.from('\r\n');
  */
 export class ResponseParser {
   private state: 'head' | 'body' | 'size' | 'data' | 'data-crlf' | 'trailers' | 'done' = 'head';
-  /** head or chunk-size bytes that a read split (small: the only bytes ever copied) */
-  private pending: Buffer = Buffer.alloc(0);
+  /** head or chunk-size bytes that a read split (the only bytes ever copied), and their last few */
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  private tail: Buffer = EMPTY;
   private framing: Framing = { kind: 'none' };
   private chunkLeft = 0;
   private head: ResponseHead | undefined;
@@ -60,13 +63,15 @@ export class ResponseParser {
 
   /** True when the bytes so far end exactly at a response's end (or none has begun). */
   get idle(): boolean {
-    return (this.state === 'head' || this.state === 'done') && this.pending.length === 0;
+    return (this.state === 'head' || this.state === 'done') && this.pendingLen === 0;
   }
 
   /** Readies the parser for the next response on the same connection. */
   reset(): void {
     this.state = 'head';
-    this.pending = Buffer.alloc(0);
+    this.pending = [];
+    this.pendingLen = 0;
+    this.tail = EMPTY;
     this.head = undefined;
   }
 
@@ -149,35 +154,43 @@ export class ResponseParser {
   private line: Buffer = Buffer.alloc(0);
 
   /**
-   * Reads up to `sep` from input at `at` (joined with bytes a previous read left), into this.line
-   * without the separator; returns where the input goes on, or -1 when the separator has not come yet.
+   * Reads up to `sep` from input at `at` (joined with bytes earlier reads left), into this.line
+   * without the separator; returns where the input goes on, or -1 when the separator has not come
+   * yet. Each byte is copied at most once however finely the line is split (a server that trickles
+   * its head must not make us copy it again at every read).
    */
   private takeLine(input: Buffer, at: number, max: number, sep: '\r\n' | '\r\n\r\n'): number {
     const s = sep === '\r\n' ? CRLF : HEAD_END;
-    if (this.pending.length > 0) {
-      // the separator may straddle the two reads: search from just before the join
-      const from = Math.max(0, this.pending.length - s.length + 1);
-      const joined = Buffer.concat([this.pending, input.subarray(at, at + max + s.length)]);
-      const i = joined.indexOf(s, from);
+    // a separator that straddles the join: the last bytes kept and the first of this read
+    const probe = this.pendingLen > 0 ? Buffer.concat([this.tail, input.subarray(at, at + s.length - 1)]) : undefined;
+    const j = probe ? probe.indexOf(s) : -1;
+    let lineLen: number;
+    let next: number;
+    if (j >= 0) {
+      lineLen = this.pendingLen - this.tail.length + j;
+      next = at + j + s.length - this.tail.length;
+    } else {
+      const i = input.indexOf(s, at);
       if (i < 0) {
-        if (joined.length > max) throw this.tooLong(max);
-        this.pending = Buffer.concat([this.pending, input.subarray(at)]);
+        if (this.pendingLen + input.length - at > max) throw this.tooLong(max);
+        const rest = Buffer.from(input.subarray(at)); // a copy: the input's buffer may be reused
+        this.pending.push(rest);
+        this.pendingLen += rest.length;
+        this.tail = Buffer.concat([this.tail, rest]).subarray(-(s.length - 1));
         return -1;
       }
-      if (i > max) throw this.tooLong(max);
-      this.line = joined.subarray(0, i);
-      const used = i + s.length - this.pending.length;
-      this.pending = Buffer.alloc(0);
-      return at + used;
+      lineLen = this.pendingLen + i - at;
+      next = i + s.length;
     }
-    const i = input.indexOf(s, at);
-    if (i < 0 || i - at > max) {
-      if (input.length - at > max) throw this.tooLong(max);
-      this.pending = Buffer.from(input.subarray(at)); // a copy: the input's buffer may be reused
-      return -1;
-    }
-    this.line = input.subarray(at, i);
-    return i + s.length;
+    if (lineLen > max) throw this.tooLong(max);
+    this.line =
+      this.pendingLen === 0
+        ? input.subarray(at, at + lineLen)
+        : Buffer.concat([...this.pending, input.subarray(at, Math.max(at, next - s.length))]).subarray(0, lineLen);
+    this.pending = [];
+    this.pendingLen = 0;
+    this.tail = EMPTY;
+    return next;
   }
 
   private tooLong(max: number): HttpProtocolError {
