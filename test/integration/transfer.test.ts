@@ -65,6 +65,17 @@ for (const kind of ['purple', 'slix'] as const) {
         });
       }
 
+      for (const coding of ['chunked', 'gzip'] as const)
+        it(`delivers a report the intranet sends ${coding === 'gzip' ? 'gzip-compressed, ' : ''}chunked without a size, byte-exact`, async () => {
+          const body = Buffer.concat([randomBytes(700 * 1024), Buffer.alloc(300 * 1024, 'status ')]);
+          const project = fresh();
+          (await getIntranet()).projects.set(project, { kind: 'file', body, coding });
+          const r = await request(rx, project);
+          expectDelivered(r, body, 's5b');
+          expect(comp.logged('delivered').find((l) => l.project === project)).to.include({ bytes: body.length });
+          expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+        });
+
       // only the slixmpp receiver reports the streamhost list it was offered
       if (kind === 'slix')
         it("advertises its own streamhost under the project's full JID", async () => {

@@ -2,9 +2,11 @@
 // from what the test put there, and can answer 404/403/500, stall, or hang.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 
 export type Behaviour =
-  | { kind: 'file'; body: Buffer; type?: string }
+  // coding: sent chunked without Content-Length (in 64 KiB writes), or gzip-compressed and chunked
+  | { kind: 'file'; body: Buffer; type?: string; coding?: 'chunked' | 'gzip' }
   | { kind: 'status'; status: number }
   | { kind: 'hang' } // never answers
   | { kind: 'stall'; body: Buffer; after: number; chunked?: boolean } // sends `after` bytes, then nothing; chunked: no Content-Length
@@ -40,6 +42,16 @@ export class ReportServer {
     }
     switch (b.kind) {
       case 'file':
+        if (b.coding) {
+          const out = b.coding === 'gzip' ? gzipSync(b.body) : b.body;
+          res.writeHead(200, {
+            'content-type': b.type ?? 'application/pdf',
+            ...(b.coding === 'gzip' ? { 'content-encoding': 'gzip' } : {}),
+          });
+          for (let at = 0; at < out.length; at += 64 << 10) res.write(out.subarray(at, at + (64 << 10)));
+          res.end();
+          return;
+        }
         res
           .writeHead(200, { 'content-type': b.type ?? 'application/pdf', 'content-length': b.body.length })
           .end(b.body);
