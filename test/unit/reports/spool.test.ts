@@ -580,6 +580,7 @@ describe('reports/spool', () => {
       expect(first.bytes.equals(data)).to.equal(true);
       const second = await readAll(await file.open({ once: true }), data.length, file);
       expect(second.bytes.equals(data)).to.equal(true);
+      await within(file.done, 10000); // the last write may still be on its way
       expect((await readFile(file.path)).equals(data)).to.equal(true);
       await file.remove();
     });
@@ -616,6 +617,8 @@ describe('reports/spool', () => {
       const [ra, rb] = await Promise.all([readAll(a, data.length, file), readAll(b, data.length, file)]);
       await within(feeding, 10000);
       expect(ra.bytes.equals(data) && rb.bytes.equals(data)).to.equal(true);
+      // the readers took the last bytes from memory: the file has them once the last write is done
+      await within(file.done, 10000);
       expect((await readFile(file.path)).equals(data)).to.equal(true);
       expect(file.share()).to.equal(true);
       await file.remove();
