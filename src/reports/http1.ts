@@ -26,7 +26,7 @@ export class HttpProtocolError extends Error {
 }
 
 /** Limits of what a response's head may take (Node's own: 16 KiB of head; ours is looser, for long cookies). */
-export const MAX_HEAD_BYTES = 64 << 10;
+const MAX_HEAD_BYTES = 64 << 10;
 const MAX_HEADERS = 200;
 const MAX_CHUNK_LINE = 4096;
 
@@ -55,6 +55,8 @@ export class ResponseParser {
   private pending: Buffer[] = [];
   private pendingLen = 0;
   private tail: Buffer = EMPTY;
+  /** the line takeLine() found last, without its separator */
+  private line: Buffer = EMPTY;
   private framing: Framing = { kind: 'none' };
   private chunkLeft = 0;
   private head: ResponseHead | undefined;
@@ -150,8 +152,6 @@ export class ResponseParser {
       this.state === 'head' ? 'the connection closed before the response head' : 'the connection closed mid-body',
     );
   }
-
-  private line: Buffer = Buffer.alloc(0);
 
   /**
    * Reads up to `sep` from input at `at` (joined with bytes earlier reads left), into this.line
@@ -371,7 +371,7 @@ class Conn {
     this.current = undefined;
     this.socket.destroy();
     this.onFree(this, false);
-    ex?.onError(err, this);
+    ex?.onError(err);
   }
 }
 
@@ -400,10 +400,10 @@ class Exchange {
     this.body?.push(null);
   }
 
-  onError(err: Error, conn: Conn): void {
+  onError(err: Error): void {
     if (this.body) return void this.body.destroy(err);
     // nothing of a response came: a kept-alive connection the server closed meanwhile
-    this.reject(err, conn.got === 0);
+    this.reject(err, this.conn.got === 0);
   }
 
   /** The reader wants more. */
