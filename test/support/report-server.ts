@@ -3,6 +3,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { feed } from './reports.js';
 
 export type Behaviour =
   // coding: sent chunked without Content-Length (in 64 KiB writes), or gzip-compressed and chunked
@@ -48,8 +49,7 @@ export class ReportServer {
             'content-type': b.type ?? 'application/pdf',
             ...(b.coding === 'gzip' ? { 'content-encoding': 'gzip' } : {}),
           });
-          for (let at = 0; at < out.length; at += 64 << 10) res.write(out.subarray(at, at + (64 << 10)));
-          res.end();
+          void feed(res, out);
           return;
         }
         res
