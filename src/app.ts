@@ -184,6 +184,7 @@ export class App {
       perUserReports: config.reports.source === 'http' && config.reports.requesterHeader !== '',
       onEnd: (outcome) => this.metrics.request(outcome),
       journal: new RequestJournal(spool.dir),
+      linkUp: () => this.connection.whenOnline(30000),
     });
     const example = config.projects.example;
     const instance = `${hostname()} pid ${process.pid}${streamhost ? `, streamhost ${streamhost.hosts.map((h) => hostPort(h, streamhost.port)).join(' ')}` : ''}`;

@@ -35,6 +35,8 @@ export interface RequestDeps {
   onEnd?: (outcome: string) => void;
   /** Where requests being offered are noted, so a restart after a crash can tell their users. */
   journal?: RequestJournal;
+  /** Resolves true once our link to the server is up (at once when it is), false when it stays down too long. */
+  linkUp?: () => Promise<boolean>;
 }
 
 /** What a config reload may change; requests already running keep what they started with. */
@@ -386,6 +388,9 @@ export class Requests {
             // so this is tried more than once; the user is told the first time.
             log.warn({ bytes: err.sent, attempt }, 'delivery interrupted by a server disconnect; offering again');
             if (attempt === 1) await say(replies.interrupted(report.name));
+            // Every new offer waits for the link, not only the first, which the line above waits for:
+            // an offer made while it is still down fails at once and counts as a delivery failure.
+            if (this.deps.linkUp && !(await this.deps.linkUp())) return failureText(err, report);
             if (report.share && !report.share()) {
               try {
                 // its first reader let the bytes it sent go (Report.share): fetch the report anew

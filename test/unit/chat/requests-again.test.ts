@@ -91,6 +91,31 @@ describe('chat/requests: offered again after our server link dropped', () => {
     expect(t.bodies().filter((b) => b.includes('offering it again'))).to.have.length(1);
   });
 
+  it('every offer after a cut waits for the link to be up again, the third as well as the second', async () => {
+    const delivery = new InterruptedOnce(2);
+    const waits: Array<(up: boolean) => void> = [];
+    const { ask, bodies } = requestsWith(new CountingSource(true), delivery, {
+      linkUp: () => new Promise<boolean>((resolve) => waits.push(resolve)),
+    });
+    ask('1234');
+    await until(() => waits.length === 1);
+    expect(delivery.offered).to.have.length(1); // not offered again while the link is down
+    waits[0](true);
+    await until(() => waits.length === 2);
+    expect(delivery.offered).to.have.length(2);
+    waits[1](true);
+    await until(() => bodies().some((b) => b.startsWith('Delivered')));
+    expect(delivery.offered).to.have.length(3);
+  });
+
+  it('a link that does not come back: no further offer, and the user is told it did not arrive', async () => {
+    const delivery = new InterruptedOnce(1);
+    const { ask, bodies } = requestsWith(new CountingSource(true), delivery, { linkUp: async () => false });
+    ask('1234');
+    await until(() => bodies().some((b) => b.startsWith('Could not send')));
+    expect(delivery.offered).to.have.length(1);
+  });
+
   it('three offers cut by the link in a row: the user is told it did not arrive', async () => {
     const t = setup(new CountingSource(true), 3);
     t.ask();
