@@ -263,12 +263,29 @@ export class ComponentProcess {
 }
 
 /** A loopback TCP port nobody listens on (now). */
+// Ports handed out by freePort(): below Linux's ephemeral range (32768-60999), so no client
+// connection's local port takes one between this check and the component's bind (a port the
+// kernel picked with listen(0) could be: EADDRINUSE seen in CI), and above the fixed test bases
+// (25222-29xxx). Counted from a random start, so one run does not hand out the same port twice.
+const FREE_FIRST = 30000;
+const FREE_END = 32700;
+let freeNext = FREE_FIRST + Math.floor(Math.random() * (FREE_END - FREE_FIRST));
+
 export async function freePort(): Promise<number> {
-  const srv = createTcpServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
+  for (let tries = 0; tries < 200; tries++) {
+    const port = freeNext;
+    freeNext = freeNext + 1 >= FREE_END ? FREE_FIRST : freeNext + 1;
+    const srv = createTcpServer();
+    const ok = await new Promise<boolean>((r) => {
+      srv.once('error', () => r(false));
+      srv.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (ok) {
+      await new Promise((r) => srv.close(r));
+      return port;
+    }
+  }
+  throw new Error(`no free port in ${FREE_FIRST}-${FREE_END} after 200 tries`);
 }
 
 /** Waits (bounded) until file exists with size bytes; a larger file fails at once. */
