@@ -12,7 +12,7 @@
 //   socket, 64 KiB / 1 MiB reads), send (1 MiB writes from memory into the sink), file (the
 //   spool's writes alone). Under chrt -r 10 on a shared machine, and alternate A/B builds.
 // Environment: XR_CHECK=1 (get: SHA-256 of the body checked), SINK_HASH=1 (the sink hashes
-//   what it receives, as the bench receiver does), XR_BALLAST_MB=N (N MB of long-lived objects).
+//   what it receives, as the bench receiver does, and full/si check its SHA-256), XR_BALLAST_MB=N (N MB of long-lived objects).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
@@ -74,7 +74,7 @@ const sinkProc = spawn(
   process.execPath,
   [
     '-e',
-    `const s=require('net').createServer(c=>{let n=0;const h=process.env.SINK_HASH?require('crypto').createHash('sha256'):null;c.on('data',d=>{n+=d.length;if(h)h.update(d)});c.on('end',()=>{c.end(String(n))})});` +
+    `const s=require('net').createServer(c=>{let n=0;const h=process.env.SINK_HASH?require('crypto').createHash('sha256'):null;c.on('data',d=>{n+=d.length;if(h)h.update(d)});c.on('end',()=>{c.end(h?n+' '+h.digest('hex'):String(n))})});` +
       `s.listen(0,'127.0.0.1',()=>console.log(JSON.stringify({event:'listening',port:s.address().port})));process.stdin.on('end',()=>process.exit(0));process.stdin.resume()`,
   ],
   { stdio: ['pipe', 'pipe', 'inherit'] },
@@ -206,6 +206,9 @@ async function runOnce(mode: string): Promise<void> {
       { once: mode === 'si' },
     );
     await counted;
+    const [got, digest] = answer.split(' ');
+    if (Number(got) !== size) throw new Error(`the sink got ${got} of ${size} bytes`);
+    if (digest !== undefined && digest !== sha) throw new Error('SHA-256 mismatch at the sink');
   } finally {
     await report.release();
   }

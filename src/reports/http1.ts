@@ -6,12 +6,14 @@
 // body chunk (0.80 s of CPU per GiB against 0.48 for a bare socket,
 // bench/http-path.ts). Here the request is one write, and the body chunks are
 // views of the buffers the socket read into: each read lands in the unused
-// tail of a 1 MiB slab that is never written again, so nothing is copied and
-// the chunks may be held downstream (the spool keeps them, see viewMemory).
+// tail of a 1 MiB slab that is not written again until every chunk cut from
+// it has been given back (slabs.ts), so nothing is copied and the chunks may be
+// held downstream (the spool keeps them, see viewMemory).
 //
 // ResponseParser is pure (bytes in, events out); Http1Pool does the I/O.
 import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { SlabPool } from './slabs.js';
 
 /** A response's status line and header fields (names lower-cased, repeated fields joined by ", "). */
 export interface ResponseHead {
@@ -289,16 +291,23 @@ export interface Http1PoolOptions {
   idleMs: number;
   /** idle connections kept per origin */
   maxIdle: number;
+  /** where the connections take their read slabs (default: one pool for the process) */
+  slabs?: SlabPool;
 }
 
 /** Bytes of one slab; a read takes its unused tail while at least MIN_READ is left. */
 const SLAB = 1 << 20;
 const MIN_READ = 64 << 10;
+/**
+ * Every connection's slabs: one large transfer cycles through about ten (the spool holds up to
+ * 8 MiB ahead of a slow reader); more than 16 unused are left to the collector.
+ */
+const sharedSlabs = new SlabPool(SLAB, 16);
 
 /** A connection: a socket, its parser, and the response it is reading (if any). */
 class Conn {
   readonly parser: ResponseParser;
-  private slab = Buffer.allocUnsafe(SLAB);
+  private slab: Buffer;
   private used = 0;
   /** set while a response is read */
   current: Exchange | undefined;
@@ -314,7 +323,9 @@ class Conn {
     port: number,
     readonly key: string,
     private readonly onFree: (c: Conn, reusable: boolean) => void,
+    private readonly slabs: SlabPool,
   ) {
+    this.slab = slabs.take();
     this.parser = new ResponseParser({
       head: (h) => this.current?.onHead(h),
       body: (chunk) => this.current?.onBody(chunk),
@@ -355,12 +366,22 @@ class Conn {
       }
       this.socket.destroy();
     });
-    this.socket.on('close', () => this.fail(new Error('socket hang up')));
+    this.socket.on('close', () => {
+      this.fail(new Error('socket hang up'));
+      // no read comes after the close: the slab goes back once its chunks do
+      this.slabs.retire(this.slab);
+    });
+  }
+
+  /** A body chunk (a view of this connection's slabs) goes to a holder that gives it back. */
+  lend(chunk: Buffer): Buffer {
+    return this.slabs.lend(chunk);
   }
 
   private next(): Buffer {
     if (SLAB - this.used < MIN_READ) {
-      this.slab = Buffer.allocUnsafe(SLAB);
+      this.slabs.retire(this.slab);
+      this.slab = this.slabs.take();
       this.used = 0;
     }
     return this.slab.subarray(this.used);
@@ -393,7 +414,8 @@ class Exchange {
 
   onBody(chunk: Buffer): void {
     if (chunk.length === 0 || !this.body) return;
-    if (!this.body.push(chunk)) this.paused = true;
+    // the holder gives the chunk back (giveBack) when it is done with it
+    if (!this.body.push(this.conn.lend(chunk))) this.paused = true;
   }
 
   onEnd(): void {
@@ -507,7 +529,7 @@ export class Http1Pool {
     const port = at.port === '' ? 80 : Number(at.port);
     // the URL keeps IPv6 literals in brackets; connect() wants them bare
     const host = at.hostname.startsWith('[') ? at.hostname.slice(1, -1) : at.hostname;
-    return new Conn(host, port, key, (conn, reusable) => this.free(conn, reusable));
+    return new Conn(host, port, key, (conn, reusable) => this.free(conn, reusable), this.o.slabs ?? sharedSlabs);
   }
 
   private free(conn: Conn, reusable: boolean): void {

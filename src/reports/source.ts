@@ -12,11 +12,17 @@ export interface ReportReader {
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   /**
    * Optional, for a report still arriving: the bytes from `position` (at most `max`) as the very
-   * buffers they arrived in, without a copy; waits like read() ([] at the end). The caller may keep
-   * them as long as it likes: nobody writes into them again. Undefined when those bytes are no
-   * longer in memory (a reader that fell behind): read() them instead.
+   * buffers they arrived in, without a copy; waits like read() ([] at the end). Nobody writes into
+   * them while the caller may still hold them: until it calls release() past them, or closes the
+   * reader after releasing all it took (closed with some unreleased, they are never reused).
+   * Undefined when those bytes are no longer in memory (a reader that fell behind): read() them instead.
    */
   chunks?(position: number, max: number): Promise<Buffer[] | undefined>;
+  /**
+   * The caller holds nothing any more of what chunks() gave below `upTo` (its writes of them are
+   * done), so their memory may be read into again.
+   */
+  release?(upTo: number): void;
   close(): Promise<void>;
 }
 

@@ -19,6 +19,7 @@ import {
   type ReportReader,
   type Report,
 } from './source.js';
+import { giveBack } from './slabs.js';
 
 export interface SpoolOptions {
   maxBytes: number;
@@ -54,6 +55,8 @@ const PASS_HOLD = 8 << 20;
 const PASS_HOLD_MS = 500;
 /** Bytes held for lone readers by all of a spool's files (beyond it, downloads go to their files). */
 const PASS_BUDGET = 64 << 20;
+/** Bytes out of `mem` kept for readers that still hold views of them (see SpoolFile.retired). */
+const RETIRED_MAX = 16 << 20;
 
 /** Bytes of small reports held in memory, shared by one spool's files. */
 interface KeepBudget {
@@ -67,6 +70,16 @@ interface KeepBudget {
 interface ReaderAt {
   pos: number;
   readonly once: boolean;
+  /** the end of the bytes chunks() gave it as views */
+  viewed: number;
+  /** it holds none of those views below this (ReportReader.release) */
+  freed: number;
+}
+
+/** A chunk that left `mem`, at `start`, waiting for the readers that hold views of it. */
+interface Retired {
+  chunk: Buffer;
+  start: number;
 }
 
 /** One file being (or done being) written into the spool. */
@@ -128,6 +141,14 @@ export class SpoolFile {
   private forAll = false;
   /** Set by run(): goes back to writing every byte from memBase on (passing ends). */
   private toFile: (() => void) | undefined;
+  /**
+   * Chunks out of `mem` that a reader may still hold views of: each is given back to its source
+   * (slabs.ts) once no reader does. False after a reader closed holding views it never released
+   * (a transfer that broke with writes under way): nothing of this file is given back then.
+   */
+  private retired: Retired[] = [];
+  private retiredBytes = 0;
+  private recycle = true;
 
   constructor(
     readonly path: string,
@@ -304,8 +325,11 @@ export class SpoolFile {
           this.written = at + len;
           // the batch is on disk: from now on its bytes are read from the file, unless the report is small
           if (this.keepWhole()) return;
-          while (this.mem.length > 0 && this.memBase + this.mem[0].length <= this.written)
-            this.memBase += this.mem.shift()!.length;
+          while (this.mem.length > 0 && this.memBase + this.mem[0].length <= this.written) {
+            const chunk = this.mem.shift()!;
+            this.retire(chunk, this.memBase);
+            this.memBase += chunk.length;
+          }
         });
         return chain;
       };
@@ -447,7 +471,9 @@ export class SpoolFile {
     const [r] = this.readers;
     if (!r.once) return;
     while (this.mem.length > 0 && this.memBase + this.mem[0].length <= r.pos && this.memBase >= this.passFrom) {
-      const n = this.mem.shift()!.length;
+      const chunk = this.mem.shift()!;
+      const n = chunk.length;
+      this.retire(chunk, this.memBase);
       this.memBase += n;
       this.memBytes -= n;
       this.passBytes -= n;
@@ -455,6 +481,42 @@ export class SpoolFile {
       this.gapEnd = this.memBase;
     }
     if (this.memBytes < PASS_HOLD) this.released()?.();
+  }
+
+  /** `chunk` (at `start`) left `mem` and no write of ours holds it: it goes back once no reader does. */
+  private retire(chunk: Buffer, start: number): void {
+    if (!this.recycle) return;
+    if (this.unheld(start, start + chunk.length)) return giveBack(chunk);
+    this.retired.push({ chunk, start });
+    this.retiredBytes += chunk.length;
+    // a reader that takes views and never releases them must not make us keep the whole report
+    if (this.retiredBytes > RETIRED_MAX) this.stopRecycling();
+  }
+
+  private stopRecycling(): void {
+    this.recycle = false;
+    this.retired = [];
+    this.retiredBytes = 0;
+  }
+
+  /** No open reader holds a view of bytes [start, end). */
+  private unheld(start: number, end: number): boolean {
+    for (const r of this.readers) if (r.viewed > start && r.freed < end) return false;
+    return true;
+  }
+
+  /** Gives back the retired chunks no reader holds any more. */
+  private sweep(): void {
+    if (this.retired.length === 0) return;
+    const still: Retired[] = [];
+    for (const r of this.retired) {
+      if (!this.unheld(r.start, r.start + r.chunk.length)) still.push(r);
+      else {
+        giveBack(r.chunk);
+        this.retiredBytes -= r.chunk.length;
+      }
+    }
+    this.retired = still;
   }
 
   /** Bytes no reader can have any more (dropped behind a lone reader), if any. */
@@ -544,7 +606,7 @@ export class SpoolFile {
   open(o: OpenOptions = {}): Promise<ReportReader> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.gap) return Promise.reject(this.gapError());
-    const at: ReaderAt = { pos: 0, once: o.once === true };
+    const at: ReaderAt = { pos: 0, once: o.once === true, viewed: 0, freed: 0 };
     const alone = this.readers.size === 0 && !this.forAll;
     if (at.once && alone && !this.memoryOnly && !this.finished && this.toFile && !this.passing) {
       // from here on nothing more is written; the file has what was taken so far
@@ -580,11 +642,25 @@ export class SpoolFile {
         this.dropBehind();
         await this.reach(position, Math.min(max, READ_BATCH));
         // behind the disk write: those bytes are only in the file now
-        return position >= this.memBase ? this.viewMemory(position, max) : undefined;
+        if (position < this.memBase) return undefined;
+        const views = this.viewMemory(position, max);
+        let end = position;
+        for (const v of views) end += v.length;
+        at.viewed = Math.max(at.viewed, end);
+        return views;
+      },
+      release: (upTo) => {
+        if (upTo <= at.freed) return;
+        at.freed = upTo;
+        this.sweep();
       },
       close: async () => {
+        if (closed) return;
         closed = true;
+        // views it took and never released may still be in a write: their memory is never reused
+        if (at.freed < at.viewed) this.stopRecycling();
         this.readers.delete(at);
+        this.sweep();
         if (fh) await (await fh.catch(() => undefined))?.close();
       },
     });
@@ -595,6 +671,12 @@ export class SpoolFile {
     if (!this.finished) this.abortCtl.abort(new ReportError('unavailable', 'download abandoned'));
     await this.done.catch(() => {});
     await this.materialized?.catch(() => {});
+    // no write holds them now (the download and onDisk are over); readers still open may
+    let at = this.memBase;
+    for (const chunk of this.failure ? [] : this.mem) {
+      this.retire(chunk, at);
+      at += chunk.length;
+    }
     this.mem = [];
     this.unkeep();
     this.unpass();

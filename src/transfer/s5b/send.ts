@@ -95,13 +95,15 @@ export class S5bSender implements ComponentModule {
       try {
         // Writes the socket has not taken yet, oldest first: at most two, as with two buffers.
         const inFlight: Promise<void>[] = [];
-        const write = (bufs: Buffer[], bytes: number): Promise<void> => {
+        const write = (bufs: Buffer[], bytes: number, end: number): Promise<void> => {
           writing++;
           const p = new Promise<void>((resolve, reject) => {
             const done = (err?: Error | null) => {
               writing--;
               if (err) return reject(err);
               sent += bytes;
+              // the kernel has these bytes: their buffers may be read into again (writes end in order)
+              reader.release?.(end);
               armStall();
               resolve();
             };
@@ -132,7 +134,7 @@ export class S5bSender implements ComponentModule {
             if (n === 0) break;
             pos += n;
             if (hash) for (const b of bufs) hash.update(b);
-            void write(bufs, n);
+            void write(bufs, n, pos);
             continue;
           }
           slots ??= [0, 1].map(() => ({
@@ -146,7 +148,7 @@ export class S5bSender implements ComponentModule {
           if (bytesRead === 0) break;
           pos += bytesRead;
           hash?.update(slot.buf.subarray(0, bytesRead));
-          slot.written = write([slot.buf.subarray(0, bytesRead)], bytesRead);
+          slot.written = write([slot.buf.subarray(0, bytesRead)], bytesRead, pos);
         }
         await Promise.all(inFlight);
         // Shorter than offered: the report's fault, not the receiver's.

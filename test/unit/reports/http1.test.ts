@@ -9,6 +9,7 @@ import {
   requestBytes,
   type ResponseHead,
 } from '../../../src/reports/http1.js';
+import { SlabPool, giveBack } from '../../../src/reports/slabs.js';
 
 interface Parsed {
   heads: ResponseHead[];
@@ -234,6 +235,65 @@ describe('reports/http1: Http1Pool', () => {
     const digest = (x: Buffer) => createHash('sha256').update(x).digest('hex');
     expect(held.map((h) => digest(Buffer.concat(h)))).to.deep.equal([0, 1, 2, 0].map((i) => digest(bodies[i])));
     expect(s.conns).to.equal(1);
+  });
+
+  it('reads into its slabs again once the chunks are given back, and bodies stay intact', async () => {
+    const bodies = [randomBytes(6 << 20), randomBytes(6 << 20)];
+    const s = await raw((sock, req) => {
+      const body = bodies[Number(/GET \/(\d)/.exec(req)?.[1])];
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`);
+      sock.write(body);
+    });
+    const slabs = new SlabPool(1 << 20, 16);
+    const p = new Http1Pool({ idleMs: 5000, maxIdle: 4, slabs });
+    closers.push(() => p.close());
+    const seen: Set<ArrayBufferLike>[] = [];
+    const got: Buffer[] = [];
+    for (const i of [0, 1]) {
+      const r = await p.get(new URL(`http://127.0.0.1:${s.port}/${i}`), {}, signal());
+      const parts: Buffer[] = [];
+      const used = new Set<ArrayBufferLike>();
+      for await (const c of r.body as AsyncIterable<Buffer>) {
+        used.add(c.buffer);
+        parts.push(Buffer.from(c)); // copied: the chunk itself is done with
+        giveBack(c);
+      }
+      seen.push(used);
+      got.push(Buffer.concat(parts));
+    }
+    expect(got[0].equals(bodies[0]) && got[1].equals(bodies[1])).to.equal(true);
+    // 6 MiB through 1 MiB slabs given back at once: the same two or three, for both bodies
+    expect(seen[0].size).to.be.at.most(3);
+    expect([...seen[1]].every((b) => seen[0].has(b))).to.equal(true);
+  });
+
+  it('a chunk still held keeps its slab from being read into again, while given-back ones are', async () => {
+    const body = randomBytes(8 << 20);
+    const s = await raw((sock) => {
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`);
+      sock.write(body);
+    });
+    const slabs = new SlabPool(1 << 20, 16);
+    const p = new Http1Pool({ idleMs: 5000, maxIdle: 4, slabs });
+    closers.push(() => p.close());
+    const copies: Buffer[] = [];
+    const held: { view: Buffer; copy: Buffer }[] = [];
+    for (const round of [0, 1, 2]) {
+      const r = await p.get(new URL(`http://127.0.0.1:${s.port}/`), {}, signal());
+      let k = 0;
+      for await (const c of r.body as AsyncIterable<Buffer>) {
+        copies.push(Buffer.from(c));
+        // every third chunk of the first round is kept as it is; the rest go back at once
+        if (round === 0 && k++ % 3 === 0) held.push({ view: c, copy: Buffer.from(c) });
+        else giveBack(c);
+      }
+    }
+    const all = Buffer.concat(copies);
+    for (let i = 0; i < 3; i++)
+      expect(all.subarray(i * body.length, (i + 1) * body.length).equals(body)).to.equal(true);
+    expect(held.length).to.be.at.least(2);
+    // two more bodies went through recycled slabs: the kept chunks were not written over
+    for (const h of held) expect(h.view.equals(h.copy)).to.equal(true);
   });
 
   it('pauses the socket while the reader is behind (back-pressure), and the body still arrives whole', async () => {

@@ -5,7 +5,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { ReportError } from '../../../src/reports/source.js';
+import { SlabPool } from '../../../src/reports/slabs.js';
+import { ReportError, type ReportReader } from '../../../src/reports/source.js';
 import { Spool, WRITE_BATCH, spooledReport, type SpoolFile } from '../../../src/reports/spool.js';
 import { feed } from '../../support/reports.js';
 
@@ -639,6 +640,145 @@ describe('reports/spool', () => {
       await file.remove();
       expect(await readdir(dir)).to.deep.equal([]);
       expect(spool.keptBytes).to.equal(0);
+    });
+  });
+
+  describe('chunks go back to their slabs once nobody holds them (slabs.ts)', () => {
+    let spool: Spool;
+    beforeEach(async () => {
+      spool = await Spool.open(freshDir());
+    });
+
+    const CHUNK = 64 << 10;
+    /**
+     * Writes data into src as http1.ts reads a body: each 64 KiB chunk a view of a slab from `pool`,
+     * which is read into again as soon as it is back (so a chunk given back too early is overwritten
+     * by a later one). Resolves with how many distinct slabs it used.
+     */
+    async function feedSlabs(src: PassThrough, data: Buffer, pool: SlabPool): Promise<number> {
+      const used = new Set<ArrayBufferLike>();
+      for (let off = 0; off < data.length; off += CHUNK) {
+        const slab = pool.take();
+        used.add(slab.buffer);
+        const n = data.copy(slab, 0, off, Math.min(data.length, off + CHUNK));
+        const ok = src.write(pool.lend(slab.subarray(0, n)));
+        pool.retire(slab); // the next read goes into another slab
+        if (!ok) await new Promise((r) => src.once('drain', r));
+        else await new Promise((r) => setImmediate(r));
+      }
+      src.end();
+      return used.size;
+    }
+
+    /**
+     * Reads as S5bSender does: views from chunks(), whose bytes are taken (copied out, as the kernel
+     * takes a write) and released only `lag` reads later; read() where chunks() has none.
+     * `release: false`: takes every view and releases none (a transfer whose writes never ended).
+     */
+    async function sendAll(
+      r: ReportReader,
+      size: number,
+      o: { lag?: number; release?: boolean } = {},
+    ): Promise<Buffer> {
+      const lag = o.lag ?? 2;
+      const out: Buffer[] = [];
+      const inFlight: { views: Buffer[]; end: number }[] = [];
+      const settle = (keep: number) => {
+        while (inFlight.length > keep) {
+          const w = inFlight.shift()!;
+          for (const v of w.views) out.push(Buffer.from(v));
+          if (o.release !== false) r.release!(w.end);
+        }
+      };
+      let pos = 0;
+      while (pos < size) {
+        const views = await within(r.chunks!(pos, 256 << 10), 10000);
+        if (!views) {
+          settle(0);
+          const buf = Buffer.alloc(Math.min(1 << 20, size - pos));
+          const n = await within(r.read(buf, 0, buf.length, pos), 10000);
+          out.push(buf.subarray(0, n));
+          pos += n;
+          continue;
+        }
+        for (const v of views) pos += v.length;
+        inFlight.push({ views, end: pos });
+        settle(lag);
+        await new Promise((res) => setImmediate(res)); // the download goes on meanwhile
+      }
+      settle(0);
+      return Buffer.concat(out);
+    }
+
+    it('a lone reader (SI): every chunk comes back after its release, and the slabs are read into again intact', async () => {
+      const pool = new SlabPool(CHUNK, 1024);
+      const data = randomBytes(24 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const r = await file.open({ once: true });
+      const feeding = feedSlabs(src, data, pool);
+      const got = await sendAll(r, data.length);
+      const slabs = await within(feeding, 10000);
+      expect(got.equals(data)).to.equal(true);
+      // without give back: 384 slabs, one per chunk; the hold ahead of the reader (8 MiB) and the
+      // first 4 MiB (written to the file) set how many are out at once
+      expect(slabs).to.be.below(data.length / CHUNK - 100);
+      await r.close();
+      await file.remove();
+      expect(pool.idle).to.equal(slabs);
+    });
+
+    it('two readers of a shared report: a chunk comes back only when both are past it', async () => {
+      const pool = new SlabPool(CHUNK, 1024);
+      const data = randomBytes(12 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      expect(file.share()).to.equal(true);
+      const a = await file.open({ once: true });
+      const b = await file.open();
+      const feeding = feedSlabs(src, data, pool);
+      const [ga, gb] = await Promise.all([sendAll(a, data.length, { lag: 1 }), sendAll(b, data.length, { lag: 6 })]);
+      await within(feeding, 10000);
+      expect(ga.equals(data)).to.equal(true);
+      expect(gb.equals(data)).to.equal(true);
+      await a.close();
+      await b.close();
+      await within(file.done, 10000);
+      expect((await readFile(file.path)).equals(data)).to.equal(true);
+      await file.remove();
+    });
+
+    it('a reader that closes holding views it never released: nothing of that report is read into again', async () => {
+      const pool = new SlabPool(CHUNK, 1024);
+      const data = randomBytes(12 << 20);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const r = await file.open({ once: true });
+      const feeding = feedSlabs(src, data, pool);
+      // takes views and never releases them: 12 MiB of them would be kept, so the file stops recycling
+      const got = await sendAll(r, data.length, { release: false, lag: 1 << 20 });
+      const slabs = await within(feeding, 10000);
+      expect(got.equals(data)).to.equal(true);
+      await r.close();
+      await file.remove();
+      expect(slabs).to.equal(data.length / CHUNK);
+      expect(pool.idle).to.equal(0);
+    });
+
+    it('a small report kept in memory: its chunks come back when it is released, not before', async () => {
+      const pool = new SlabPool(CHUNK, 1024);
+      const data = randomBytes(512 << 10);
+      const src = new PassThrough();
+      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const r = await file.open({ once: true });
+      const feeding = feedSlabs(src, data, pool);
+      const got = await sendAll(r, data.length, { lag: 0 });
+      expect(await within(feeding, 10000)).to.equal(8);
+      expect(got.equals(data)).to.equal(true);
+      await r.close();
+      expect(pool.idle).to.equal(0); // the report is still held whole
+      await file.remove();
+      expect(pool.idle).to.equal(8);
     });
   });
 });
