@@ -562,10 +562,13 @@ describe('reports/spool', () => {
       const first = await readAll(r, data.length, file);
       await within(feeding, 10000);
       expect(first.bytes.equals(data)).to.equal(true);
-      const second = await readAll(await file.open(), data.length, file);
+      const r2 = await file.open();
+      const second = await readAll(r2, data.length, file);
       expect(second.bytes.equals(data)).to.equal(true);
       await within(file.onDisk(), 10000);
       expect((await readFile(file.path)).equals(data)).to.equal(true);
+      await r.close();
+      await r2.close();
       await file.remove();
     });
 
@@ -579,10 +582,13 @@ describe('reports/spool', () => {
       const first = await readAll(r, data.length, file);
       await within(feeding, 10000);
       expect(first.bytes.equals(data)).to.equal(true);
-      const second = await readAll(await file.open({ once: true }), data.length, file);
+      const r2 = await file.open({ once: true });
+      const second = await readAll(r2, data.length, file);
       expect(second.bytes.equals(data)).to.equal(true);
       await within(file.done, 10000); // the last write may still be on its way
       expect((await readFile(file.path)).equals(data)).to.equal(true);
+      await r.close();
+      await r2.close();
       await file.remove();
     });
 
