@@ -490,9 +490,15 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
   const sha = shas.get(project.s5b)!;
   intranet.files.set(project.s5b, path);
   const raw = new Child('raw-sender', process.execPath, [join(ROOT, 'dist', 'bench', 'raw-sender.js'), path]);
+  // the HTTP source's floor: the same report taken from the intranet and handed on by hand (bench/raw-forwarder.ts)
+  const fwd = new Child('raw-forwarder', process.execPath, [
+    join(ROOT, 'dist', 'bench', 'raw-forwarder.js'),
+    intranet.urlTemplate.replace('{project}', project.s5b),
+  ]);
   const bot = await startBot();
   try {
     const rawPort = Number((await raw.waitFor((e) => e.event === 'listening', 10000, 'raw sender')).port);
+    const fwdPort = Number((await fwd.waitFor((e) => e.event === 'listening', 10000, 'raw forwarder')).port);
     // A second user of the same receiver process, whose disco#info names Jingle file transfer and not SI.
     await rx.login(jingleUser, ej, jingleUser, users.get(jingleUser)!, 'jingle');
     type S = { reqMs: number; offerToLast: number; offerMs: number; cpu: number };
@@ -582,8 +588,19 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
             },
           },
         ];
-        // From the intranet: the download alone, by the same HTTP client (node-fetch), into the receiver's memory.
+        // From the intranet: the download alone, by the same HTTP client (node-fetch), into the receiver's memory;
+        // and the floor of any Node sender with this hop: download and send by hand.
         if (src.name === 'http') {
+          variants.push({
+            name: 'forward',
+            run: async () => {
+              const c0 = cpuSeconds(fwd.pid);
+              const d = await rx.raw({ host: '127.0.0.1', port: fwdPort, size, hash: S5B_HASH });
+              const c1 = cpuSeconds(fwd.pid);
+              check(d, sha, 'raw forwarder');
+              return { reqMs: d.lastByteMs!, offerToLast: d.lastByteMs!, offerMs: 0, cpu: c1 - c0 };
+            },
+          });
           variants.push({
             name: 'intranet',
             run: async () => {
@@ -648,14 +665,29 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
           facts.s5b_http_hopRaw = hop.median / rw.median;
           facts.s5b_http_vsHop = c.median / hop.median;
         }
+        if (res.has('forward')) {
+          const fw = rate('forward', 'reqMs');
+          ratioRow(
+            '1',
+            `S5B ${size / MiB} MiB from the HTTP intranet, request → last byte (MB/s), against the same bytes forwarded by hand`,
+            c,
+            'MB/s',
+            'raw forwarder (bare-socket GET, each read written on; no XMPP, no spool)',
+            fw,
+            undefined,
+          );
+          facts.s5b_http_vsForward = c.median / fw.median;
+        }
         const gib = size / 2 ** 30;
         const cpuOf = (name: string) => fmt(summarize(res.get(name)!.map((s) => s.cpu)).median / gib, 2);
         row({
           item: '1',
-          figure: `S5B from the ${src.label}: sender CPU s per GiB (component: ${src.name === 'http' ? 'download + spool + send' : 'read + send'}; raw: sender; slixmpp: bot + ejabberd relay)`,
+          figure: `S5B from the ${src.label}: sender CPU s per GiB (component: ${src.name === 'http' ? 'download + spool + send; raw forwarder: download + send by hand' : 'read + send'}; raw: sender; slixmpp: bot + ejabberd relay)`,
           value: `component ${cpuOf('component')}`,
-          baseline: `raw ${cpuOf('raw')}; slixmpp + ejabberd ${cpuOf('slix')}`,
+          baseline: `${res.has('forward') ? `raw forwarder ${cpuOf('forward')}; ` : ''}raw ${cpuOf('raw')}; slixmpp + ejabberd ${cpuOf('slix')}`,
         });
+        if (res.has('forward'))
+          facts.s5b_http_fwdCpuGiB = summarize(res.get('forward')!.map((s) => s.cpu)).median / gib;
         const toOffer = summarize(res.get('component')!.map((s) => s.offerMs));
         row({
           item: '1',
@@ -688,7 +720,7 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
   } finally {
     rx.logout(jingleUser);
     intranet.files.delete(project.s5b);
-    await Promise.all([raw.stop(), bot.stop()]);
+    await Promise.all([raw.stop(), fwd.stop(), bot.stop()]);
     rmSync(path, { force: true });
   }
 }
