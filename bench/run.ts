@@ -1692,12 +1692,17 @@ function analysis(): string[] {
       `  it has found it (${f('s5b_folder_toOfferMs', 1)} ms from request to offer) and sends it from where it lies, through two reused buffers, straight`,
       `  into the receiver's socket; no copy, no hash before the offer. Component ${f('s5b_folder_cpuGiB')} s CPU per GiB, raw sender ${f('s5bRawCpuGiB')}.`,
       `- S5B from the HTTP intranet (${f('s5b_http_reqRaw')}× raw, ${f('s5b_http_reqSlix')}× slixmpp; no target: neither baseline has this hop): offered at`,
-      '  the response headers (size from Content-Length), then sent while the download is still being written to the spool. The',
-      `  download alone, by the same HTTP client into memory, runs at ${f('s5b_http_hopRaw')}× raw, so 0.7× raw is out of reach for any sender`,
-      `  that fetches over HTTP first; the component reaches ${f('s5b_http_vsHop')}× that hop while also spooling and sending every byte`,
-      `  (${f('s5b_http_cpuGiB')} s CPU per GiB: receive, write to the spool in 256 KiB batches, send from memory), with the intranet (this bench`,
-      '  process) and the receiver on the same 2 cores. Until the 2026-11-25 run the offer waited for the whole report in the',
-      '  spool, hashed with MD5 and SHA-256 (1238 ms for 256 MiB: 0.15× raw, 0.43× slixmpp end to end).',
+      '  the response headers (size from Content-Length), then sent while the download goes on. Bytes the receiver has taken are',
+      '  let go (the first 4 MiB stay in the spool file, for a request that shares the download), and the socket reads into 1 MiB',
+      '  slabs that are read into again once their bytes are sent (src/reports/slabs.ts). The download alone, by node-fetch into',
+      `  memory, runs at ${f('s5b_http_hopRaw')}× raw; the component reaches ${f('s5b_http_vsHop')}× that hop and ${f('s5b_http_vsForward')}× the raw forwarder`,
+      '  (bench/raw-forwarder.ts: a bare-socket GET, each read written on at once; no XMPP, no spool, no HTTP parser), at',
+      `  ${f('s5b_http_cpuGiB')} s CPU per GiB against the forwarder's ${f('s5b_http_fwdCpuGiB')}. Most of either is the kernel's (two copies and loopback`,
+      "  TCP on both sockets); the component's extra is its stream machinery between the download and the send (a Readable, the",
+      "  spool's hold, writes of up to 1 MiB from chunks that arrived a while before). The intranet (this bench process), the",
+      '  component and the receiver share the 2 cores. Until the 2026-12-03 slab change every read went into a new slab: V8 counts',
+      "  them as external memory and ran a full mark-compact every ~25 MiB (2.00 s CPU per GiB in that morning's full run).",
+      '  Until the 2026-11-25 run the offer waited for the whole report in the spool, hashed with MD5 and SHA-256.',
     );
   }
   if (facts.jingle_folder_vsSi !== undefined) {
