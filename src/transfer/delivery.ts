@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import { ReportError, type Report } from '../reports/source.js';
 import type { ClientInfo } from '../xmpp/caps.js';
-import { requestCondition, requestFailure } from '../xmpp/errors.js';
+import { LinkDownError, requestCondition, requestFailure } from '../xmpp/errors.js';
 
 export type Method = 's5b' | 'ibb';
 
@@ -118,6 +118,11 @@ export function sourceFailure(err: unknown, sent: number, method?: Method): Deli
  * in the user's terms. onTimeout says what silence means for this offer.
  */
 export function offerRefusal(err: unknown, log: Logger, what: string, onTimeout: DeliveryError): DeliveryError {
+  // our own link dropped: nobody refused anything, and the request may be offered again once it is back
+  if (err instanceof LinkDownError) {
+    log.info(`${what} not sent: not connected to the XMPP server`);
+    return new DeliveryError({ reason: 'interrupted', message: 'the connection to the XMPP server was lost' });
+  }
   const condition = requestCondition(err);
   // ejabberd answers for a resource that went away: "User session not found".
   if (/session not found/i.test((err as { text?: string }).text ?? '')) {

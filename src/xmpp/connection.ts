@@ -5,7 +5,7 @@
 import { component, xml, type Component, type Element } from '@xmpp/component';
 import { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { errorElement } from './errors.js';
+import { LinkDownError, errorElement } from './errors.js';
 import { newId } from './ids.js';
 import { NS } from './namespaces.js';
 import { ServerNotTrusted, tlsSocketClass, type TlsOptions } from './tls.js';
@@ -475,19 +475,28 @@ export class Connection {
     this.pinger = undefined;
   }
 
+  /** Sends a stanza; rejects with LinkDownError while the link is down (xmpp.js would write to no socket). */
   async send(el: Element): Promise<void> {
-    await this.xmpp.send(el);
+    if (!this.online) throw new LinkDownError();
+    await this.xmpp.send(el).catch((err: unknown) => this.linkError(err));
   }
 
   /** Sends once online, waiting out a reconnect (bounded): chat replies are not lost to a server restart. */
   async sendWhenOnline(el: Element, timeoutMs = 30000): Promise<void> {
-    if (!this.online && !(await this.whenOnline(timeoutMs))) throw new Error('not connected to the XMPP server');
-    await this.xmpp.send(el);
+    if (!this.online && !(await this.whenOnline(timeoutMs))) throw new LinkDownError();
+    await this.xmpp.send(el).catch((err: unknown) => this.linkError(err));
   }
 
-  /** Sends an IQ get/set and waits for its result; rejects on error or timeout. */
-  request(iq: Element, timeoutMs: number): Promise<Element> {
-    return this.xmpp.iqCaller.request(iq, timeoutMs);
+  /** Sends an IQ get/set and waits for its result; rejects on error or timeout, and with LinkDownError while the link is down. */
+  async request(iq: Element, timeoutMs: number): Promise<Element> {
+    if (!this.online) throw new LinkDownError();
+    return this.xmpp.iqCaller.request(iq, timeoutMs).catch((err: unknown) => this.linkError(err));
+  }
+
+  /** A send that failed because the link went down meanwhile is a LinkDownError; anything else stays as it was. */
+  private linkError(err: unknown): never {
+    if (!this.online || !this.xmpp.socket) throw new LinkDownError();
+    throw err;
   }
 
   async stop(): Promise<void> {

@@ -32,3 +32,14 @@ export function requestCondition(err: unknown): string | undefined {
 export function requestFailure(err: unknown): string {
   return requestCondition(err) ?? (err instanceof Error ? err.message : String(err));
 }
+
+/**
+ * A stanza could not go out: our link to the XMPP server is down (Connection.send and request). What
+ * was being offered is interrupted, not refused by the receiver; it may be offered again once the link is back.
+ */
+export class LinkDownError extends Error {
+  override name = 'LinkDownError';
+  constructor() {
+    super('not connected to the XMPP server');
+  }
+}

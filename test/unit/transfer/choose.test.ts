@@ -1,6 +1,7 @@
 // Method choice by capabilities: SI where advertised, else Jingle, else the
 // link, in the configured order (transfer.order); what failure leads where.
 import { expect } from 'chai';
+import { Writable } from 'node:stream';
 import { loadConfig, ConfigError } from '../../../src/config.js';
 import { createLogger } from '../../../src/log.js';
 import type { Report } from '../../../src/reports/source.js';
@@ -18,6 +19,7 @@ import { ChoosingDelivery, type TransferMethod } from '../../../src/transfer/cho
 import type { LinkPublisher } from '../../../src/transfer/links/publishers.js';
 import { xml, type Element } from '@xmpp/component';
 import { Capabilities, type ClientInfo } from '../../../src/xmpp/caps.js';
+import { LinkDownError } from '../../../src/xmpp/errors.js';
 import { NS } from '../../../src/xmpp/namespaces.js';
 
 const SI = [NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB];
@@ -245,6 +247,32 @@ describe('transfer/ChoosingDelivery', () => {
       const out = await s.choosing.deliver(s.req);
       expect(out).to.include({ kind: 'linked', why: 'no-file-transfer' });
     });
+  });
+
+  it('an offer that could not go out (our server link down) is interrupted, not refused: no link instead, the error goes up', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        for (const l of chunk.toString().split('\n')) if (l) lines.push((JSON.parse(l) as { msg: string }).msg);
+        cb();
+      },
+    });
+    const log = createLogger('info', sink);
+    const err = offerRefusal(
+      new LinkDownError(),
+      log,
+      'SI offer',
+      new DeliveryError({ reason: 'offer-timeout', message: 't' }),
+    );
+    expect(err).to.include({ reason: 'interrupted', message: 'the connection to the XMPP server was lost' });
+    expect(lines).to.deep.equal(['SI offer not sent: not connected to the XMPP server']);
+    const s = setup('silent', { si: async () => Promise.reject(err) });
+    const out = await s.choosing.deliver(s.req).then(
+      () => undefined,
+      (e: unknown) => e as DeliveryError,
+    );
+    expect(out).to.equal(err);
+    expect(s.calls).to.deep.equal(['si']);
   });
 
   it('after a failed transfer goes straight to the link, with why', async () => {

@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { createLogger } from '../../../src/log.js';
 import { Connection, HandshakeRefused, ServerNotTrusted, type TlsOptions } from '../../../src/xmpp/connection.js';
+import { LinkDownError } from '../../../src/xmpp/errors.js';
 import { makeTestCa, type TestCa } from '../../support/tls.js';
 
 const DOMAIN = 'reports.example.com';
@@ -215,6 +216,30 @@ describe('xmpp/connection against a fake XEP-0114 server', function () {
       lastError: undefined,
       since: undefined,
     });
+  });
+
+  it('while the link is down, a send or an IQ request rejects with LinkDownError (not a TypeError from no socket)', async () => {
+    server = await new FakeServer(['accept', 'ignore']).start();
+    conn = connect(server.port, capture().log);
+    await conn.start();
+    server.sockets[0].destroy();
+    await until('offline', () => !conn!.isOnline);
+    const msg = xml('message', { from: DOMAIN, to: 'a@example.com/x' }, xml('body', {}, 'hi'));
+    const iq = xml(
+      'iq',
+      { type: 'get', from: DOMAIN, to: 'a@example.com/x', id: 'q1' },
+      xml('query', { xmlns: 'urn:xmpp:ping' }),
+    );
+    const failed = async (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    const sent = await failed(conn.send(msg));
+    expect(sent).to.be.instanceOf(LinkDownError);
+    expect((sent as Error).message).to.equal('not connected to the XMPP server');
+    expect(await failed(conn.request(iq, 1000))).to.be.instanceOf(LinkDownError);
+    expect(await failed(conn.sendWhenOnline(msg, 100))).to.be.instanceOf(LinkDownError);
   });
 
   it("a spare connection: its own handshake; IQ replies reach the primary's requests, IQ gets are answered on it, intercepted stanzas go nowhere else", async () => {
