@@ -1709,15 +1709,14 @@ function analysis(): string[] {
     const f = (k: string, d = 2) => (facts[k] === undefined ? 'n/a' : fmt(facts[k], d));
     out.push(
       `- Jingle S5B (${f('jingle_folder_vsSi')}× SI from the report folder, ${f('jingle_http_vsSi')}× from the HTTP intranet; target 0.9×), same`,
-      '  component, same streamhost, alternated with SI: two costs the SI path does not have. (a) The session-initiate carries the',
-      "  file's SHA-256 (XEP-0234 §8), and JingleDelivery computes it over the whole report (report.complete()) before it offers:",
-      `  ${f('jingle_folder_toOfferMs', 1)} ms from request to session-initiate from the folder, against ${f('s5b_folder_toOfferMs', 1)} ms to the SI offer; from the`,
-      `  intranet the offer also waits for the whole download into the spool (${f('jingle_http_toOfferMs', 1)} ms against ${f('s5b_http_toOfferMs', 1)} ms), so nothing`,
-      '  of the download overlaps the send. (b) From the offer on, the folder transfer runs at',
-      `  ${f('jingle_folder_offerVsSi')}× SI's offer → last byte, though the candidate exchange (session-accept, two transport-infos) costs only`,
-      "  a few ms (offer → connected as for SI). The likely cause, not profiled here: Jingle's pump() (src/transfer/jingle/delivery.ts)",
-      "  sends through reportStream() (a new 1 MiB buffer per read) and a metering Transform in a stream pipeline, where SI's pump()",
-      '  writes two reused buffers straight into the socket (its comment: a new buffer per read took 256 MiB from ~140 to ~330 ms).',
+      '  component, same streamhost, same sender (S5bSender, src/transfer/s5b/send.ts), alternated with SI. The session-initiate',
+      "  goes out as SI's offer does, without the file's hash: XEP-0234 §8.1 lets the checksum follow in a session-info after the",
+      '  last byte (hashed as the bytes go for a download, from the file afterwards for a folder report), so it is not in these',
+      `  figures. What Jingle adds is its set-up: ${f('jingle_folder_toOfferMs', 1)} ms from request to session-initiate from the folder, against`,
+      `  ${f('s5b_folder_toOfferMs', 1)} ms to the SI offer (from the intranet ${f('jingle_http_toOfferMs', 1)} against ${f('s5b_http_toOfferMs', 1)} ms), then session-accept and the candidate`,
+      `  exchange, a few ms of a ~150 ms transfer. From the offer on, Jingle ran at ${f('jingle_folder_offerVsSi')}× SI's offer → last byte from the folder:`,
+      '  the same bytes through the same code, so the spread between runs (0.87–1.09× in three runs of item 1 on 2026-12-02) is',
+      '  the machine, not a cost of Jingle.',
       `  Component CPU per GiB: Jingle ${f('jingle_folder_cpuGiB')} s from the folder (with the`,
       `  hash), SI ${f('s5b_folder_cpuGiB')} s; from the intranet ${f('jingle_http_cpuGiB')} s and ${f('s5b_http_cpuGiB')} s.`,
     );
