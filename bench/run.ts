@@ -1852,10 +1852,10 @@ async function main(): Promise<number> {
   process.stdout.write('\n' + md + '\n');
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const file = join(
-    dir,
-    `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 6 ? `-only-${[...ONLY].join('')}` : ''}.md`,
-  );
+  const stem = `${new Date().toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}${ONLY.size < 6 ? `-only-${[...ONLY].join('')}` : ''}`;
+  // a full run is a record: a second one on the same day gets its own file (-2, -3 …); partial runs are scratch
+  let file = join(dir, `${stem}.md`);
+  if (!QUICK && ONLY.size >= 6) for (let n = 2; existsSync(file); n++) file = join(dir, `${stem}-${n}.md`);
   writeFileSync(file, md + '\n');
   log(`written to ${file}`);
   return rows.some((r) => r.met === 'error') ? 1 : 0;
