@@ -73,15 +73,13 @@ export class S5bSender implements ComponentModule {
     const stallMs = this.o.stallTimeoutMs;
     let sent = 0;
     let writing = 0; // writes the socket has not taken yet
-    let stall: NodeJS.Timeout | undefined;
-    const armStall = () => {
-      clearTimeout(stall);
-      stall = setTimeout(() => {
-        // Waiting for the intranet is not the receiver's stall (the download has its own idle timeout).
-        if (writing === 0 && sent < size) return armStall();
-        socket.destroy(new Error(`no progress for ${stallMs} ms`));
-      }, stallMs);
-    };
+    // One timer, moved on (refresh) at every write that ends: not a new one per write.
+    const stall = setTimeout(() => {
+      // Waiting for the intranet is not the receiver's stall (the download has its own idle timeout).
+      if (writing === 0 && sent < size) return void stall.refresh();
+      socket.destroy(new Error(`no progress for ${stallMs} ms`));
+    }, stallMs);
+    const armStall = () => void stall.refresh();
     const closed = new Promise<boolean>((resolve) => socket.once('close', resolve));
     // Dino half-closes its side as soon as it accepts: we keep writing.
     socket.allowHalfOpen = true;

@@ -234,4 +234,46 @@ describe('transfer/s5b send', () => {
     expect(rec.bytes).to.be.lessThan(8 << 20);
     await file.remove();
   });
+
+  it('the stall timer: a wait for the intranet is not a stall; a receiver that takes nothing is cut after it', async () => {
+    // the intranet pauses for three stall periods mid-report while the receiver keeps up: delivered whole
+    const data = randomBytes(2 << 20);
+    const src = new PassThrough();
+    const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+    const { out, rec } = await pair();
+    const sending = new S5bSender({ stallTimeoutMs: 150 }).send(out, report(file, data.length));
+    await feed(src, data.subarray(0, 1 << 20), false);
+    await sleep(450);
+    await feed(src, data.subarray(1 << 20));
+    expect(await within(sending, 5000, 'send')).to.equal(data.length);
+    expect(rec.hash.digest('hex')).to.equal(createHash('sha256').update(data).digest('hex'));
+    await file.remove();
+
+    // a receiver that stops reading while bytes wait for it: the stream is cut, not left hanging
+    const big = randomBytes(32 << 20);
+    const src2 = new PassThrough();
+    const file2 = spool.begin(src2, { maxBytes: 1 << 30, expectedSize: big.length });
+    const second = await pair();
+    second.rec.socket.pause();
+    const cut = new S5bSender({ stallTimeoutMs: 300 }).send(second.out, report(file2, big.length));
+    void feed(src2, big).catch(() => {});
+    const err = await within(
+      cut.then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      5000,
+      'send',
+    );
+    expect(err).to.be.instanceOf(StreamError);
+    expect((err as StreamError).message).to.match(/no progress for 300 ms/);
+    expect((err as StreamError).sent).to.be.lessThan(big.length);
+    second.rec.socket.resume();
+    await within(
+      file2.done.catch(() => 0),
+      10000,
+      'spool',
+    );
+    await file2.remove();
+  });
 });
