@@ -325,11 +325,7 @@ export class SpoolFile {
           this.written = at + len;
           // the batch is on disk: from now on its bytes are read from the file, unless the report is small
           if (this.keepWhole()) return;
-          while (this.mem.length > 0 && this.memBase + this.mem[0].length <= this.written) {
-            const chunk = this.mem.shift()!;
-            this.retire(chunk, this.memBase);
-            this.memBase += chunk.length;
-          }
+          while (this.mem.length > 0 && this.memBase + this.mem[0].length <= this.written) this.shiftMem();
         });
         return chain;
       };
@@ -471,16 +467,21 @@ export class SpoolFile {
     const [r] = this.readers;
     if (!r.once) return;
     while (this.mem.length > 0 && this.memBase + this.mem[0].length <= r.pos && this.memBase >= this.passFrom) {
-      const chunk = this.mem.shift()!;
-      const n = chunk.length;
-      this.retire(chunk, this.memBase);
-      this.memBase += n;
+      const n = this.shiftMem();
       this.memBytes -= n;
       this.passBytes -= n;
       this.keep.passing -= n;
       this.gapEnd = this.memBase;
     }
     if (this.memBytes < PASS_HOLD) this.released()?.();
+  }
+
+  /** Takes mem[0] out of memory (its bytes are on disk, or no reader needs them): its length. */
+  private shiftMem(): number {
+    const chunk = this.mem.shift()!;
+    this.retire(chunk, this.memBase);
+    this.memBase += chunk.length;
+    return chunk.length;
   }
 
   /** `chunk` (at `start`) left `mem` and no write of ours holds it: it goes back once no reader does. */

@@ -484,7 +484,7 @@ export class Connection {
   /** Sends once online, waiting out a reconnect (bounded): chat replies are not lost to a server restart. */
   async sendWhenOnline(el: Element, timeoutMs = 30000): Promise<void> {
     if (!this.online && !(await this.whenOnline(timeoutMs))) throw new LinkDownError();
-    await this.xmpp.send(el).catch((err: unknown) => this.linkError(err));
+    await this.send(el);
   }
 
   /** Sends an IQ get/set and waits for its result; rejects on error or timeout, and with LinkDownError while the link is down. */
