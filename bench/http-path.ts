@@ -9,7 +9,7 @@
 //   get (httpGet, body drained), spool (HttpSource.fetch until the spool has the last byte),
 //   full (fetch + S5B send into a sink, every byte spooled, as Jingle reads), si (the same, read as SI
 //   reads: once, so a lone reader's bytes are not written), and the floors: fwd (si's floor: a GET by hand, each
-//   read written on to the sink at once, as bench/raw-forwarder.ts), tcp / tcpbig (a GET by hand on a bare
+//   read written on to the sink at once, bench/forward.ts), tcp / tcpbig (a GET by hand on a bare
 //   socket, 64 KiB / 1 MiB reads), send (1 MiB writes from memory into the sink), file (the
 //   spool's writes alone). Under chrt -r 10 on a shared machine, and alternate A/B builds.
 // Environment: XR_CHECK=1 (get: SHA-256 of the body checked), SINK_HASH=1 (the sink hashes
@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { forwardGet } from './forward.js';
 import { httpGet } from '../src/reports/http-get.js';
 import { HttpSource } from '../src/reports/http-source.js';
 import { Spool } from '../src/reports/spool.js';
@@ -140,8 +141,8 @@ function tcpGet(big: boolean): Promise<void> {
 
 const memory = content;
 
-/** The GET by hand, each read written on to the sink at once (bench/raw-forwarder.ts): the floor of si. */
-function forwardGet(): Promise<void> {
+/** The GET by hand, each read written on to the sink at once (bench/forward.ts): the floor of si. */
+function forwardToSink(): Promise<void> {
   return new Promise((resolve, reject) => {
     const out = connect(sinkPort, '127.0.0.1');
     out.setEncoding('utf8');
@@ -151,38 +152,13 @@ function forwardGet(): Promise<void> {
       Number(answer.split(' ')[0]) === size ? resolve() : reject(new Error(`sink got ${answer}`)),
     );
     out.on('error', reject);
-    let left = -1;
-    const src = connect({
-      port,
-      host: '127.0.0.1',
-      onread: {
-        buffer: Buffer.allocUnsafe(MiB),
-        callback: (len: number, b: Uint8Array) => {
-          let bytes = (b as Buffer).subarray(0, len);
-          if (left < 0) {
-            const i = bytes.indexOf('\r\n\r\n'); // assume the head comes in one read
-            left = size;
-            bytes = bytes.subarray(i + 4);
-          }
-          left -= bytes.length;
-          out.write(bytes, () => {
-            if (left === 0) out.end();
-            else if (src.isPaused()) src.resume();
-          });
-          if (out.writableLength === 0) return true;
-          src.pause(); // the kernel has not taken it: the buffer must not be read into meanwhile
-          return false;
-        },
-      },
-    });
-    src.on('connect', () => src.write('GET /projects/p1/status.pdf HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'));
-    src.on('error', reject);
+    forwardGet(new URL(url.replace('{project}', 'p1')), out);
   });
 }
 
 async function runOnce(mode: string): Promise<void> {
   if (mode === 'tcp' || mode === 'tcpbig') return tcpGet(mode === 'tcpbig');
-  if (mode === 'fwd') return forwardGet();
+  if (mode === 'fwd') return forwardToSink();
   if (mode === 'send') {
     // what the raw sender does: 1 MiB writes from memory into the sink
     const s: Socket = await new Promise((resolve, reject) => {

@@ -502,6 +502,17 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
     // A second user of the same receiver process, whose disco#info names Jingle file transfer and not SI.
     await rx.login(jingleUser, ej, jingleUser, users.get(jingleUser)!, 'jingle');
     type S = { reqMs: number; offerToLast: number; offerMs: number; cpu: number };
+    // A plain TCP sender (no XMPP): the receiver connects to `port` and reads `size` bytes; `child`'s CPU is counted.
+    const plain = (name: string, child: Child, port: number, label: string) => ({
+      name,
+      run: async (): Promise<S> => {
+        const c0 = cpuSeconds(child.pid);
+        const d = await rx.raw({ host: '127.0.0.1', port, size, hash: S5B_HASH });
+        const c1 = cpuSeconds(child.pid);
+        check(d, sha, label);
+        return { reqMs: d.lastByteMs!, offerToLast: d.lastByteMs!, offerMs: 0, cpu: c1 - c0 };
+      },
+    });
     const sample = (d: Done, cpu: number): S => ({
       reqMs: d.lastByteMs!,
       offerToLast: d.lastByteMs! - (d.offerMs ?? 0),
@@ -556,16 +567,7 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
               return sample(d, c1 - c0);
             },
           },
-          {
-            name: 'raw',
-            run: async () => {
-              const c0 = cpuSeconds(raw.pid);
-              const d = await rx.raw({ host: '127.0.0.1', port: rawPort, size, hash: S5B_HASH });
-              const c1 = cpuSeconds(raw.pid);
-              check(d, sha, 'raw loopback');
-              return { reqMs: d.lastByteMs!, offerToLast: d.lastByteMs!, offerMs: 0, cpu: c1 - c0 };
-            },
-          },
+          plain('raw', raw, rawPort, 'raw loopback'),
           {
             name: 'slix',
             run: async () => {
@@ -591,16 +593,7 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
         // From the intranet: the download alone, by the same HTTP client (node-fetch), into the receiver's memory;
         // and the floor of any Node sender with this hop: download and send by hand.
         if (src.name === 'http') {
-          variants.push({
-            name: 'forward',
-            run: async () => {
-              const c0 = cpuSeconds(fwd.pid);
-              const d = await rx.raw({ host: '127.0.0.1', port: fwdPort, size, hash: S5B_HASH });
-              const c1 = cpuSeconds(fwd.pid);
-              check(d, sha, 'raw forwarder');
-              return { reqMs: d.lastByteMs!, offerToLast: d.lastByteMs!, offerMs: 0, cpu: c1 - c0 };
-            },
-          });
+          variants.push(plain('forward', fwd, fwdPort, 'raw forwarder'));
           variants.push({
             name: 'intranet',
             run: async () => {
