@@ -656,6 +656,13 @@ describe('reports/spool', () => {
     });
 
     const CHUNK = 64 << 10;
+    /** A report of `size` random bytes being spooled from `src`, and the slab pool its chunks come from. */
+    function begin(size: number): { pool: SlabPool; data: Buffer; src: PassThrough; file: SpoolFile } {
+      const pool = new SlabPool(CHUNK, 1024);
+      const data = randomBytes(size);
+      const src = new PassThrough();
+      return { pool, data, src, file: spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length }) };
+    }
     /**
      * Writes data into src as http1.ts reads a body: each 64 KiB chunk a view of a slab from `pool`,
      * which is read into again as soon as it is back (so a chunk given back too early is overwritten
@@ -717,10 +724,7 @@ describe('reports/spool', () => {
     }
 
     it('a lone reader (SI): every chunk comes back after its release, and the slabs are read into again intact', async () => {
-      const pool = new SlabPool(CHUNK, 1024);
-      const data = randomBytes(24 << 20);
-      const src = new PassThrough();
-      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const { pool, data, src, file } = begin(24 << 20);
       const r = await file.open({ once: true });
       const feeding = feedSlabs(src, data, pool);
       const got = await sendAll(r, data.length);
@@ -735,10 +739,7 @@ describe('reports/spool', () => {
     });
 
     it('two readers of a shared report: a chunk comes back only when both are past it', async () => {
-      const pool = new SlabPool(CHUNK, 1024);
-      const data = randomBytes(12 << 20);
-      const src = new PassThrough();
-      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const { pool, data, src, file } = begin(12 << 20);
       expect(file.share()).to.equal(true);
       const a = await file.open({ once: true });
       const b = await file.open();
@@ -755,10 +756,7 @@ describe('reports/spool', () => {
     });
 
     it('a reader that closes holding views it never released: nothing of that report is read into again', async () => {
-      const pool = new SlabPool(CHUNK, 1024);
-      const data = randomBytes(12 << 20);
-      const src = new PassThrough();
-      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const { pool, data, src, file } = begin(12 << 20);
       const r = await file.open({ once: true });
       const feeding = feedSlabs(src, data, pool);
       // takes views and never releases them: 12 MiB of them would be kept, so the file stops recycling
@@ -772,10 +770,7 @@ describe('reports/spool', () => {
     });
 
     it('a small report kept in memory: its chunks come back when it is released, not before', async () => {
-      const pool = new SlabPool(CHUNK, 1024);
-      const data = randomBytes(512 << 10);
-      const src = new PassThrough();
-      const file = spool.begin(src, { maxBytes: 1 << 30, expectedSize: data.length });
+      const { pool, data, src, file } = begin(512 << 10);
       const r = await file.open({ once: true });
       const feeding = feedSlabs(src, data, pool);
       const got = await sendAll(r, data.length, { lag: 0 });
