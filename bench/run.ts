@@ -1,7 +1,7 @@
 // `npm run bench` (scripts/bench.sh builds first, then runs this).
 //
 // Starts its own ejabberd (test/support/ejabberd.ts: run dir .run/bench-ejabberd,
-// ports 35222-35227, node xrbench@localhost), the component as a separate
+// ports 30222-30227, node xrbench@localhost), the component as a separate
 // process (node dist/src/main.js with XR_* environment), the bench receiver
 // (bench/receiver.ts), a slixmpp sender bot (bench/slix-sender.py) and a raw
 // TCP sender (bench/raw-sender.ts), and measures, alternating A, B, A, B:
@@ -127,10 +127,10 @@ const PROFILE = process.env.XR_BENCH_PROFILE
   ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.XR_BENCH_PROFILE)}`]
   : [];
 // XR_BENCH_PORT_BASE / XR_BENCH_SHAPED_PORT_BASE move the bench ejabberds, so two
-// checkouts can bench at once.
-const PORT_BASE = Number(process.env.XR_BENCH_PORT_BASE ?? 35222);
-// Below Linux's ephemeral range (32768-60999): a restart must not find one of
-// its ports taken by some client connection's local port.
+// checkouts can bench at once. Both lie below Linux's ephemeral range (32768-60999),
+// and so does every port offset from them (up to base+34): a restart must not find one
+// of its ports taken by some client connection's local port.
+const PORT_BASE = Number(process.env.XR_BENCH_PORT_BASE ?? 30222);
 const SHAPED_PORT_BASE = Number(process.env.XR_BENCH_SHAPED_PORT_BASE ?? 31242);
 const COMPONENT_DOMAIN = 'reports.example.com';
 const BENCH_DEADLINE_MS = (QUICK ? 15 : 55) * 60_000; // the whole run, whatever happens

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need, builds, and runs bench/run.ts,
-# which starts its own private ejabberd (.run/bench-ejabberd, ports 35222-35227;
+# which starts its own private ejabberd (.run/bench-ejabberd, ports 30222-30227;
 # a second one with Debian's c2s shaper on 31242-31246; for item 6 two private
 # Prosodys, .run/bench-prosody with network_default_read_size 65536 and
 # .run/bench-prosody-stock with Prosody's 4096, on base+20 and base+30 (c2s,
-# component, proxy65: 35242-35244, 35252-35254)), the component as a
+# component, proxy65: 30242-30244, 30252-30254)), the component as a
 # separate process, the bench receiver, a slixmpp sender bot and a raw TCP
 # sender, all on loopback, and stops every process it started by pid.
 # Results: stdout and bench/results/<YYYY-MM-DD>.md.
@@ -19,7 +19,7 @@
 #             9 (network lab, root: the two-node ejabberd cluster, requests/s of one instance against two,
 #             100 KiB reports from 50 users; bench/cluster.ts)
 # Environment: XR_BENCH_IBB_WINDOW (IBB blocks in flight, default 8),
-#   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [35222] and
+#   XR_SLIX_PYTHON (default /usr/bin/python3), XR_BENCH_PORT_BASE [30222] and
 #   XR_BENCH_SHAPED_PORT_BASE [31242] (the bench ejabberds' ports). For investigating a figure:
 #   XR_BENCH_PROFILE=DIR (V8 CPU profiles of the component and the receiver; node dist/bench/cpuprofile-sum.js FILE… sums them),
 #   XR_BENCH_COMPONENT_LOG=FILE (the components' log lines), XR_BENCH_VERBOSE=1
