@@ -101,7 +101,8 @@ export class GateClosedError extends Error {
 
 interface Job {
   key: string;
-  start: () => void;
+  /** now: fn is called at once rather than on a microtask (run()'s eager) */
+  start: (now?: boolean) => void;
   reject: (err: Error) => void;
 }
 
@@ -150,38 +151,44 @@ export class ConcurrencyGate {
    * onQueued is called once, synchronously, with its 1-based place in the
    * queue (so the user can be told). Rejects with QueueFullError when the
    * queue is full, GateClosedError after close().
+   *
+   * `eager`: when a slot is free at once, fn is called inside run() instead,
+   * so what it starts synchronously (a request written to its socket) does not
+   * wait for the rest of the current task. A job that waited in the queue is
+   * still called on a microtask.
    */
-  run<T>(key: string, fn: () => Promise<T>, onQueued?: (position: number) => void): Promise<T> {
+  run<T>(key: string, fn: () => Promise<T>, onQueued?: (position: number) => void, eager = false): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.closedWith) return reject(this.closedWith);
       const job: Job = {
         key,
         reject,
-        start: () => {
+        start: (now = false) => {
           this.total++;
           this.perKey.set(key, this.runningFor(key) + 1);
-          // fn runs on the next microtask, never inside run() or pump(): a job
-          // that calls run() itself cannot jump the queue, and a synchronous
-          // throw becomes a rejection. The slot is freed before the caller
-          // hears the outcome, so the next job has its slot when it does.
-          Promise.resolve()
-            .then(fn)
-            .then(
-              (v) => {
-                this.done(key);
-                resolve(v);
-              },
-              (e: unknown) => {
-                this.done(key);
-                // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what fn rejected with
-                reject(e);
-              },
-            );
+          // Unless `now`, fn runs on the next microtask; never inside pump(), so
+          // a job that calls run() itself cannot jump the queue. A synchronous
+          // throw becomes a rejection either way (when called at once, inside
+          // the executor). The slot is freed before the caller hears the
+          // outcome, so the next job has its slot when it does.
+          (now ? new Promise<T>((started) => started(fn())) : Promise.resolve().then(fn)).then(
+            (v) => {
+              this.done(key);
+              resolve(v);
+            },
+            (e: unknown) => {
+              this.done(key);
+              // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what fn rejected with
+              reject(e);
+            },
+          );
         },
       };
       // After every pump no waiting job can start, so a free slot here is one
       // nobody ahead of us could take: starting at once keeps FIFO fairness.
-      if (this.canStart(key)) return job.start();
+      // (Inside run() a job calling run() cannot jump the queue either: the slot it finds free is one
+      // no queued job can use.)
+      if (this.canStart(key)) return job.start(eager);
       if (this.queue.length >= this.opts.maxQueue) {
         return reject(new QueueFullError(`too many requests waiting (${this.queue.length}); try again later`));
       }

@@ -201,6 +201,9 @@ export class Requests {
           soon(() => log.info({ position }, 'request queued'));
           void say(replies.queued(position)).catch(() => {});
         },
+        // eager: the intranet request is written before this message's stanza has been through
+        // the rest of @xmpp's middleware (0.1 ms earlier at 100 KiB, bench item 7)
+        true,
       );
     } catch (err) {
       if (err instanceof QueueFullError) {

@@ -188,6 +188,68 @@ describe('chat/limits', () => {
       expect(calledInsideRun).to.equal(false);
     });
 
+    it('eager: calls a job inside run() when a slot is free, and settles as usual', async () => {
+      const gate = new ConcurrencyGate({ maxTotal: 1, maxPerKey: 1, maxQueue: 5 });
+      let insideRun = true;
+      let calledInsideRun: boolean | undefined;
+      const d = deferred<string>();
+      const p = gate.run(
+        'a',
+        () => {
+          calledInsideRun = insideRun;
+          return d.promise;
+        },
+        undefined,
+        true,
+      );
+      insideRun = false;
+      expect(calledInsideRun).to.equal(true);
+      expect(gate.running).to.equal(1);
+      d.resolve('done');
+      expect(await p).to.equal('done');
+      expect(gate.running).to.equal(0);
+    });
+
+    it('eager: a job that had to wait is called on a microtask, after the one before it ends', async () => {
+      const gate = new ConcurrencyGate({ maxTotal: 1, maxPerKey: 1, maxQueue: 5 });
+      const first = deferred<string>();
+      const calls: string[] = [];
+      const a = gate.run('a', () => (calls.push('a'), first.promise), undefined, true);
+      let position: number | undefined;
+      const b = gate.run(
+        'b',
+        async () => (calls.push('b'), 'b'),
+        (pos) => (position = pos),
+        true,
+      );
+      expect(calls).to.deep.equal(['a']);
+      expect(position).to.equal(1);
+      first.resolve('a');
+      expect(await a).to.equal('a');
+      expect(await b).to.equal('b');
+      expect(calls).to.deep.equal(['a', 'b']);
+      expect(gate.running).to.equal(0);
+    });
+
+    it('eager: a job that throws at once rejects and frees its slot', async () => {
+      const gate = new ConcurrencyGate({ maxTotal: 1, maxPerKey: 1, maxQueue: 5 });
+      const p = gate.run(
+        'a',
+        () => {
+          throw new Error('boom');
+        },
+        undefined,
+        true,
+      );
+      const err = await p.then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err?.message).to.equal('boom');
+      expect(gate.running).to.equal(0);
+      expect(await gate.run('a', async () => 'next', undefined, true)).to.equal('next');
+    });
+
     it('queues beyond the overall cap, tells 1-based positions, and starts in FIFO order', async () => {
       const h = harness({ maxTotal: 2, maxPerKey: 5, maxQueue: 10 });
       void h.submit('a', 'j1');
