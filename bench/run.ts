@@ -613,8 +613,12 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
           });
         }
         const res = await alternate<S>(P.s5bRuns, variants);
-        const rate = (name: string, key: 'reqMs' | 'offerToLast') =>
-          summarize(res.get(name)!.map((s) => mbps(size, s[key])));
+        // throughput and CPU per GiB of one variant, in these rounds or in the warm ones below
+        const rateIn = (r: Map<string, S[]>, name: string, key: 'reqMs' | 'offerToLast') =>
+          summarize(r.get(name)!.map((s) => mbps(size, s[key])));
+        const gib = size / 2 ** 30;
+        const cpuIn = (r: Map<string, S[]>, name: string) => summarize(r.get(name)!.map((s) => s.cpu)).median / gib;
+        const rate = (name: string, key: 'reqMs' | 'offerToLast') => rateIn(res, name, key);
         const c = rate('component', 'reqMs');
         const rw = rate('raw', 'reqMs');
         const sx = rate('slix', 'reqMs');
@@ -676,16 +680,14 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
           );
           facts.s5b_http_vsForward = c.median / fw.median;
         }
-        const gib = size / 2 ** 30;
-        const cpuOf = (name: string) => fmt(summarize(res.get(name)!.map((s) => s.cpu)).median / gib, 2);
+        const cpuOf = (name: string) => fmt(cpuIn(res, name), 2);
         row({
           item: '1',
           figure: `S5B from the ${src.label}: sender CPU s per GiB (component: ${src.name === 'http' ? 'download + spool + send; raw forwarder: download + send by hand' : 'read + send'}; raw: sender; slixmpp: bot + ejabberd relay)`,
           value: `component ${cpuOf('component')}`,
           baseline: `${res.has('forward') ? `raw forwarder ${cpuOf('forward')}; ` : ''}raw ${cpuOf('raw')}; slixmpp + ejabberd ${cpuOf('slix')}`,
         });
-        if (res.has('forward'))
-          facts.s5b_http_fwdCpuGiB = summarize(res.get('forward')!.map((s) => s.cpu)).median / gib;
+        if (res.has('forward')) facts.s5b_http_fwdCpuGiB = cpuIn(res, 'forward');
         if (src.name === 'http') {
           // Warm: the same component, its floor and the hop alone, alternated once more after the rounds above.
           // Those rounds follow the component's start, and V8 is still optimizing (and re-optimizing) its data
@@ -694,8 +696,9 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
             P.s5bRuns,
             variants.filter((v) => WARM_VARIANTS.includes(v.name)),
           );
-          const wRate = (name: string) => summarize(warm.get(name)!.map((s) => mbps(size, s.reqMs)));
-          const wc = wRate('component');
+          const wc = rateIn(warm, 'component', 'reqMs');
+          const wHop = rateIn(warm, 'intranet', 'reqMs');
+          const wFwd = rateIn(warm, 'forward', 'reqMs');
           const wLbl = `S5B ${size / MiB} MiB from the HTTP intranet, warm (${P.s5bRuns} more rounds of the component, the forwarder and the hop alone), request → last byte (MB/s)`;
           ratioRow(
             '1',
@@ -703,7 +706,7 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
             wc,
             'MB/s',
             'HTTP GET of the same report by node-fetch',
-            wRate('intranet'),
+            wHop,
             0.8,
           );
           ratioRow(
@@ -712,24 +715,24 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
             wc,
             'MB/s',
             'raw forwarder',
-            wRate('forward'),
+            wFwd,
             undefined,
           );
-          const wCpu = (name: string) => summarize(warm.get(name)!.map((s) => s.cpu)).median / gib;
-          const cpu = wCpu('component');
+          const cpu = cpuIn(warm, 'component');
+          const fwdCpu = cpuIn(warm, 'forward');
           row({
             item: '1',
             figure:
               'S5B from the HTTP intranet, warm: sender CPU s per GiB (component: download + spool + send; raw forwarder: download + send by hand)',
             value: `component ${fmt(cpu, 2)}`,
-            baseline: `raw forwarder ${fmt(wCpu('forward'), 2)}`,
+            baseline: `raw forwarder ${fmt(fwdCpu, 2)}`,
             target: '≤ 1.0 s',
             met: cpu <= 1.0 ? 'yes' : 'NO',
           });
-          facts.s5b_http_warm_vsHop = wc.median / wRate('intranet').median;
-          facts.s5b_http_warm_vsForward = wc.median / wRate('forward').median;
+          facts.s5b_http_warm_vsHop = wc.median / wHop.median;
+          facts.s5b_http_warm_vsForward = wc.median / wFwd.median;
           facts.s5b_http_warm_cpuGiB = cpu;
-          facts.s5b_http_warm_fwdCpuGiB = wCpu('forward');
+          facts.s5b_http_warm_fwdCpuGiB = fwdCpu;
         }
         const toOffer = summarize(res.get('component')!.map((s) => s.offerMs));
         row({
@@ -745,17 +748,17 @@ async function benchS5b(intranet: ReportServer): Promise<void> {
           value: `${fmtSummary(jOffer)} ms`,
           baseline: `SI offer: ${fmtSummary(toOffer)} ms`,
         });
-        const jCpu = summarize(res.get('jingle')!.map((s) => s.cpu)).median / gib;
+        const jCpu = cpuIn(res, 'jingle');
         facts[`jingle_${src.name}_vsSi`] = jg.median / c.median;
         facts[`jingle_${src.name}_offerVsSi`] = jg2.median / c2.median;
         facts[`jingle_${src.name}_toOfferMs`] = jOffer.median;
         facts[`jingle_${src.name}_cpuGiB`] = jCpu;
         facts[`s5b_${src.name}_reqRaw`] = c.median / rw.median;
         facts[`s5b_${src.name}_reqSlix`] = c.median / sx.median;
-        facts[`s5b_${src.name}_cpuGiB`] = summarize(res.get('component')!.map((s) => s.cpu)).median / gib;
+        facts[`s5b_${src.name}_cpuGiB`] = cpuIn(res, 'component');
         facts[`s5b_${src.name}_toOfferMs`] = toOffer.median;
         facts.s5bMiB = size / MiB;
-        facts.s5bRawCpuGiB = summarize(res.get('raw')!.map((s) => s.cpu)).median / gib;
+        facts.s5bRawCpuGiB = cpuIn(res, 'raw');
       } finally {
         await comp.stop();
       }
