@@ -422,6 +422,7 @@ export function transferModules(
     connectTimeoutMs: t.connectTimeoutMs,
     stallTimeoutMs: t.stallTimeoutMs,
     ibb: t.ibb,
+    earlyClients: t.proxy.earlyClients,
   };
   const s5b = new S5bSender({ stallTimeoutMs: t.stallTimeoutMs });
   const ibb = new IbbStreams(request);

@@ -336,6 +336,13 @@ const DECLARED = [
     doc: 'open streamhost connections at most from one remote address',
   },
   {
+    key: 'transfer.proxy.earlyClients',
+    env: 'XR_PROXY_EARLY_CLIENTS',
+    kind: 'list',
+    def: ['pidgin'],
+    doc: 'client names (disco#info identity) that try one streamhost at a time and read exactly the SOCKS5 reply (libpurple, whose identity is pidgin): once such a client is connected to our streamhost, the bytes start at once instead of after its streamhost-used (one trip through the server fewer); the transfer still counts only once streamhost-used names us; none = always wait',
+  },
+  {
     key: 'transfer.externalProxies',
     env: 'XR_EXTERNAL_PROXIES',
     kind: 'list',
@@ -625,6 +632,7 @@ export interface Config {
       handshakeTimeoutMs: number;
       maxConnections: number;
       maxPerAddress: number;
+      earlyClients: string[];
     };
     externalProxies: string[];
     discoverProxies: boolean;

@@ -20,6 +20,13 @@ export interface ClientInfo {
   identities: readonly Identity[];
 }
 
+/** Whether a client's disco#info identity bears one of these names (case and outer spaces aside). */
+export function isNamedClient(client: ClientInfo | undefined, names: readonly string[]): boolean {
+  if (!client || names.length === 0) return false;
+  const wanted = new Set(names.map((n) => n.trim().toLowerCase()));
+  return client.identities.some((i) => wanted.has(i.name.trim().toLowerCase()));
+}
+
 /** XEP-0115 §5.1 verification string, over identities, features and extended forms. */
 export function capsVerificationString(info: Element): string {
   const identities = info

@@ -80,6 +80,11 @@ for (const server of servers) {
             method: 's5b',
             bytes: body.length,
           });
+          // libpurple (transfer.proxy.earlyClients) gets its bytes as soon as it is connected; slixmpp only
+          // after its streamhost-used, as XEP-0065 §5.3.3 has it
+          const connected = comp.logged('bytestream connected').find((l) => l.project === project);
+          expect(connected, 'a bytestream connected line').to.include({ method: 's5b' });
+          expect(connected!.early, 'bytes before streamhost-used').to.equal(kind === 'purple' ? true : undefined);
         });
     });
 

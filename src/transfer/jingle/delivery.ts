@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { ClientInfo } from '../../xmpp/caps.js';
+import { isNamedClient, type ClientInfo } from '../../xmpp/caps.js';
 import { parseJid } from '../../xmpp/addresses.js';
 import { requestFailure } from '../../xmpp/errors.js';
 import { newId, newSid } from '../../xmpp/ids.js';
@@ -86,8 +86,7 @@ const CLOSE_GRACE_MS = 3000;
 
 /** Whether a client's Jingle IBB may be trusted with a file (Dino acks in-band data without saving it). */
 export function trustsIbb(client: ClientInfo | undefined, noIbbClients: readonly string[]): boolean {
-  const bad = new Set(noIbbClients.map((n) => n.trim().toLowerCase()));
-  return !(client?.identities ?? []).some((i) => bad.has(i.name.trim().toLowerCase()));
+  return !isNamedClient(client, noIbbClients);
 }
 
 /** How a session ended from our side: the reason we send, and what the user hears. */

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { Element } from '@xmpp/component';
 import type { Logger } from 'pino';
 import { parseJid } from '../../xmpp/addresses.js';
+import { isNamedClient } from '../../xmpp/caps.js';
 import { requestCondition, requestFailure } from '../../xmpp/errors.js';
 import { soon } from '../../log.js';
 import { newId, newSid } from '../../xmpp/ids.js';
@@ -41,6 +42,8 @@ export interface SiOptions {
   /** an in-band block without an ack for this long ends the stream */
   stallTimeoutMs: number;
   ibb: { blockSize: number; window: number };
+  /** disco#info identity names of clients whose bytes may start before their streamhost-used (see sendS5b) */
+  earlyClients?: readonly string[];
 }
 
 /** Why S5B did not work, and whether IBB may still be tried. */
@@ -188,6 +191,59 @@ export class SiDelivery implements Delivery, ComponentModule {
         'streamhosts offered',
       ),
     );
+    const stream = (socket: Socket): Promise<number> => {
+      // A shutdown past its grace period cuts the stream; the server connection dropping does not (TCP is ours).
+      run.onTrigger((_why, err) => {
+        if (run.cuts) socket.destroy(new Error(err.message));
+      });
+      // once: an SI bytestream never starts over (no fallback once bytes flow, no re-offer of a
+      // stream our server link does not carry), so the report's bytes need not be kept behind it
+      return this.deps.s5b.send(socket, report, undefined, { once: true }).catch((err: unknown) => {
+        const sent = err instanceof StreamError ? err.sent : 0;
+        if (run.cuts) throw run.failure(sent, 's5b');
+        throw sourceFailure((err as Error).cause, sent, 's5b') ?? new S5bFailed((err as Error).message, false, sent);
+      });
+    };
+    // XEP-0065 §5.3.3 has the target name the streamhost it used before the stream is used: it may have
+    // connected to several. A client of transfer.proxy.earlyClients (libpurple) tries one streamhost at a
+    // time and reads exactly the SOCKS5 reply (proxy.c, s5_canread_again), so once it holds a connection to
+    // ours with this session's hash, that is the stream it will name, and bytes behind the reply wait in
+    // its socket. They go out now, while its streamhost-used crosses the server; the transfer still counts
+    // only once that streamhost-used names us (see below), and a stream started early is never replaced.
+    let early: { socket: Socket; sending: Promise<number> } | undefined;
+    let answered = false;
+    if (expectation && isNamedClient(req.client, this.o.earlyClients ?? [])) {
+      expectation.socket.then(
+        (socket) => {
+          if (answered || run.stopped) return; // the answer came first: the stream starts below, as for anyone
+          const sending = stream(socket);
+          sending.catch(() => {}); // awaited below
+          early = { socket, sending };
+        },
+        () => {}, // cancelled, or never connected: the answer below tells
+      );
+    }
+    /** Our streamhost will not carry this stream: no more waiting for it, and a connection that came is closed. */
+    const release = () => {
+      expectation?.cancel();
+      void expectation?.socket.then(
+        (s) => s.destroy(),
+        () => {},
+      );
+    };
+    /** Ends a stream started early that will not count; the error says how many of its bytes left. */
+    const abandon = async (e: NonNullable<typeof early>, why: string): Promise<S5bFailed> => {
+      // a reset where it can still be had: once end() is under way a TCP reset is refused (and 'close' never comes)
+      if (!e.socket.destroyed) {
+        if (e.socket.writableEnded) e.socket.destroy();
+        else e.socket.resetAndDestroy();
+      }
+      const sent = await e.sending.then(
+        (n) => n,
+        (err: unknown) => (err as { sent?: number }).sent ?? 0,
+      );
+      return new S5bFailed(why, false, sent);
+    };
     let used: string | undefined;
     try {
       const result = await run.race(
@@ -195,28 +251,38 @@ export class SiDelivery implements Delivery, ComponentModule {
       );
       used = streamhostUsed(result);
     } catch (err) {
-      expectation?.cancel();
+      answered = true;
+      release();
+      const cut = early
+        ? await abandon(early, `receiver connected to our streamhost, then answered ${requestFailure(err)}`)
+        : undefined;
       if (err instanceof DeliveryError) throw err;
+      if (cut) throw cut;
       // libpurple's item-not-found after trying every streamhost, or still no answer when our wait ended. Any
       // other error (the user went offline) says nothing about the streamhosts.
       if (requestCondition(err) === 'item-not-found' || (err as Error).name === 'TimeoutError')
         learn({ failed: offeredKeys });
       throw new S5bFailed(`receiver could not connect (${requestFailure(err)})`, true);
     }
+    answered = true;
     let socket: Socket;
     if (own && expectation && used === from) {
-      try {
-        // The target connects before it answers, so the socket is normally here already.
-        socket = await expectation.socket;
-      } catch (err) {
-        learn({ failed: ownHosts.map(key) });
-        throw new S5bFailed(`receiver named our streamhost but never connected: ${(err as Error).message}`, true);
+      if (early) socket = early.socket;
+      else {
+        try {
+          // The target connects before it answers, so the socket is normally here already.
+          socket = await expectation.socket;
+        } catch (err) {
+          learn({ failed: ownHosts.map(key) });
+          throw new S5bFailed(`receiver named our streamhost but never connected: ${(err as Error).message}`, true);
+        }
       }
       // Every address is offered under one JID: which one the target reached, the socket says.
       const reached = (socket.localAddress ?? '').replace(/^::ffff:/, '');
       learn({ worked: key(ownHosts.find((h) => h.host === reached) ?? ownHosts[0]) });
     } else {
-      expectation?.cancel();
+      release();
+      if (early) throw await abandon(early, `receiver connected to our streamhost, then named ${used ?? '(none)'}`);
       const proxy = proxies.find((p) => p.jid === used);
       if (!proxy) throw new S5bFailed(`receiver chose an unknown streamhost ${used ?? '(none)'}`, true);
       try {
@@ -235,20 +301,11 @@ export class SiDelivery implements Delivery, ComponentModule {
       }
       learn({ worked: key(proxy) });
     }
-    soon(() => log.info({ method: 's5b', streamhost: used }, 'bytestream connected'));
-    // A shutdown past its grace period cuts the stream; the server connection dropping does not (TCP is ours).
-    run.onTrigger((_why, err) => {
-      if (run.cuts) socket.destroy(new Error(err.message));
-    });
-    try {
-      // once: an SI bytestream never starts over (no fallback once bytes flow, no re-offer of a
-      // stream our server link does not carry), so the report's bytes need not be kept behind it
-      return await this.deps.s5b.send(socket, report, undefined, { once: true });
-    } catch (err) {
-      const sent = err instanceof StreamError ? err.sent : 0;
-      if (run.cuts) throw run.failure(sent, 's5b');
-      throw sourceFailure((err as Error).cause, sent, 's5b') ?? new S5bFailed((err as Error).message, false, sent);
-    }
+    const sending = early?.sending;
+    soon(() =>
+      log.info({ method: 's5b', streamhost: used, ...(sending ? { early: true } : {}) }, 'bytestream connected'),
+    );
+    return await (sending ?? stream(socket));
   }
 
   private async sendIbb(req: DeliveryRequest, sid: string, log: Logger, run: Interruption): Promise<number> {

@@ -20,6 +20,7 @@ import { socksConnect } from '../../../../src/transfer/s5b/proxy.js';
 import { dstAddr } from '../../../../src/transfer/s5b/socks5.js';
 import { Streamhost } from '../../../../src/transfer/s5b/streamhost.js';
 import { parseJid } from '../../../../src/xmpp/addresses.js';
+import type { ClientInfo } from '../../../../src/xmpp/caps.js';
 import { NS } from '../../../../src/xmpp/namespaces.js';
 import { IqRouter } from '../../../../src/xmpp/router.js';
 import { fileReport } from '../../../support/reports.js';
@@ -45,6 +46,12 @@ interface Behaviour {
   closeAfterBlocks?: number;
   /** after this many IBB blocks, acks are held back (the stream stalls) */
   holdAcksAfter?: number;
+  /** connected to the streamhost, the receiver answers only once this many bytes came (or the stream closed) */
+  answerAfterBytes?: number;
+  /** connected to the streamhost, the receiver waits this long before it answers */
+  answerDelayMs?: number;
+  /** what it answers once connected (default streamhost-used) */
+  answerConnected?: 'used' | 'item-not-found';
 }
 
 /** The receiving client: answers the component's IQs, keeps what arrives. */
@@ -52,6 +59,8 @@ class Receiver {
   readonly sent: Element[] = [];
   readonly chunks: Buffer[] = [];
   ibbBlocks = 0;
+  /** bytes that had come through the streamhost when the receiver answered the streamhost offer */
+  bytesBeforeAnswer: number | undefined;
   socket: Socket | undefined;
   closedCleanly: Promise<boolean> | undefined;
   private readonly held: Array<() => void> = [];
@@ -92,6 +101,18 @@ class Receiver {
       s.on('end', () => s.end());
       s.on('error', () => {}); // a reset shows in 'close'
       this.closedCleanly = new Promise((resolve) => s.once('close', (hadError) => resolve(!hadError)));
+      const want = this.b.answerAfterBytes;
+      if (want !== undefined) {
+        await new Promise<void>((resolve) => {
+          const check = () => this.bytes.length >= want && resolve();
+          s.on('data', check);
+          s.once('close', () => resolve());
+          check();
+        });
+      }
+      if (this.b.answerDelayMs !== undefined) await new Promise((r) => setTimeout(r, this.b.answerDelayMs));
+      this.bytesBeforeAnswer = this.bytes.length;
+      if (this.b.answerConnected === 'item-not-found') throw new StanzaFail('item-not-found');
       return result(xml('query', { xmlns: NS.BYTESTREAMS }, xml('streamhost-used', { jid: host.attrs.jid })));
     }
     const data = iq.getChild('data', NS.IBB);
@@ -194,6 +215,70 @@ describe('transfer/si delivery against a scripted receiver', () => {
     const offer = rx.sent[0].getChild('si', NS.SI)!;
     expect(offer.attrs.profile).to.equal(NS.SI_FILE);
     expect(offer.getChild('file', NS.SI_FILE)!.attrs.size).to.equal(String(body.length));
+  });
+
+  // libpurple's identity (client/pc "pidgin"): on transfer.proxy.earlyClients by default
+  const pidgin: ClientInfo = {
+    features: new Set([NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB]),
+    identities: [{ category: 'client', type: 'pc', name: 'pidgin' }],
+  };
+
+  it('starts the bytes to a client of transfer.proxy.earlyClients as soon as it is connected, before its streamhost-used', async () => {
+    // this receiver names the streamhost only once it holds every byte: the bytes must come first
+    const { si, rx } = setup({ offer: 'accept', s5b: 'connect', answerAfterBytes: body.length });
+    const out = await si.deliver({ ...req(), client: pidgin });
+    expect(out).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
+    expect(await rx.closedCleanly).to.equal(true);
+    expect(sha256(rx.bytes)).to.equal(sha256(body));
+    expect(rx.actions()).to.deep.equal(['si', 'streamhost-offer']);
+  });
+
+  it('waits for streamhost-used from any other client (XEP-0065 §5.3.3), and from every client with earlyClients none', async () => {
+    const dino: ClientInfo = { ...pidgin, identities: [{ category: 'client', type: 'pc', name: 'Dino' }] };
+    for (const [client, env] of [
+      [dino, {}],
+      [undefined, {}],
+      [pidgin, { XR_PROXY_EARLY_CLIENTS: 'none' }],
+    ] as const) {
+      const { si, rx } = setup({ offer: 'accept', s5b: 'connect', answerDelayMs: 100 }, env);
+      const out = await si.deliver({ ...req(), client });
+      expect(out).to.deep.equal({ kind: 'delivered', method: 's5b', bytes: body.length });
+      expect(rx.bytesBeforeAnswer, `${client?.identities[0].name} ${JSON.stringify(env)}`).to.equal(0);
+      expect(sha256(rx.bytes)).to.equal(sha256(body));
+    }
+    // the same receiver as pidgin: its bytes were under way while it waited
+    const { si, rx } = setup({ offer: 'accept', s5b: 'connect', answerDelayMs: 100 });
+    await si.deliver({ ...req(), client: pidgin });
+    expect(rx.bytesBeforeAnswer).to.be.above(0);
+  });
+
+  it('an early stream the client then does not name is cut, and counts as lost (no in-band second copy)', async () => {
+    const { si, rx } = setup({
+      offer: 'accept',
+      s5b: 'connect',
+      answerAfterBytes: 1,
+      answerConnected: 'item-not-found',
+    });
+    // the report's bytes come slowly after the first 64 KiB, so the stream is still open when the answer comes
+    const slow: Report = {
+      ...report,
+      open: async () => {
+        const r = await report.open();
+        return {
+          read: async (buf, off, len, pos) => {
+            if (pos >= 65536) await new Promise((d) => setTimeout(d, 20));
+            return r.read(buf, off, Math.min(len, 16384), pos);
+          },
+          close: () => r.close(),
+        };
+      },
+    };
+    const err = await failure(si.deliver({ ...req(slow), client: pidgin }));
+    expect(err.reason).to.equal('lost');
+    expect(err.sent).to.be.above(0).and.below(body.length);
+    expect(err.message).to.match(/connected to our streamhost, then answered .*item-not-found/);
+    expect(await rx.closedCleanly).to.equal(false); // reset: never a clean end that could pass for a whole file
+    expect(rx.actions()).to.deep.equal(['si', 'streamhost-offer']);
   });
 
   it('falls back to IBB when every streamhost fails (libpurple answers item-not-found), byte-exact', async () => {
