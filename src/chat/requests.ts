@@ -454,12 +454,16 @@ export class Requests {
     this.closed = true;
     this.gate.close();
     for (const g of this.retiredGates) g.close();
-    if (this.active.size === 0) return;
-    this.deps.log.info({ active: this.active.size, graceMs }, 'waiting for running requests');
-    if (await this.settledWithin(graceMs)) return;
-    this.deps.log.warn({ active: this.active.size }, 'grace period over; cutting running transfers');
-    this.shutdown.abort();
-    await this.settledWithin(5000);
+    try {
+      if (this.active.size === 0) return;
+      this.deps.log.info({ active: this.active.size, graceMs }, 'waiting for running requests');
+      if (await this.settledWithin(graceMs)) return;
+      this.deps.log.warn({ active: this.active.size }, 'grace period over; cutting running transfers');
+      this.shutdown.abort();
+      await this.settledWithin(5000);
+    } finally {
+      this.deps.journal?.close();
+    }
   }
 
   private async settledWithin(ms: number): Promise<boolean> {

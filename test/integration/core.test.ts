@@ -1,6 +1,6 @@
 // The component core against the real ejabberd, with @xmpp/client as the user.
 import { expect } from 'chai';
-import { readdir } from 'node:fs/promises';
+import { spoolContents } from '../support/reports.js';
 import { xml } from '@xmpp/client';
 import { NS } from '../../src/xmpp/namespaces.js';
 import { XmppUser } from '../support/xmpp-user.js';
@@ -213,7 +213,7 @@ describe('integration: component core (real ejabberd)', function () {
     expect(req, 'intranet request').to.not.equal(undefined);
     expect(req!.headers['x-requested-by']).to.equal(`alice@${domain}`);
     expect(req!.headers.authorization).to.equal('Bearer very-secret-token');
-    expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+    expect(await spoolContents(comp.spoolDir)).to.deep.equal([]);
     expect(comp.logged('report fetched')[0]).to.include({ project: '1234', bytes: 24 });
   });
 
@@ -251,7 +251,7 @@ describe('integration: component core (real ejabberd)', function () {
     await requestAndExpect('503', /answered with an error \(HTTP 503\)/);
     await requestAndExpect('777', /not reachable right now/);
     await requestAndExpect('778', /not reachable right now/);
-    expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+    expect(await spoolContents(comp.spoolDir)).to.deep.equal([]);
   });
 
   it('tells the user when the report is too large or empty', async () => {

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { spoolContents } from '../support/reports.js';
 import { freePort, getEjabberd, getIntranet, sleep, startComponent, user, type RunningComponent } from './harness.js';
 import {
   expectDelivered,
@@ -61,7 +62,7 @@ for (const kind of ['purple', 'slix'] as const) {
           expectDelivered(r, body, 's5b');
           const log = comp.logged('delivered').find((l) => l.project === project);
           expect(log).to.include({ method: 's5b', bytes: size });
-          expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+          expect(await spoolContents(comp.spoolDir)).to.deep.equal([]);
         });
       }
 
@@ -73,7 +74,7 @@ for (const kind of ['purple', 'slix'] as const) {
           const r = await request(rx, project);
           expectDelivered(r, body, 's5b');
           expect(comp.logged('delivered').find((l) => l.project === project)).to.include({ bytes: body.length });
-          expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+          expect(await spoolContents(comp.spoolDir)).to.deep.equal([]);
         });
 
       // only the slixmpp receiver reports the streamhost list it was offered
@@ -317,7 +318,7 @@ for (const kind of ['purple', 'slix'] as const) {
         expect(
           comp.logged('report download broke during the transfer').filter((l) => l.project === project),
         ).to.have.length(1);
-        expect(await readdir(comp.spoolDir)).to.deep.equal([]);
+        expect(await spoolContents(comp.spoolDir)).to.deep.equal([]);
       });
 
       it('tells the user who declined, and reports no delivery', async () => {

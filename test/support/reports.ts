@@ -1,5 +1,6 @@
 // Reports for unit tests: over a file on disk, or stand-ins without bytes.
-import { open } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { sha256File, type ReportReader, type Report } from '../../src/reports/source.js';
 
@@ -65,4 +66,14 @@ export async function feed(src: Writable, data: Buffer, end = true): Promise<voi
     if (!src.write(data.subarray(at, at + (64 << 10)))) await new Promise((r) => src.once('drain', r));
   }
   if (end) src.end();
+}
+
+/** What a running component's spool folder holds besides its request journal, emptied while no request runs. */
+export async function spoolContents(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await readdir(dir)) {
+    if (/^inflight-.*\.log$/.test(name) && (await stat(join(dir, name))).size === 0) continue;
+    out.push(name);
+  }
+  return out;
 }

@@ -59,16 +59,27 @@ describe('chat/journal', () => {
     expect((await new RequestJournal(dir).leftOver()).entries.map((e) => e.project)).to.deep.equal(['3']);
   });
 
-  it('the file goes when no request is left in it, and comes back with the next one', async () => {
+  it('the file is emptied when no request is left in it, written into by the next one, and goes at close()', async () => {
     const j = new RequestJournal(dir);
     const n = j.note({ ...entry('7'), file: 'the report of project 7' });
     expect(await n.written).to.equal(true);
     void n.name('status-7.pdf');
     await n.forget(); // after the name's write
-    expect(await files()).to.deep.equal([]);
+    const [name] = await files();
+    expect((await stat(join(dir, name))).size).to.equal(0);
     const m = j.note(entry('8'));
     expect(await m.written).to.equal(true);
+    expect(await files()).to.deep.equal([name]); // the same file, no new one
+    expect(await readFile(join(dir, name), 'utf8')).to.match(/^\{"b":2,"e":\{[^\n]*"project":"8"[^\n]*\}\}\n$/);
+    j.close(); // an entry is left: it stays for the next run
     expect((await new RequestJournal(dir).leftOver()).entries.map((e) => e.project)).to.deep.equal(['8']);
+    const k = new RequestJournal(dir);
+    const q = k.note(entry('9'));
+    expect(await q.written).to.equal(true);
+    await q.forget();
+    expect(await files()).to.have.length(1);
+    k.close(); // nothing left in it: removed
+    expect(await files()).to.deep.equal([]);
   });
 
   it('gives a later run what an earlier one left, once, and never its own running entries', async () => {
