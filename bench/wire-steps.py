@@ -18,18 +18,19 @@ import subprocess
 import sys
 
 STEPS = ['GET on the wire', "intranet's first answer bytes", 'SI offer out', 'offer reaches libpurple',
-         "libpurple's accept", 'streamhost offer out', 'streamhost-used']
+         "libpurple's accept", 'streamhost offer out', "libpurple's SOCKS5 greeting", 'streamhost-used',
+         'first data byte to libpurple', 'last data byte to libpurple']
 
 
 def packets(path):
     out = subprocess.run(['tcpdump', '-r', path, '-tt', '-nn', '-A', '-s', '400'],
                          capture_output=True, text=True, errors='replace', check=True).stdout
-    head = re.compile(r'^(\d+\.\d+) IP6? \S+?\.(\d+) > \S+?\.(\d+): ')
+    head = re.compile(r'^(\d+\.\d+) IP6? \S+?\.(\d+) > \S+?\.(\d+): .*length (\d+)')
     pk = []
     for line in out.split('\n'):
         m = head.match(line)
         if m:
-            pk.append([float(m[1]), int(m[2]), int(m[3]), ''])
+            pk.append([float(m[1]), int(m[2]), int(m[3]), '', int(m[4])])
         elif pk:
             pk[-1][3] += line
     return out, pk
@@ -39,12 +40,22 @@ def steps_of(pid, pk):
     """Times of the steps of one request, relative to its arrival at the sender."""
     t0 = None
     ev = {}
-    for t, s, d, p in pk:
+    shport = None
+    for t, s, d, p, n in pk:
         q = p.replace('"', "'")
         if t0 is None:
             # ejabberd's copy carries from= (libpurple's own stanza has none)
             if pid in q and '<message' in q and "from='purple" in q and '<body>' in q:
                 t0, ev['in'] = t, (s, d)
+            continue
+        if 'last' in ev and '<body>report' in p:
+            break  # the next request
+        if shport is not None and n > 0 and (s == shport or d == shport):
+            if d == shport and n == 3 and 'conn' not in ev:
+                ev['conn'] = t
+            elif s == shport and n > 1000:
+                ev.setdefault('data', t)
+                ev['last'] = t
             continue
         if 'get' not in ev and f'GET /projects/{pid}/' in q:
             ev['get'], ev['http'] = t, (s, d)
@@ -61,7 +72,8 @@ def steps_of(pid, pk):
             ev['used'] = t
         elif pid in q and '<streamhost ' in q and 'sh' not in ev:
             ev['sh'] = t
-    keys = ['get', 'resp', 'offer', 'at_purple', 'accept', 'sh', 'used']
+            shport = int(re.search(r"port='(\d+)'", q)[1])
+    keys = ['get', 'resp', 'offer', 'at_purple', 'accept', 'sh', 'conn', 'used', 'data', 'last']
     if t0 is None or any(k not in ev for k in keys):
         return None
     return [(ev[k] - t0) * 1000 for k in keys]
