@@ -339,8 +339,8 @@ const DECLARED = [
     key: 'transfer.proxy.earlyClients',
     env: 'XR_PROXY_EARLY_CLIENTS',
     kind: 'list',
-    def: ['pidgin'],
-    doc: 'client names (disco#info identity) that try one streamhost at a time and read exactly the SOCKS5 reply (libpurple, whose identity is pidgin): once such a client is connected to our streamhost, the bytes start at once instead of after its streamhost-used (one trip through the server fewer); the transfer still counts only once streamhost-used names us; none = always wait',
+    def: ['Pidgin', 'Finch'],
+    doc: "client names (disco#info identity, any case) that try one streamhost at a time and read exactly the SOCKS5 reply (libpurple, whose identity is its UI's name, or pidgin when the UI gives none): once such a client is connected to our streamhost, the bytes start at once instead of after its streamhost-used (one trip through the server fewer); the transfer still counts only once streamhost-used names us; none = always wait",
   },
   {
     key: 'transfer.externalProxies',

@@ -105,7 +105,7 @@ describe('config', () => {
         handshakeTimeoutMs: 10000,
         maxConnections: 1000,
         maxPerAddress: 50,
-        earlyClients: ['pidgin'],
+        earlyClients: ['Pidgin', 'Finch'],
       });
       expect(c.access.allowJids).to.deep.equal([]);
       expect(c.access.denyJids).to.deep.equal([]);

@@ -217,7 +217,7 @@ describe('transfer/si delivery against a scripted receiver', () => {
     expect(offer.getChild('file', NS.SI_FILE)!.attrs.size).to.equal(String(body.length));
   });
 
-  // libpurple's identity (client/pc "pidgin"): on transfer.proxy.earlyClients by default
+  // libpurple's identity when its UI gives no name (client/pc "pidgin", as the test receiver): on transfer.proxy.earlyClients by default (any case)
   const pidgin: ClientInfo = {
     features: new Set([NS.SI, NS.SI_FILE, NS.BYTESTREAMS, NS.IBB]),
     identities: [{ category: 'client', type: 'pc', name: 'pidgin' }],
