@@ -152,15 +152,16 @@ export class RequestJournal {
   }
 
   /**
-   * At shutdown, after the last request: the file goes when no entry is left in it; entries a shutdown
-   * cut short stay for the next run to tell their users.
+   * At shutdown, after the last request: the file goes when no entry is left in it. Entries a shutdown
+   * cut short stay for the next run to tell their users, and the file stays open, so a request that
+   * still ends after this writes its end (or empties the file) as before.
    */
   close(): void {
+    if (this.live.size > 0) return;
     const path = this.path;
-    const empty = this.live.size === 0;
     try {
       this.drop();
-      if (empty && path) unlinkSync(path);
+      if (path) unlinkSync(path);
     } catch {
       // gone already, or a folder taken away: nothing left to remove
     }

@@ -73,6 +73,13 @@ describe('chat/journal', () => {
     expect(await readFile(join(dir, name), 'utf8')).to.match(/^\{"b":2,"e":\{[^\n]*"project":"8"[^\n]*\}\}\n$/);
     j.close(); // an entry is left: it stays for the next run
     expect((await new RequestJournal(dir).leftOver()).entries.map((e) => e.project)).to.deep.equal(['8']);
+    // a request that ends after close() still writes its end: nothing is left for a later run to tell
+    const late = new RequestJournal(dir);
+    const l = late.note(entry('10'));
+    expect(await l.written).to.equal(true);
+    late.close();
+    await l.forget();
+    expect((await new RequestJournal(dir).leftOver()).entries).to.deep.equal([]);
     const k = new RequestJournal(dir);
     const q = k.note(entry('9'));
     expect(await q.written).to.equal(true);
