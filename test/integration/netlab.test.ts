@@ -157,6 +157,7 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
       // our own streamhost is offered under the project's JID (XEP-0065 §5): direct, not a proxy
       const connected = lines.find((l) => l.msg === 'bytestream connected');
       expect(String(connected?.streamhost)).to.equal(`${project}@${w!.ej.componentDomain}/reports`);
+      expect(connected?.early, 'bytes before its streamhost-used (transfer.proxy.earlyClients)').to.equal(true);
     });
 
     it('the IPv6-only user (libpurple) gets it by S5B direct over IPv6, byte-exact', async () => {
@@ -165,6 +166,7 @@ describe('integration: the network lab (namespaces, NAT, a dropping firewall)', 
       const { project, lines } = await deliver(ctx, rx, 's5b');
       const connected = lines.find((l) => l.msg === 'bytestream connected');
       expect(String(connected?.streamhost)).to.equal(`${project}@${w!.ej.componentDomain}/reports`);
+      expect(connected?.early, 'bytes before its streamhost-used (transfer.proxy.earlyClients)').to.equal(true);
     });
   });
 
